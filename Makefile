@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make lab` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+LAB_ARGS ?=
+
+.PHONY: lab test install bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[lab,dev,parquet]'
+	$(PY) -m ipykernel install --sys-prefix --name leakkit --display-name "Python (leakkit)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests
+	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:leakkit notebooks
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/summary.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,63 @@
+"""Parse and format memory sizes ("256MiB", "1.5 GB", 4096) the way people write them."""
+from __future__ import annotations
+
+import math
+import re
+
+from ._errors import expected
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3, "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: int | float | str, name: str = "size") -> int:
+    """Bytes from an int, or a string such as '256MiB', '1.5 GB', '4096'; raises InvalidArgumentError."""
+    if isinstance(value, bool):
+        raise expected("a size in bytes (int) or a string such as '256MiB' or '1.5 GB'", name, value)
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value <= 0:
+            raise expected("a positive size in bytes", name, value)
+        return int(value)
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match and match.group(2).lower() in _UNITS:
+            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if number > 0:
+                return int(number)
+    raise expected("a size in bytes (int) or a string such as '256MiB' or '1.5 GB'", name, value)
+
+
+def format_size(nbytes: float, signed: bool = False) -> str:
+    """Human-readable binary size: '1.2 MiB', '-340 B'; 'nan' for missing values."""
+    if nbytes is None or (isinstance(nbytes, float) and math.isnan(nbytes)):
+        return "n/a"
+    sign = "+" if signed and nbytes > 0 else ("-" if nbytes < 0 else "")
+    size = abs(float(nbytes))
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            if unit == "B":
+                return f"{sign}{size:.0f} {unit}"
+            return f"{sign}{size:.1f} {unit}"
+        size /= 1024
+    return f"{sign}{size:.1f} TiB"
+
+
+def format_duration(seconds: float) -> str:
+    """'3 h 10 min', '42 s', '2 d 4 h' for forecasts."""
+    if seconds is None or not math.isfinite(seconds):
+        return "never"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 60:
+        return f"{minutes:.0f} min"
+    hours, minutes = divmod(int(round(minutes)), 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
