@@ -1,0 +1,389 @@
+"""Watch a process's memory from outside, over time, so growth is confirmed before anyone bisects.
+
+:func:`watch` samples a process (by pid, or a command it starts, like ``mprof run``) with psutil
+and returns a DataFrame; with ``out`` it appends every sample to a file as it goes, one flushed
+line per sample, so the timeline survives the watched process or the watcher dying.
+:func:`load` reads such a file (or an mprof ``.dat``) back into the same shape.
+
+Columns of the returned DataFrame (one row per sample; bytes are bytes):
+
+- ``t``: seconds since the first sample (float).
+- ``unix_time_s``: wall-clock time of the sample (Unix seconds), what mprof ``.dat`` files store.
+- ``rss``: resident set size: pages in RAM, shared ones counted in full.
+- ``uss``: unique set size: pages only this process maps; what it would give back if it exited.
+  The figure to watch for a leak (smem's sense).
+- ``pss``: proportional set size: shared pages divided among the processes sharing them.
+- ``swap``: bytes swapped out (Linux).
+- ``children``: number of live child processes summed into the row (``children=True``), else missing.
+
+With ``children=True`` the byte columns are totals over the process and all its descendants.
+memory-profiler's ``memory_usage`` samples one metric per run, so leakkit reads psutil directly
+(one ``memory_full_info`` per process per sample gives all four) and keeps mprof's file format.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import time
+from typing import IO, Any, Sequence
+
+import pandas as pd
+import psutil
+from tqdm.auto import tqdm
+
+from ._errors import NotARecordingError, ProcessAccessError, describe, expected
+from ._sizes import format_size, parse_size
+from .mprof import FRAME_COLUMNS, MprofWriter, looks_like_mprofile, read_mprofile
+
+COLUMNS = list(FRAME_COLUMNS)
+_BYTES = ("rss", "uss", "pss", "swap")
+
+
+def _check_interval(interval: Any, name: str = "interval") -> float:
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise expected("a positive number of seconds", name, interval)
+    if not math.isfinite(interval) or interval <= 0:
+        raise expected("a positive number of seconds", name, interval)
+    return float(interval)
+
+
+def _start(command: str | Sequence[str]) -> tuple[psutil.Process, subprocess.Popen, list[str]]:
+    argv = shlex.split(command) if isinstance(command, str) else [os.fspath(a) for a in command]
+    if not argv:
+        raise expected("a pid or a non-empty command", "pid_or_command", command)
+    try:
+        popen = subprocess.Popen(argv)
+    except (OSError, ValueError) as error:
+        raise ProcessAccessError(
+            f"pid_or_command: expected a command that starts, received {shlex.join(argv)!r}: {error}"
+        ) from error
+    try:
+        return psutil.Process(popen.pid), popen, argv
+    except psutil.Error as error:  # exited and was reaped before we looked: still a start
+        popen.wait()
+        raise ProcessAccessError(f"pid_or_command: {shlex.join(argv)!r} exited before it could be read") from error
+
+
+def _attach(pid: int) -> psutil.Process:
+    try:
+        process = psutil.Process(pid)
+        process.memory_full_info()
+        return process
+    except psutil.AccessDenied as error:
+        raise ProcessAccessError(
+            f"pid_or_command: expected a process we may read, received pid {pid} (access denied)"
+        ) from error
+    except psutil.NoSuchProcess as error:
+        raise ProcessAccessError(f"pid_or_command: expected a running process, received pid {pid} (no such process)") from error
+
+
+def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | None:
+    """rss, uss, pss, swap of one process; None once it is gone (or a zombie, which psutil reads as zeros)."""
+    try:
+        info = process.memory_full_info()
+        if info.rss == 0 and process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.NoSuchProcess:  # includes ZombieProcess
+        return None
+    except psutil.AccessDenied as error:
+        raise ProcessAccessError(f"pid {process.pid}: expected a process we may read (access denied)") from error
+    return (
+        float(info.rss),
+        float(getattr(info, "uss", math.nan)),
+        float(getattr(info, "pss", math.nan)),
+        float(getattr(info, "swap", math.nan)),
+    )
+
+
+def _sample(process: psutil.Process, children: bool) -> tuple[float, ...] | None:
+    """rss, uss, pss, swap, children for the process (and its descendants if asked); None when gone."""
+    own = _full_info(process)
+    if own is None:
+        return None
+    if not children:
+        return (*own, math.nan)
+    totals = list(own)
+    count = 0
+    try:
+        kids = process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for kid in kids:
+        try:
+            reading = _full_info(kid)
+        except ProcessAccessError:
+            continue  # a child that dropped privileges: leave it out rather than end the watch
+        if reading is None:
+            continue
+        totals = [a + b for a, b in zip(totals, reading)]
+        count += 1
+    return (*totals, float(count))
+
+
+class _CsvSink:
+    """Append one flushed CSV line per sample; a '# leakkit watch {json}' line records the context."""
+
+    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+        self._handle = handle
+        fresh = handle.tell() == 0
+        handle.write(f"# leakkit watch {json.dumps(meta)}\n")
+        if fresh:
+            handle.write(",".join(COLUMNS) + "\n")
+        handle.flush()
+
+    def write(self, row: Sequence[float]) -> None:
+        cells = [f"{row[0]:.4f}", f"{row[1]:.4f}"]
+        cells += ["" if math.isnan(v) else str(int(v)) for v in row[2:]]
+        self._handle.write(",".join(cells) + "\n")
+        self._handle.flush()
+
+
+class _DatSink:
+    """mprof records one metric: RSS, what its default backend measures."""
+
+    def __init__(self, writer: MprofWriter) -> None:
+        self._writer = writer
+
+    def write(self, row: Sequence[float]) -> None:
+        self._writer.write(row[2], row[1])
+
+
+def _open_sink(out: str | os.PathLike, meta: dict[str, Any]) -> tuple[IO[str], Any]:
+    path = os.fspath(out)
+    if os.path.exists(path) and os.path.getsize(path) > 0 and not path.endswith(".dat"):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = next((line.strip() for line in handle if line.strip() and not line.startswith("#")), "")
+        if header != ",".join(COLUMNS):
+            raise expected(f"a new file or a leakkit watch CSV to append to (header {','.join(COLUMNS)})", "out", path)
+    try:
+        handle = open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise expected("a writable file path", "out", path) from error
+    if path.endswith(".dat"):
+        return handle, _DatSink(MprofWriter(handle, meta.get("cmdline")))
+    return handle, _CsvSink(handle, meta)
+
+
+def _stop(popen: subprocess.Popen) -> None:
+    """End a command we started, politely first: it is ours, and must not outlive the watch."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
+def watch(
+    pid_or_command: int | str | Sequence[str] | subprocess.Popen,
+    *,
+    interval: float = 1.0,
+    duration: float | None = None,
+    out: str | os.PathLike | None = None,
+    limit: int | float | str | None = None,
+    children: bool = False,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Sample a process's RSS, USS, PSS and swap every ``interval`` seconds until it exits.
+
+    Why from outside: a reading of the whole process is what a memory limit kills on, and it
+    sees native memory the Python heap does not.
+
+    Args:
+        pid_or_command: a pid (int), a ``subprocess.Popen``, or a command to start: a list of
+            argv or a string split with ``shlex``. A started command that is still running when
+            the watch ends (duration, limit, Ctrl-C) is terminated.
+        interval: seconds between samples (> 0).
+        duration: stop after this many seconds (None: until the process exits).
+        out: file to append each sample to as it is taken (flushed per line): a leakkit CSV, or
+            an mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
+        limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
+            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.forecast.forecast`.
+        children: sum the process's descendants into each sample and count them.
+        progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
+
+    Returns:
+        DataFrame with the columns described in this module's docstring; ``attrs`` holds ``pid``,
+        ``cmdline``, ``interval``, ``limit_bytes``, ``ended_by`` ("exit", "duration", "limit",
+        "interrupt") and ``returncode`` (for a started command that exited).
+
+    Example::
+
+        frame = watch(["python", "worker.py"], interval=0.5, duration=600, out="worker.csv")
+        print(forecast(frame, "2GiB"))
+    """
+    interval = _check_interval(interval)
+    if duration is not None:
+        duration = _check_interval(duration, "duration")
+    limit_bytes = parse_size(limit, "limit") if limit is not None else None
+    popen: subprocess.Popen | None = None
+    if isinstance(pid_or_command, bool):
+        raise expected("a pid, a Popen or a command", "pid_or_command", pid_or_command)
+    if isinstance(pid_or_command, int):
+        if pid_or_command <= 0:
+            raise expected("a positive pid", "pid_or_command", pid_or_command)
+        process = _attach(pid_or_command)
+        try:
+            cmdline: list[str] | None = process.cmdline()
+        except psutil.Error:
+            cmdline = None
+    elif isinstance(pid_or_command, subprocess.Popen):
+        popen = pid_or_command
+        process = _attach(popen.pid)
+        cmdline = [os.fspath(a) for a in popen.args] if isinstance(popen.args, (list, tuple)) else None
+    elif isinstance(pid_or_command, (str, list, tuple)):
+        process, popen, cmdline = _start(pid_or_command)
+    else:
+        raise expected("a pid (int), a Popen, or a command (str or list of str)", "pid_or_command", pid_or_command)
+
+    meta = {"pid": process.pid, "cmdline": cmdline, "interval": interval, "limit_bytes": limit_bytes}
+    handle, sink = _open_sink(out, meta) if out is not None else (None, None)
+    rows: list[tuple[float, ...]] = []
+    ended_by = "exit"
+    bar = tqdm(total=duration, unit="s", disable=(not progress) if progress is not None else None,
+               desc=f"watch {process.pid}", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}") \
+        if duration is not None else None
+    start = time.monotonic()
+    try:
+        due = start
+        while True:
+            if popen is not None and popen.poll() is not None:
+                break
+            reading = _sample(process, children)
+            now = time.monotonic()
+            if reading is None:
+                break
+            row = (now - start, time.time(), *reading)
+            rows.append(row)
+            if sink is not None:
+                sink.write(row)
+            elapsed = now - start
+            if bar is not None:
+                bar.n = min(elapsed, duration)
+                bar.set_postfix_str(f"rss {format_size(reading[0])}", refresh=True)
+            if limit_bytes is not None and reading[0] >= limit_bytes:
+                ended_by = "limit"
+                break
+            if duration is not None and elapsed >= duration:
+                ended_by = "duration"
+                break
+            due = max(due + interval, now)  # a slow sample shifts the schedule instead of bunching samples
+            if duration is not None:
+                due = min(due, start + duration)
+            wait = max(0.0, due - time.monotonic())
+            try:  # waiting on the process itself notices its exit at once
+                if popen is not None:
+                    popen.wait(timeout=wait)
+                else:
+                    process.wait(timeout=wait)
+                break
+            except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+                pass
+            except psutil.Error:
+                break
+    except KeyboardInterrupt:
+        ended_by = "interrupt"
+    finally:
+        if bar is not None:
+            bar.close()
+        if handle is not None:
+            handle.close()
+        if popen is not None and ended_by != "exit":
+            _stop(popen)
+    frame = pd.DataFrame(rows, columns=COLUMNS, dtype="float64")
+    frame.attrs.update(
+        source="watch",
+        pid=process.pid,
+        cmdline=cmdline,
+        interval=interval,
+        limit_bytes=limit_bytes,
+        ended_by=ended_by,
+        returncode=popen.returncode if popen is not None else None,
+        path=os.fspath(out) if out is not None else None,
+    )
+    return frame
+
+
+def _cell(text: str, path: str, lineno: int, column: str) -> float:
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise NotARecordingError(f"{path}:{lineno}: expected a number in column {column!r}, received {text[:40]!r}") from None
+
+
+def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
+    header: list[str] | None = None
+    header_line = 0
+    meta: dict[str, Any] = {}
+    rows: list[list[float]] = []
+    lines = handle.readlines()
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            if line.startswith("# leakkit ") and not meta:
+                try:
+                    meta = json.loads(line.split(" ", 3)[3])
+                except (IndexError, ValueError):
+                    meta = {}
+            continue
+        cells = line.rstrip("\r\n").split(",")
+        if header is None:
+            header, header_line = cells, lineno
+            if "t" not in header or "rss" not in header:
+                raise NotARecordingError(
+                    f"{path}:{lineno}: expected a leakkit CSV header with columns t and rss, received {line.strip()[:80]!r}"
+                )
+            continue
+        if cells == header:  # a second session appended to the same file
+            continue
+        if len(cells) != len(header):
+            if lineno == len(lines) and not line.endswith("\n"):
+                break  # the last line, cut short by a crash mid-write: everything before it stands
+            raise NotARecordingError(
+                f"{path}:{lineno}: expected {len(header)} comma-separated values ({','.join(header)}), received {len(cells)}"
+            )
+        rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header)])
+    if header is None:
+        raise NotARecordingError(f"{path}: expected a leakkit CSV with a header line, received no data")
+    frame = pd.DataFrame(rows, columns=header, dtype="float64")
+    if "unix_time_s" in frame.columns and len(frame) and frame["unix_time_s"].notna().all():
+        # recompute t: appended sessions each restart their own t at 0
+        frame["t"] = frame["unix_time_s"] - frame["unix_time_s"].iloc[0]
+    frame.attrs.update({key: value for key, value in meta.items()}, source="leakkit", path=path, header_line=header_line)
+    return frame
+
+
+def load(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a leakkit CSV (from :func:`watch` or the monitor) or an mprof ``.dat`` into a DataFrame.
+
+    Why one reader: forecasts and plots should not care which tool recorded the timeline.
+    The watch shape is described in this module's docstring; monitor CSVs keep their own extra
+    columns. Raises NotARecordingError with the line number of the first malformed line; a last
+    line cut short by a crash (no newline at the end) is dropped.
+
+    Example::
+
+        frame = load("worker.csv")        # or load("mprofile_20240101.dat")
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise expected("a path to a recording", "path", path)
+    path = os.fspath(path)
+    try:
+        handle = open(path, encoding="utf-8", errors="replace")
+    except OSError as error:
+        raise NotARecordingError(f"path: expected a readable recording, received {describe(path)}: {error}") from error
+    with handle:
+        first = next((line for line in handle if line.strip()), "")
+        if looks_like_mprofile(first):
+            handle.close()
+            return read_mprofile(path)
+        handle.seek(0)
+        return _read_csv(path, handle)
