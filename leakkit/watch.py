@@ -344,13 +344,17 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
             continue
         if cells == header:  # a second session appended to the same file
             continue
-        if len(cells) != len(header):
+        try:
+            if len(cells) != len(header):
+                raise NotARecordingError(
+                    f"{path}:{lineno}: expected {len(header)} comma-separated values ({','.join(header)}), "
+                    f"received {len(cells)}"
+                )
+            rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header)])
+        except NotARecordingError:
             if lineno == len(lines) and not line.endswith("\n"):
                 break  # the last line, cut short by a crash mid-write: everything before it stands
-            raise NotARecordingError(
-                f"{path}:{lineno}: expected {len(header)} comma-separated values ({','.join(header)}), received {len(cells)}"
-            )
-        rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header)])
+            raise
     if header is None:
         raise NotARecordingError(f"{path}: expected a leakkit CSV with a header line, received no data")
     frame = pd.DataFrame(rows, columns=header, dtype="float64")
