@@ -1,0 +1,137 @@
+"""forecast on synthetic timelines (deterministic) and on one real leaking process."""
+from __future__ import annotations
+
+import math
+import sys
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from leakkit._errors import LeakkitError
+from leakkit.forecast import forecast, format_rate, theil_sen
+from leakkit.watch import watch
+
+matplotlib.use("Agg")
+MIB = 1024 * 1024
+
+
+def timeline(y, dt=30.0, column="uss"):
+    y = np.asarray(y, dtype=float)
+    return pd.DataFrame({"t": np.arange(len(y)) * dt, "rss": y + 5 * MIB, column: y})
+
+
+def noisy(n, seed=0, sd=0.2 * MIB):
+    return np.random.default_rng(seed).normal(0, sd, n)
+
+
+def test_a_linear_leak_gets_a_rate_and_an_eta_whose_interval_holds_the_truth():
+    rate = 1.2 * MIB / 60  # 1.2 MiB/min
+    t = np.arange(120) * 30.0
+    frame = timeline(50 * MIB + rate * t + noisy(120))
+    result = forecast(frame, "256MiB")
+    assert result.shape == "linear" and result.column == "uss"
+    low, high = result.rate_interval
+    assert low < rate < high
+    true_eta = (256 * MIB - (50 * MIB + rate * t[-1])) / rate
+    assert result.eta_interval[0] < true_eta < result.eta_interval[1]
+    assert result.eta_s == pytest.approx(true_eta, rel=0.1)
+    text = str(result)
+    assert text.startswith("linear leak: uss 256.0 MiB in ~") and "1.2 MiB/min" in text
+    assert "<table" in result._repr_html_()
+
+
+def test_steps_are_step_growth_with_the_long_run_rate():
+    y = np.repeat(np.arange(6) * 10 * MIB, 20) + 40 * MIB + noisy(120, sd=0.05 * MIB)
+    result = forecast(timeline(y), "1GiB")
+    assert result.shape == "step"
+    assert result.rate_bytes_per_s == pytest.approx(10 * MIB / (20 * 30), rel=0.3)
+    assert math.isfinite(result.eta_s)
+
+
+def test_a_sawtooth_is_forecast_from_its_rising_peaks():
+    t = np.arange(200) * 10.0
+    teeth = (np.arange(200) % 40) * 1 * MIB  # fills 40 MiB then drops
+    peaks_rise = 0.01 * MIB * t  # peaks climb 0.6 MiB/min
+    result = forecast(timeline(100 * MIB + teeth + peaks_rise, dt=10.0), "1GiB")
+    assert result.shape == "sawtooth"
+    assert result.rate_bytes_per_s == pytest.approx(0.01 * MIB, rel=0.25)
+
+
+def test_a_plateau_is_not_on_course_to_reach_the_limit():
+    y = 50 * MIB + 30 * MIB * (1 - np.exp(-np.arange(150) / 12.0)) + noisy(150, sd=0.05 * MIB)
+    result = forecast(timeline(y), "256MiB")
+    assert result.shape == "plateau"
+    assert result.eta_s == math.inf
+    assert "not on course" in str(result)
+
+
+def test_a_flat_timeline_is_flat():
+    result = forecast(timeline(60 * MIB + noisy(100, sd=0.1 * MIB)), "256MiB")
+    assert result.shape == "flat" and result.eta_s == math.inf
+
+
+def test_without_a_limit_the_rate_is_still_given_and_the_watch_limit_is_used():
+    frame = timeline(50 * MIB + np.arange(50) * 0.5 * MIB)
+    assert math.isnan(forecast(frame).eta_s)
+    frame.attrs["limit_bytes"] = 100 * MIB
+    assert forecast(frame).limit_bytes == 100 * MIB
+
+
+def test_a_timeline_over_the_limit_has_reached_it():
+    assert forecast(timeline(50 * MIB + np.arange(50) * 0.5 * MIB), "60MiB").eta_s == 0
+
+
+def test_rss_is_used_when_uss_is_missing():
+    frame = timeline(50 * MIB + np.arange(30) * MIB)
+    frame["uss"] = np.nan
+    assert forecast(frame, "1GiB").column == "rss"
+
+
+def test_the_plot_draws_timeline_fit_and_limit_on_a_given_axes():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    result = forecast(timeline(50 * MIB + np.arange(40) * 2 * MIB), "256MiB")
+    assert result.plot(ax=ax) is ax
+    assert any(line.get_label().startswith("limit") for line in ax.get_lines())
+    assert len(ax.get_lines()) >= 4
+    plt.close(fig)
+
+
+def test_theil_sen_ignores_a_few_wild_points():
+    t = np.arange(50, dtype=float)
+    y = 3.0 * t + 7
+    y[[5, 20, 33]] = 1e6
+    slope, intercept, low, high = theil_sen(t, y)
+    assert slope == pytest.approx(3.0) and intercept == pytest.approx(7.0)
+    assert low <= 3.0 <= high
+
+
+def test_format_rate_picks_a_readable_unit():
+    assert format_rate(1.2 * MIB / 60) == "1.2 MiB/min"
+    assert format_rate(100 / 3600) == "100 B/h"
+    assert format_rate(50 * MIB) == "50.0 MiB/s"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [((pd.DataFrame({"t": [0, 1, 2, 3], "rss": [1, 2, 3, 4]}), "lots"), {}, "limit"),
+     ((pd.DataFrame({"t": [0, 1], "rss": [1, 2]}), "1GiB"), {}, "at least 4 samples"),
+     (([1, 2, 3],), {}, "DataFrame"),
+     ((pd.DataFrame({"t": [0, 1, 2, 3], "rss": [1, 2, 3, 4]}),), {"column": "vms"}, "column"),
+     ((pd.DataFrame({"x": [0, 1, 2, 3]}),), {}, "'t'")],
+)
+def test_bad_input_is_a_leakkit_error(args, kwargs, match):
+    with pytest.raises(LeakkitError, match=match):
+        forecast(*args, **kwargs)
+
+
+def test_a_real_leaking_process_is_a_linear_leak():
+    code = "import time\nkeep = []\nfor _ in range(60):\n    keep.append(b'x' * (512 << 10)); time.sleep(0.02)\n"
+    frame = watch([sys.executable, "-c", code], interval=0.05, progress=False)
+    frame = frame[frame["t"] > 0.15]  # interpreter start-up is not the leak
+    result = forecast(frame, "1GiB")
+    assert result.shape in ("linear", "step")
+    assert result.rate_interval[0] > 0
