@@ -1,1 +1,31 @@
-"""leakkit."""
+"""leakkit: find which function makes a long-running Python process grow, and what keeps the memory alive."""
+from __future__ import annotations
+
+from ._errors import (
+    InvalidArgumentError,
+    LeakkitError,
+    NotARecordingError,
+    ProbeUnavailableWarning,
+    ProcessAccessError,
+    UnknownOptionError,
+    WorkloadError,
+)
+from .analysis import Growth
+from .recording import Recording, load
+from .report import TraceReport, verdict
+from .trace import Trace, trace
+
+__version__ = "0.1.0"
+
+
+def heap_summary(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - replaced below when heap.py exists
+    from .heap import heap_summary as _impl
+
+    return _impl(*args, **kwargs)
+
+
+__all__ = [
+    "Growth", "InvalidArgumentError", "LeakkitError", "NotARecordingError", "ProbeUnavailableWarning",
+    "ProcessAccessError", "Recording", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError",
+    "heap_summary", "load", "trace", "verdict",
+]

@@ -1,0 +1,171 @@
+"""Verdicts from a series of retained-memory readings: leak, plateau, clean or inconclusive.
+
+The rule combines three anchors (DESIGN.md section 4):
+
+* CPython's refleak hunter (``-R``): after warm-up, a leak is growth in *every* later interval.
+  Taken literally this misses intermittent leaks, so it is one signal among three here.
+* Swoole Tracker's "growth times": how many intervals the value grew (``growth_times``).
+* scalene's Laplace rule of succession: ``(grew + 1) / (intervals + 2)`` as the probability that
+  the next interval grows too (``laplace``).
+
+The decision itself rests on the trend of the *tail* (the second half of the series): a Theil-Sen
+slope with Sen's rank-based confidence interval, robust to the lumpy steps of dict and list
+resizes and to one-off outliers. ``leak`` needs the tail's interval to exclude zero and the growth
+to go on to the last reading; ``plateau`` is growth early on that stopped (or growth held by a
+container with a known bound); ``clean`` is no growth beyond noise; anything else is
+``inconclusive``, with an estimate of how many more calls would decide.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VERDICTS = ("leak", "plateau", "clean", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Growth:
+    """The verdict on one series, with the numbers that justify it (units of the series per call)."""
+
+    verdict: str
+    rate: float  # Theil-Sen slope of the tail, units per call
+    rate_low: float  # lower end of the ~95% interval
+    rate_high: float
+    total: float  # last reading minus first reading
+    growth_times: int  # intervals (of the whole series) that grew beyond noise
+    intervals: int
+    laplace: float  # (tail intervals that grew + 1) / (tail intervals + 2)
+    noise: float  # robust spread of one interval's change, units
+    calls_to_decide: int | None = None  # for inconclusive: more calls that would likely decide
+    reason: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __str__(self) -> str:
+        return (f"{self.verdict}: {self.rate:+.3g}/call [{self.rate_low:+.3g}, {self.rate_high:+.3g}], "
+                f"grew in {self.growth_times}/{self.intervals} intervals ({self.reason})")
+
+
+def theil_sen(x: Sequence[float], y: Sequence[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Theil-Sen slope and Sen's rank-based ~95% interval (z=1.96); (nan, nan, nan) if < 2 points."""
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    n = len(xs)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    i, j = np.triu_indices(n, k=1)
+    dx = xs[j] - xs[i]
+    keep = dx != 0
+    slopes = np.sort((ys[j] - ys[i])[keep] / dx[keep])
+    m = len(slopes)
+    if m == 0:
+        return math.nan, math.nan, math.nan
+    slope = float(np.median(slopes))
+    var_s = n * (n - 1) * (2 * n + 5) / 18.0
+    c = z * math.sqrt(var_s)
+    lo = int(math.floor((m - c) / 2.0))
+    hi = int(math.ceil((m + c) / 2.0))
+    low = float(slopes[max(lo, 0)])
+    high = float(slopes[min(hi, m - 1)])
+    return slope, low, high
+
+
+def _noise(d: np.ndarray) -> float:
+    """Robust spread: 1.4826 * median absolute deviation."""
+    if len(d) < 2:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def classify(
+    x: Sequence[float],
+    y: Sequence[float],
+    *,
+    floor: float = 0.0,
+    bound_reached: bool | None = None,
+    bound_calls_left: float | None = None,
+    min_points: int = 4,
+) -> Growth:
+    """Classify a retained-memory series ``y`` read after calls ``x`` (after garbage collection).
+
+    Args:
+        x: call numbers of the readings, increasing.
+        y: retained amount at each reading (bytes, blocks, ...).
+        floor: growth (in y units, over the tail) below which nothing is called growth, e.g. a
+            few blocks of allocator noise. Scaled up by the series' own noise.
+        bound_reached / bound_calls_left: when what holds the growth is a container with a
+            known bound (``deque(maxlen)``, ``lru_cache(maxsize)``): whether it is full, and how
+            many more calls it needs to fill. Growth held by a bounded container is never a leak.
+        min_points: fewer readings than this give ``inconclusive``.
+    """
+    xs = np.asarray(x, dtype=float)
+    ys = np.asarray(y, dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[ok], ys[ok]
+    n = len(xs)
+    if n < min_points:
+        return Growth("inconclusive", math.nan, math.nan, math.nan, math.nan, 0, max(n - 1, 0), math.nan,
+                      math.nan, calls_to_decide=None, reason=f"{n} readings; at least {min_points} needed")
+    d = np.diff(ys)
+    all_slope, all_low, all_high = theil_sen(xs, ys)
+    # Noise: robust spread of the readings around the overall trend (safe with uneven spacing).
+    resid = ys - (np.median(ys - all_slope * xs) + all_slope * xs)
+    noise = _noise(resid)
+    tol = max(floor / 4.0, 2.0 * _noise(d), 1e-12)
+    growth_times = int((d > tol).sum())
+    intervals = len(d)
+    start = (n - 1) // 2
+    if n - start < 3:
+        start = n - 3
+    tail_x, tail_y = xs[start:], ys[start:]
+    slope, low, high = theil_sen(tail_x, tail_y)
+    tail_d = np.diff(tail_y)
+    laplace = (int((tail_d > tol).sum()) + 1) / (len(tail_d) + 2)
+    total = float(ys[-1] - ys[0])
+    span_tail = float(tail_x[-1] - tail_x[0])
+    tail_rise = float(tail_y[-1] - tail_y[0])
+    needed = max(floor, 3.0 * noise)
+    early_rise = float(np.max(ys[: start + 1]) - ys[0])
+    peak = float(np.max(ys))
+    still_rising = ys[-1] >= peak - max(needed, 0.5 * abs(tail_rise))
+    common = dict(rate=slope, rate_low=low, rate_high=high, total=total, growth_times=growth_times,
+                  intervals=intervals, laplace=laplace, noise=noise,
+                  extra={"slope_all": all_slope, "slope_all_low": all_low, "slope_all_high": all_high,
+                         "tail_rise": tail_rise, "needed": needed})
+    tail_grows = tail_rise > needed and (
+        (math.isfinite(low) and low > 0)
+        # intermittent growth: steps with flat stretches between them tie the tail's slopes at
+        # zero, so accept a tail that keeps a third of the (significant) overall rate
+        or (math.isfinite(all_low) and all_low > 0 and tail_rise >= all_slope * span_tail / 3.0)
+    )
+    if tail_grows and still_rising:
+        if bound_reached is not None:
+            if bound_reached:
+                return Growth("plateau", reason="growth held by a container that reached its bound", **common)
+            left = None if bound_calls_left is None else int(math.ceil(bound_calls_left))
+            return Growth("inconclusive", calls_to_decide=left,
+                          reason="growth held by a bounded container that is still filling", **common)
+        return Growth("leak", reason="sustained growth to the last reading", **common)
+    rise = max(early_rise, total)
+    if bound_reached is not None and rise > needed:
+        return Growth("plateau", reason="growth held by a bounded container", **common)
+    if rise > needed and tail_rise <= max(needed, 0.25 * rise):
+        # one jump at the very start is a warm-up, not the filling of a container
+        if len(d) and float(d[0]) >= 0.8 * rise:
+            return Growth("clean", reason="one warm-up step, then flat", **common)
+        return Growth("plateau", reason="growth that stopped", **common)
+    if rise <= needed and tail_rise <= needed:
+        return Growth("clean", reason="no growth beyond noise", **common)
+    if total < -needed and tail_rise <= needed:
+        return Growth("clean", reason="shrinking", **common)
+    # Undecided: growth in the tail that is not yet significant.
+    per_call = slope if math.isfinite(slope) and slope > 0 else (all_slope if all_slope > 0 else math.nan)
+    needed = max(needed, tol)
+    left = None
+    if math.isfinite(per_call) and per_call > 0:
+        span = float(xs[-1] - xs[0])
+        # calls for the tail to rise clearly above noise, and at least as long again as now
+        left = int(max(needed / per_call, span, 10))
+    return Growth("inconclusive", calls_to_decide=left, reason="growth not yet distinguishable from noise", **common)

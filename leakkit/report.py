@@ -1,0 +1,193 @@
+"""The verdict on a trace recording: numbers first, with text and HTML forms and a plot."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import plots
+from ._sizes import format_size
+from .analysis import Growth, classify
+from .recording import Recording
+
+BLOCKS_FLOOR = 4  # allocator noise after a full collection, in blocks
+BYTES_FLOOR = 512
+NATIVE_FLOOR = 1 << 20  # RSS/USS move by pages and arenas: below 1 MiB it is not a finding
+
+
+@dataclass
+class TraceReport:
+    """Verdict on one traced function: ``verdict``, rates per call with ~95% intervals, growing types."""
+
+    function: str
+    verdict: str
+    calls: int
+    errors: int
+    blocks: Growth
+    bytes_per_call: float
+    bytes_per_call_low: float
+    bytes_per_call_high: float
+    bytes_source: str
+    native: Growth | None
+    growing_types: pd.DataFrame
+    reason: str
+    recording: Recording = field(repr=False)
+
+    @property
+    def blocks_per_call(self) -> float:
+        return self.blocks.rate
+
+    @property
+    def blocks_per_call_interval(self) -> tuple[float, float]:
+        return (self.blocks.rate_low, self.blocks.rate_high)
+
+    @property
+    def bytes_per_call_interval(self) -> tuple[float, float]:
+        return (self.bytes_per_call_low, self.bytes_per_call_high)
+
+    def __str__(self) -> str:
+        lines = [f"leakkit: {self.function}: {self.verdict.upper()} after {self.calls} calls ({self.reason})"]
+        b = self.blocks
+        if math.isfinite(b.rate):
+            lines.append(f"  blocks kept per call: {b.rate:+.2f} [{b.rate_low:+.2f}, {b.rate_high:+.2f}]  "
+                         f"grew in {b.growth_times}/{b.intervals} checkpoint intervals")
+        if math.isfinite(self.bytes_per_call):
+            interval = ""
+            if math.isfinite(self.bytes_per_call_low):
+                interval = (f" [{format_size(self.bytes_per_call_low, signed=True)}, "
+                            f"{format_size(self.bytes_per_call_high, signed=True)}]")
+            lines.append(f"  bytes kept per call:  {format_size(self.bytes_per_call, signed=True)}{interval} "
+                         f"({self.bytes_source})")
+        if self.native is not None and math.isfinite(self.native.rate):
+            lines.append(f"  process memory per call: {format_size(self.native.rate, signed=True)} "
+                         f"({self.native.verdict})")
+        if b.verdict == "inconclusive" and b.calls_to_decide:
+            lines.append(f"  about {b.calls_to_decide} more calls would decide")
+        if self.errors:
+            lines.append(f"  {self.errors} calls raised")
+        if len(self.growing_types):
+            lines.append("  growing types:")
+            for row in self.growing_types.head(5).itertuples():
+                lines.append(f"    {row.type:40s} {int(row.count_delta):+8d} objects "
+                             f"{format_size(row.size_delta, signed=True):>12s}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        color = plots.LEAK_COLORS.get(self.verdict, "#333")
+        rows = "".join(f"<li>{html.escape(line.strip())}</li>" for line in str(self).splitlines()[1:])
+        return (f"<div><b>leakkit</b> {html.escape(self.function)}: "
+                f"<b style='color:{color}'>{self.verdict.upper()}</b> after {self.calls} calls "
+                f"({html.escape(self.reason)})<ul>{rows}</ul>{_figure_html(self)}</div>")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Blocks kept after GC at each checkpoint, with the fitted rate per call."""
+        ckpt = self.recording.checkpoints
+        return plots.retained(ckpt["call"], ckpt["blocks"], verdict=self.verdict, rate=self.blocks.rate,
+                              unit="blocks", title=f"{self.function}: {self.verdict}", ax=ax)
+
+    def plot_deltas(self, ax: Any = None) -> Any:
+        """Per-call blocks kept and their running sum."""
+        return plots.deltas(self.recording.calls, ax=ax)
+
+    def plot_types(self, ax: Any = None) -> Any:
+        """The types that grew most between the first and last type summary."""
+        return plots.growing_types(self.growing_types, ax=ax)
+
+
+def _figure_html(report: Any) -> str:
+    try:
+        import base64
+        import io
+
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        report.plot(ax=ax)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        return f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
+    except Exception:  # a plot is a nicety: never let it hide the verdict
+        return ""
+
+
+def growing_types(summaries: pd.DataFrame) -> pd.DataFrame:
+    """Types whose count or size grew between the first and the last summary, largest first."""
+    if summaries.empty or summaries["call"].nunique() < 2:
+        return pd.DataFrame(columns=["type", "count", "size", "count_delta", "size_delta", "count_per_call"])
+    first_call, last_call = summaries["call"].min(), summaries["call"].max()
+    first = summaries[summaries["call"] == first_call].set_index("type")[["count", "size"]]
+    last = summaries[summaries["call"] == last_call].set_index("type")[["count", "size"]]
+    joined = last.join(first, how="outer", rsuffix="_before").fillna(0)
+    frame = pd.DataFrame({
+        "type": joined.index,
+        "count": joined["count"].astype("int64").values,
+        "size": joined["size"].astype("int64").values,
+        "count_delta": (joined["count"] - joined["count_before"]).astype("int64").values,
+        "size_delta": (joined["size"] - joined["size_before"]).astype("int64").values,
+    })
+    frame["count_per_call"] = frame["count_delta"] / max(last_call - first_call, 1)
+    frame = frame[(frame["count_delta"] > 0) | (frame["size_delta"] > 0)]
+    return frame.sort_values(["size_delta", "count_delta"], ascending=False).reset_index(drop=True)
+
+
+def _bytes_rate(ckpt: pd.DataFrame) -> tuple[float, float, float, str]:
+    for column, source in (("traced_bytes", "tracemalloc, after GC"),
+                           ("heap_bytes", "shallow size of all objects, from type summaries")):
+        points = ckpt[["call", column]].dropna()
+        if len(points) >= 4:
+            g = classify(points["call"], points[column], floor=BYTES_FLOOR)
+            return g.rate, g.rate_low, g.rate_high, source
+        if len(points) >= 2:
+            dx = points["call"].iloc[-1] - points["call"].iloc[0]
+            if dx > 0:
+                rate = (points[column].iloc[-1] - points[column].iloc[0]) / dx
+                return rate, math.nan, math.nan, source + " (two readings, no interval)"
+    return math.nan, math.nan, math.nan, "not measured"
+
+
+def trace_report(rec: Recording, *, function: str) -> TraceReport:
+    """Judge a recording: leak / plateau / clean / inconclusive from its checkpoint series."""
+    ckpt = rec.checkpoints
+    calls = rec.calls
+    blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR)
+    verdict, reason = blocks.verdict, blocks.reason
+    if verdict == "leak" and len(ckpt) >= 2 and len(calls):
+        # What the process kept must be what the calls kept: growth between calls is somebody else's.
+        first, last = int(ckpt["call"].iloc[0]), int(ckpt["call"].iloc[-1])
+        outer = calls[(calls["depth"] == 0) & (calls["call"] >= first) & (calls["call"] < last)]
+        kept_by_calls = float(outer["blocks_delta"].sum())
+        kept_by_process = float(ckpt["blocks"].iloc[-1] - ckpt["blocks"].iloc[0])
+        if kept_by_calls < 0.25 * kept_by_process:
+            verdict = "inconclusive"
+            reason = (f"the process kept {kept_by_process:.0f} blocks but the calls themselves only "
+                      f"{kept_by_calls:.0f}: growth happened outside the traced calls")
+    native = None
+    memory_col = "uss" if ckpt["uss"].notna().sum() >= 4 else "rss"
+    points = ckpt[["call", memory_col]].dropna()
+    if len(points) >= 4:
+        native = classify(points["call"], points[memory_col], floor=NATIVE_FLOOR)
+        first, last = int(points["call"].iloc[0]), int(points["call"].iloc[-1])
+        outer = calls[(calls["depth"] == 0) & (calls["call"] >= first) & (calls["call"] < last)]
+        rise = float(points[memory_col].iloc[-1] - points[memory_col].iloc[0])
+        in_calls = float(outer["rss_delta"].sum()) if len(outer) else 0.0
+        if native.verdict == "leak" and verdict in ("clean", "plateau") and in_calls >= 0.5 * rise:
+            verdict, reason = "leak", f"process memory ({memory_col}) grows while Python's blocks do not: native memory"
+    rate, low, high, source = _bytes_rate(ckpt)
+    return TraceReport(
+        function=function, verdict=verdict, calls=len(calls),
+        errors=int(calls["error"].notna().sum()) if len(calls) else 0,
+        blocks=blocks, bytes_per_call=rate, bytes_per_call_low=low, bytes_per_call_high=high,
+        bytes_source=source, native=native, growing_types=growing_types(rec.summaries), reason=reason,
+        recording=rec)
+
+
+def verdict(series: Any, calls: Any = None, *, floor: float = 0.0) -> Growth:
+    """Classify any retained-memory series (a Series/array, or y with call numbers ``calls``)."""
+    ys = np.asarray(series, dtype=float)
+    xs = np.arange(len(ys), dtype=float) if calls is None else np.asarray(calls, dtype=float)
+    return classify(xs, ys, floor=floor)
