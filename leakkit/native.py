@@ -1,0 +1,250 @@
+"""Tell whether growth is Python objects, native memory, or memory the allocator keeps.
+
+Why: tracemalloc and the object-level tools see only the Python heap; a C extension or ctypes
+leak shows as RSS growing while the traced heap is flat, and freed memory that glibc's malloc
+keeps (fragmentation: one live block pins a heap top) looks like a leak from outside but is not
+one. ``malloc_trim(0)`` asks glibc to return free memory: what it gives back was retention.
+
+Verdicts (``tolerance`` bytes decide what counts as growth), from :func:`classify_growth`:
+
+- ``python``: the traced Python heap grew, and accounts for at least half of the process growth
+  that ``malloc_trim`` did not give back.
+- ``native``: the process kept growing after ``malloc_trim``, beyond what the Python heap explains
+  (C extensions, ctypes, or no ``malloc_trim`` to tell retention apart).
+- ``allocator retention``: the process grew but ``malloc_trim`` gave it back.
+- ``clean``: neither the process nor the heap grew.
+
+``HeapNativeReport.readings`` columns, one row per reading (``call`` 0 is the baseline after
+warm-up; the last row is after a garbage collection; with ``trim``, a row ``call = -1`` follows
+``malloc_trim``): ``call``, ``traced_bytes`` (tracemalloc's traced Python heap), ``rss`` (bytes),
+``tracemalloc_bytes`` (tracemalloc's own memory, taken out of the process growth).
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import html
+import platform
+import tracemalloc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from ._errors import WorkloadError, expected
+from ._sizes import format_size, parse_size
+from .sites import _Caller, _check_count, _check_workload
+
+VERDICTS = ("python", "native", "allocator retention", "clean")
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def malloc_trim() -> int | None:
+    """Ask glibc to return free heap memory to the system; the RSS bytes it gave back (None without glibc)."""
+    if _MALLOC_TRIM is None:
+        return None
+    before = _rss()
+    _MALLOC_TRIM(0)
+    return before - _rss()
+
+
+def classify_growth(*, heap_bytes: float, process_bytes: float, trimmed_bytes: float | None, tolerance_bytes: float) -> str:
+    """The verdict for one measurement (see the module docstring); pure, so it is testable on numbers."""
+    kept = process_bytes - (trimmed_bytes or 0)
+    if heap_bytes > tolerance_bytes and heap_bytes >= 0.5 * kept:
+        return "python"
+    if kept - max(heap_bytes, 0) > tolerance_bytes:
+        return "native"
+    if process_bytes > tolerance_bytes:
+        return "allocator retention"
+    return "clean"
+
+
+@dataclass(frozen=True)
+class HeapNativeReport:
+    """Where a workload's growth went: the Python heap, native memory, or the allocator's free lists."""
+
+    verdict: str
+    calls: int
+    heap_bytes: int
+    process_bytes: int
+    trimmed_bytes: int | None
+    tolerance_bytes: int
+    readings: pd.DataFrame
+
+    @property
+    def native_bytes(self) -> int:
+        """Process growth that neither the Python heap nor ``malloc_trim`` explains."""
+        return int(self.process_bytes - (self.trimmed_bytes or 0) - max(self.heap_bytes, 0))
+
+    def __str__(self) -> str:
+        trimmed = "malloc_trim unavailable" if self.trimmed_bytes is None else \
+            f"malloc_trim gave back {format_size(self.trimmed_bytes)}"
+        per_call = (self.process_bytes - (self.trimmed_bytes or 0)) / max(self.calls, 1)
+        return (
+            f"{self.verdict}: over {self.calls} calls the process grew {format_size(self.process_bytes, signed=True)}, "
+            f"the Python heap {format_size(self.heap_bytes, signed=True)}; {trimmed}; "
+            f"native {format_size(self.native_bytes, signed=True)} ({format_size(per_call, signed=True)} kept per call)"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("verdict", self.verdict),
+            ("calls", str(self.calls)),
+            ("process growth", format_size(self.process_bytes, signed=True)),
+            ("Python heap growth", format_size(self.heap_bytes, signed=True)),
+            ("given back by malloc_trim", "unavailable" if self.trimmed_bytes is None else format_size(self.trimmed_bytes)),
+            ("native", format_size(self.native_bytes, signed=True)),
+        ]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        return f"<table class='leakkit-heap-native'>{body}</table>"
+
+    def plot(self, ax: Any = None) -> Any:
+        """Process and traced-heap growth per call (and after trim); returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 3.5))
+        calls = self.readings[self.readings["call"] >= 0]
+        base = calls.iloc[0]
+        mib = 1024.0**2
+        ax.plot(calls["call"], (calls["rss"] - calls["tracemalloc_bytes"] - base["rss"] + base["tracemalloc_bytes"]) / mib,
+                ".-", label="process (RSS)")
+        ax.plot(calls["call"], (calls["traced_bytes"] - base["traced_bytes"]) / mib, ".-", label="Python heap (traced)")
+        if self.trimmed_bytes is not None:
+            last = calls["call"].iloc[-1]
+            ax.plot([last], [(self.process_bytes - self.trimmed_bytes) / mib], "v", color="C3", label="after malloc_trim")
+        ax.set_xlabel("call")
+        ax.set_ylabel("growth (MiB)")
+        ax.set_title(self.verdict)
+        ax.legend(loc="best", fontsize="small")
+        return ax
+
+
+def _reading(call: int) -> dict[str, int]:
+    return {"call": call, "traced_bytes": tracemalloc.get_traced_memory()[0], "rss": _rss(),
+            "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory()}
+
+
+def heap_vs_native(
+    workload: Callable[[], Any],
+    *,
+    calls: int = 20,
+    warmup: int = 1,
+    trim: bool = True,
+    tolerance: int | float | str = "1MiB",
+) -> HeapNativeReport:
+    """Run ``workload`` and tell whether what it keeps is Python objects, native memory, or allocator retention.
+
+    Compares the traced Python heap (tracemalloc; started for the run if it is off, with one
+    frame, and left running if it was on) with the process's RSS, then calls ``malloc_trim(0)``
+    (glibc) and reports how many bytes it gave back.
+
+    Args:
+        workload: a zero-argument function or async function.
+        calls: measured calls after the warm-up.
+        warmup: calls before the baseline (first-call caches and imports are not growth).
+        trim: try ``malloc_trim(0)`` after the last call.
+        tolerance: growth below this is noise.
+
+    Example::
+
+        report = heap_vs_native(lambda: lib.handle(message), calls=50)
+        print(report)   # native: over 50 calls the process grew +50.0 MiB, the Python heap +12 KiB; ...
+    """
+    is_async = _check_workload(workload)
+    calls = _check_count(calls, "calls", 1)
+    warmup = _check_count(warmup, "warmup", 0)
+    if not isinstance(trim, bool):
+        raise expected("True or False", "trim", trim)
+    tolerance_bytes = parse_size(tolerance, "tolerance")
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start(1)
+    caller = _Caller(workload, is_async)
+    try:
+        def call(index: int) -> None:
+            try:
+                caller()
+            except Exception as error:
+                raise WorkloadError(f"workload: raised {type(error).__name__} in call {index}: {error}") from error
+
+        for index in range(warmup):
+            call(index)
+        gc.collect()
+        rows = [_reading(0)]
+        for index in range(1, calls + 1):
+            call(index)
+            if index == calls:
+                gc.collect()  # only here: a full collection per call would dominate the run
+            rows.append(_reading(index))
+        trimmed = None
+        if trim:
+            trimmed = malloc_trim()
+            if trimmed is not None:
+                rows.append(_reading(-1))
+    finally:
+        caller.close()
+        if started:
+            tracemalloc.stop()
+    readings = pd.DataFrame(rows, columns=["call", "traced_bytes", "rss", "tracemalloc_bytes"])
+    first, last = rows[0], rows[calls]
+    heap = last["traced_bytes"] - first["traced_bytes"]
+    process = (last["rss"] - first["rss"]) - (last["tracemalloc_bytes"] - first["tracemalloc_bytes"])
+    verdict = classify_growth(heap_bytes=heap, process_bytes=process, trimmed_bytes=trimmed, tolerance_bytes=tolerance_bytes)
+    return HeapNativeReport(verdict=verdict, calls=calls, heap_bytes=int(heap), process_bytes=int(process),
+                            trimmed_bytes=trimmed, tolerance_bytes=tolerance_bytes, readings=readings)
+
+
+def classify_readings(
+    frame: pd.DataFrame,
+    *,
+    heap_column: str = "traced_bytes",
+    process_column: str | None = None,
+    trimmed_bytes: int | None = None,
+    tolerance: int | float | str = "1MiB",
+) -> str:
+    """The verdict from a series of readings (e.g. ``trace(...).checkpoints`` or a monitor CSV).
+
+    Growth of each column is its Theil-Sen slope per row times the number of rows, robust to a
+    GC dip or an allocator jump. ``process_column`` defaults to ``uss`` if present, else ``rss``.
+    """
+    from .forecast import theil_sen
+
+    if not isinstance(frame, pd.DataFrame):
+        raise expected("a DataFrame of readings", "frame", frame)
+    if process_column is None:
+        process_column = "uss" if "uss" in frame.columns and frame["uss"].notna().any() else "rss"
+    for name in (heap_column, process_column):
+        if name not in frame.columns:
+            raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", name)
+    data = frame[[heap_column, process_column]].dropna()
+    if len(data) < 3:
+        raise expected("at least 3 readings", "frame", f"{len(data)} rows")
+    x = np.arange(len(data), dtype=float)
+    growth = {name: theil_sen(x, data[name].to_numpy(dtype=float))[0] * (len(data) - 1)
+              for name in (heap_column, process_column)}
+    return classify_growth(heap_bytes=growth[heap_column], process_bytes=growth[process_column],
+                           trimmed_bytes=trimmed_bytes, tolerance_bytes=parse_size(tolerance, "tolerance"))
