@@ -29,3 +29,8 @@ __all__ = [
     "ProcessAccessError", "Recording", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError",
     "heap_summary", "load", "trace", "verdict",
 ]
+
+from .drilldown import bisect  # noqa: E402
+from .bisect_report import BisectReport  # noqa: E402
+
+__all__ += ["bisect", "BisectReport"]

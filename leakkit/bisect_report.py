@@ -1,0 +1,115 @@
+"""The report ``leakkit.bisect`` returns: verdict, culprit, retention paths, with text, HTML, plot.
+
+Columns:
+
+``suspects``
+    ``function``, ``calls`` (counted by the wrapper; NaN for functions reached only through the
+    line map), ``retained_bytes_per_call`` (growth of what the function's own code allocated and
+    is still alive after GC, Theil-Sen slope over the second half of the run, with
+    ``retained_bytes_low``/``_high``), ``retained_blocks_per_call``, ``inclusive_bytes_per_call``
+    (the same for everything allocated while the function was on the stack), ``final_bytes`` (kept
+    at the end of the run), ``growth_times`` (checkpoint intervals it grew), ``verdict``.
+``growing_types``
+    ``type``, ``count``, ``size`` (bytes, shallow), ``function`` (whose code created them),
+    ``site`` (file:line), ``root`` (what keeps the culprit's objects alive): objects created during
+    the run and alive at its end.
+``paths``
+    ``path`` (call path of target functions, outermost first), ``function``, ``bytes_per_call``,
+    ``verdict``: which caller path leaks when only one of several does.
+``series``
+    ``call``, ``retained_bytes``, ``retained_blocks`` (all user allocations traced since the
+    warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own).
+"""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from . import plots
+from ._sizes import format_size
+from .analysis import Growth
+
+
+@dataclass
+class BisectReport:
+    verdict: str
+    culprit: str | None
+    retention: list[str]
+    suspects: pd.DataFrame
+    growing_types: pd.DataFrame
+    paths: pd.DataFrame
+    series: pd.DataFrame
+    total: Growth
+    native: Growth
+    native_leak: bool
+    reason: str
+    calls: int
+    warmup: int
+    errors: int
+    error_types: dict[str, int]
+    calls_to_decide: int | None
+    seconds: float
+    retention_details: list = field(default_factory=list, repr=False)
+
+    def __str__(self) -> str:
+        lines = [f"leakkit bisect: {self.verdict.upper()} after {self.calls} calls "
+                 f"(+{self.warmup} warm-up) in {self.seconds:.1f} s"]
+        if self.reason:
+            lines.append(f"  {self.reason}")
+        if self.culprit:
+            lines.append(f"  culprit: {self.culprit}")
+        t = self.total
+        if math.isfinite(t.rate):
+            lines.append(f"  Python heap kept per call: {format_size(t.rate, signed=True)} "
+                         f"[{format_size(t.rate_low, signed=True)}, {format_size(t.rate_high, signed=True)}]")
+        if self.native_leak and math.isfinite(self.native.rate):
+            lines.append(f"  native memory per call: {format_size(self.native.rate, signed=True)} "
+                         "(outside Python's allocator)")
+        if self.calls_to_decide:
+            lines.append(f"  about {self.calls_to_decide} more calls would decide")
+        if self.retention:
+            lines.append("  kept alive by:")
+            for path in self.retention[:3]:
+                lines.append(f"    {path}")
+        leaking_paths = self.paths[self.paths["verdict"] == "leak"] if len(self.paths) else self.paths
+        if len(leaking_paths) and len(self.paths) > 1:
+            lines.append("  leaking call paths:")
+            for row in leaking_paths.head(3).itertuples():
+                lines.append(f"    {row.path}  {format_size(row.bytes_per_call, signed=True)}/call")
+        top = self.suspects.head(5)
+        if len(top):
+            lines.append("  suspects (self-retained growth per call):")
+            for row in top.itertuples():
+                calls = "" if pd.isna(row.calls) else f"{int(row.calls)} calls, "
+                lines.append(f"    {row.function:50s} {format_size(row.retained_bytes_per_call, signed=True):>11s}/call "
+                             f"({calls}{row.verdict})")
+        if len(self.growing_types):
+            lines.append("  growing types:")
+            for row in self.growing_types.head(5).itertuples():
+                lines.append(f"    {row.type:20s} {row.count:6d} objects {format_size(row.size):>10s}  "
+                             f"made at {row.site} ({row.function})")
+        if self.errors:
+            kinds = ", ".join(f"{k} x{v}" for k, v in self.error_types.items())
+            lines.append(f"  the workload raised {self.errors} times: {kinds}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from .report import _figure_html
+
+        color = plots.LEAK_COLORS.get(self.verdict, "#333")
+        body = "".join(f"<div style='font-family:monospace;white-space:pre'>{html.escape(line)}</div>"
+                       for line in str(self).splitlines()[1:])
+        return (f"<div><b>leakkit bisect</b>: <b style='color:{color}'>{self.verdict.upper()}</b> "
+                f"after {self.calls} calls{body}{_figure_html(self)}</div>")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Retained bytes per checkpoint: the total and the top suspects' own growth."""
+        s = self.series
+        ax = plots.retained(s["call"], s["retained_bytes"], verdict=self.verdict, rate=self.total.rate,
+                            label="all traced user memory", title=f"bisect: {self.verdict}"
+                            + (f" in {self.culprit}" if self.culprit else ""), ax=ax)
+        return ax

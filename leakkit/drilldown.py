@@ -1,0 +1,311 @@
+"""``leakkit.bisect``: which function makes memory grow, and what keeps that memory alive.
+
+What the engineer of DESIGN.md section 1 did by hand, automated:
+
+1. Warm up the workload, collect, and freeze the warmed-up heap (``gc.freeze``) so every later
+   collection only scans what the calls created.
+2. Trace allocations (tracemalloc) and run the workload ``calls`` times; wrappers on every target
+   function count calls and read RSS around them (for native memory).
+3. At evenly spaced checkpoints, collect cyclic garbage and charge every live traced block to the
+   innermost target function on its stack (self) and to its call path. Cyclic garbage is freed
+   before each reading, so it never looks kept.
+4. Judge each function's self-retained series (:func:`leakkit.analysis.classify`): growth, not
+   what is held at the end, picks the culprit, so a rotating buffer is not blamed.
+5. Walk from roots to the culprit's surviving objects (:mod:`leakkit.retention`); a holder with
+   a known bound (``deque(maxlen)``, ``lru_cache(maxsize)``, the ``re`` cache) turns a rising
+   series into ``plateau`` (full) or ``inconclusive`` (still filling, with the calls it needs).
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import math
+import sys
+import time
+import tracemalloc
+from array import array
+from collections import defaultdict
+from typing import Any, Callable
+
+import pandas as pd
+
+from . import _instrument, probes
+from ._errors import WorkloadError, check_options, expected
+from .analysis import Growth, classify
+from .attribution import OUTSIDE, Attributor, code_lines
+from .bisect_report import BisectReport
+
+MIN_CALLS = 12
+BYTES_FLOOR = 1024  # over the second half of the run
+NATIVE_FLOOR = 2 << 20
+OPTIONS = frozenset({"warmup", "checkpoints", "nframe", "progress", "freeze", "time_budget"})
+
+
+def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **options: Any) -> BisectReport:
+    """Run ``workload`` ``calls`` times and find the target function whose code allocates what is kept.
+
+    Args:
+        workload: a zero-argument function or async function standing for one request, tick or
+            message of the process (async ones run on an event loop leakkit owns).
+        targets: modules, classes or functions (or a list) whose functions are the candidates.
+        calls: measured calls after the warm-up (at least 12).
+        warmup: calls run first and not measured (default 2): imports, lazy init, first-use caches.
+        checkpoints: readings over the run (default 20, at most ``calls``).
+        nframe: frames kept per allocation traceback (default 64).
+        progress: a tqdm bar (None: only on a terminal).
+        freeze: freeze the warmed-up heap so collections are cheap (default True).
+
+    Returns a :class:`~leakkit.bisect_report.BisectReport`: ``verdict``, ``culprit``,
+    ``retention``, ``suspects``, ``growing_types``, ``paths``, ``plot()``.
+
+    Example::
+
+        report = leakkit.bisect(worker.handle_one, targets=[worker], calls=60)
+        print(report)     # LEAK in worker.index_user, kept by worker.USER_INDEX['u42']
+    """
+    check_options("bisect", options, OPTIONS)
+    warmup = options.get("warmup", 2)
+    n_ckpt = options.get("checkpoints", 20)
+    nframe = options.get("nframe", 64)
+    progress = options.get("progress", None)
+    freeze = options.get("freeze", True)
+    time_budget = options.get("time_budget", 2.0)
+    if not callable(workload):
+        raise expected("a zero-argument function or async function", "workload", workload)
+    _check_zero_args(workload)
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < MIN_CALLS:
+        raise expected(f"an int >= {MIN_CALLS} (the fewest calls that give a verdict)", "calls", calls)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise expected("an int >= 0", "warmup", warmup)
+    if isinstance(n_ckpt, bool) or not isinstance(n_ckpt, int) or n_ckpt < 4:
+        raise expected("an int >= 4", "checkpoints", n_ckpt)
+    if not isinstance(nframe, int) or not 1 <= nframe <= 1000:
+        raise expected("an int in 1..1000", "nframe", nframe)
+    found = _instrument.collect(targets)
+    return _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(n_ckpt, calls), nframe=nframe,
+                progress=progress, freeze=freeze, time_budget=time_budget).run()
+
+
+def _check_zero_args(workload: Callable) -> None:
+    try:
+        signature = inspect.signature(workload)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        raise expected("a workload callable with no arguments (wrap it: lambda: handle(request))",
+                       "workload", workload) from None
+
+
+class _Run:
+    """One bisect run: owns the instrumentation, tracemalloc and GC state, and undoes them."""
+
+    def __init__(self, workload: Callable, found: _instrument.Targets, *, calls: int, warmup: int,
+                 n_ckpt: int, nframe: int, progress: Any, freeze: bool, time_budget: float) -> None:
+        self.workload = workload
+        self.found = found
+        self.calls = calls
+        self.warmup = warmup
+        self.every = max(1, calls // n_ckpt)
+        self.nframe = nframe
+        self.progress = progress
+        self.freeze = freeze
+        self.time_budget = time_budget
+        self.is_async = inspect.iscoroutinefunction(workload) or inspect.iscoroutinefunction(
+            getattr(workload, "__call__", None))
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.errors = 0
+        self.first_error: BaseException | None = None
+        self.error_types: dict[str, int] = defaultdict(int)
+        # series: one entry per checkpoint
+        self.x = array("d")
+        self.total = array("d")
+        self.total_blocks = array("d")
+        self.rss = array("d")
+        self.native = array("d")
+        self.self_bytes: dict[str, array] = {}
+        self.self_blocks: dict[str, array] = {}
+        self.incl_bytes: dict[str, array] = {}
+        self.path_bytes: dict[tuple, array] = {}
+        self.rss_self: dict[str, array] = {}
+
+    # -- calling the workload ------------------------------------------------------------------
+    def _call_workload(self) -> None:
+        if self.is_async:
+            self.loop.run_until_complete(self.workload())
+        else:
+            self.workload()
+
+    def _one(self, i: int, measured: bool) -> None:
+        try:
+            self._call_workload()
+        except Exception as error:  # a workload that raises sometimes is still bisected
+            self.errors += 1
+            self.error_types[type(error).__name__] += 1
+            if self.first_error is None:
+                self.first_error = error
+            if self.errors == i + 1 and self.errors >= 5:
+                raise WorkloadError(
+                    f"the workload raised on every one of its first {self.errors} calls "
+                    f"({type(error).__name__}: {error}); expected a workload that runs, "
+                    f"at least sometimes") from error
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> BisectReport:
+        t_start = time.perf_counter()
+        was_tracing = tracemalloc.is_tracing()
+        froze = False
+        bar = None
+        if self.is_async:
+            self.loop = asyncio.new_event_loop()
+        try:
+            total_calls = self.warmup + self.calls
+            bar = _progress_bar(self.progress, total_calls)
+            i = 0
+            for _ in range(self.warmup):
+                self._one(i, measured=False)
+                i += 1
+                bar and bar.update(1)
+            gc.collect()
+            if self.freeze and gc.get_freeze_count() == 0:
+                gc.freeze()
+                froze = True
+            bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, *(_instrument.WRAPPER_CODES)])
+            self.attribute = Attributor(self.found.lines, bridge)
+            if not was_tracing:
+                tracemalloc.start(self.nframe)
+            self._checkpoint(0)
+            for n in range(1, self.calls + 1):
+                self._one(i, measured=True)
+                i += 1
+                bar and bar.update(1)
+                if n % self.every == 0 or n == self.calls:
+                    self._checkpoint(n)
+            self.found.restore()  # before looking at references: our wrappers must not show up
+            objects = self._survivors()
+            if froze:
+                gc.unfreeze()
+                froze = False
+            return self._report(objects, time.perf_counter() - t_start)
+        finally:
+            self.found.restore()
+            if froze:
+                gc.unfreeze()
+            if not was_tracing and tracemalloc.is_tracing():
+                tracemalloc.stop()
+            if self.loop is not None:
+                _close_loop(self.loop)
+                self.loop = None
+            if bar is not None:
+                bar.close()
+
+    def _checkpoint(self, n: int) -> None:
+        gc.collect()
+        traces = tracemalloc._get_traces()
+        attribute = self.attribute
+        self_b: dict[str, int] = defaultdict(int)
+        self_n: dict[str, int] = defaultdict(int)
+        incl: dict[str, int] = defaultdict(int)
+        paths: dict[tuple, int] = defaultdict(int)
+        total = blocks = 0
+        for trace in traces:
+            who = attribute(trace[2])
+            if who is None:
+                continue
+            size = trace[1]
+            name, path = who
+            total += size
+            blocks += 1
+            self_b[name] += size
+            self_n[name] += 1
+            for fn in set(path):
+                incl[fn] += size
+            if path:
+                paths[path] += size
+        del traces
+        k = len(self.x)
+        self.x.append(n)
+        self.total.append(total)
+        self.total_blocks.append(blocks)
+        rss = probes.rss() or 0
+        self.rss.append(rss)
+        self.native.append(rss - tracemalloc.get_tracemalloc_memory() - tracemalloc.get_traced_memory()[0])
+        for table, values in ((self.self_bytes, self_b), (self.self_blocks, self_n), (self.incl_bytes, incl),
+                              (self.path_bytes, paths)):
+            for key in values.keys() | table.keys():
+                series = table.get(key)
+                if series is None:
+                    series = table[key] = array("d", [0.0] * k)
+                series.append(values.get(key, 0))
+        for name, stats in self.found.stats.items():
+            series = self.rss_self.get(name)
+            if series is None:
+                series = self.rss_self[name] = array("d", [0.0] * k)
+            series.append(stats.rss_self)
+
+    def _survivors(self) -> list[tuple[Any, str, str]]:
+        """Objects created during the run that are still alive, with the function and line that made them."""
+        gc.collect()
+        new = gc.get_objects() if gc.get_freeze_count() else []
+        out: list[tuple[Any, str, str]] = []
+        seen: set[int] = set()
+        lines = self.found.lines
+        for obj in new:
+            for candidate in (obj, *(_untracked_referents(obj))):
+                if id(candidate) in seen:
+                    continue
+                seen.add(id(candidate))
+                tb = tracemalloc.get_object_traceback(candidate)
+                if tb is None:
+                    continue
+                for frame in reversed(tb):  # most recent first
+                    name = lines.get((frame.filename, frame.lineno))
+                    if name is not None:
+                        out.append((candidate, name, f"{frame.filename}:{frame.lineno}"))
+                        break
+        del new
+        return out
+
+    # -- judging -------------------------------------------------------------------------------
+    def _report(self, survivors: list[tuple[Any, str, str]], seconds: float) -> BisectReport:
+        from .judge import judge
+
+        try:
+            return judge(self, survivors, seconds)
+        finally:
+            survivors.clear()
+
+
+def _untracked_referents(obj: Any) -> list[Any]:
+    return [r for r in gc.get_referents(obj) if not gc.is_tracked(r) and not isinstance(r, (type, int, float, bool))
+            and r is not None]
+
+
+def _progress_bar(progress: Any, total: int) -> Any:
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    disable = None if progress is None else not progress
+    if progress is None and not sys.stderr.isatty():
+        return None
+    return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+__all__ = ["bisect", "MIN_CALLS"]

@@ -1,0 +1,235 @@
+"""From a bisect run's series and survivors to a verdict, a culprit and retention paths."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+import tracemalloc
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import retention
+from .analysis import Growth, classify, theil_sen
+from .attribution import OUTSIDE
+from .bisect_report import BisectReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .drilldown import _Run
+
+BYTES_FLOOR = 1024
+FUNC_FLOOR = 512
+NATIVE_FLOOR = 2 << 20
+
+
+def _namespaces(run: _Run) -> list[tuple[str, Any]]:
+    spaces: list[tuple[str, Any]] = []
+    for module in run.found.modules:
+        for key, value in list(vars(module).items()):
+            if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
+                spaces.append((f"{module.__name__}.{key}", value))
+    for cls in run.found.classes:
+        spaces.append((f"{cls.__module__}.{cls.__qualname__}", cls))
+    for name, func in run.found.functions.items():
+        module = sys.modules.get(getattr(func, "__module__", ""))
+        if module is not None and module not in run.found.modules:
+            for key, value in list(vars(module).items()):
+                if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
+                    spaces.append((f"{module.__name__}.{key}", value))
+    return spaces
+
+
+def _own_modules(run: _Run) -> set[str]:
+    return {m.__name__ for m in run.found.modules} | {c.__module__ for c in run.found.classes} | \
+        {getattr(f, "__module__", "") for f in run.found.functions.values()}
+
+
+def _forward_hits(run: _Run, deadline: float) -> dict[str, list[list]]:
+    """Objects under the targets' namespaces that target code created during the run, by function."""
+    lines = run.found.lines
+
+    def attribute(obj: Any) -> str | None:
+        tb = tracemalloc.get_object_traceback(obj)
+        if tb is None:
+            return None
+        for frame in reversed(tb):
+            name = lines.get((frame.filename, frame.lineno))
+            if name is not None:
+                return name
+        return None
+
+    return retention.forward(_namespaces(run), attribute, own_modules=_own_modules(run), deadline=deadline)
+
+
+def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
+               deadline: float) -> list[retention.RetentionPath]:
+    """Paths to what ``name`` made: forward hits first, then backward from the objects."""
+    paths: list[retention.RetentionPath] = []
+    for path, chain, count in forward_hits.get(name, [])[:5]:
+        root = path.split("[")[0].split(" ")[0]
+        paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
+    if len(paths) < 3 and samples and time.perf_counter() < deadline:
+        spaces = _namespaces(run)
+        extra = retention.untracked_holders(spaces)
+        ignore = {id(samples), id(spaces), id(extra), id(paths)}
+        chains = retention.backward(samples[:40], ignore, deadline=deadline, extra=extra)
+        seen = {p.path for p in paths}
+        for chain in chains:
+            text = retention.render(chain)
+            if text not in seen:
+                seen.add(text)
+                root = text.split("[")[0].split(" ")[0]
+                paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
+        del chains, extra, spaces
+    return paths
+
+
+def _series_frame(run: _Run) -> pd.DataFrame:
+    return pd.DataFrame({"call": list(run.x), "retained_bytes": list(run.total),
+                         "retained_blocks": list(run.total_blocks), "rss": list(run.rss),
+                         "native_bytes": list(run.native)})
+
+
+def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> BisectReport:
+    x = list(run.x)
+    deadline = time.perf_counter() + run.time_budget
+    total = classify(x, run.total, floor=BYTES_FLOOR)
+    growth: dict[str, Growth] = {}
+    rows = []
+    for name, series in run.self_bytes.items():
+        g = classify(x, series, floor=FUNC_FLOOR)
+        growth[name] = g
+        gb = classify(x, run.self_blocks[name], floor=4)
+        incl = run.incl_bytes.get(name)
+        stats = run.found.stats.get(name)
+        rows.append({
+            "function": name,
+            "calls": stats.calls if stats is not None else math.nan,
+            "retained_bytes_per_call": g.rate,
+            "retained_bytes_low": g.rate_low,
+            "retained_bytes_high": g.rate_high,
+            "retained_blocks_per_call": gb.rate,
+            "inclusive_bytes_per_call": theil_sen(x, incl)[0] if incl is not None else math.nan,
+            "final_bytes": series[-1] - series[0],
+            "growth_times": g.growth_times,
+            "verdict": g.verdict,
+        })
+    for name in run.found.functions:
+        if name not in growth:
+            stats = run.found.stats.get(name)
+            rows.append({"function": name, "calls": stats.calls if stats else math.nan,
+                         "retained_bytes_per_call": 0.0, "retained_bytes_low": 0.0, "retained_bytes_high": 0.0,
+                         "retained_blocks_per_call": 0.0, "inclusive_bytes_per_call": 0.0,
+                         "final_bytes": 0.0, "growth_times": 0, "verdict": "clean"})
+    suspects = pd.DataFrame(rows)
+    order = {"leak": 0, "inconclusive": 1, "plateau": 2, "clean": 3}
+    suspects["_rank"] = suspects["verdict"].map(order)
+    suspects = suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
+        .drop(columns="_rank").reset_index(drop=True)
+
+    forward_hits = _forward_hits(run, deadline)
+    by_function: dict[str, list[Any]] = defaultdict(list)
+    seen_ids = set()
+    for obj, name, _site in survivors:
+        by_function[name].append(obj)
+        seen_ids.add(id(obj))
+    for name, holders in forward_hits.items():
+        for _path, chain, _count in holders:
+            if id(chain[-1]) not in seen_ids:
+                seen_ids.add(id(chain[-1]))
+                by_function[name].append(chain[-1])
+                survivors.append((chain[-1], name, "?"))
+
+    culprit = None
+    verdict = "clean"
+    reason = ""
+    retention_paths: list[retention.RetentionPath] = []
+    bounded: list[tuple[str, retention.Bound, Growth]] = []
+    calls_to_decide = None
+    leaking = [n for n in suspects["function"] if growth.get(n) is not None and growth[n].verdict == "leak"
+               and n != OUTSIDE]
+    for name in leaking:
+        paths = _retention(run, name, forward_hits, by_function.get(name, []), deadline)
+        bound = next((p.bound for p in paths[:3] if p.bound is not None), None)
+        if bound is not None:
+            bounded.append((name, bound, growth[name]))
+            suspects.loc[suspects["function"] == name, "verdict"] = "plateau" if bound.full else "inconclusive"
+            if not retention_paths:
+                retention_paths = paths
+            continue
+        culprit, verdict = name, "leak"
+        reason = f"{name} keeps {growth[name].rate:.0f} B per call, growing to the last reading"
+        retention_paths = paths
+        break
+    native = classify(x, run.native, floor=NATIVE_FLOOR)
+    native_leak = False
+    if culprit is None and native.verdict == "leak" and total.verdict != "leak":
+        native_leak = True
+        verdict = "leak"
+        rates = []
+        for name, series in run.rss_self.items():
+            g = classify(x, series, floor=NATIVE_FLOOR / 4)
+            if g.verdict == "leak":
+                rates.append((g.rate, name))
+        culprit = max(rates)[1] if rates else None
+        reason = ("process memory grows while the Python heap does not: the memory is outside Python's "
+                  "allocator (C extension, ctypes, native library)")
+        if culprit:
+            reason += f"; {culprit} adds {max(rates)[0] / 1024:.0f} KiB of RSS per call"
+    if culprit is None and not native_leak:
+        if bounded:
+            name, bound, g = bounded[0]
+            if bound.full:
+                verdict, reason = "plateau", f"growth in {name} is held by a {bound} (full)"
+            else:
+                per_call = max(bound.size / max(run.warmup + run.calls, 1), 1e-9)
+                calls_to_decide = int(math.ceil((bound.maxsize - bound.size) / per_call))
+                verdict = "inconclusive"
+                reason = (f"growth in {name} is held by a {bound}, still filling: about "
+                          f"{calls_to_decide} more calls would fill it and decide")
+        elif total.verdict == "leak" and growth.get(OUTSIDE) is not None and growth[OUTSIDE].verdict == "leak":
+            verdict, reason = "leak", "memory grows, allocated outside the target functions"
+            retention_paths = _retention(run, OUTSIDE, forward_hits, by_function.get(OUTSIDE, []), deadline)
+        elif total.verdict == "plateau" or (suspects["verdict"] == "plateau").any():
+            verdict, reason = "plateau", "growth that stopped: " + total.reason
+        elif total.verdict == "inconclusive":
+            verdict, reason = "inconclusive", total.reason
+            calls_to_decide = total.calls_to_decide
+        else:
+            verdict, reason = "clean", total.reason or "nothing kept"
+    types = _growing_types(survivors, culprit, retention_paths)
+    path_rows = []
+    for path, series in run.path_bytes.items():
+        g = classify(x, series, floor=FUNC_FLOOR)
+        path_rows.append({"path": " -> ".join(path), "function": path[-1], "bytes_per_call": g.rate,
+                          "verdict": g.verdict})
+    paths_frame = pd.DataFrame(path_rows, columns=["path", "function", "bytes_per_call", "verdict"])
+    if len(paths_frame):
+        paths_frame = paths_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
+    errors = dict(run.error_types)
+    return BisectReport(
+        verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
+        retention_details=retention_paths, suspects=suspects, growing_types=types, paths=paths_frame,
+        series=_series_frame(run), total=total, native=native, native_leak=native_leak, reason=reason,
+        calls=run.calls, warmup=run.warmup, errors=sum(errors.values()), error_types=errors,
+        calls_to_decide=calls_to_decide, seconds=seconds)
+
+
+def _growing_types(survivors: list[tuple[Any, str, str]], culprit: str | None,
+                   paths: list[retention.RetentionPath]) -> pd.DataFrame:
+    table: dict[tuple[str, str, str], list[int]] = {}
+    for obj, name, site in survivors:
+        key = (type(obj).__qualname__ if type(obj).__module__ == "builtins"
+               else f"{type(obj).__module__}.{type(obj).__qualname__}", name, site)
+        entry = table.setdefault(key, [0, 0])
+        entry[0] += 1
+        try:
+            entry[1] += sys.getsizeof(obj)
+        except TypeError:
+            pass
+    root = paths[0].root if paths else None
+    rows = [{"type": t, "count": c, "size": s, "function": f, "site": site,
+             "root": root if f == culprit else None} for (t, f, site), (c, s) in table.items()]
+    frame = pd.DataFrame(rows, columns=["type", "count", "size", "function", "site", "root"])
+    return frame.sort_values("size", ascending=False).reset_index(drop=True)

@@ -1,0 +1,372 @@
+"""Reference paths from roots a person can type (module globals, class attributes, closures...)
+down to leaked objects, and the bound of the container that holds them, if it has one.
+
+Two searches, because each misses what the other finds:
+
+* **forward** from the namespaces of the target modules and classes, through containers,
+  instance attributes, closures, defaults, ``lru_cache`` entries, context variables and thread
+  locals. It sees containers the GC does not track (a dict of strings), which no referrer query
+  can find.
+* **backward** from a sample of leaked objects with ``gc.get_referrers``, one heap scan per level
+  for the whole frontier, until a module namespace is reached: roots outside the targets (the
+  logging manager, another module's registry, a set of tasks, a thread-local).
+"""
+from __future__ import annotations
+
+import collections
+import contextvars
+import functools
+import gc
+import re
+import sys
+import time
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+_ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
+_SKIP_TYPES = (types.FrameType, types.ModuleType, types.CodeType)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A container with a known maximum size, and how full it is."""
+
+    kind: str  # 'deque(maxlen)', 'lru_cache(maxsize)', 're cache', 'Queue(maxsize)'
+    maxsize: int
+    size: int
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.maxsize
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.maxsize}, holding {self.size}"
+
+
+@dataclass(frozen=True)
+class RetentionPath:
+    """One reference path: ``path`` is what a person would type, root first."""
+
+    path: str
+    root: str
+    holder_count: int  # leaked objects found under the same holder
+    bound: Bound | None
+    how: str  # 'forward' or 'backward'
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def bound_of(obj: Any) -> Bound | None:
+    """The known bound of a container, or None when it has none (or we do not know it)."""
+    if isinstance(obj, collections.deque) and obj.maxlen is not None:
+        return Bound("deque(maxlen)", obj.maxlen, len(obj))
+    if callable(obj) and hasattr(obj, "cache_info") and hasattr(obj, "cache_parameters"):
+        try:
+            info = obj.cache_info()
+        except Exception:
+            return None
+        if info.maxsize is not None:
+            return Bound("lru_cache(maxsize)", info.maxsize, info.currsize)
+        return None
+    if obj is getattr(re, "_cache", None):
+        return Bound("re cache", getattr(re, "_MAXCACHE", 512), len(obj))
+    queue = sys.modules.get("queue")
+    if queue is not None and isinstance(obj, queue.Queue) and obj.maxsize > 0:
+        return Bound("Queue(maxsize)", obj.maxsize, obj.qsize())
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if isinstance(value, (str, int, float, bytes, tuple)) else f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- forward search ------------------------------------------------------------------------------
+def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
+    """(label, child) pairs a person could type, for the kinds of holders leaks live in."""
+    if isinstance(obj, dict):
+        for key, value in list(obj.items()):
+            yield f"[{_short(key)}]", value
+            if not isinstance(key, (int, float, bool, type(None))):
+                yield f"[{_short(key)}]", key  # the key is part of the entry it names
+    elif isinstance(obj, (list, tuple, collections.deque)):
+        for i, value in enumerate(list(obj)):
+            yield f"[{i}]", value
+    elif isinstance(obj, (set, frozenset)):
+        for value in list(obj):
+            yield f" ∋ {_short(value)}", value
+    elif isinstance(obj, type):
+        if obj.__module__ in own_modules:
+            for key, value in list(vars(obj).items()):
+                if not (key.startswith("__") and key.endswith("__")):
+                    yield f".{key}", value
+    elif isinstance(obj, types.FunctionType):
+        if obj.__module__ in own_modules:
+            names = obj.__code__.co_freevars
+            for i, cell in enumerate(obj.__closure__ or ()):
+                try:
+                    contents = cell.cell_contents
+                except ValueError:
+                    continue
+                yield f".__closure__[{i}].cell_contents (closure variable {names[i]!r})", contents
+            for i, value in enumerate(obj.__defaults__ or ()):
+                yield f".__defaults__[{i}]", value
+            for key, value in (obj.__kwdefaults__ or {}).items():
+                yield f".__kwdefaults__[{key!r}]", value
+            for key, value in vars(obj).items():
+                yield f".{key}", value
+    elif hasattr(obj, "cache_info") and hasattr(obj, "__wrapped__"):
+        for value in gc.get_referents(obj):
+            if value is not obj.__wrapped__ and not isinstance(value, (dict, types.FunctionType)):
+                yield " (lru_cache entry)", value
+            elif isinstance(value, dict) and value is not getattr(obj, "__dict__", None):
+                yield " (lru_cache table)", value
+        yield from _children(obj.__wrapped__, own_modules)
+    elif isinstance(obj, contextvars.ContextVar):
+        try:
+            yield ".get()", obj.get()
+        except LookupError:
+            return
+    elif isinstance(obj, types.MethodType):
+        yield ".__self__", obj.__self__
+    elif isinstance(obj, functools.partial):
+        yield ".func", obj.func
+        for i, value in enumerate(obj.args):
+            yield f".args[{i}]", value
+        for key, value in obj.keywords.items():
+            yield f".keywords[{key!r}]", value
+    elif type(obj).__name__ == "_local" and type(obj).__module__ == "_thread":
+        try:
+            for key, value in vars(obj).items():
+                yield f".{key}", value
+        except TypeError:
+            return
+    elif not isinstance(obj, _ATOMS + _SKIP_TYPES) and not callable(obj):
+        queue = sys.modules.get("queue")
+        if queue is not None and isinstance(obj, queue.Queue):
+            yield ".queue", obj.queue
+            return
+        attrs = getattr(obj, "__dict__", None)
+        if isinstance(attrs, dict):
+            for key, value in list(attrs.items()):
+                yield f".{key}", value
+        for slot in getattr(type(obj), "__slots__", ()) or ():
+            if isinstance(slot, str) and hasattr(obj, slot):
+                yield f".{slot}", getattr(obj, slot)
+
+
+def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: set[str],
+            max_depth: int = 7, max_nodes: int = 300_000, deadline: float | None = None
+            ) -> dict[Any, list[list]]:
+    """Breadth-first from named roots to objects ``attribute(obj)`` names (it returns None for others).
+
+    Returns ``{name: [[path, chain, hits under the same holder], ...]}``, holders with most hits
+    first. The path of a holder is its newest entry (the last one met).
+    """
+    queue: collections.deque = collections.deque()
+    seen: set[int] = set()
+    for name, value in namespaces:
+        queue.append((value, name, 1, None, (value,)))
+    hits: dict[Any, dict[str, list]] = {}
+    nodes = 0
+    while queue and nodes < max_nodes:
+        obj, path, depth, holder_path, chain = queue.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nodes += 1
+        if deadline and nodes % 512 == 0 and time.perf_counter() > deadline:
+            break
+        key = attribute(obj) if depth > 1 else None
+        if key is not None:
+            holders = hits.setdefault(key, {})
+            holder = holder_path or path
+            entry = holders.get(holder)
+            if entry is None:
+                holders[holder] = [path, list(chain), 1]
+            else:
+                entry[2] += 1
+                entry[0], entry[1] = path, list(chain)
+            continue
+        if depth >= max_depth or isinstance(obj, _ATOMS):
+            continue
+        for label, child in _children(obj, own_modules):
+            if id(child) not in seen and not isinstance(child, _SKIP_TYPES):
+                queue.append((child, path + label, depth + 1, path, chain + (child,)))
+    return {key: sorted(holders.values(), key=lambda item: -item[2]) for key, holders in hits.items()}
+
+
+# -- backward search -----------------------------------------------------------------------------
+def _module_dicts() -> dict[int, str]:
+    return {id(vars(m)): name for name, m in list(sys.modules.items())
+            if m is not None and hasattr(m, "__dict__") and not name.startswith("leakkit")}
+
+
+def _label(parent: Any, child: Any) -> str:
+    """How ``parent`` refers to ``child``, spelled as code."""
+    if isinstance(parent, dict):
+        for key, value in parent.items():
+            if value is child:
+                if isinstance(key, str) and key.isidentifier() and getattr(parent, "_leakkit_attrs", False):
+                    return f".{key}"
+                return f"[{_short(key)}]"
+            if key is child:
+                return f" (key {_short(key)})"
+        return " -> dict"
+    if isinstance(parent, (list, tuple, collections.deque)):
+        for i, value in enumerate(parent):
+            if value is child:
+                return f"[{i}]"
+    if isinstance(parent, (set, frozenset)):
+        return f" ∋ {_short(child)}"
+    if isinstance(parent, types.CellType):
+        return ".cell_contents"
+    if isinstance(parent, types.FunctionType):
+        if child is parent.__closure__:
+            return ".__closure__"
+        if child is parent.__defaults__:
+            return ".__defaults__"
+        if child is parent.__kwdefaults__:
+            return ".__kwdefaults__"
+        if child is getattr(parent, "__dict__", None):
+            return ""
+    if isinstance(parent, types.MethodType):
+        return ".__self__" if child is parent.__self__ else ".__func__"
+    if isinstance(parent, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
+        frame = getattr(parent, "cr_frame", None) or getattr(parent, "gi_frame", None) or getattr(parent, "ag_frame", None)
+        if frame is not None:
+            for key, value in frame.f_locals.items():
+                if value is child:
+                    return f".{'cr' if isinstance(parent, types.CoroutineType) else 'gi'}_frame.f_locals[{key!r}]"
+        return " (suspended frame)"
+    if hasattr(parent, "cache_info") and hasattr(parent, "__wrapped__"):
+        return " (lru_cache entry)"
+    if isinstance(parent, type):
+        if child is parent.__dict__ or child is getattr(parent, "__dict__", None):
+            return ""
+        for key, value in vars(parent).items():
+            if value is child:
+                return f".{key}"
+    attrs = getattr(parent, "__dict__", None)
+    if isinstance(attrs, dict):
+        if attrs is child:
+            return ""
+        for key, value in attrs.items():
+            if value is child:
+                return f".{key}"
+    if type(parent).__name__ == "Task":
+        return "._coro" if child is getattr(parent, "get_coro", lambda: None)() else " -> task"
+    return f" -> {type(child).__name__}"
+
+
+def backward(samples: list[Any], ignore: set[int], *, max_depth: int = 14, max_paths: int = 5,
+             deadline: float | None = None, extra: list[Any] = ()) -> list[list[Any]]:
+    """Chains [root_dict_or_obj, ..., sample] found by walking referrers; module dicts end a chain."""
+    roots = _module_dicts()
+    down: dict[int, Any] = {}
+    keep: dict[int, Any] = {id(o): o for o in samples}
+    frontier = list(samples)
+    own = {id(down), id(keep), id(frontier), id(samples), id(extra)} | ignore
+    chains: list[list[Any]] = []
+    for _ in range(max_depth):
+        if not frontier or len(chains) >= max_paths or (deadline and time.perf_counter() > deadline):
+            break
+        wanted = {id(o) for o in frontier}
+        referrers = gc.get_referrers(*frontier)
+        own.add(id(referrers))
+        for container in extra:  # untracked holders the GC cannot report
+            if id(container) not in keep and any(id(x) in wanted for x in _members(container)):
+                referrers.append(container)
+        nxt: list[Any] = []
+        own.add(id(nxt))
+        for ref in referrers:
+            rid = id(ref)
+            if rid in own or rid in keep or isinstance(ref, types.FrameType):
+                continue
+            child = next((c for c in _members_or_referents(ref) if id(c) in wanted), None)
+            if child is None:
+                continue
+            keep[rid] = ref
+            down[rid] = child
+            if rid in roots:
+                chain = [ref]
+                node = ref
+                while id(node) in down:
+                    node = down[id(node)]
+                    chain.append(node)
+                chains.append(chain)
+                if len(chains) >= max_paths:
+                    break
+                continue
+            nxt.append(ref)
+        frontier = nxt
+        del referrers
+    del keep, down, frontier
+    return chains
+
+
+def _members(container: Any) -> Iterable[Any]:
+    if isinstance(container, dict):
+        for key, value in container.items():
+            yield key
+            yield value
+    elif isinstance(container, (list, tuple, set, frozenset, collections.deque)):
+        yield from container
+
+
+def _members_or_referents(obj: Any) -> Iterable[Any]:
+    return gc.get_referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
+
+
+def render(chain: list[Any]) -> str:
+    """Spell a backward chain [module dict, ..., leaked object] as code."""
+    roots = _module_dicts()
+    head = chain[0]
+    text = roots.get(id(head), f"<{type(head).__name__}>")
+    previous = None
+    for parent, child in zip(chain, chain[1:]):
+        if id(parent) in roots:
+            key = next((k for k, v in parent.items() if v is child), None)
+            text += f".{key}" if key is not None else " -> ?"
+        elif isinstance(parent, dict) and previous is not None and getattr(previous, "__dict__", None) is parent:
+            key = next((k for k, v in parent.items() if v is child), None)
+            text += f".{key}" if isinstance(key, str) else f"[{_short(key)}]"
+        elif isinstance(parent, dict) and parent and all(type(k).__name__ == "weakref" or isinstance(k, type(None))
+                                                          for k in list(parent)[:3]) and \
+                type(previous).__name__ == "_local":
+            text += " (thread-local)"
+        elif isinstance(parent, dict) and previous is not None and type(previous).__name__ != "_local":
+            text += _label(parent, child)
+        else:
+            text += _label(parent, child)
+        previous = parent
+    return text.replace(" (thread-local)[", " (thread-local) [")
+
+
+def bounds_along(chain: Iterable[Any]) -> Bound | None:
+    """The first container with a known bound along a chain of objects."""
+    for obj in chain:
+        found = bound_of(obj)
+        if found is not None:
+            return found
+    return None
+
+
+def untracked_holders(namespaces: list[tuple[str, Any]], *, depth: int = 3, limit: int = 10_000) -> list[Any]:
+    """Containers under the given roots that the GC does not track (so get_referrers misses them)."""
+    out: list[Any] = []
+    stack = [(value, 1) for _, value in namespaces]
+    seen: set[int] = set()
+    while stack and len(seen) < limit:
+        obj, level = stack.pop()
+        if id(obj) in seen or isinstance(obj, _ATOMS + _SKIP_TYPES):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (dict, tuple)) and not gc.is_tracked(obj):
+            out.append(obj)
+        if level < depth and isinstance(obj, (dict, list, tuple, set, collections.deque)):
+            stack.extend((child, level + 1) for child in _members(obj))
+    return out
