@@ -126,3 +126,121 @@ def gc_counts() -> tuple[int, int, int]:
 def gc_collections() -> int:
     """Total collections the cyclic GC has run, over all generations."""
     return sum(s["collections"] for s in gc.get_stats())
+
+
+# -- bounded holders: is the growth held by a container that cannot grow past a bound? -------------
+@dataclass(frozen=True)
+class BoundedHolder:
+    """A container with a known bound that gained entries during a trace.
+
+    ``explained`` maps a type name to the number of objects of that type its new entries hold
+    (directly, or one container down), scaled by the share of its entries that are new.
+    """
+
+    description: str
+    size: int
+    bound: int
+    gained: int
+    explained: dict[str, float]
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.bound
+
+
+def _type_name(kind: type) -> str:
+    # pympler's naming of a type (as in heap summaries): "<class 'x.Y'>" -> "x.Y"
+    text = str(kind)
+    if text.startswith("<class '") and text.endswith("'>"):
+        return text[8:-2]
+    return text
+
+
+def _bound_of(holder: object) -> tuple[str, int, int] | None:
+    import collections
+    import re
+
+    if isinstance(holder, collections.deque):
+        if holder.maxlen is not None:
+            return (f"deque(maxlen={holder.maxlen})", len(holder), holder.maxlen)
+        return None
+    if hasattr(holder, "cache_info") and type(holder).__name__ == "_lru_cache_wrapper":
+        info = holder.cache_info()
+        if info.maxsize is not None:
+            name = getattr(holder, "__qualname__", "?")
+            return (f"{name} (lru_cache(maxsize={info.maxsize}))", info.currsize, info.maxsize)
+        return None
+    for attribute in ("_cache", "_cache2"):  # the re module's compiled-pattern caches
+        cache = getattr(re, attribute, None)
+        if holder is cache and isinstance(cache, dict):
+            return (f"re.{attribute}", len(cache), int(getattr(re, "_MAXCACHE", 512)))
+    return None
+
+
+def _holder_candidates() -> list:
+    import collections
+    import functools
+    import re
+    from itertools import compress
+
+    kinds = {collections.deque, type(functools.lru_cache(maxsize=1)(len))}
+    objs = gc.get_objects()
+    try:
+        found = list(compress(objs, map(kinds.__contains__, map(type, objs))))
+    finally:
+        del objs
+    found.extend(c for c in (getattr(re, "_cache", None), getattr(re, "_cache2", None)) if isinstance(c, dict))
+    return found
+
+
+def bounded_census() -> dict[int, int]:
+    """Entries held now by every bounded container in the heap, by id (~20 ms per million objects)."""
+    census: dict[int, int] = {}
+    found = _holder_candidates()
+    try:
+        for holder in found:
+            bound = _bound_of(holder)
+            if bound is not None:
+                census[id(holder)] = bound[1]
+    finally:
+        del found
+    return census
+
+
+def bounded_holders(type_names: list[str], baseline: dict[int, int]) -> list[BoundedHolder]:
+    """Bounded containers that gained entries since ``baseline`` (a :func:`bounded_census`), and
+    how many objects of each of ``type_names`` those new entries hold.
+
+    Objects are counted among a holder's referents and one level further down (a cached list of
+    results), then scaled by the share of the holder's entries that are new. Nothing is kept.
+    """
+    wanted = set(type_names)
+    holders: list[BoundedHolder] = []
+    found = first = second = None
+    try:
+        found = _holder_candidates()
+        for holder in found:
+            bound = _bound_of(holder)
+            if bound is None:
+                continue
+            description, size, limit = bound
+            gained = size - baseline.get(id(holder), 0)
+            if gained <= 0 or size <= 0:
+                continue
+            explained: dict[str, float] = dict.fromkeys(wanted, 0.0)
+            first = gc.get_referents(holder)
+            second = gc.get_referents(*[o for o in first if gc.is_tracked(o)])
+            seen: set[int] = set()
+            share = gained / size
+            for obj in (*first, *second):
+                if id(obj) in seen:
+                    continue
+                seen.add(id(obj))
+                name = _type_name(type(obj))
+                if name in wanted:
+                    explained[name] += share
+            first = second = None
+            holders.append(BoundedHolder(description, size, limit, gained, explained))
+        return holders
+    finally:
+        del found, first, second

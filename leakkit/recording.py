@@ -93,6 +93,12 @@ class Recorder:
             names.append(name)
         return code
 
+    def warm(self, function: str, thread: str) -> None:
+        """Learn a function and thread name before the baseline reading, so the first row adds nothing."""
+        with self._lock:
+            self._code(self._names, self._name_list, function)
+            self._code(self._threads, self._thread_list, thread)
+
     def add_call(self, function: str, thread: str, start: float, duration: float, blocks_delta: int,
                  bytes_delta: int | None, rss_delta: int | None, fds_delta: int | None,
                  error: str | None, depth: int) -> None:
@@ -127,6 +133,25 @@ class Recorder:
                 values.append(math.nan if value is None else float(value))
             if self._stream_path is not None:
                 self._write({"table": "checkpoints", **{c: _num(row.get(c)) for c in CHECKPOINT_COLUMNS}})
+
+    def own_objects(self) -> list:
+        """The recorder's own buffers (arrays), which type summaries should not count as the user's."""
+        with self._lock:
+            own = [self._start, self._duration, self._blocks, self._bytes, self._rss, self._fds,
+                   self._function, self._thread, self._error, self._depth, *self._checkpoints]
+            for _, codes, counts, sizes in self._summaries:
+                own.extend((codes, counts, sizes))
+        # the type-name table is shared by every recorder of the process, and only leakkit refers to it
+        own.extend((_TYPE_NAMES, _TYPE_CODES))
+        own.extend(_TYPE_NAMES)
+        return own
+
+    def learn_types(self, summary: pd.DataFrame) -> int:
+        """Add the type names of ``summary`` to the name table without storing it; returns how many were new."""
+        before = len(_TYPE_NAMES)
+        for name in summary["type"].tolist():
+            self._code(_TYPE_CODES, _TYPE_NAMES, name)
+        return len(_TYPE_NAMES) - before
 
     def add_summary(self, call: int, summary: pd.DataFrame) -> None:
         """Append a type summary (columns type, count, size) taken at checkpoint ``call``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from .recording import Recording
 BLOCKS_FLOOR = 4  # allocator noise after a full collection, in blocks
 BYTES_FLOOR = 512
 NATIVE_FLOOR = 1 << 20  # RSS/USS move by pages and arenas: below 1 MiB it is not a finding
+HOLDER_SHARE = 0.2  # a bounded container must explain this much of the top growing type to count
+HELD_FRACTION = 0.5
+_NOT_HELD = ("function (", "module(", "frame (", "weakref.")  # of the sampled newest growing objects held by bounded containers: a bounded holder
 
 
 @dataclass
@@ -150,22 +153,43 @@ def _bytes_rate(ckpt: pd.DataFrame) -> tuple[float, float, float, str]:
     return math.nan, math.nan, math.nan, "not measured"
 
 
-def trace_report(rec: Recording, *, function: str) -> TraceReport:
-    """Judge a recording: leak / plateau / clean / inconclusive from its checkpoint series."""
+def trace_report(rec: Recording, *, function: str,
+                 holders: Callable[[list[str]], Any] | None = None) -> TraceReport:
+    """Judge a recording: leak / plateau / clean / inconclusive from its checkpoint series.
+
+    Args:
+        rec: the recording (its checkpoints decide; its summaries name the growing types).
+        function: the name to report under.
+        holders: for a live trace, a function that looks at the heap for bounded containers
+            holding the newest objects of the growing types (:func:`leakkit.probes.bounded_holders`);
+            called only when the verdict would be ``leak``. Growth held by a container with a
+            known bound is a ``plateau`` once the container is full, ``inconclusive`` before.
+    """
     ckpt = rec.checkpoints
     calls = rec.calls
+    types = growing_types(rec.summaries)
     blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR)
     verdict, reason = blocks.verdict, blocks.reason
-    if verdict == "leak" and len(ckpt) >= 2 and len(calls):
-        # What the process kept must be what the calls kept: growth between calls is somebody else's.
-        first, last = int(ckpt["call"].iloc[0]), int(ckpt["call"].iloc[-1])
-        outer = calls[(calls["depth"] == 0) & (calls["call"] >= first) & (calls["call"] < last)]
-        kept_by_calls = float(outer["blocks_delta"].sum())
-        kept_by_process = float(ckpt["blocks"].iloc[-1] - ckpt["blocks"].iloc[0])
-        if kept_by_calls < 0.25 * kept_by_process:
-            verdict = "inconclusive"
-            reason = (f"the process kept {kept_by_process:.0f} blocks but the calls themselves only "
-                      f"{kept_by_calls:.0f}: growth happened outside the traced calls")
+    if verdict == "leak" and holders is not None and len(types):
+        # Per-object names say nothing about holders; weakrefs grow by leakkit's own doing when
+        # DataFrames are alive (sizing one through pandas' __sizeof__ adds dead weakrefs to it).
+        grown = types[(types["count_delta"] > 0) & ~types["type"].str.startswith(_NOT_HELD)]
+        grown = grown.sort_values("count_delta", ascending=False).head(3)
+        found = holders(list(grown["type"])) if len(grown) else []
+        # the largest growing type must be mostly explained by what bounded containers gained
+        top = grown.iloc[0] if len(grown) else None
+        held_by = [h for h in found if top is not None
+                   and h.explained.get(top["type"], 0.0) >= HOLDER_SHARE * float(top["count_delta"])]
+        explained = sum(h.explained[top["type"]] for h in held_by)
+        if held_by and explained >= HELD_FRACTION * float(top["count_delta"]):
+            span = max(int(ckpt["call"].iloc[-1] - ckpt["call"].iloc[0]), 1)
+            per_call = sum(h.gained for h in held_by) / span
+            room = sum(max(h.bound - h.size, 0) for h in held_by)
+            blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR,
+                              bound_reached=all(h.full for h in held_by),
+                              bound_calls_left=room / per_call if per_call > 0 else None)
+            verdict = blocks.verdict
+            reason = (f"{blocks.reason}: {', '.join(f'{h.description} holds {h.size}/{h.bound}' for h in held_by)}")
     native = None
     memory_col = "uss" if ckpt["uss"].notna().sum() >= 4 else "rss"
     points = ckpt[["call", memory_col]].dropna()
@@ -182,7 +206,7 @@ def trace_report(rec: Recording, *, function: str) -> TraceReport:
         function=function, verdict=verdict, calls=len(calls),
         errors=int(calls["error"].notna().sum()) if len(calls) else 0,
         blocks=blocks, bytes_per_call=rate, bytes_per_call_low=low, bytes_per_call_high=high,
-        bytes_source=source, native=native, growing_types=growing_types(rec.summaries), reason=reason,
+        bytes_source=source, native=native, growing_types=types, reason=reason,
         recording=rec)
 
 

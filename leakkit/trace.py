@@ -19,8 +19,10 @@ steps (not what the consumer does between them).
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
+import sys
 import threading
 import time
 import types
@@ -39,10 +41,6 @@ _DENSE = (1, 2, 4, 8, 16, 32, 64)
 _perf = time.perf_counter
 _blocks = probes.blocks
 _rss = probes.rss
-
-
-class _State(threading.local):
-    depth = 0
 
 
 class Trace:
@@ -79,7 +77,9 @@ class Trace:
         self._tracemalloc = bool(tracemalloc)
         self._fds = bool(fds)
         self._budget = float(overhead_budget)
-        self._state = _State()
+        # Nesting depth per thread and per asyncio task (a ContextVar, not a threading.local: tasks
+        # interleave in one thread, and thread-locals add objects that heap summaries see).
+        self._depth = contextvars.ContextVar("leakkit_trace_depth", default=0)
         self._recorder = Recorder(stream)
         self._ckpt_lock = threading.Lock()
         self._reset_schedule()
@@ -92,6 +92,9 @@ class Trace:
         self._last_ckpt_call = -1
         self._last_cost = 0.0
         self._started_tracemalloc = False
+        self._census: dict[int, int] | None = None  # bounded containers' sizes at the baseline
+        self._own_blocks = 0  # blocks and traced bytes that type summaries kept (leakkit's own)
+        self._own_bytes = 0
 
     # -- transparency ---------------------------------------------------------------------------
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -110,11 +113,10 @@ class Trace:
             return self._call_gen(args, kwargs)
         if kind == "asyncgen":
             return self._call_asyncgen(args, kwargs)
-        state = self._state
-        depth = state.depth
+        depth = self._depth.get()
         if depth == 0 and len(self._recorder) >= self._next_ckpt:
             self._maybe_checkpoint()
-        state.depth = depth + 1
+        token = self._depth.set(depth + 1)
         fds0 = probes.fds() if self._fds else None
         t0 = _perf()
         r0 = _rss()
@@ -124,9 +126,11 @@ class Trace:
             result = self._func(*args, **kwargs)
         except BaseException as error:
             b1 = _blocks()
+            self._depth.reset(token)
             self._finish(t0, b0, r0, m0, fds0, type(error).__name__, depth, b1)
             raise
         b1 = _blocks()
+        self._depth.reset(token)
         self._finish(t0, b0, r0, m0, fds0, None, depth, b1)
         return result
 
@@ -135,7 +139,6 @@ class Trace:
         m1 = probes.traced_bytes() if m0 is not None else None
         r1 = _rss()
         t1 = _perf()
-        self._state.depth = depth
         if self._t0 is None:
             self._t0 = t0
         self._recorder.add_call(
@@ -146,10 +149,10 @@ class Trace:
             None if fds0 is None else (probes.fds() or 0) - fds0, error, depth)
 
     async def _call_async(self, args: tuple, kwargs: dict) -> Any:
-        state = self._state
-        depth = state.depth
+        depth = self._depth.get()
         if depth == 0 and len(self._recorder) >= self._next_ckpt:
             self._maybe_checkpoint()
+        token = self._depth.set(depth + 1)
         fds0 = probes.fds() if self._fds else None
         t0 = _perf()
         r0 = _rss()
@@ -159,15 +162,16 @@ class Trace:
             result = await self._func(*args, **kwargs)
         except BaseException as error:
             b1 = _blocks()
+            self._depth.reset(token)
             self._finish(t0, b0, r0, m0, fds0, type(error).__name__, depth, b1)
             raise
         b1 = _blocks()
+        self._depth.reset(token)
         self._finish(t0, b0, r0, m0, fds0, None, depth, b1)
         return result
 
     def _call_gen(self, args: tuple, kwargs: dict) -> Any:
-        state = self._state
-        depth = state.depth
+        depth = self._depth.get()
         if depth == 0 and len(self._recorder) >= self._next_ckpt:
             self._maybe_checkpoint()
         fds0 = probes.fds() if self._fds else None
@@ -217,7 +221,7 @@ class Trace:
         return self._drive_async(self._func(*args, **kwargs))
 
     async def _drive_async(self, agen: Any) -> Any:
-        depth = self._state.depth
+        depth = self._depth.get()
         fds0 = probes.fds() if self._fds else None
         t_first = _perf()
         r_first = _rss()
@@ -291,6 +295,29 @@ class Trace:
                 self._take_checkpoint(n, force_summary=True)
                 self._schedule(n)
 
+    def _warm_up(self) -> None:
+        """Run every reading once before the baseline, so that their first-use costs are baseline.
+
+        psutil builds its Process object, the fd listing and the smaps reader allocate on first
+        use, the wrapper calibrates its own per-call cost, and the recorder learns this thread's
+        name: done after the baseline, all of that would show up as growth at the next checkpoint.
+        """
+        _bias()
+        probes.process_memory()
+        probes.fds()
+        probes.gc_collections()
+        self._recorder.warm(self._qualname, threading.current_thread().name)
+        self._census = probes.bounded_census()
+        if self._want_summaries:
+            # The first summary in a process fills the type-name table and pandas' and numpy's
+            # caches: done here, before the baseline reading, the next summary finds them there.
+            try:
+                from .heap import heap_summary
+
+                self._recorder.learn_types(heap_summary(collect=True))
+            except Exception:
+                pass  # reported by the summary itself
+
     def _take_checkpoint(self, n: int, force_summary: bool = False) -> None:
         import gc
         import tracemalloc
@@ -298,29 +325,24 @@ class Trace:
         start = _perf()
         if self._t0 is None:
             self._t0 = start
+        if self._last_ckpt_call < 0:
+            self._warm_up()
         if self._tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
             self._started_tracemalloc = True
+        gc.collect()
+        # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
+        blocks_now = probes.blocks()
+        traced_now = probes.traced_bytes()
+        blocks_kept = blocks_now - self._own_blocks
+        traced_kept = None if traced_now is None else traced_now - self._own_bytes
         heap_bytes = None
         if self._want_summaries:
             elapsed = max(start - self._t0, 1e-9)
             if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * elapsed:
-                from .heap import heap_summary
-
-                s0 = _perf()
-                summary = heap_summary(collect=True)
-                # stored before the reading, so the names it adds to the type table are baseline
-                self._recorder.add_summary(n, summary)
-                heap_bytes = int(summary["size"].sum())
-                del summary
-                self._summary_cost += _perf() - s0
-        gc.collect()
-        # Read right after the collection: freelists are empty and the summary's temporaries are
-        # gone; what the bookkeeping keeps (arrays) adds ~0 blocks to later readings.
-        blocks_now = probes.blocks()
-        traced_now = probes.traced_bytes()
+                heap_bytes = self._summarize(n, blocks_now, traced_now)
         memory = probes.process_memory()
-        row = {"call": n, "t": start - self._t0, "blocks": blocks_now, "traced_bytes": traced_now,
+        row = {"call": n, "t": start - self._t0, "blocks": blocks_kept, "traced_bytes": traced_kept,
                "heap_bytes": heap_bytes, "rss": memory.rss, "uss": memory.uss, "pss": memory.pss,
                "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections()}
         self._recorder.add_checkpoint(row)
@@ -328,6 +350,41 @@ class Trace:
         self._last_ckpt_call = n
         self._last_cost = _perf() - start
         self._ckpt_cost += self._last_cost
+
+    def _summarize(self, n: int, blocks_before: int, traced_before: int | None) -> int | None:
+        """Take and store a type summary; what it leaves behind is counted as leakkit's, not the calls'.
+
+        A summary keeps a little (new type names in the recorder's table, pandas and numpy caches
+        that fill on first use and then come and go by tens of blocks). Measured between two
+        collections around it and subtracted from every later reading, so that neither the
+        summary at the baseline nor the one ``.report()`` forces at the end reads as growth.
+        """
+        import gc
+
+        from .heap import heap_summary
+
+        s0 = _perf()
+        try:
+            summary = _without(heap_summary(collect=False), self._recorder.own_objects())
+        except Exception as error:  # a summary is extra information: never let it break the call
+            import warnings
+
+            from ._errors import ProbeUnavailableWarning
+
+            self._want_summaries = False
+            warnings.warn(f"leakkit: probe 'type summary' failed ({type(error).__name__}: {error}); "
+                          "carrying on without type summaries", ProbeUnavailableWarning, stacklevel=2)
+            return None
+        self._recorder.add_summary(n, summary)
+        heap_bytes = int(summary["size"].sum())
+        del summary
+        gc.collect()
+        self._own_blocks += probes.blocks() - blocks_before
+        traced_after = probes.traced_bytes()
+        if traced_after is not None and traced_before is not None:
+            self._own_bytes += traced_after - traced_before
+        self._summary_cost += _perf() - s0
+        return heap_bytes
 
     # -- results --------------------------------------------------------------------------------
     @property
@@ -356,7 +413,11 @@ class Trace:
 
         if checkpoint and len(self._recorder):
             self.checkpoint()
-        return trace_report(self.recording, function=self._qualname)
+        census = self._census
+        holders = None
+        if checkpoint and census is not None:
+            holders = functools.partial(probes.bounded_holders, baseline=census)
+        return trace_report(self.recording, function=self._qualname, holders=holders)
 
     def plot(self, ax: Any = None) -> Any:
         """Retained memory against calls with the fitted rate; returns the Axes."""
@@ -405,6 +466,30 @@ def trace(func: Callable | None = None, **options: Any) -> Any:
     if isinstance(func, Trace):
         return func
     return Trace(func, **options)
+
+
+def _without(summary: pd.DataFrame, own: list) -> pd.DataFrame:
+    """``summary`` minus leakkit's own objects (the recorder's buffers), so they never read as growth."""
+    if not own:
+        return summary
+    from collections import Counter
+
+    counts: Counter = Counter()
+    sizes: Counter = Counter()
+    names: dict[type, str] = {}
+    for kind, size in zip(map(type, own), map(sys.getsizeof, own)):
+        name = names.get(kind)
+        if name is None:
+            name = names[kind] = probes._type_name(kind)
+        counts[name] += 1
+        sizes[name] += size
+    mask = summary["type"].isin(list(counts))
+    if not mask.any():
+        return summary
+    summary = summary.copy()
+    summary.loc[mask, "count"] -= summary.loc[mask, "type"].map(counts).astype("int64")
+    summary.loc[mask, "size"] -= summary.loc[mask, "type"].map(sizes).astype("int64")
+    return summary
 
 
 # -- calibration: what the wrapper's own readings add to blocks_delta ----------------------------
