@@ -79,6 +79,11 @@ def bound_of(obj: Any) -> Bound | None:
     return None
 
 
+def _is_future(obj: Any) -> bool:
+    asyncio = sys.modules.get("asyncio")
+    return asyncio is not None and isinstance(obj, asyncio.Future)
+
+
 def _short(value: Any) -> str:
     text = repr(value) if isinstance(value, (str, int, float, bytes, tuple)) else f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:37] + "..."
@@ -130,6 +135,16 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
             yield ".get()", obj.get()
         except LookupError:
             return
+    elif isinstance(obj, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
+        prefix = "cr" if isinstance(obj, types.CoroutineType) else ("ag" if isinstance(obj, types.AsyncGeneratorType) else "gi")
+        if frame is not None:
+            for key, value in list(frame.f_locals.items()):
+                yield f".{prefix}_frame.f_locals[{key!r}]", value
+    elif _is_future(obj):
+        coro = obj.get_coro() if hasattr(obj, "get_coro") else None
+        if coro is not None:
+            yield ".get_coro()", coro
     elif isinstance(obj, types.MethodType):
         yield ".__self__", obj.__self__
     elif isinstance(obj, functools.partial):

@@ -113,7 +113,11 @@ def classify(
     # Noise: robust spread of the readings around the overall trend (safe with uneven spacing).
     resid = ys - (np.median(ys - all_slope * xs) + all_slope * xs)
     noise = _noise(resid)
-    tol = max(floor / 4.0, 2.0 * _noise(d), 1e-12)
+    # An interval "grew" when it rose by more than the series' downward jitter: a monotone series
+    # has none, so a slow steady leak counts every interval; a noisy flat one needs a real rise.
+    drops = d[d < 0]
+    jitter = float(np.sqrt(np.mean(drops ** 2))) if len(drops) else 0.0
+    tol = max(floor / 64.0, jitter, 1e-12)
     growth_times = int((d > tol).sum())
     intervals = len(d)
     start = (n - 1) // 2
@@ -140,6 +144,38 @@ def classify(
         # zero, so accept a tail that keeps a third of the (significant) overall rate
         or (math.isfinite(all_low) and all_low > 0 and tail_rise >= all_slope * span_tail / 3.0)
     )
+    # Growth that stopped near the end: a trailing run of flat intervals longer than any flat run
+    # seen while it grew (an intermittent leak has flat runs too, but they end).
+    flat = d <= tol
+    trailing = 0
+    for is_flat in flat[::-1]:
+        if not is_flat:
+            break
+        trailing += 1
+    longest_before = 0
+    run = 0
+    grown = False
+    for is_flat in flat[: len(flat) - trailing]:
+        if not is_flat:
+            grown = True
+            run = 0
+        elif grown:
+            run += 1
+            longest_before = max(longest_before, run)
+    stopped = grown and trailing >= max(3, 2 * longest_before + 1)
+    # ... or a last quarter that rose by less than a quarter of what the earlier rate predicts
+    # (medians of two readings at each end, so one noisy reading does not decide).
+    q = max(4, n // 4)
+    if not stopped and n - q >= 4:
+        seg_x, seg_y = xs[-q:], ys[-q:]
+        before_slope = theil_sen(xs[: n - q + 1], ys[: n - q + 1])[0]
+        seg_rise = float(np.median(seg_y[-2:]) - np.median(seg_y[:2]))
+        seg_span = float(np.mean(seg_x[-2:]) - np.mean(seg_x[:2]))
+        if math.isfinite(before_slope) and before_slope > 0 and seg_span > 0:
+            stopped = seg_rise <= 0.25 * before_slope * seg_span
+    common["extra"]["trailing_flat"] = trailing
+    if tail_grows and still_rising and stopped and bound_reached is None:
+        return Growth("plateau", reason=f"growth that stopped: flat for the last {trailing} intervals", **common)
     if tail_grows and still_rising:
         if bound_reached is not None:
             if bound_reached:
