@@ -79,7 +79,7 @@ def theil_sen(t: np.ndarray, y: np.ndarray, *, confidence: float = 0.95, max_poi
 def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The highest sample of each stretch between sharp drops: the sawtooth's upper envelope."""
     cuts = [0, *(np.flatnonzero(drops) + 1).tolist(), len(y)]
-    peaks = [a + int(np.argmax(y[a:b])) for a, b in zip(cuts, cuts[1:]) if b > a]
+    peaks = [a + int(np.argmax(y[a:b])) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
     return t[peaks], y[peaks]
 
 

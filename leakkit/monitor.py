@@ -127,7 +127,7 @@ def growth_confirmed(values: list[float], *, min_growth: float) -> bool:
     size = len(values) // 4
     quarters = [values[i * size:(i + 1) * size] for i in range(3)] + [values[3 * size:]]
     peaks = [max(q) for q in quarters]
-    rising = all(b > a for a, b in zip(peaks, peaks[1:]))
+    rising = all(b > a for a, b in zip(peaks, peaks[1:], strict=False))
     return rising and statistics.median(quarters[-1]) - statistics.median(quarters[0]) >= min_growth
 
 

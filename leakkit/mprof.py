@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import os
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Iterable
+from typing import IO
 
 import pandas as pd
 
@@ -171,7 +172,7 @@ def write_mprofile(
     path = os.fspath(path)
     with open(path, "w", encoding="utf-8") as handle:
         writer = MprofWriter(handle, cmdline)
-        for nbytes, stamp in zip(frame[column], stamps):
+        for nbytes, stamp in zip(frame[column], stamps, strict=False):
             if pd.notna(nbytes) and pd.notna(stamp):
                 writer.write(float(nbytes), float(stamp))
     return path

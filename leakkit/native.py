@@ -27,8 +27,9 @@ import gc
 import html
 import platform
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ class HeapNativeReport:
     @property
     def native_bytes(self) -> int:
         """Process growth that neither the Python heap nor ``malloc_trim`` explains."""
-        return int(self.process_bytes - (self.trimmed_bytes or 0) - max(self.heap_bytes, 0))
+        return max(0, int(self.process_bytes - (self.trimmed_bytes or 0) - max(self.heap_bytes, 0)))
 
     def __str__(self) -> str:
         trimmed = "malloc_trim unavailable" if self.trimmed_bytes is None else \

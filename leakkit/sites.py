@@ -8,7 +8,8 @@ Method: run the workload ``calls_per_loop`` times per loop; after each loop coll
 garbage and take a tracemalloc snapshot, reduced at once to bytes per site (the innermost frame,
 ``file:line``). The first loop is warm-up (imports, caches, interned strings) and serves only as
 the baseline. Allocations that are leakkit's own (a leakkit frame more recent than the call into
-the workload, tracemalloc's own snapshot objects) are left out.
+the workload, tracemalloc's own snapshot objects) are left out, and so, unless ``threads=True``,
+are those of other threads (a complete traceback that never passes through the workload call).
 
 ``GrowthSites.frame`` columns, one row per growing site, best first:
 
@@ -31,8 +32,9 @@ import linecache
 import os
 import threading
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -130,12 +132,20 @@ class _Caller:
             self.loop.close()
 
 
-def _reduce(snapshot: tracemalloc.Snapshot) -> dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]]:
+def _outside(traceback: tracemalloc.Traceback, frames: list[tuple[str, int]]) -> bool:
+    """True for a complete traceback that never passes through the call into the workload: another
+    thread's stack (a notebook kernel's, a progress bar's). Truncated ones get the benefit of the doubt."""
+    total = traceback.total_nframe
+    complete = total is None or total <= len(frames)
+    return complete and not any(frame in _CALL_FRAMES for frame in frames)
+
+
+def _reduce(snapshot: tracemalloc.Snapshot, threads: bool) -> dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]]:
     """Per innermost frame: bytes, blocks, and the biggest traceback (with its size)."""
     sites: dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]] = {}
     for stat in snapshot.statistics("traceback"):
         frames = [(frame.filename, frame.lineno) for frame in reversed(stat.traceback)]
-        if not frames or is_own(frames):
+        if not frames or is_own(frames) or (not threads and _outside(stat.traceback, frames)):
             continue
         key = frames[0]
         size, count, best, best_size = sites.get(key, (0, 0, stat.traceback, -1))
@@ -211,6 +221,7 @@ def growth_sites(
     calls_per_loop: int = 1,
     nframes: int = 25,
     top: int = 10,
+    threads: bool = False,
     progress: bool | None = None,
 ) -> GrowthSites:
     """Run ``workload`` in loops and rank the allocation sites whose retained memory grows.
@@ -223,6 +234,9 @@ def growth_sites(
         nframes: traceback depth when leakkit starts tracemalloc; if tracemalloc is already
             tracing, its depth is kept and it is left running.
         top: how many sites to keep.
+        threads: also count allocations whose (complete) traceback does not pass through the
+            call into the workload: threads the workload starts, but also every other thread of
+            the process (a notebook kernel's), which is why it is off by default.
         progress: a tqdm bar over the loops; None shows it only on a terminal.
 
     Example::
@@ -236,6 +250,8 @@ def growth_sites(
     calls_per_loop = _check_count(calls_per_loop, "calls_per_loop", 1)
     nframes = _check_count(nframes, "nframes", 1)
     top = _check_count(top, "top", 1)
+    if not isinstance(threads, bool):
+        raise expected("True or False", "threads", threads)
 
     started = not tracemalloc.is_tracing()
     if started:
@@ -253,7 +269,7 @@ def growth_sites(
                     raise WorkloadError(f"workload: raised {type(error).__name__} in loop {loop}: {error}") from error
             gc.collect()
             snapshot = tracemalloc.take_snapshot()
-            readings.append(_reduce(snapshot))
+            readings.append(_reduce(snapshot, threads))
             del snapshot
     finally:
         caller.close()
@@ -280,7 +296,7 @@ def _rank(readings: list[dict], *, loops: int, calls_per_loop: int, nframes: int
     for key in keys:
         sizes = [reading.get(key, (0, 0, None, 0))[0] for reading in readings]
         growth = sizes[-1] - sizes[0]
-        times = sum(1 for a, b in zip(sizes, sizes[1:]) if b > a)
+        times = sum(1 for a, b in zip(sizes, sizes[1:], strict=False) if b > a)
         if growth <= 0 or times == 0:
             continue
         final = readings[-1].get(key)

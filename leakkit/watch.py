@@ -28,7 +28,8 @@ import os
 import shlex
 import subprocess
 import time
-from typing import IO, Any, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 import pandas as pd
 import psutil
@@ -118,7 +119,7 @@ def _sample(process: psutil.Process, children: bool) -> tuple[float, ...] | None
             continue  # a child that dropped privileges: leave it out rather than end the watch
         if reading is None:
             continue
-        totals = [a + b for a, b in zip(totals, reading)]
+        totals = [a + b for a, b in zip(totals, reading, strict=False)]
         count += 1
     return (*totals, float(count))
 
@@ -350,7 +351,7 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
                     f"{path}:{lineno}: expected {len(header)} comma-separated values ({','.join(header)}), "
                     f"received {len(cells)}"
                 )
-            rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header)])
+            rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header, strict=False)])
         except NotARecordingError:
             if lineno == len(lines) and not line.endswith("\n"):
                 break  # the last line, cut short by a crash mid-write: everything before it stands
@@ -370,8 +371,8 @@ def load(path: str | os.PathLike) -> pd.DataFrame:
 
     Why one reader: forecasts and plots should not care which tool recorded the timeline.
     The watch shape is described in this module's docstring; monitor CSVs keep their own extra
-    columns. Raises NotARecordingError with the line number of the first malformed line; a last
-    line cut short by a crash (no newline at the end) is dropped.
+    columns. Raises NotARecordingError with the line number of the first malformed line; a
+    malformed last line without a newline (cut short by a crash mid-write) is dropped instead.
 
     Example::
 

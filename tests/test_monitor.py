@@ -79,6 +79,17 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
     assert mon.snapshots == []
 
 
+def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
+    from leakkit import monitor as monitor_module
+
+    monkeypatch.setitem(sys.modules, "leakkit.heap", None)  # import now fails
+    kept = [frozenset([i]) for i in range(5_000)]
+    summary = monitor_module._type_summary()
+    assert list(summary.columns) == ["type", "count", "size"]
+    assert summary.set_index("type").loc["frozenset", "count"] >= 5_000
+    del kept
+
+
 def test_growth_rule_on_series():
     steady = [float(i) for i in range(40)]
     assert growth_confirmed(steady, min_growth=10)

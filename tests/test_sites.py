@@ -105,9 +105,33 @@ def test_the_text_listing_names_the_site_and_its_growth_times():
     plt.close(fig)
 
 
+def test_other_threads_allocations_count_only_when_asked():
+    import threading
+
+    stop = threading.Event()
+    elsewhere: list = []
+
+    def background():
+        while not stop.is_set():
+            elsewhere.append(bytes(500))  # another thread's leak, not the workload's
+            stop.wait(0.001)
+
+    thread = threading.Thread(target=background)
+    thread.start()
+    try:
+        quiet = growth_sites(lambda: None, loops=4, progress=False)
+        noisy = growth_sites(lambda: None, loops=4, progress=False, threads=True)
+    finally:
+        stop.set()
+        thread.join()
+    lines = open(__file__).read().splitlines()
+    assert not any("elsewhere.append" in lines[line - 1] for line in quiet.frame["line"])
+    assert any("elsewhere.append" in lines[line - 1] for line in noisy.frame["line"])
+
+
 def test_a_clean_workload_has_no_growth_sites():
     result = growth_sites(lambda: [bytearray(1000) for _ in range(50)], loops=5, progress=False)
-    assert result.frame.empty and "no site grew" in str(result)
+    assert result.frame.empty and "no site grew" in str(result), result.frame.to_dict("records")
 
 
 def test_workloads_that_cannot_be_measured_are_workload_errors():

@@ -86,7 +86,8 @@ def test_a_child_killed_by_its_memory_limit_leaves_its_timeline_in_frame_and_csv
     frame = watch(child, interval=0.05, out=out, progress=False)
     assert frame.attrs["ended_by"] == "exit"
     assert frame.attrs["returncode"] == 1  # MemoryError
-    assert frame["rss"].iloc[-1] > 0.6 * limit  # up to its last interval, not cut short
+    # up to its last interval, not cut short (the very last sample may catch the teardown)
+    assert frame["rss"].iloc[-3:].max() > 0.6 * limit
     assert frame["rss"].idxmax() >= len(frame) - 3  # it grew until the end
     recorded = load(out)
     assert len(recorded) == len(frame)
