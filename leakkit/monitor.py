@@ -140,6 +140,8 @@ class Monitor:
 
     def __init__(self, path: str | os.PathLike, *, interval: float, window: int, min_growth: int,
                  auto_snapshot: bool, signal: bool, baseline: bool, top: int) -> None:
+        if signal:
+            self._check_signal()  # before anything is opened
         self.path = os.fspath(path)
         self.interval = interval
         self.window = window
@@ -162,11 +164,11 @@ class Monitor:
         self._cpu_s = 0.0
         self._start = time.monotonic()
         self._stopped_at: float | None = None
-        self._handle = self._open()
         self._previous_handler: Any = None
         self._signal = signal
+        self._handle = self._open()
         if signal:
-            self._install_signal()
+            self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
         self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
         self._thread.start()
         atexit.register(self.stop)
@@ -302,12 +304,12 @@ class Monitor:
         return self._report(reason)
 
     # -- signal ------------------------------------------------------------------------------
-    def _install_signal(self) -> None:
+    @staticmethod
+    def _check_signal() -> None:
         if not hasattr(signal_module, "SIGUSR2"):
             raise InvalidArgumentError("signal: expected a platform with SIGUSR2, received one without it")
         if threading.current_thread() is not threading.main_thread():
             raise InvalidArgumentError("signal: expected monitor() called from the main thread (signal handlers live there)")
-        self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # only flag it: the report is written by the monitor thread, not inside a signal handler

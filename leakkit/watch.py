@@ -197,8 +197,9 @@ def watch(
 
     Args:
         pid_or_command: a pid (int), a ``subprocess.Popen``, or a command to start: a list of
-            argv or a string split with ``shlex``. A started command that is still running when
-            the watch ends (duration, limit, Ctrl-C) is terminated.
+            argv or a string split with ``shlex``. A command watch() started that is still
+            running when the watch ends (duration, limit, Ctrl-C) is terminated; a pid or a
+            Popen you pass is left running.
         interval: seconds between samples (> 0).
         duration: stop after this many seconds (None: until the process exits).
         out: file to append each sample to as it is taken (flushed per line): a leakkit CSV, or
@@ -223,6 +224,7 @@ def watch(
         duration = _check_interval(duration, "duration")
     limit_bytes = parse_size(limit, "limit") if limit is not None else None
     popen: subprocess.Popen | None = None
+    started = False  # only a command watch() started is ended with the watch
     if isinstance(pid_or_command, bool):
         raise expected("a pid, a Popen or a command", "pid_or_command", pid_or_command)
     if isinstance(pid_or_command, int):
@@ -239,6 +241,7 @@ def watch(
         cmdline = [os.fspath(a) for a in popen.args] if isinstance(popen.args, (list, tuple)) else None
     elif isinstance(pid_or_command, (str, list, tuple)):
         process, popen, cmdline = _start(pid_or_command)
+        started = True
     else:
         raise expected("a pid (int), a Popen, or a command (str or list of str)", "pid_or_command", pid_or_command)
 
@@ -294,7 +297,7 @@ def watch(
             bar.close()
         if handle is not None:
             handle.close()
-        if popen is not None and ended_by != "exit":
+        if started and popen is not None and ended_by != "exit":
             _stop(popen)
     frame = pd.DataFrame(rows, columns=COLUMNS, dtype="float64")
     frame.attrs.update(

@@ -192,3 +192,14 @@ def test_a_last_line_cut_short_by_a_crash_is_dropped(tmp_path):
         path.write_text("t,rss\n0,100\n0.5,200\n" + cut)
         assert load(path)["rss"].tolist()[:2] == [100, 200]
         assert len(load(path)) == (3 if cut == "1.0,3" else 2)  # a complete-looking row is kept
+
+
+def test_a_popen_passed_in_is_left_running_when_the_watch_ends():
+    child = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"])
+    try:
+        frame = watch(child, interval=0.05, duration=0.3, progress=False)
+        assert frame.attrs["ended_by"] == "duration"
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
