@@ -1,0 +1,258 @@
+"""leakkit.bisect in-process: bad input, faults, and that nothing of leakkit stays behind."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import sys
+import tracemalloc
+import types
+
+import pytest
+
+import leakkit
+from leakkit import InvalidArgumentError, LeakkitError, WorkloadError
+
+
+def make_module(name: str, source: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__file__ = f"<{name}>"
+    sys.modules[name] = module
+    exec(compile(source, f"/virtual/{name}.py", "exec"), module.__dict__)
+    return module
+
+
+LEAKY = '''
+import functools
+HISTORY = []
+
+def record(n):
+    HISTORY.append({"n": n, "body": bytearray(64)})
+
+class Service:
+    registry = []
+
+    def handle(self, n):
+        record(n)
+        return n
+
+    @staticmethod
+    def helper(n):
+        return n + 1
+
+    @classmethod
+    def build(cls):
+        return cls()
+
+def decorate(f):
+    @functools.wraps(f)
+    def inner(*a, **k):
+        return f(*a, **k)
+    return inner
+
+@decorate
+def decorated(n):
+    return n * 2
+
+_n = [0]
+SERVICE = Service()
+
+def workload():
+    _n[0] += 1
+    SERVICE.handle(_n[0])
+    Service.helper(1)
+    Service.build()
+    decorated(3)
+'''
+
+
+@pytest.fixture
+def leaky():
+    module = make_module("lk_leaky_mod", LEAKY)
+    yield module
+    sys.modules.pop("lk_leaky_mod", None)
+
+
+def test_finds_the_leaking_function_and_its_root(leaky):
+    report = leakkit.bisect(leaky.workload, targets=[leaky], calls=30, progress=False)
+    assert report.verdict == "leak"
+    assert report.culprit.endswith("record")
+    assert any("HISTORY" in path for path in report.retention[:3])
+    row = report.suspects.set_index("function").loc[report.culprit]
+    assert row["calls"] == 32  # 2 warm-up + 30 measured, counted by the wrapper
+    assert row["retained_bytes_per_call"] > 64
+
+
+def test_instrumentation_is_removed_afterwards(leaky):
+    before = {name: leaky.__dict__[name] for name in ("record", "workload", "decorated")}
+    raw = dict(vars(leaky.Service))
+    leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False)
+    assert all(leaky.__dict__[name] is value for name, value in before.items())
+    for key in ("handle", "helper", "build"):
+        assert vars(leaky.Service)[key] is raw[key]
+
+
+def test_interrupt_leaves_every_function_uninstrumented(leaky):
+    before = dict(vars(leaky))
+    raw = dict(vars(leaky.Service))
+    calls = [0]
+
+    def workload():
+        calls[0] += 1
+        leaky.workload()
+        if calls[0] == 7:
+            raise KeyboardInterrupt
+
+    was_frozen = gc.get_freeze_count()
+    with pytest.raises(KeyboardInterrupt):
+        leakkit.bisect(workload, targets=[leaky], calls=30, progress=False)
+    assert {k: v for k, v in vars(leaky).items() if k in before} == before
+    assert dict(vars(leaky.Service)) == raw
+    assert not tracemalloc.is_tracing()
+    assert gc.get_freeze_count() == was_frozen
+
+
+def test_tracemalloc_started_by_the_user_is_left_running(leaky):
+    tracemalloc.start(5)
+    try:
+        leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False)
+        assert tracemalloc.is_tracing()
+    finally:
+        tracemalloc.stop()
+
+
+def test_async_workload_runs_on_its_own_loop():
+    module = make_module("lk_async_mod", '''
+import asyncio
+CONTEXT = {}
+
+def bind(key):
+    CONTEXT[key] = {"socket": bytearray(128)}
+
+async def on_message(n):
+    bind(asyncio.current_task().get_name())
+    await asyncio.sleep(0)
+
+async def workload():
+    await asyncio.gather(on_message(1), on_message(2))
+''')
+    report = leakkit.bisect(module.workload, targets=[module], calls=20, progress=False)
+    assert report.verdict == "leak"
+    assert report.culprit.endswith("bind")
+    assert any("CONTEXT[" in p for p in report.retention[:3])
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()  # no loop left running
+
+
+def test_clean_workload_is_not_a_leak():
+    module = make_module("lk_clean_mod", '''
+def work(n):
+    data = [bytearray(100) for _ in range(50)]
+    return sum(map(len, data))
+
+def workload():
+    work(1)
+''')
+    report = leakkit.bisect(module.workload, targets=[module], calls=20, progress=False)
+    assert report.verdict == "clean"
+    assert report.culprit is None
+
+
+def test_sometimes_failing_workload_is_bisected_and_errors_are_counted():
+    module = make_module("lk_flaky_mod", '''
+KEPT = []
+_n = [0]
+
+def keep(n):
+    KEPT.append(str(n) * 20)
+
+def workload():
+    _n[0] += 1
+    if _n[0] % 4 == 0:
+        raise ValueError("flaky")
+    keep(_n[0])
+''')
+    report = leakkit.bisect(module.workload, targets=[module], calls=24, progress=False)
+    assert report.verdict == "leak"
+    assert report.errors == 6
+    assert report.error_types == {"ValueError": 6}
+    assert "raised 6 times" in str(report)
+
+
+def test_workload_that_always_raises_is_reported_not_retried_forever():
+    module = make_module("lk_broken_mod", "def workload():\n    raise OSError('down')\n")
+    with pytest.raises(WorkloadError, match="raised on every one of its first 5 calls"):
+        leakkit.bisect(module.workload, targets=[module], calls=60, progress=False)
+
+
+@pytest.mark.parametrize("targets", [42, "mymodule", [], [None]])
+def test_targets_must_be_modules_classes_or_functions(targets, leaky):
+    with pytest.raises(InvalidArgumentError, match="targets"):
+        leakkit.bisect(leaky.workload, targets=targets, calls=12)
+
+
+def test_target_without_functions_is_an_error(leaky):
+    empty = make_module("lk_empty_mod", "X = 1\n")
+    with pytest.raises(InvalidArgumentError, match="at least one Python function"):
+        leakkit.bisect(leaky.workload, targets=[empty], calls=12)
+
+
+def test_workload_needing_arguments_is_an_error(leaky):
+    with pytest.raises(InvalidArgumentError, match="no arguments"):
+        leakkit.bisect(leaky.record, targets=[leaky], calls=12)
+
+
+def test_too_few_calls_names_the_minimum(leaky):
+    with pytest.raises(InvalidArgumentError, match=r">= 12"):
+        leakkit.bisect(leaky.workload, targets=[leaky], calls=5)
+
+
+def test_unknown_option_is_named(leaky):
+    with pytest.raises(LeakkitError, match="colour"):
+        leakkit.bisect(leaky.workload, targets=[leaky], calls=12, colour="red")
+
+
+def test_non_callable_workload(leaky):
+    with pytest.raises(InvalidArgumentError, match="workload"):
+        leakkit.bisect("not callable", targets=[leaky], calls=12)
+
+
+def test_functions_and_classes_as_targets(leaky):
+    report = leakkit.bisect(leaky.workload, targets=[leaky.record, leaky.Service], calls=16, progress=False)
+    assert report.verdict == "leak"
+    assert report.culprit.endswith("record")
+
+
+def test_report_renders_as_text_html_and_plot(leaky):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report = leakkit.bisect(leaky.workload, targets=[leaky], calls=16, progress=False)
+    text = str(report)
+    assert "LEAK" in text and "HISTORY" in text
+    assert "<b" in report._repr_html_()
+    ax = report.plot()
+    assert ax.get_title().startswith("bisect: leak")
+
+
+def test_bisect_leaves_no_reference_cycles_of_its_own(leaky):
+    leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False)
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False, freeze=False)
+        gc.collect()
+        ours = [o for o in gc.garbage if "leakkit" in repr(type(o)) or (
+            isinstance(o, types.FunctionType) and o.__module__.startswith("leakkit"))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert ours == []
+
+
+def test_decorated_functions_are_reached_through_wrapped(leaky):
+    assert isinstance(leaky.decorated, functools.partial) is False
+    report = leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False)
+    assert any(name.endswith("decorated") for name in report.suspects["function"])
