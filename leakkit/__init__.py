@@ -30,7 +30,16 @@ __all__ = [
     "heap_summary", "load", "trace", "verdict",
 ]
 
-from .drilldown import bisect  # noqa: E402
 from .bisect_report import BisectReport  # noqa: E402
+from .drilldown import bisect  # noqa: E402
+from .forecast import Forecast, forecast  # noqa: E402
+from .monitor import Monitor, monitor  # noqa: E402
+from .mprof import read_mprofile, write_mprofile  # noqa: E402
+from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim  # noqa: E402
+from .sites import GrowthSites, growth_sites  # noqa: E402
+from .watch import load as load_watch  # noqa: E402
+from .watch import watch  # noqa: E402
 
-__all__ += ["bisect", "BisectReport"]
+__all__ += ["bisect", "BisectReport", "Forecast", "forecast", "Monitor", "monitor", "read_mprofile",
+            "write_mprofile", "HeapNativeReport", "classify_readings", "heap_vs_native", "malloc_trim",
+            "GrowthSites", "growth_sites", "load_watch", "watch"]
