@@ -58,9 +58,15 @@ class Targets:
     patches: list[Patch] = field(default_factory=list)
     stats: dict[str, Stats] = field(default_factory=dict)
     bounded_wrappers: dict[int, Any] = field(default_factory=dict)
+    wrappers: dict[int, Callable] = field(default_factory=dict)  # id(original) -> its wrapper
+
+    def wrapped(self, func: Callable) -> Callable:
+        """The instrumented twin of ``func`` if we patched it (so calls to it are counted)."""
+        return self.wrappers.get(id(func), func)
 
     def restore(self) -> None:
         """Put every replaced attribute back, newest first, whatever happened."""
+        self.wrappers.clear()
         while self.patches:
             patch = self.patches.pop()
             try:
@@ -269,6 +275,7 @@ def _patch(targets: Targets, owner: Any, attr: str, raw: Any, name: str) -> None
     except (AttributeError, TypeError):  # read-only owner (a C type): line map only
         return
     targets.patches.append(Patch(owner, attr, raw))
+    targets.wrappers[id(raw)] = new if not isinstance(new, (staticmethod, classmethod)) else new.__func__
 
 
 def stdlib_prefixes() -> tuple[str, ...]:

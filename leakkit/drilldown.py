@@ -115,6 +115,7 @@ class _Run:
         self.time_budget = time_budget
         self.is_async = inspect.iscoroutinefunction(workload) or inspect.iscoroutinefunction(
             getattr(workload, "__call__", None))
+        self.call = found.wrapped(workload)  # counted like any target when it is one
         self.loop: asyncio.AbstractEventLoop | None = None
         self.errors = 0
         self.first_error: BaseException | None = None
@@ -134,9 +135,9 @@ class _Run:
     # -- calling the workload ------------------------------------------------------------------
     def _call_workload(self) -> None:
         if self.is_async:
-            self.loop.run_until_complete(self.workload())
+            self.loop.run_until_complete(self.call())
         else:
-            self.workload()
+            self.call()
 
     def _one(self, i: int, measured: bool) -> None:
         try:

@@ -45,28 +45,38 @@ def _own_modules(run: _Run) -> set[str]:
         {getattr(f, "__module__", "") for f in run.found.functions.values()}
 
 
-def _forward_hits(run: _Run, deadline: float) -> dict[str, list[list]]:
+def _forward_hits(run: _Run, deadline: float, found: list) -> dict[str, list[list]]:
     """Objects under the targets' namespaces that target code created during the run, by function."""
     lines = run.found.lines
 
-    def attribute(obj: Any) -> str | None:
+    def attribute(obj: Any) -> tuple[str, str] | None:
         tb = tracemalloc.get_object_traceback(obj)
         if tb is None:
             return None
         for frame in reversed(tb):
             name = lines.get((frame.filename, frame.lineno))
             if name is not None:
-                return name
+                return name, f"{frame.filename}:{frame.lineno}"
         return None
 
-    return retention.forward(_namespaces(run), attribute, own_modules=_own_modules(run), deadline=deadline)
+    hits = retention.forward(_namespaces(run), attribute, own_modules=_own_modules(run), deadline=deadline,
+                             found=found)
+    merged: dict[str, list[list]] = defaultdict(list)
+    for (name, _site), holders in hits.items():
+        merged[name].extend(holders)
+    return {name: sorted(holders, key=lambda item: -item[2]) for name, holders in merged.items()}
 
 
 def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
                deadline: float) -> list[retention.RetentionPath]:
     """Paths to what ``name`` made: forward hits first, then backward from the objects."""
     paths: list[retention.RetentionPath] = []
-    for path, chain, count in forward_hits.get(name, [])[:5]:
+    holders: set[str] = set()
+    for path, chain, count in forward_hits.get(name, []):
+        holder = path.rsplit("[", 1)[0]
+        if holder in holders or len(paths) >= 5:
+            continue
+        holders.add(holder)
         root = path.split("[")[0].split(" ")[0]
         paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
     if len(paths) < 3 and samples and time.perf_counter() < deadline:
@@ -128,18 +138,19 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
     suspects = suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
         .drop(columns="_rank").reset_index(drop=True)
 
-    forward_hits = _forward_hits(run, deadline)
+    found: list[tuple[Any, tuple[str, str]]] = []
+    forward_hits = _forward_hits(run, deadline, found)
     by_function: dict[str, list[Any]] = defaultdict(list)
     seen_ids = set()
     for obj, name, _site in survivors:
         by_function[name].append(obj)
         seen_ids.add(id(obj))
-    for name, holders in forward_hits.items():
-        for _path, chain, _count in holders:
-            if id(chain[-1]) not in seen_ids:
-                seen_ids.add(id(chain[-1]))
-                by_function[name].append(chain[-1])
-                survivors.append((chain[-1], name, "?"))
+    for obj, (name, site) in found:
+        if id(obj) not in seen_ids:
+            seen_ids.add(id(obj))
+            by_function[name].append(obj)
+            survivors.append((obj, name, site))
+    found.clear()
 
     culprit = None
     verdict = "clean"

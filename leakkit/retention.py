@@ -174,12 +174,13 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
 
 
 def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: set[str],
-            max_depth: int = 7, max_nodes: int = 300_000, deadline: float | None = None
-            ) -> dict[Any, list[list]]:
+            max_depth: int = 7, max_nodes: int = 300_000, deadline: float | None = None,
+            found: list | None = None) -> dict[Any, list[list]]:
     """Breadth-first from named roots to objects ``attribute(obj)`` names (it returns None for others).
 
     Returns ``{name: [[path, chain, hits under the same holder], ...]}``, holders with most hits
-    first. The path of a holder is its newest entry (the last one met).
+    first. The path of a holder is its newest entry (the last one met). ``found``, when given,
+    receives every hit as ``(object, name)``.
     """
     queue: collections.deque = collections.deque()
     seen: set[int] = set()
@@ -197,6 +198,8 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
             break
         key = attribute(obj) if depth > 1 else None
         if key is not None:
+            if found is not None and len(found) < 50_000:
+                found.append((obj, key))
             holders = hits.setdefault(key, {})
             holder = holder_path or path
             entry = holders.get(holder)
