@@ -1,4 +1,9 @@
-"""leakkit: find which function makes a long-running Python process grow, and what keeps the memory alive."""
+"""leakkit: find which function makes a long-running Python process grow, and what keeps the memory alive.
+
+Confirm (``watch``, ``forecast``, ``monitor``), locate (``trace``, ``bisect``, ``growth_sites``),
+explain (``bisect(...).retention``, ``heap_summary``, ``heap_vs_native``), prove and guard the fix
+(the ``%leakcheck`` magic and the ``leakcheck`` pytest marker).
+"""
 from __future__ import annotations
 
 from ._errors import (
@@ -11,35 +16,27 @@ from ._errors import (
     WorkloadError,
 )
 from .analysis import Growth
+from .bisect_report import BisectReport
+from .drilldown import bisect
+from .forecast import Forecast, forecast
+from .heap import heap_summary, summary_diff
+from .monitor import Monitor, monitor
+from .mprof import read_mprofile, write_mprofile
+from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
 from .recording import Recording, load
 from .report import TraceReport, verdict
+from .sites import GrowthSites, growth_sites
 from .trace import Trace, trace
+from .watch import load as load_watch
+from .watch import watch
 
 __version__ = "0.1.0"
 
-
-def heap_summary(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - replaced below when heap.py exists
-    from .heap import heap_summary as _impl
-
-    return _impl(*args, **kwargs)
-
-
 __all__ = [
-    "Growth", "InvalidArgumentError", "LeakkitError", "NotARecordingError", "ProbeUnavailableWarning",
-    "ProcessAccessError", "Recording", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError",
-    "heap_summary", "load", "trace", "verdict",
+    "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
+    "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
+    "Recording", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
+    "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "load",
+    "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
+    "write_mprofile",
 ]
-
-from .bisect_report import BisectReport  # noqa: E402
-from .drilldown import bisect  # noqa: E402
-from .forecast import Forecast, forecast  # noqa: E402
-from .monitor import Monitor, monitor  # noqa: E402
-from .mprof import read_mprofile, write_mprofile  # noqa: E402
-from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim  # noqa: E402
-from .sites import GrowthSites, growth_sites  # noqa: E402
-from .watch import load as load_watch  # noqa: E402
-from .watch import watch  # noqa: E402
-
-__all__ += ["bisect", "BisectReport", "Forecast", "forecast", "Monitor", "monitor", "read_mprofile",
-            "write_mprofile", "HeapNativeReport", "classify_readings", "heap_vs_native", "malloc_trim",
-            "GrowthSites", "growth_sites", "load_watch", "watch"]
