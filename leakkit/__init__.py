@@ -40,3 +40,8 @@ __all__ = [
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",
 ]
+
+
+def load_ipython_extension(ipython):  # %load_ext leakkit
+    from .magics import load_ipython_extension as _load
+    _load(ipython)
