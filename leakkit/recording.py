@@ -10,7 +10,9 @@ DataFrame columns (bytes are bytes, times are seconds):
 ``calls``
     ``call`` (0-based), ``function`` (qualname), ``thread`` (thread name), ``start`` (s since the
     recording started), ``duration_s``, ``blocks_delta`` (allocated blocks kept by the call,
-    leakkit's own readings subtracted), ``bytes_delta`` (traced bytes kept, NaN unless tracemalloc
+    leakkit's own readings subtracted; NaN on the calls whose memory was not read: fast functions
+    in a big heap get it read on a sample of calls, see :meth:`leakkit.trace.Trace._adapt`),
+    ``bytes_delta`` (traced bytes kept, NaN unless tracemalloc
     was on), ``rss_delta``, ``fds_delta`` (NaN unless per-call fds were asked for), ``error``
     (exception type name or None), ``depth`` (0 for an outermost call, 1 for a call made inside
     another traced call, ...).
@@ -99,7 +101,7 @@ class Recorder:
             self._code(self._names, self._name_list, function)
             self._code(self._threads, self._thread_list, thread)
 
-    def add_call(self, function: str, thread: str, start: float, duration: float, blocks_delta: int,
+    def add_call(self, function: str, thread: str, start: float, duration: float, blocks_delta: int | None,
                  bytes_delta: int | None, rss_delta: int | None, fds_delta: int | None,
                  error: str | None, depth: int) -> None:
         """Append one call's row (and stream it when streaming)."""
@@ -109,7 +111,7 @@ class Recorder:
             self._thread.append(self._code(self._threads, self._thread_list, thread))
             self._start.append(start)
             self._duration.append(duration)
-            self._blocks.append(blocks_delta)
+            self._blocks.append(_MISSING if blocks_delta is None else blocks_delta)
             self._bytes.append(_MISSING if bytes_delta is None else bytes_delta)
             self._rss.append(_MISSING if rss_delta is None else rss_delta)
             self._fds.append(_MISSING_I if fds_delta is None else fds_delta)
@@ -117,7 +119,7 @@ class Recorder:
             self._depth.append(min(depth, 255))
             if self._stream_path is not None:
                 self._write({"table": "calls", "call": call, "function": function, "thread": thread,
-                             "start": start, "duration_s": duration, "blocks_delta": blocks_delta,
+                             "start": start, "duration_s": duration, "blocks_delta": _num(blocks_delta),
                              "bytes_delta": _num(bytes_delta), "rss_delta": _num(rss_delta),
                              "fds_delta": _num(fds_delta), "error": error or "", "depth": depth})
 
@@ -210,7 +212,7 @@ class Recorder:
                 "thread": pd.Series(threads, dtype=object),
                 "start": pd.Series(self._start, dtype="float64"),
                 "duration_s": pd.Series(self._duration, dtype="float64"),
-                "blocks_delta": pd.Series(self._blocks, dtype="int64"),
+                "blocks_delta": _with_nan(self._blocks, _MISSING),
                 "bytes_delta": _with_nan(self._bytes, _MISSING),
                 "rss_delta": _with_nan(self._rss, _MISSING),
                 "fds_delta": _with_nan(self._fds, _MISSING_I),
@@ -320,9 +322,9 @@ def load(path: str | os.PathLike) -> Recording:
         raise NotARecordingError(f"{path}: expected columns {FILE_COLUMNS}, missing {missing}")
     calls = frame[frame["table"] == "calls"][CALL_COLUMNS].reset_index(drop=True)
     calls["error"] = calls["error"].where(calls["error"].notna() & (calls["error"] != ""), None).astype(object)
-    for column in ("blocks_delta", "depth", "call"):
+    for column in ("depth", "call"):
         calls[column] = pd.to_numeric(calls[column]).fillna(0).astype("int64")
-    for column in ("start", "duration_s", "bytes_delta", "rss_delta", "fds_delta"):
+    for column in ("start", "duration_s", "blocks_delta", "bytes_delta", "rss_delta", "fds_delta"):
         calls[column] = pd.to_numeric(calls[column], errors="coerce").astype("float64")
     checkpoints = frame[frame["table"] == "checkpoints"][CHECKPOINT_COLUMNS].reset_index(drop=True)
     for column in CHECKPOINT_COLUMNS:

@@ -125,7 +125,7 @@ def growing_types(summaries: pd.DataFrame) -> pd.DataFrame:
     first_call, last_call = summaries["call"].min(), summaries["call"].max()
     first = summaries[summaries["call"] == first_call].set_index("type")[["count", "size"]]
     last = summaries[summaries["call"] == last_call].set_index("type")[["count", "size"]]
-    joined = last.join(first, how="outer", rsuffix="_before").fillna(0)
+    joined = last.join(first.add_suffix("_before"), how="outer").fillna(0)
     frame = pd.DataFrame({
         "type": joined.index,
         "count": joined["count"].astype("int64").values,
@@ -176,12 +176,13 @@ def trace_report(rec: Recording, *, function: str,
         grown = types[(types["count_delta"] > 0) & ~types["type"].str.startswith(_NOT_HELD)]
         grown = grown.sort_values("count_delta", ascending=False).head(3)
         found = holders(list(grown["type"])) if len(grown) else []
-        # the largest growing type must be mostly explained by what bounded containers gained
-        top = grown.iloc[0] if len(grown) else None
-        held_by = [h for h in found if top is not None
-                   and h.explained.get(top["type"], 0.0) >= HOLDER_SHARE * float(top["count_delta"])]
-        explained = sum(h.explained[top["type"]] for h in held_by)
-        if held_by and explained >= HELD_FRACTION * float(top["count_delta"]):
+        # What bounded containers gained must explain most of the growth of the top growing types
+        # (each type's share capped at its own growth), and each container a fair part of one type.
+        deltas = dict(zip(grown["type"], grown["count_delta"].astype(float)))
+        held_by = [h for h in found
+                   if any(h.explained.get(t, 0.0) >= HOLDER_SHARE * d for t, d in deltas.items())]
+        explained = sum(min(sum(h.explained.get(t, 0.0) for h in held_by), d) for t, d in deltas.items())
+        if held_by and explained >= HELD_FRACTION * sum(deltas.values()):
             span = max(int(ckpt["call"].iloc[-1] - ckpt["call"].iloc[0]), 1)
             per_call = sum(h.gained for h in held_by) / span
             room = sum(max(h.bound - h.size, 0) for h in held_by)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import math
 import sys
 import threading
 import time
@@ -37,6 +38,7 @@ from .recording import Recorder, Recording
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
 _STARTUP_ALLOWANCE_S = 0.5
 _DENSE = (1, 2, 4, 8, 16, 32, 64)
+_READ_BUDGET = 0.05  # fraction of a call's time the per-call memory readings may take
 
 _perf = time.perf_counter
 _blocks = probes.blocks
@@ -92,6 +94,9 @@ class Trace:
         self._last_ckpt_call = -1
         self._last_cost = 0.0
         self._started_tracemalloc = False
+        self._busy = 0.0  # seconds spent inside outermost traced calls
+        self._read_every = 1  # read memory on every call until _adapt says otherwise
+        self._countdown = 0
         self._census: dict[int, int] | None = None  # bounded containers' sizes at the baseline
         self._own_blocks = 0  # blocks and traced bytes that type summaries kept (leakkit's own)
         self._own_bytes = 0
@@ -117,36 +122,59 @@ class Trace:
         if depth == 0 and len(self._recorder) >= self._next_ckpt:
             self._maybe_checkpoint()
         token = self._depth.set(depth + 1)
+        self._countdown -= 1  # a race between threads only shifts which call is read
+        if self._countdown > 0:
+            # light call: time only (memory is read every `_read_every` calls, see _adapt)
+            t0 = _perf()
+            try:
+                result = self._func(*args, **kwargs)
+            except BaseException as error:
+                t1 = _perf()
+                self._depth.reset(token)
+                self._finish(t0, t1, None, None, None, None, None, type(error).__name__, depth)
+                raise
+            t1 = _perf()
+            self._depth.reset(token)
+            self._finish(t0, t1, None, None, None, None, None, None, depth)
+            return result
+        self._countdown = self._read_every
         fds0 = probes.fds() if self._fds else None
-        t0 = _perf()
         r0 = _rss()
         m0 = probes.traced_bytes() if self._tracemalloc else None
         b0 = _blocks()
+        t0 = _perf()
         try:
             result = self._func(*args, **kwargs)
         except BaseException as error:
+            t1 = _perf()
             b1 = _blocks()
             self._depth.reset(token)
-            self._finish(t0, b0, r0, m0, fds0, type(error).__name__, depth, b1)
+            self._finish(t0, t1, b0, b1, r0, m0, fds0, type(error).__name__, depth)
             raise
+        t1 = _perf()
         b1 = _blocks()
         self._depth.reset(token)
-        self._finish(t0, b0, r0, m0, fds0, None, depth, b1)
+        self._finish(t0, t1, b0, b1, r0, m0, fds0, None, depth)
         return result
 
-    def _finish(self, t0: float, b0: int, r0: int | None, m0: int | None, fds0: int | None,
-                error: str | None, depth: int, b1: int, duration: float | None = None) -> None:
-        m1 = probes.traced_bytes() if m0 is not None else None
-        r1 = _rss()
-        t1 = _perf()
+    def _finish(self, t0: float, t1: float, b0: int | None, b1: int | None, r0: int | None, m0: int | None,
+                fds0: int | None, error: str | None, depth: int, duration: float | None = None) -> None:
+        if b0 is None:
+            blocks = rss = traced = fds = None
+        else:
+            blocks = b1 - b0 - _bias()
+            m1 = probes.traced_bytes() if m0 is not None else None
+            r1 = _rss()
+            traced = None if m1 is None or m0 is None else m1 - m0
+            rss = None if r0 is None or r1 is None else r1 - r0
+            fds = None if fds0 is None else (probes.fds() or 0) - fds0
         if self._t0 is None:
             self._t0 = t0
-        self._recorder.add_call(
-            self._qualname, threading.current_thread().name, t0 - self._t0,
-            (t1 - t0) if duration is None else duration,
-            b1 - b0 - _bias(), None if m1 is None or m0 is None else m1 - m0,
-            None if r0 is None or r1 is None else r1 - r0,
-            None if fds0 is None else (probes.fds() or 0) - fds0, error, depth)
+        if depth == 0:
+            self._busy += (t1 - t0) if duration is None else duration
+        self._recorder.add_call(self._qualname, threading.current_thread().name, t0 - self._t0,
+                                (t1 - t0) if duration is None else duration, blocks, traced, rss, fds,
+                                error, depth)
 
     async def _call_async(self, args: tuple, kwargs: dict) -> Any:
         depth = self._depth.get()
@@ -154,20 +182,22 @@ class Trace:
             self._maybe_checkpoint()
         token = self._depth.set(depth + 1)
         fds0 = probes.fds() if self._fds else None
-        t0 = _perf()
         r0 = _rss()
         m0 = probes.traced_bytes() if self._tracemalloc else None
         b0 = _blocks()
+        t0 = _perf()
         try:
             result = await self._func(*args, **kwargs)
         except BaseException as error:
+            t1 = _perf()
             b1 = _blocks()
             self._depth.reset(token)
-            self._finish(t0, b0, r0, m0, fds0, type(error).__name__, depth, b1)
+            self._finish(t0, t1, b0, b1, r0, m0, fds0, type(error).__name__, depth)
             raise
+        t1 = _perf()
         b1 = _blocks()
         self._depth.reset(token)
-        self._finish(t0, b0, r0, m0, fds0, None, depth, b1)
+        self._finish(t0, t1, b0, b1, r0, m0, fds0, None, depth)
         return result
 
     def _call_gen(self, args: tuple, kwargs: dict) -> Any:
@@ -215,7 +245,7 @@ class Trace:
                     thrown, value = exc, None
         finally:
             thrown = None
-            self._finish(t_first, 0, r_first, m_first, fds0, error, depth, kept, duration=spent)
+            self._finish(t_first, _perf(), 0, kept, r_first, m_first, fds0, error, depth, duration=spent)
 
     def _call_asyncgen(self, args: tuple, kwargs: dict) -> Any:
         return self._drive_async(self._func(*args, **kwargs))
@@ -255,7 +285,7 @@ class Trace:
                     thrown, value = exc, None
         finally:
             thrown = None
-            self._finish(t_first, 0, r_first, m_first, fds0, error, depth, kept, duration=spent)
+            self._finish(t_first, _perf(), 0, kept, r_first, m_first, fds0, error, depth, duration=spent)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _maybe_checkpoint(self) -> None:
@@ -270,7 +300,31 @@ class Trace:
         finally:
             self._ckpt_lock.release()
 
+    def _adapt(self, n: int) -> None:
+        """Read memory on every k-th call so that the readings cost <= _READ_BUDGET of the call time.
+
+        ``sys.getallocatedblocks`` walks every pool of every arena: ~1 us in a bare interpreter,
+        ~20 us once pandas is imported, ~60 us with a million objects. Reading it twice per call
+        would more than double the time of a 50 us function, so past the dense start-up checkpoints
+        fast functions get their memory read on a sample of calls (the others have NaN deltas).
+        Checkpoints, which decide the verdict, are not affected.
+        """
+        if self._tracemalloc or self._fds or n < _DENSE[-1]:
+            self._read_every = 1
+            return
+        t = _perf()
+        for _ in range(4):
+            _blocks()
+            _rss()
+        cost = 2 * (_perf() - t) / 4  # two readings per call
+        durations = self._recorder._duration[-512:]
+        mean = sum(durations) / len(durations) if len(durations) else 0.0
+        if mean <= 0:
+            return
+        self._read_every = max(1, min(1000, math.ceil(cost / (_READ_BUDGET * mean))))
+
     def _schedule(self, n: int) -> None:
+        self._adapt(n)
         if self._every != "auto":
             self._next_ckpt = n + int(self._every)
             return
@@ -279,8 +333,9 @@ class Trace:
             self._next_ckpt = dense
             return
         # Budget: the next checkpoint when checkpoints would have cost <= budget of the traced time.
-        elapsed = max(_perf() - (self._t0 or _perf()), 1e-9)
-        per_call = elapsed / max(n, 1)
+        # relative to the time spent in the traced calls, not wall time: the overhead a user sees is
+        # on the function, however rarely it is called
+        per_call = max(self._busy, 1e-9) / max(n, 1)
         last_cost = self._last_cost
         calls_needed = (self._ckpt_cost + last_cost) / self._budget / per_call - n
         if dense is not None:  # past the allowance, but not yet past the dense schedule
@@ -308,9 +363,10 @@ class Trace:
         probes.gc_collections()
         self._recorder.warm(self._qualname, threading.current_thread().name)
         self._census = probes.bounded_census()
-        if self._want_summaries:
+        if self._want_summaries and not _WARMED:
             # The first summary in a process fills the type-name table and pandas' and numpy's
             # caches: done here, before the baseline reading, the next summary finds them there.
+            _WARMED.append(True)
             try:
                 from .heap import heap_summary
 
@@ -338,8 +394,7 @@ class Trace:
         traced_kept = None if traced_now is None else traced_now - self._own_bytes
         heap_bytes = None
         if self._want_summaries:
-            elapsed = max(start - self._t0, 1e-9)
-            if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * elapsed:
+            if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * self._busy:
                 heap_bytes = self._summarize(n, blocks_now, traced_now)
         memory = probes.process_memory()
         row = {"call": n, "t": start - self._t0, "blocks": blocks_kept, "traced_bytes": traced_kept,
@@ -490,6 +545,9 @@ def _without(summary: pd.DataFrame, own: list) -> pd.DataFrame:
     summary.loc[mask, "count"] -= summary.loc[mask, "type"].map(counts).astype("int64")
     summary.loc[mask, "size"] -= summary.loc[mask, "type"].map(sizes).astype("int64")
     return summary
+
+
+_WARMED: list[bool] = []
 
 
 # -- calibration: what the wrapper's own readings add to blocks_delta ----------------------------
