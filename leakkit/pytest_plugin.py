@@ -1,1 +1,156 @@
-"""pytest plugin (entry point ``pytest11``): a no-op unless a test asks for it."""
+"""pytest plugin (entry point ``pytest11``): a no-op unless a test asks for it.
+
+* ``@pytest.mark.leakcheck(calls=..., warmup=..., targets=[...])`` repeats the test body and fails
+  the test when each run keeps memory, with leakkit's report (verdict, what each run keeps, and with
+  ``targets`` the culprit function and the reference path that keeps its memory alive).
+* the ``leakcheck`` fixture checks any function: ``report = leakcheck(handle, calls=50)``.
+
+Settings, most specific first: the marker's or the fixture call's arguments, then
+``--leakcheck-calls`` / ``--leakcheck-warmup``, then the ini settings ``leakcheck_calls`` /
+``leakcheck_warmup``, then leakkit's defaults. State lives on one :class:`LeakcheckManager`
+registered with pytest (as pytest-memray does); the marker's help comes from its docstring.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any, Callable
+
+import pytest
+
+MANAGER = "leakkit-leakcheck-manager"
+_SETTINGS = {"calls": "number of measured runs of a leakcheck test (at least 12)",
+             "warmup": "runs of a leakcheck test before measuring"}
+
+
+class LeakcheckWarning(UserWarning):
+    """A leakcheck could not decide (verdict ``inconclusive``): more calls would."""
+
+
+def leakcheck_marker(calls: int | None = None, warmup: int | None = None, targets: Any = None) -> None:
+    """repeat the test body CALLS times after WARMUP runs and fail if each run keeps memory; TARGETS (modules, classes, functions, or their names) bisect to name the culprit function and what keeps its memory alive."""
+
+
+MARKERS = {"leakcheck": leakcheck_marker}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("leakkit", "leakkit: memory leak checks (@pytest.mark.leakcheck, leakcheck fixture)")
+    for name, help_text in _SETTINGS.items():
+        # default None, not a number: otherwise the ini setting could never be read
+        group.addoption(f"--leakcheck-{name}", type=int, default=None, dest=f"leakcheck_{name}", metavar="N",
+                        help=f"{help_text} (overrides the ini setting leakcheck_{name})")
+        parser.addini(f"leakcheck_{name}", help=help_text, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, marker in MARKERS.items():
+        signature = ", ".join(f"{p}=..." for p in inspect.signature(marker).parameters)
+        config.addinivalue_line("markers", f"{name}({signature}): {inspect.getdoc(marker)}")
+    config.pluginmanager.register(LeakcheckManager(config), MANAGER)
+
+
+class LeakcheckManager:
+    """The plugin's state: the settings read once per session, and the check every test goes through."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._settings: dict[str, int] | None = None
+
+    def setting(self, name: str) -> int:
+        """``calls`` or ``warmup``: the command line's, else the ini file's, else leakkit's default."""
+        if self._settings is None:  # read on first use: a session with no leakcheck imports nothing more
+            from .commands._common import DEFAULT_CALLS, DEFAULT_WARMUP
+
+            defaults = {"calls": DEFAULT_CALLS, "warmup": DEFAULT_WARMUP}
+            self._settings = {key: self._read(key, default) for key, default in defaults.items()}
+        return self._settings[name]
+
+    def _read(self, name: str, default: int) -> int:
+        value = self.config.getoption(f"leakcheck_{name}")
+        if value is not None:
+            return value
+        text = self.config.getini(f"leakcheck_{name}")
+        if text is None or str(text).strip() == "":
+            return default
+        try:
+            return int(str(text).strip())
+        except ValueError:
+            raise pytest.UsageError(f"ini setting leakcheck_{name}: expected an int, received {text!r}") from None
+
+    def check(self, func: Callable[[], Any], *, calls: int | None = None, warmup: int | None = None,
+              targets: Any = None, fail: bool = True, name: str | None = None,
+              namespace: dict[str, Any] | None = None) -> Any:
+        """Run ``func`` repeatedly through leakkit (bisect with ``targets``, else trace); fail the test on a leak."""
+        from ._errors import LeakkitError
+        from .commands._common import check, leaks, resolve_all
+
+        calls = self.setting("calls") if calls is None else calls
+        warmup = self.setting("warmup") if warmup is None else warmup
+        try:
+            found = resolve_all(targets, namespace) if targets else None
+            report = check(func, calls=calls, warmup=warmup, targets=found, progress=False, name=name)
+        except LeakkitError as error:
+            problem = str(error)
+        else:
+            problem = None
+        if problem is not None:  # failed outside the except block: no chained traceback for a usage mistake
+            pytest.fail(f"leakcheck: {problem}", pytrace=False)
+        if report.verdict == "inconclusive":
+            warnings.warn(LeakcheckWarning(f"leakcheck {name or ''}: {str(report).splitlines()[0]}; "
+                                           "give it more calls to decide"), stacklevel=2)
+        if fail and leaks(report):
+            pytest.fail(f"leakcheck: {name or getattr(func, '__qualname__', 'workload')} keeps memory on every run\n"
+                        f"{report}", pytrace=False)
+        return report
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        marker = pyfuncitem.get_closest_marker("leakcheck")
+        if marker is None:
+            yield
+            return
+        try:
+            options = inspect.signature(leakcheck_marker).bind(*marker.args, **marker.kwargs).arguments
+        except TypeError as error:
+            options = None
+            problem = f"expected leakcheck(calls=..., warmup=..., targets=...), received {error}"
+        testfunction = pyfuncitem.obj
+        if inspect.iscoroutinefunction(testfunction) or inspect.isasyncgenfunction(testfunction):
+            options, problem = None, "expected a plain (not async) test function"
+
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            if options is None:
+                pytest.fail(f"leakcheck marker on {pyfuncitem.nodeid}: {problem}", pytrace=False)
+
+            def run_test_body() -> None:
+                testfunction(*args, **kwargs)
+
+            self.check(run_test_body, name=pyfuncitem.nodeid, namespace=vars(pyfuncitem.module)
+                       if pyfuncitem.module is not None else None, **options)
+
+        pyfuncitem.obj = wrapper
+        try:
+            yield
+        finally:
+            pyfuncitem.obj = testfunction
+
+
+@pytest.fixture(name="leakcheck")
+def leakcheck_fixture(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Check a function for leaks: ``report = leakcheck(func, calls=50, warmup=2, targets=None, fail=True)``.
+
+    Runs ``func`` (no arguments) ``warmup`` times, then ``calls`` times under leakkit.trace, or
+    leakkit.bisect when ``targets`` are given; fails the test when it keeps memory on every call
+    (unless ``fail=False``) and returns the report otherwise.
+    """
+    manager: LeakcheckManager = request.config.pluginmanager.get_plugin(MANAGER)
+    namespace = vars(request.module) if request.module is not None else None
+
+    def leakcheck(func: Callable[[], Any], *, calls: int | None = None, warmup: int | None = None,
+                  targets: Any = None, fail: bool = True) -> Any:
+        return manager.check(func, calls=calls, warmup=warmup, targets=targets, fail=fail,
+                             name=f"{request.node.nodeid}: {getattr(func, '__qualname__', repr(func))}",
+                             namespace=namespace)
+
+    return leakcheck

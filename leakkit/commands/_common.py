@@ -14,7 +14,6 @@ from .._errors import InvalidArgumentError, expected
 
 DEFAULT_CALLS = 50  # trace-based checks (magic, marker, fixture); bisect has its own default
 DEFAULT_WARMUP = 2
-_PROGRESS_DELAY_S = 1.0  # a bar appears only once a check has run this long
 
 
 def resolve(spec: str, namespace: dict[str, Any] | None = None) -> Any:
@@ -118,9 +117,7 @@ def check(workload: Callable[[], Any], *, calls: int | None = None, warmup: int 
             traced()
             if bar is not None:
                 bar.update()
-        if bar is not None:
-            bar.close()
-            bar = None
+        # judged before the bar closes: closing frees what its display allocated, which would read as shrinkage
         return traced.report()
     finally:
         if bar is not None:
@@ -133,7 +130,8 @@ def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="call", leave=False, delay=_PROGRESS_DELAY_S)
+    # shown at once (no delay): what its first display allocates is then part of the baseline
+    return tqdm(total=total, desc=desc, unit="call", leave=False)
 
 
 def leaks(report: Any) -> bool:
