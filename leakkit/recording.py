@@ -321,7 +321,9 @@ def load(path: str | os.PathLike) -> Recording:
     if missing:
         raise NotARecordingError(f"{path}: expected columns {FILE_COLUMNS}, missing {missing}")
     calls = frame[frame["table"] == "calls"][CALL_COLUMNS].reset_index(drop=True)
-    calls["error"] = calls["error"].where(calls["error"].notna() & (calls["error"] != ""), None).astype(object)
+    calls["error"] = pd.Series([e if isinstance(e, str) and e else None for e in calls["error"]], dtype=object)
+    for column in ("function", "thread"):
+        calls[column] = pd.Series([str(v) for v in calls[column]], dtype=object)
     for column in ("depth", "call"):
         calls[column] = pd.to_numeric(calls[column]).fillna(0).astype("int64")
     for column in ("start", "duration_s", "blocks_delta", "bytes_delta", "rss_delta", "fds_delta"):
@@ -331,5 +333,6 @@ def load(path: str | os.PathLike) -> Recording:
         checkpoints[column] = pd.to_numeric(checkpoints[column], errors="coerce").astype("float64")
     checkpoints["call"] = checkpoints["call"].astype("int64")
     summaries = frame[frame["table"] == "summaries"][SUMMARY_COLUMNS].reset_index(drop=True)
-    summaries = summaries.astype({"call": "int64", "count": "int64", "size": "int64", "type": object})
+    summaries = summaries.astype({"call": "int64", "count": "int64", "size": "int64"})
+    summaries["type"] = pd.Series([str(v) for v in summaries["type"]], dtype=object)
     return Recording(calls, checkpoints, summaries)

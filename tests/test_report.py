@@ -1,0 +1,118 @@
+"""TraceReport: numbers, text and HTML forms, growing types, plots that take ax=None and return it."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import leakkit  # noqa: E402
+from leakkit import plots  # noqa: E402
+from leakkit.recording import CALL_COLUMNS, CHECKPOINT_COLUMNS, Recording  # noqa: E402
+from leakkit.report import growing_types, trace_report  # noqa: E402
+
+
+def synthetic(blocks_per_call: float, calls: int = 200, every: int = 20, seed: int = 0) -> Recording:
+    """A recording as a trace would make it, with a known rate per call."""
+    rng = np.random.default_rng(seed)
+    call_numbers = np.arange(0, calls + 1, every)
+    blocks = 300_000 + blocks_per_call * call_numbers + rng.integers(-2, 3, len(call_numbers))
+    ckpt = pd.DataFrame({c: np.nan for c in CHECKPOINT_COLUMNS}, index=range(len(call_numbers)))
+    ckpt["call"] = call_numbers
+    ckpt["blocks"] = blocks
+    ckpt["rss"] = 50e6
+    ckpt["uss"] = 40e6
+    calls_frame = pd.DataFrame({c: np.nan for c in CALL_COLUMNS}, index=range(calls))
+    calls_frame["call"] = range(calls)
+    calls_frame["function"] = "f"
+    calls_frame["thread"] = "MainThread"
+    calls_frame["error"] = None
+    calls_frame["depth"] = 0
+    calls_frame["blocks_delta"] = blocks_per_call
+    calls_frame["rss_delta"] = 0.0
+    summaries = pd.DataFrame({
+        "call": [0, 0, calls, calls],
+        "type": ["list", "dict", "list", "dict"],
+        "count": [1000, 500, 1000 + int(blocks_per_call * calls), 500],
+        "size": [56_000, 90_000, 56_000 + int(56 * blocks_per_call * calls), 90_000],
+    })
+    return Recording(calls_frame, ckpt.astype({"call": "int64"}), summaries)
+
+
+def test_a_leaking_recording_reports_a_rate_with_an_interval():
+    report = trace_report(synthetic(3.0), function="f")
+    assert report.verdict == "leak"
+    assert report.blocks_per_call == pytest.approx(3.0, abs=0.2)
+    low, high = report.blocks_per_call_interval
+    assert low <= 3.0 <= high
+    assert math.isfinite(report.bytes_per_call) or report.bytes_source == "not measured"
+    assert report.growing_types["type"].iloc[0] == "list"
+    assert report.growing_types["count_delta"].iloc[0] == 600
+
+
+def test_a_flat_recording_is_clean_with_no_growing_types():
+    report = trace_report(synthetic(0.0), function="f")
+    assert report.verdict == "clean" and report.growing_types.empty
+
+
+def test_text_and_html_say_the_verdict_and_the_rate():
+    report = trace_report(synthetic(3.0), function="handler")
+    text = str(report)
+    assert text.startswith("leakkit: handler: LEAK after 200 calls")
+    assert "blocks kept per call: +3" in text and "list" in text
+    page = report._repr_html_()
+    assert "LEAK" in page and "<img" in page
+
+
+def test_inconclusive_reports_say_how_many_more_calls():
+    rec = synthetic(0.0, calls=40, every=10)
+    rec.checkpoints["blocks"] = [300_000, 300_010, 300_004, 300_016, 300_012]
+    report = trace_report(rec, function="f")
+    if report.verdict == "inconclusive" and report.blocks.calls_to_decide:
+        assert "more calls would decide" in str(report)
+    assert report.verdict != "leak"
+
+
+def test_growing_types_needs_two_summaries():
+    one = pd.DataFrame({"call": [0], "type": ["list"], "count": [1], "size": [56]})
+    assert growing_types(one).empty
+
+
+@pytest.mark.parametrize("draw", ["plot", "plot_deltas", "plot_types"])
+def test_report_plots_take_ax_none_or_an_axes_and_return_it(draw):
+    report = trace_report(synthetic(2.0), function="f")
+    ax = getattr(report, draw)()
+    assert isinstance(ax, plt.Axes)
+    fig, given = plt.subplots()
+    assert getattr(report, draw)(ax=given) is given
+    plt.close("all")
+
+
+def test_plot_draws_the_fitted_rate():
+    report = trace_report(synthetic(2.0), function="f")
+    ax = report.plot()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith("fit: +2") for label in labels), labels
+    plt.close("all")
+
+
+def test_plots_of_empty_data_do_not_fail():
+    ax = plots.growing_types(pd.DataFrame(columns=["type", "size_delta", "count_delta"]))
+    assert isinstance(ax, plt.Axes)
+    plt.close("all")
+
+
+def test_trace_plot_and_report_of_a_live_trace():
+    sink = []
+    traced = leakkit.trace(lambda n: sink.append([n]), summaries=False)
+    for i in range(20):
+        traced(i)
+    report = traced.report()
+    assert report.verdict == "leak" and report.calls == 20
+    assert isinstance(traced.plot(), plt.Axes)
+    plt.close("all")
