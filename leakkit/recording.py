@@ -314,7 +314,8 @@ def load(path: str | os.PathLike) -> Recording:
         if text and not text.endswith("\n"):  # the writer died mid-line: keep every finished row
             text = text[: text.rfind("\n") + 1]
         try:
-            frame = pd.read_csv(io.StringIO(text), keep_default_na=True)
+            frame = pd.read_csv(io.StringIO(text), keep_default_na=True, low_memory=False,
+                                dtype={c: object for c in ("table", "function", "thread", "error", "type")})
         except Exception as error:
             raise NotARecordingError(f"{path}: expected CSV rows after the header line: {error}") from error
     missing = [c for c in ("table", "call") if c not in frame.columns]
