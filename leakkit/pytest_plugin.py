@@ -54,29 +54,33 @@ class LeakcheckManager:
     """The plugin's state: the settings read once per session, and the check every test goes through."""
 
     def __init__(self, config: pytest.Config) -> None:
+        from .commands._common import DEFAULT_CALLS, DEFAULT_WARMUP
+        from .drilldown import MIN_CALLS
+
         self.config = config
-        self._settings: dict[str, int] | None = None
+        # read once, at configure time, so that a bad value stops the session before any test runs
+        self.settings = {"calls": self._read("calls", DEFAULT_CALLS, MIN_CALLS),
+                         "warmup": self._read("warmup", DEFAULT_WARMUP, 0)}
 
     def setting(self, name: str) -> int:
         """``calls`` or ``warmup``: the command line's, else the ini file's, else leakkit's default."""
-        if self._settings is None:  # read on first use: a session with no leakcheck imports nothing more
-            from .commands._common import DEFAULT_CALLS, DEFAULT_WARMUP
+        return self.settings[name]
 
-            defaults = {"calls": DEFAULT_CALLS, "warmup": DEFAULT_WARMUP}
-            self._settings = {key: self._read(key, default) for key, default in defaults.items()}
-        return self._settings[name]
-
-    def _read(self, name: str, default: int) -> int:
+    def _read(self, name: str, default: int, minimum: int) -> int:
         value = self.config.getoption(f"leakcheck_{name}")
-        if value is not None:
-            return value
-        text = self.config.getini(f"leakcheck_{name}")
-        if text is None or str(text).strip() == "":
-            return default
-        try:
-            return int(str(text).strip())
-        except ValueError:
-            raise pytest.UsageError(f"ini setting leakcheck_{name}: expected an int, received {text!r}") from None
+        source = f"--leakcheck-{name}"
+        if value is None:
+            text = self.config.getini(f"leakcheck_{name}")
+            if text is None or str(text).strip() == "":
+                return default
+            source = f"ini setting leakcheck_{name}"
+            try:
+                value = int(str(text).strip())
+            except ValueError:
+                raise pytest.UsageError(f"{source}: expected an int, received {text!r}") from None
+        if value < minimum:
+            raise pytest.UsageError(f"{source}: expected an int >= {minimum}, received {value}")
+        return value
 
     def check(self, func: Callable[[], Any], *, calls: int | None = None, warmup: int | None = None,
               targets: Any = None, fail: bool = True, name: str | None = None,

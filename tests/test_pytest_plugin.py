@@ -1,0 +1,166 @@
+"""The pytest plugin end to end with pytester: the leakcheck marker and fixture, and where settings come from."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from leakkit.commands._common import DEFAULT_CALLS
+
+pytest_plugins = ["pytester"]
+
+WORKER = """
+HISTORY = []
+
+def record(n):
+    HISTORY.append({"n": n, "body": bytearray(64)})
+
+def handle():
+    record(len(HISTORY))
+"""
+
+
+def test_marker_passes_a_clean_test_and_fails_leaking_ones_with_a_report(pytester):
+    pytester.makepyfile(plugin_worker=WORKER)
+    pytester.syspathinsert()
+    pytester.makepyfile(test_marked=textwrap.dedent("""
+        import pytest
+        import plugin_worker
+
+        CACHE = []
+
+        @pytest.mark.leakcheck(calls=20)
+        def test_clean():
+            items = [bytearray(64) for _ in range(3)]
+            assert len(items) == 3
+
+        @pytest.mark.leakcheck(calls=20)
+        def test_leaks():
+            CACHE.append(bytearray(64))
+
+        @pytest.mark.leakcheck(calls=20, targets=["plugin_worker"])
+        def test_leaks_bisected():
+            plugin_worker.handle()
+
+        @pytest.mark.leakcheck(calls=3)
+        def test_too_few_calls():
+            pass
+
+        @pytest.mark.leakcheck(20, 2, None, "extra")
+        def test_bad_marker():
+            pass
+    """))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=4)
+    output = result.stdout.str()
+    # trace: the verdict and what each run keeps
+    result.stdout.fnmatch_lines([
+        "leakcheck: test_marked.py::test_leaks keeps memory on every run",
+        "leakkit: test_marked.py::test_leaks: LEAK after 20 calls*",
+        "*blocks kept per call: +*",
+    ])
+    # bisect: the culprit and the path that keeps its memory alive
+    result.stdout.fnmatch_lines([
+        "leakcheck: test_marked.py::test_leaks_bisected keeps memory on every run",
+        "leakkit bisect: LEAK after 20 calls*",
+        "*culprit: plugin_worker.record",
+        "*kept alive by:",
+        "*plugin_worker.HISTORY*",
+    ])
+    result.stdout.fnmatch_lines(["leakcheck: calls: expected an int >= 12*received int 3"])
+    result.stdout.fnmatch_lines(["leakcheck marker on test_marked.py::test_bad_marker: expected leakcheck(*"])
+    assert "test_clean" not in output.split("short test summary")[1]
+    assert "During handling" not in output and "Traceback" not in output  # user mistakes: no traceback
+
+
+def test_fixture_returns_the_report_and_fails_on_a_leak(pytester):
+    pytester.makepyfile(textwrap.dedent("""
+        CACHE = []
+
+        def test_leaking_function(leakcheck):
+            leakcheck(lambda: CACHE.append(bytearray(64)), calls=20)
+            raise AssertionError("not reached: the leak fails the test first")
+
+        def test_leak_inspected_without_failing(leakcheck):
+            report = leakcheck(lambda: CACHE.append(bytearray(64)), calls=20, fail=False)
+            assert report.verdict == "leak" and report.blocks_per_call >= 1
+    """))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["leakcheck: *::test_leaking_function: *<lambda> keeps memory on every run",
+                                 "leakkit: *: LEAK after 20 calls*"])
+    assert "not reached" not in result.stdout.str()
+
+
+SETTINGS_TEST = """
+from leakkit.pytest_plugin import MANAGER
+
+def test_settings(request):
+    manager = request.config.pluginmanager.get_plugin(MANAGER)
+    print("SETTINGS", manager.setting("calls"), manager.setting("warmup"))
+"""
+
+
+@pytest.mark.parametrize("ini, options, expected", [
+    ("", [], f"SETTINGS {DEFAULT_CALLS} 2"),  # leakkit's defaults
+    ("leakcheck_calls = 33\nleakcheck_warmup = 4", [], "SETTINGS 33 4"),  # the ini file
+    ("leakcheck_calls = 33\nleakcheck_warmup = 4", ["--leakcheck-calls", "44"], "SETTINGS 44 4"),  # option wins
+    ("", ["--leakcheck-warmup=0"], f"SETTINGS {DEFAULT_CALLS} 0"),
+])
+def test_command_line_beats_ini_which_beats_the_default(pytester, ini, options, expected):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(SETTINGS_TEST)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-s", *options)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*{expected}*"])
+
+
+def test_settings_reach_the_check_and_the_marker_beats_them(pytester):
+    pytester.makeini("[pytest]\nleakcheck_calls = 30\n")
+    pytester.makepyfile(textwrap.dedent("""
+        import pytest
+
+        def test_from_the_command_line(leakcheck):
+            report = leakcheck(lambda: [1, 2, 3])  # a clean function: the report is returned
+            assert report.verdict == "clean" and report.calls == 14
+
+        RUNS = []
+
+        @pytest.mark.leakcheck(calls=13, warmup=1)
+        def test_from_the_marker():
+            RUNS.append(1)
+
+        def test_marker_ran_warmup_and_calls():
+            assert len(RUNS) == 1 + 13
+    """))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--leakcheck-calls=14")
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize("ini, options, message", [
+    ("leakcheck_calls = many", [], "ini setting leakcheck_calls: expected an int, received 'many'"),
+    ("", ["--leakcheck-calls=5"], "--leakcheck-calls: expected an int >= 12, received 5"),
+    ("leakcheck_warmup = -1", [], "ini setting leakcheck_warmup: expected an int >= 0, received -1"),
+])
+def test_bad_settings_stop_the_session_before_any_test(pytester, ini, options, message):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_never_runs(): raise AssertionError('ran')")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *options)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_marker_is_documented_and_unmarked_tests_are_untouched(pytester):
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.leakcheck(calls=..., warmup=..., targets=...): repeat the test body*"])
+    pytester.makepyfile(textwrap.dedent("""
+        RUNS = []
+
+        def test_once():
+            RUNS.append(1)
+
+        def test_ran_once():
+            assert RUNS == [1]
+    """))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
