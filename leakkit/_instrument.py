@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import probes
+from ._malloc import malloc_in_use
 from ._errors import expected
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
@@ -45,6 +46,8 @@ class Stats:
     errors: int = 0
     rss_incl: int = 0
     rss_self: int = 0
+    malloc_incl: int = 0
+    malloc_self: int = 0
 
 
 @dataclass
@@ -205,21 +208,24 @@ def _is_bounded_cache(obj: Any) -> bool:
 # -- wrappers ------------------------------------------------------------------------------------
 class _Stack(threading.local):
     def __init__(self) -> None:
-        self.frames: list[list[int]] = []  # per active call: [children's inclusive rss]
+        self.frames: list[list[int]] = []  # per active call: [children's inclusive rss, malloc]
 
 
 _stack = _Stack()
 _rss = probes.rss
+_malloc = malloc_in_use if malloc_in_use() is not None else (lambda: 0)
 
 
-def _enter() -> tuple[int, list[int]]:
-    frame = [0]
+def _enter() -> tuple[int, int, list[int]]:
+    frame = [0, 0]
     _stack.frames.append(frame)
-    return (_rss() or 0), frame
+    return (_rss() or 0), (_malloc() or 0), frame
 
 
-def _leave(stats: Stats, r0: int, frame: list[int], failed: bool) -> None:
+def _leave(stats: Stats, r0: int, m0: int, frame: list[int], failed: bool) -> None:
+    m1 = _malloc() or 0
     incl = (_rss() or 0) - r0
+    mincl = m1 - m0
     frames = _stack.frames
     if frames and frames[-1] is frame:
         frames.pop()
@@ -227,8 +233,11 @@ def _leave(stats: Stats, r0: int, frame: list[int], failed: bool) -> None:
     stats.errors += failed
     stats.rss_incl += incl
     stats.rss_self += incl - frame[0]
+    stats.malloc_incl += mincl
+    stats.malloc_self += mincl - frame[1]
     if frames:
         frames[-1][0] += incl
+        frames[-1][1] += mincl
 
 
 def _wrap(func: Callable, stats: Stats) -> Callable:
@@ -247,14 +256,14 @@ def _wrap(func: Callable, stats: Stats) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        r0, frame = _enter()
+        r0, m0, frame = _enter()
         failed = True
         try:
             result = func(*args, **kwargs)
             failed = False
             return result
         finally:
-            _leave(stats, r0, frame, failed)
+            _leave(stats, r0, m0, frame, failed)
     return wrapper
 
 

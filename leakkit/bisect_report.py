@@ -18,7 +18,9 @@ Columns:
     ``verdict``: which caller path leaks when only one of several does.
 ``series``
     ``call``, ``retained_bytes``, ``retained_blocks`` (all user allocations traced since the
-    warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own).
+    warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own),
+    ``malloc_native_bytes`` (bytes malloc has handed out, minus Python's large blocks and
+    tracemalloc's own: sees native leaks that reuse resident memory; NaN without glibc).
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from . import _instrument, probes
 from ._errors import WorkloadError, check_options, expected
+from ._malloc import malloc_in_use
 from .analysis import Growth, classify
 from .attribution import OUTSIDE, Attributor, code_lines
 from .bisect_report import BisectReport
@@ -131,6 +132,8 @@ class _Run:
         self.incl_bytes: dict[str, array] = {}
         self.path_bytes: dict[tuple, array] = {}
         self.rss_self: dict[str, array] = {}
+        self.malloc_self: dict[str, array] = {}
+        self.native_malloc = array("d")
 
     # -- calling the workload ------------------------------------------------------------------
     def _call_workload(self) -> None:
@@ -210,12 +213,14 @@ class _Run:
         self_n: dict[str, int] = defaultdict(int)
         incl: dict[str, int] = defaultdict(int)
         paths: dict[tuple, int] = defaultdict(int)
-        total = blocks = 0
+        total = blocks = large = 0
         for trace in traces:
+            size = trace[1]
+            if size > 512:  # over pymalloc's limit: these bytes came from malloc
+                large += size
             who = attribute(trace[2])
             if who is None:
                 continue
-            size = trace[1]
             name, path = who
             total += size
             blocks += 1
@@ -232,7 +237,10 @@ class _Run:
         self.total_blocks.append(blocks)
         rss = probes.rss() or 0
         self.rss.append(rss)
-        self.native.append(rss - tracemalloc.get_tracemalloc_memory() - tracemalloc.get_traced_memory()[0])
+        own = tracemalloc.get_tracemalloc_memory()
+        self.native.append(rss - own - tracemalloc.get_traced_memory()[0])
+        in_use = malloc_in_use()
+        self.native_malloc.append(math.nan if in_use is None else in_use - large - own)
         for table, values in ((self.self_bytes, self_b), (self.self_blocks, self_n), (self.incl_bytes, incl),
                               (self.path_bytes, paths)):
             for key in values.keys() | table.keys():
@@ -241,10 +249,11 @@ class _Run:
                     series = table[key] = array("d", [0.0] * k)
                 series.append(values.get(key, 0))
         for name, stats in self.found.stats.items():
-            series = self.rss_self.get(name)
-            if series is None:
-                series = self.rss_self[name] = array("d", [0.0] * k)
-            series.append(stats.rss_self)
+            for table, value in ((self.rss_self, stats.rss_self), (self.malloc_self, stats.malloc_self)):
+                series = table.get(name)
+                if series is None:
+                    series = table[name] = array("d", [0.0] * k)
+                series.append(value)
 
     def _survivors(self) -> list[tuple[Any, str, str]]:
         """Objects created during the run that are still alive, with the function and line that made them."""

@@ -98,7 +98,7 @@ def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], sample
 def _series_frame(run: _Run) -> pd.DataFrame:
     return pd.DataFrame({"call": list(run.x), "retained_bytes": list(run.total),
                          "retained_blocks": list(run.total_blocks), "rss": list(run.rss),
-                         "native_bytes": list(run.native)})
+                         "native_bytes": list(run.native), "malloc_native_bytes": list(run.native_malloc)})
 
 
 def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> BisectReport:
@@ -174,10 +174,17 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
         retention_paths = paths
         break
     native = classify(x, run.native, floor=NATIVE_FLOOR)
+    malloc_series = list(run.native_malloc)
+    native_malloc = classify(x, malloc_series, floor=NATIVE_FLOOR) if all(map(math.isfinite, malloc_series)) \
+        else None
     native_leak = False
-    if culprit is None and native.verdict == "leak" and total.verdict != "leak":
+    # RSS misses a native leak into memory the process already holds; malloc's own count does not.
+    sources = [(g, table) for g, table in ((native_malloc, run.malloc_self), (native, run.rss_self))
+               if g is not None and g.verdict == "leak"]
+    if culprit is None and sources and total.verdict != "leak":
+        native, per_function = sources[0]
         rates = []
-        for name, series in run.rss_self.items():
+        for name, series in per_function.items():
             g = classify(x, series, floor=NATIVE_FLOOR / 2)
             if g.verdict == "leak":
                 rates.append((g.rate, name))
@@ -187,7 +194,7 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
             rate, culprit = max(rates)
             reason = ("process memory grows while the Python heap does not: the memory is outside Python's "
                       f"allocator (C extension, ctypes, native library); {culprit} adds "
-                      f"{rate / 1024:.0f} KiB of RSS per call")
+                      f"{rate / 1024:.0f} KiB of native memory per call")
         else:
             verdict = "inconclusive"
             reason = ("process memory outside Python's heap grows, but no target function's calls account "

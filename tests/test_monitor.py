@@ -80,7 +80,7 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
 
 
 def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
-    from leakkit import monitor as monitor_module
+    monitor_module = sys.modules["leakkit.monitor"]
 
     monkeypatch.setitem(sys.modules, "leakkit.heap", None)  # import now fails
     kept = [frozenset([i]) for i in range(5_000)]
