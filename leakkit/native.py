@@ -17,7 +17,9 @@ Verdicts (``tolerance`` bytes decide what counts as growth), from :func:`classif
 ``HeapNativeReport.readings`` columns, one row per reading (``call`` 0 is the baseline after
 warm-up; the last row is after a garbage collection; with ``trim``, a row ``call = -1`` follows
 ``malloc_trim``): ``call``, ``traced_bytes`` (tracemalloc's traced Python heap), ``rss`` (bytes),
-``tracemalloc_bytes`` (tracemalloc's own memory, taken out of the process growth).
+``tracemalloc_bytes`` (tracemalloc's own memory, taken out of the process growth),
+``malloc_bytes`` (bytes malloc has handed out, glibc ``mallinfo2``; NaN elsewhere: it sees a native
+leak that reuses memory the process already holds, which RSS does not).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import pandas as pd
 import psutil
 
 from ._errors import WorkloadError, expected
+from ._malloc import malloc_in_use
 from ._sizes import format_size, parse_size
 from .sites import _Caller, _check_count, _check_workload
 
@@ -94,11 +97,14 @@ class HeapNativeReport:
     trimmed_bytes: int | None
     tolerance_bytes: int
     readings: pd.DataFrame
+    malloc_live_bytes: int | None = None  # live malloc'd bytes gained beyond the Python heap
 
     @property
     def native_bytes(self) -> int:
-        """Process growth that neither the Python heap nor ``malloc_trim`` explains."""
-        return max(0, int(self.process_bytes - (self.trimmed_bytes or 0) - max(self.heap_bytes, 0)))
+        """Process growth that neither the Python heap nor ``malloc_trim`` explains (or, if more,
+        the live bytes malloc gained beyond the Python heap)."""
+        by_rss = max(0, int(self.process_bytes - (self.trimmed_bytes or 0) - max(self.heap_bytes, 0)))
+        return max(by_rss, self.malloc_live_bytes or 0) if self.verdict == "native" else by_rss
 
     def __str__(self) -> str:
         trimmed = "malloc_trim unavailable" if self.trimmed_bytes is None else \
@@ -144,9 +150,11 @@ class HeapNativeReport:
         return ax
 
 
-def _reading(call: int) -> dict[str, int]:
+def _reading(call: int) -> dict[str, Any]:
+    in_use = malloc_in_use()
     return {"call": call, "traced_bytes": tracemalloc.get_traced_memory()[0], "rss": _rss(),
-            "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory()}
+            "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory(),
+            "malloc_bytes": float("nan") if in_use is None else in_use}
 
 
 def heap_vs_native(
@@ -210,13 +218,21 @@ def heap_vs_native(
         caller.close()
         if started:
             tracemalloc.stop()
-    readings = pd.DataFrame(rows, columns=["call", "traced_bytes", "rss", "tracemalloc_bytes"])
+    readings = pd.DataFrame(rows, columns=["call", "traced_bytes", "rss", "tracemalloc_bytes", "malloc_bytes"])
     first, last = rows[0], rows[calls]
     heap = last["traced_bytes"] - first["traced_bytes"]
     process = (last["rss"] - first["rss"]) - (last["tracemalloc_bytes"] - first["tracemalloc_bytes"])
     verdict = classify_growth(heap_bytes=heap, process_bytes=process, trimmed_bytes=trimmed, tolerance_bytes=tolerance_bytes)
+    # malloc's own count of live bytes sees a native leak into memory the process already held
+    # (RSS flat), and malloc_trim cannot give live bytes back: growth beyond the Python heap there
+    # is native whatever RSS did.
+    live = (last["malloc_bytes"] - first["malloc_bytes"]) - heap \
+        - (last["tracemalloc_bytes"] - first["tracemalloc_bytes"])
+    if live == live and live > tolerance_bytes and verdict != "python":
+        verdict = "native"
     return HeapNativeReport(verdict=verdict, calls=calls, heap_bytes=int(heap), process_bytes=int(process),
-                            trimmed_bytes=trimmed, tolerance_bytes=tolerance_bytes, readings=readings)
+                            trimmed_bytes=trimmed, tolerance_bytes=tolerance_bytes, readings=readings,
+                            malloc_live_bytes=int(live) if live == live else None)
 
 
 def classify_readings(
