@@ -23,7 +23,7 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
-from typing import Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import leakkit  # noqa: E402
 from leakkit.recording import Recorder  # noqa: E402
@@ -82,7 +82,7 @@ def overhead(rounds: int, batch: int) -> dict[str, float]:
     if memray_run is not None:
         runners["memray (python allocators)"] = memray_run
     times: dict[str, list[float]] = {name: [] for name in runners}
-    for name, run in runners.items():  # warm every path once
+    for run in runners.values():  # warm every path once
         run(batch // 4)
     for _ in range(rounds):
         for name, run in runners.items():

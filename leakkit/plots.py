@@ -61,7 +61,7 @@ def growing_types(types: pd.DataFrame, *, top: int = 10, ax: Any = None) -> Any:
     rows = types.head(top).iloc[::-1] if len(types) else types
     if len(rows):
         ax.barh(rows["type"].astype(str), rows["size_delta"], color="#c0392b")
-        for i, (size, count) in enumerate(zip(rows["size_delta"], rows["count_delta"])):
+        for i, (size, count) in enumerate(zip(rows["size_delta"], rows["count_delta"], strict=False)):
             ax.text(size, i, f"  {format_size(size, signed=True)} ({int(count):+d})", va="center", fontsize="small")
     ax.set_xlabel("bytes gained")
     ax.set_title("growing types")

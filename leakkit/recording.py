@@ -130,7 +130,7 @@ class Recorder:
         checkpoint would count as the user's.
         """
         with self._lock:
-            for column, values in zip(CHECKPOINT_COLUMNS, self._checkpoints):
+            for column, values in zip(CHECKPOINT_COLUMNS, self._checkpoints, strict=False):
                 value = row.get(column)
                 values.append(math.nan if value is None else float(value))
             if self._stream_path is not None:
@@ -168,7 +168,7 @@ class Recorder:
         with self._lock:
             self._summaries.append((call, codes, counts, sizes))
             if self._stream_path is not None:
-                for name, count, size in zip(names, counts, sizes):
+                for name, count, size in zip(names, counts, sizes, strict=False):
                     self._write({"table": "summaries", "call": call, "type": name, "count": count, "size": size})
 
     def _write(self, row: dict) -> None:
@@ -224,7 +224,7 @@ class Recorder:
     @property
     def checkpoints(self) -> pd.DataFrame:
         with self._lock:
-            frame = pd.DataFrame({c: pd.Series(v, dtype="float64") for c, v in zip(CHECKPOINT_COLUMNS, self._checkpoints)})
+            frame = pd.DataFrame({c: pd.Series(v, dtype="float64") for c, v in zip(CHECKPOINT_COLUMNS, self._checkpoints, strict=False)})
         return frame.astype({"call": "int64"})
 
     @property

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -178,7 +179,7 @@ def trace_report(rec: Recording, *, function: str,
         found = holders(list(grown["type"])) if len(grown) else []
         # What bounded containers gained must explain most of the growth of the top growing types
         # (each type's share capped at its own growth), and each container a fair part of one type.
-        deltas = dict(zip(grown["type"], grown["count_delta"].astype(float)))
+        deltas = dict(zip(grown["type"], grown["count_delta"].astype(float), strict=False))
         held_by = [h for h in found
                    if any(h.explained.get(t, 0.0) >= HOLDER_SHARE * d for t, d in deltas.items())]
         explained = sum(min(sum(h.explained.get(t, 0.0) for h in held_by), d) for t, d in deltas.items())

@@ -27,7 +27,8 @@ import sys
 import threading
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -532,7 +533,7 @@ def _without(summary: pd.DataFrame, own: list) -> pd.DataFrame:
     counts: Counter = Counter()
     sizes: Counter = Counter()
     names: dict[type, str] = {}
-    for kind, size in zip(map(type, own), map(sys.getsizeof, own)):
+    for kind, size in zip(map(type, own), map(sys.getsizeof, own), strict=False):
         name = names.get(kind)
         if name is None:
             name = names[kind] = probes._type_name(kind)

@@ -120,7 +120,7 @@ def test_bounded_holders_finds_a_filling_cache_and_a_full_deque():
 
 
 def test_bounded_holders_ignores_unbounded_containers():
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def cached(n):
         return [n]
 

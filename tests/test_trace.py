@@ -33,7 +33,7 @@ def small_temporary(n: int) -> int:
 
 
 class Node:
-    def __init__(self, parent: "Node | None" = None) -> None:
+    def __init__(self, parent: Node | None = None) -> None:
         self.parent = parent
         self.children: list[Node] = []
         if parent is not None:
