@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -149,7 +150,10 @@ class LeakkitMagics(Magics):
                                  "the options (or use the cell form)")
             label = code if len(code) <= 60 else code[:57] + "..."
         workload = self._workload(code, parser.prog)
-        progress = False if args.quiet else True
+        # bisect charges memory by tracemalloc to target functions: a bar (a widget in a notebook) cannot
+        # disturb it. A trace reads the whole process, so its bar is shown only on a terminal, where a
+        # plain text bar was measured to keep nothing.
+        progress = False if args.quiet else (True if bisect else None)
         try:
             targets = resolve_all(args.targets, self.shell.user_ns) if bisect else None
             report = check(workload, calls=args.calls, warmup=args.warmup, targets=targets, progress=progress,
