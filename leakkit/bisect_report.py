@@ -16,6 +16,10 @@ Columns:
 ``paths``
     ``path`` (call path of target functions, outermost first), ``function``, ``bytes_per_call``,
     ``verdict``: which caller path leaks when only one of several does.
+``tasks``
+    ``task`` (the outermost target function on the stack: the coroutine an asyncio task runs,
+    the function a pool thread runs, or the workload), ``bytes_per_call``, ``final_bytes``,
+    ``verdict``: growth grouped by task/coroutine function.
 ``series``
     ``call``, ``retained_bytes``, ``retained_blocks`` (all user allocations traced since the
     warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own),
@@ -45,6 +49,7 @@ class BisectReport:
     growing_types: pd.DataFrame
     paths: pd.DataFrame
     series: pd.DataFrame
+    tasks: pd.DataFrame
     total: Growth
     native: Growth
     native_leak: bool
@@ -82,6 +87,10 @@ class BisectReport:
             lines.append("  leaking call paths:")
             for row in leaking_paths.head(3).itertuples():
                 lines.append(f"    {row.path}  {format_size(row.bytes_per_call, signed=True)}/call")
+        leaking_tasks = self.tasks[self.tasks["verdict"] == "leak"] if len(self.tasks) else self.tasks
+        if len(leaking_tasks) and len(self.tasks) > 1:
+            lines.append("  by task/coroutine: " + ", ".join(
+                f"{row.task} {format_size(row.bytes_per_call, signed=True)}/call" for row in leaking_tasks.head(3).itertuples()))
         top = self.suspects.head(5)
         if len(top):
             lines.append("  suspects (self-retained growth per call):")

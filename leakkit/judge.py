@@ -84,11 +84,11 @@ def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], sample
         extra = retention.untracked_holders(spaces)
         ignore = {id(samples), id(spaces), id(extra), id(paths)}
         chains = retention.backward(samples[:40], ignore, deadline=deadline, extra=extra)
-        seen = {p.path for p in paths}
         for chain in chains:
             text = retention.render(chain)
-            if text not in seen:
-                seen.add(text)
+            holder = text.rsplit("[", 1)[0]
+            if holder not in holders:
+                holders.add(holder)
                 root = text.split("[")[0].split(" ")[0]
                 paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
         del chains, extra, spaces
@@ -169,10 +169,15 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
             if not retention_paths:
                 retention_paths = paths
             continue
-        culprit, verdict = name, "leak"
-        reason = f"{name} keeps {growth[name].rate:.0f} B per call, growing to the last reading"
-        retention_paths = paths
-        break
+        if culprit is None:
+            culprit, verdict = name, "leak"
+            reason = f"{name} keeps {growth[name].rate:.0f} B per call, growing to the last reading"
+            retention_paths = list(paths)
+        else:  # a second leak: its holders follow the culprit's
+            holders = {p.path.rsplit("[", 1)[0] for p in retention_paths}
+            retention_paths.extend(p for p in paths[:2] if p.path.rsplit("[", 1)[0] not in holders)
+        if len(retention_paths) >= 5 or time.perf_counter() > deadline:
+            break
     native = classify(x, run.native, floor=NATIVE_FLOOR)
     malloc_series = list(run.native_malloc)
     native_malloc = classify(x, malloc_series, floor=NATIVE_FLOOR) if all(map(math.isfinite, malloc_series)) \
@@ -229,10 +234,26 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
     paths_frame = pd.DataFrame(path_rows, columns=["path", "function", "bytes_per_call", "verdict"])
     if len(paths_frame):
         paths_frame = paths_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
+    # By task: the outermost target frame of each path is what a task or thread runs (an asyncio
+    # task's stack starts at its coroutine, a pool thread's at the submitted function).
+    task_series: dict[str, list[float]] = {}
+    for path, series in run.path_bytes.items():
+        acc = task_series.setdefault(path[0], [0.0] * len(series))
+        for i, value in enumerate(series):
+            acc[i] += value
+    task_rows = []
+    for task, series in task_series.items():
+        g = classify(x, series, floor=FUNC_FLOOR)
+        task_rows.append({"task": task, "bytes_per_call": g.rate, "final_bytes": series[-1] - series[0],
+                          "verdict": g.verdict})
+    tasks_frame = pd.DataFrame(task_rows, columns=["task", "bytes_per_call", "final_bytes", "verdict"])
+    if len(tasks_frame):
+        tasks_frame = tasks_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
     errors = dict(run.error_types)
     return BisectReport(
         verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
         retention_details=retention_paths, suspects=suspects, growing_types=types, paths=paths_frame,
+        tasks=tasks_frame,
         series=_series_frame(run), total=total, native=native, native_leak=native_leak, reason=reason,
         calls=run.calls, warmup=run.warmup, errors=sum(errors.values()), error_types=errors,
         calls_to_decide=calls_to_decide, seconds=seconds)
