@@ -25,8 +25,10 @@ from __future__ import annotations
 import gc
 import operator
 import re
+import struct
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from itertools import compress, filterfalse, repeat
 from operator import attrgetter, not_
@@ -214,7 +216,7 @@ def _summarize(objs: list[Any]) -> pd.DataFrame:
         for code, kind in enumerate(kinds):
             namer = _PER_OBJECT_NAMES.get(kind)
             if namer is None:
-                names.append(_clean(str(kind)))
+                names.append(_type_name(kind))
                 continue
             # Functions, modules and frames are named per object: one row per object,
             # grouped by name below.
@@ -254,6 +256,12 @@ def _sizes(objs: list[Any], codes: np.ndarray, kinds: list[type], samples: list[
     for kind, sample in zip(kinds, samples, strict=True):
         method = _sizeof_method(kind) if _CALL is not None else None
         header = 0
+        if method is None and _CALL is not None and _python_sizeof(kind):
+            # A __sizeof__ written in Python is user code: running it from a memory tool can
+            # allocate (pandas' keeps weakrefs per call). Count such objects' shallow size.
+            methods.append(object.__sizeof__)
+            headers.append(_preheader(kind))
+            continue
         if method is not None:
             try:
                 header = sys.getsizeof(sample) - method(sample)
@@ -286,6 +294,46 @@ def _sizeof_method(kind: type) -> Callable[[Any], int] | None:
         if method is not None:
             return method if type(method) is types.MethodDescriptorType else None
     return None
+
+
+_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _type_name(kind: type) -> str:
+    """pympler's name for a type, computed once per type: the same string object every summary,
+    so repeated summaries do not leave new strings behind in whatever caches the table."""
+    try:
+        return _NAMES[kind]
+    except (KeyError, TypeError):
+        pass
+    name = _clean(str(kind))
+    try:
+        _NAMES[kind] = name
+    except TypeError:  # a type that refuses weak references
+        pass
+    return name
+
+
+def _python_sizeof(kind: type) -> bool:
+    """Whether instances of ``kind`` get their size from a __sizeof__ written in Python."""
+    for base in kind.__mro__:
+        method = vars(base).get("__sizeof__")
+        if method is not None:
+            return isinstance(method, types.FunctionType)
+    return False
+
+
+def _preheader(kind: type) -> int:
+    """What sys.getsizeof adds to __sizeof__ for instances of ``kind``: the GC header, and the
+    managed-dict pointers that sit before such objects (3.11+)."""
+    flags = kind.__flags__
+    size = 2 * _POINTER if flags & (1 << 14) else 0  # Py_TPFLAGS_HAVE_GC: PyGC_Head
+    if sys.version_info >= (3, 11) and flags & (1 << 4):  # Py_TPFLAGS_MANAGED_DICT
+        size += 2 * _POINTER
+    return size
+
+
+_POINTER = struct.calcsize("P")
 
 
 def _getsizeof_or_zero(obj: Any) -> int:
