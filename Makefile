@@ -23,7 +23,7 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests
-	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env -p no:leakkit notebooks
+	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
