@@ -17,8 +17,10 @@ addresses, ``<class 'x.Y'>`` unwrapped to ``x.Y`` (``dict``, ``__main__.Foo``; a
 repr such as ``<enum 'Color'>`` is kept as is), and per-object names for functions
 (``function (name)``), modules (``module(name)``) and frames (``frame (codename: name)``).
 
-The work is a handful of C-level bulk calls over the heap (one ``gc.get_referents(*objs)``,
-``map`` over builtins, numpy sorting and grouping on type codes), not a Python loop per object.
+The work is one pass in C (``leakkit/_heapscan.c``: each object's type and size, its untracked
+referents through ``tp_traverse``, de-duplicated in a pointer table), or, where that extension
+is not built, a handful of bulk calls (one ``gc.get_referents(*objs)``, ``map`` over builtins,
+numpy grouping on type codes); never a Python loop per object. Both are checked against pympler.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ import re
 import struct
 import sys
 import types
-import weakref
 from collections.abc import Callable
 from itertools import compress, filterfalse, repeat
 from operator import attrgetter, not_
@@ -38,6 +39,11 @@ import numpy as np
 import pandas as pd
 
 from ._errors import expected
+
+try:  # the C scan (leakkit/_heapscan.c); the bulk-builtins path below gives the same table
+    from . import _heapscan
+except ImportError:  # not built (no compiler at install): the pure-Python path
+    _heapscan = None
 
 __all__ = ["heap_summary", "summary_diff"]
 
@@ -108,6 +114,9 @@ def heap_summary(objects: list[Any] | tuple[Any, ...] | None = None, *, collect:
     gc.disable()
     objs = None
     try:
+        if _heapscan is not None:
+            objs = gc.get_objects()
+            return _from_scan(_heapscan.scan(objs, tuple(_PER_OBJECT_NAMES)))
         objs = _heap_objects()
         return _summarize(objs)
     finally:
@@ -233,7 +242,28 @@ def _summarize(objs: list[Any]) -> pd.DataFrame:
     names.extend(map(cleaned.__getitem__, per_object_names))
     row_counts.extend(repeat(1, len(per_object_names)))
     row_sizes.extend(per_object_sizes)
-    rows = pd.DataFrame({"type": pd.Series(names, dtype=object), "count": row_counts, "size": row_sizes})
+    return _table(names, row_counts, row_sizes)
+
+
+def _from_scan(scanned: tuple) -> pd.DataFrame:
+    """The table from _heapscan.scan's per-type rows and its objects named one by one."""
+    kinds, counts, sizes, named, named_sizes = scanned
+    try:
+        names = [_type_name(kind) for kind in kinds]
+        by_type: dict[type, list[int]] = {}
+        for i, obj in enumerate(named):
+            by_type.setdefault(type(obj), []).append(i)
+        for kind, where in by_type.items():
+            names.extend(_clean(name) for name in _PER_OBJECT_NAMES[kind]([named[i] for i in where]))
+            counts.extend(repeat(1, len(where)))
+            sizes.extend(named_sizes[i] for i in where)
+        return _table(names, counts, sizes)
+    finally:
+        del kinds, named, named_sizes, scanned
+
+
+def _table(names: list[str], counts: list[int], sizes: list[int]) -> pd.DataFrame:
+    rows = pd.DataFrame({"type": pd.Series(names, dtype=object), "count": counts, "size": sizes})
     rows = rows[rows["count"] > 0]
     # Distinct types can share a name (a class redefined in a notebook); pympler keys by name.
     table = rows.groupby("type", sort=False, as_index=False)[["count", "size"]].sum()
@@ -296,22 +326,9 @@ def _sizeof_method(kind: type) -> Callable[[Any], int] | None:
     return None
 
 
-_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _type_name(kind: type) -> str:
-    """pympler's name for a type, computed once per type: the same string object every summary,
-    so repeated summaries do not leave new strings behind in whatever caches the table."""
-    try:
-        return _NAMES[kind]
-    except (KeyError, TypeError):
-        pass
-    name = _clean(str(kind))
-    try:
-        _NAMES[kind] = name
-    except TypeError:  # a type that refuses weak references
-        pass
-    return name
+    """pympler's name for a type (not cached: a cache would be leakkit's own footprint on the heap)."""
+    return _clean(str(kind))
 
 
 def _python_sizeof(kind: type) -> bool:

@@ -13,8 +13,20 @@ import pandas as pd
 import pytest
 from pympler import muppy, summary
 
+import leakkit.heap as heap_module
 from leakkit._errors import InvalidArgumentError
 from leakkit.heap import heap_summary, summary_diff
+
+
+@pytest.fixture(params=["c-scan", "python"])
+def scan_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a whole-heap test through the C scan and through the pure-Python path."""
+    if request.param == "c-scan":
+        if heap_module._heapscan is None:
+            pytest.skip("leakkit._heapscan is not built")
+    else:
+        monkeypatch.setattr(heap_module, "_heapscan", None)
+    return request.param
 
 
 class Leaky:
@@ -86,6 +98,7 @@ def _pympler() -> dict[str, tuple[int, int]]:
     return pickle.loads(blob)
 
 
+@pytest.mark.usefixtures("scan_path")
 def test_controlled_types_match_pympler_exactly_and_the_bulk_closely() -> None:
     heap = _controlled_heap()
     assert not gc.is_tracked(heap[4][0]) and not gc.is_tracked(heap[5][0])
@@ -138,6 +151,7 @@ def test_objects_argument_matches_pympler_summarize_row_for_row() -> None:
     assert ("module(sys)", 1) in set(zip(table["type"], table["count"], strict=True))
 
 
+@pytest.mark.usefixtures("scan_path")
 def test_table_has_documented_columns_dtypes_and_order() -> None:
     table = heap_summary()
     assert list(table.columns) == ["type", "count", "size"]
@@ -153,6 +167,7 @@ def test_empty_objects_give_an_empty_table() -> None:
     assert list(table.columns) == ["type", "count", "size"] and len(table) == 0
 
 
+@pytest.mark.usefixtures("scan_path")
 def test_summary_diff_finds_the_new_instances() -> None:
     before = heap_summary()
     leaks = [Leaky(i) for i in range(5000)]
@@ -224,6 +239,7 @@ def test_gc_state_is_restored() -> None:
     assert gc.isenabled()
 
 
+@pytest.mark.usefixtures("scan_path")
 def test_repeated_calls_do_not_grow_the_heap() -> None:
     heap_summary()
     gc.collect()
