@@ -45,8 +45,10 @@ def _own_modules(run: _Run) -> set[str]:
         {getattr(f, "__module__", "") for f in run.found.functions.values()}
 
 
-def _forward_hits(run: _Run, deadline: float, found: list) -> dict[str, list[list]]:
-    """Objects under the targets' namespaces that target code created during the run, by function."""
+def _forward_hits(run: _Run, deadline: float, found: list | None,
+                  namespaces: list[tuple[str, Any]] | None = None, max_depth: int = 7) -> dict[str, list[list]]:
+    """Objects under the given namespaces (the targets' by default) that target code created
+    during the run, by function."""
     lines = run.found.lines
 
     def attribute(obj: Any) -> tuple[str, str] | None:
@@ -59,16 +61,47 @@ def _forward_hits(run: _Run, deadline: float, found: list) -> dict[str, list[lis
                 return name, f"{frame.filename}:{frame.lineno}"
         return None
 
-    hits = retention.forward(_namespaces(run), attribute, own_modules=_own_modules(run), deadline=deadline,
-                             found=found)
+    spaces = _namespaces(run) if namespaces is None else namespaces
+    hits = retention.forward(spaces, attribute, own_modules=_own_modules(run), deadline=deadline,
+                             found=found, max_depth=max_depth)
     merged: dict[str, list[list]] = defaultdict(list)
     for (name, _site), holders in hits.items():
         merged[name].extend(holders)
     return {name: sorted(holders, key=lambda item: -item[2]) for name, holders in merged.items()}
 
 
+def _other_namespaces(run: _Run) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Globals of every other loaded module (not leakkit's): roots outside the targets."""
+    own = _own_modules(run)
+    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    user, library = [], []
+    for name, module in list(sys.modules.items()):
+        if module is None or name in own or name.startswith(("leakkit", "_")) or not hasattr(module, "__dict__"):
+            continue
+        file = getattr(module, "__file__", None) or ""
+        # the user's own modules first: the breadth-first walk has a node and time budget
+        bucket = library if (file.startswith(prefixes) or name in sys.builtin_module_names) else user
+        for key, value in list(vars(module).items()):
+            if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
+                bucket.append((f"{name}.{key}", value))
+    return user, library
+
+
 def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
                deadline: float) -> list[retention.RetentionPath]:
+    """Paths to what ``name`` made (empty if the search itself fails: the verdict stands)."""
+    try:
+        return _find_paths(run, name, forward_hits, samples, deadline)
+    except Exception as error:  # pragma: no cover - user objects can misbehave in any way
+        import warnings
+
+        warnings.warn(f"leakkit: retention search for {name} failed ({type(error).__name__}: {error})",
+                      RuntimeWarning, stacklevel=2)
+        return []
+
+
+def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
+                deadline: float) -> list[retention.RetentionPath]:
     """Paths to what ``name`` made: forward hits first, then backward from the objects."""
     paths: list[retention.RetentionPath] = []
     holders: set[str] = set()
@@ -92,6 +125,17 @@ def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], sample
                 root = text.split("[")[0].split(" ")[0]
                 paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
         del chains, extra, spaces
+    if not paths and time.perf_counter() < deadline:
+        # Nothing reached from the targets, and no sample to walk back from (objects the GC
+        # does not track, in an old container): look under every other module, shallowly.
+        for spaces, depth in zip(_other_namespaces(run), (5, 3)):
+            hits = _forward_hits(run, deadline, None, namespaces=spaces, max_depth=depth).get(name, [])
+            for path, chain, count in hits[:3]:
+                root = path.split("[")[0].split(" ")[0]
+                paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
+            del hits, spaces
+            if paths or time.perf_counter() > deadline:
+                break
     return paths
 
 

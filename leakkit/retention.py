@@ -13,18 +13,32 @@ Two searches, because each misses what the other finds:
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextvars
 import functools
 import gc
 import re
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+_LOCAL = type(threading.local())
+_LRU = functools._lru_cache_wrapper
+_TASK = asyncio.Task
+
+
+def _attrs(obj: Any) -> Any:
+    """``obj.__dict__`` without running the object's own ``__getattr__`` (a memory tool must not
+    trigger side effects: ctypes' library loaders open a shared library on any unknown name)."""
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
 _ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
 _SKIP_TYPES = (types.FrameType, types.ModuleType, types.CodeType)
 
@@ -63,7 +77,7 @@ def bound_of(obj: Any) -> Bound | None:
     """The known bound of a container, or None when it has none (or we do not know it)."""
     if isinstance(obj, collections.deque) and obj.maxlen is not None:
         return Bound("deque(maxlen)", obj.maxlen, len(obj))
-    if callable(obj) and hasattr(obj, "cache_info") and hasattr(obj, "cache_parameters"):
+    if isinstance(obj, _LRU):
         try:
             info = obj.cache_info()
         except Exception:
@@ -123,11 +137,11 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
                 yield f".__kwdefaults__[{key!r}]", value
             for key, value in vars(obj).items():
                 yield f".{key}", value
-    elif hasattr(obj, "cache_info") and hasattr(obj, "__wrapped__"):
+    elif isinstance(obj, _LRU):
         for value in gc.get_referents(obj):
             if value is not obj.__wrapped__ and not isinstance(value, (dict, types.FunctionType)):
                 yield " (lru_cache entry)", value
-            elif isinstance(value, dict) and value is not getattr(obj, "__dict__", None):
+            elif isinstance(value, dict) and value is not _attrs(obj):
                 yield " (lru_cache table)", value
         yield from _children(obj.__wrapped__, own_modules)
     elif isinstance(obj, contextvars.ContextVar):
@@ -142,7 +156,7 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
             for key, value in list(frame.f_locals.items()):
                 yield f".{prefix}_frame.f_locals[{key!r}]", value
     elif _is_future(obj):
-        coro = obj.get_coro() if hasattr(obj, "get_coro") else None
+        coro = obj.get_coro() if isinstance(obj, _TASK) else None
         if coro is not None:
             yield ".get_coro()", coro
     elif isinstance(obj, types.MethodType):
@@ -153,24 +167,31 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
             yield f".args[{i}]", value
         for key, value in obj.keywords.items():
             yield f".keywords[{key!r}]", value
-    elif type(obj).__name__ == "_local" and type(obj).__module__ == "_thread":
-        try:
-            for key, value in vars(obj).items():
-                yield f".{key}", value
-        except TypeError:
-            return
+    elif isinstance(obj, _LOCAL):
+        # Every thread's attributes, not just this thread's: the per-thread dicts hang off the
+        # local object's table of {weakref to the thread's dummy: that thread's dict}.
+        for table in gc.get_referents(obj):
+            if isinstance(table, dict):
+                for per_thread in list(table.values()):
+                    if isinstance(per_thread, dict):
+                        for key, value in list(per_thread.items()):
+                            yield f".{key}", value
     elif not isinstance(obj, _ATOMS + _SKIP_TYPES) and not callable(obj):
         queue = sys.modules.get("queue")
         if queue is not None and isinstance(obj, queue.Queue):
             yield ".queue", obj.queue
             return
-        attrs = getattr(obj, "__dict__", None)
+        attrs = _attrs(obj)
         if isinstance(attrs, dict):
             for key, value in list(attrs.items()):
                 yield f".{key}", value
-        for slot in getattr(type(obj), "__slots__", ()) or ():
-            if isinstance(slot, str) and hasattr(obj, slot):
-                yield f".{slot}", getattr(obj, slot)
+        slots = type(obj).__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if isinstance(slot, str):
+                try:
+                    yield f".{slot}", object.__getattribute__(obj, slot)
+                except Exception:  # an empty slot
+                    continue
 
 
 def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: set[str],
@@ -211,9 +232,12 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
             continue
         if depth >= max_depth or isinstance(obj, _ATOMS):
             continue
-        for label, child in _children(obj, own_modules):
-            if id(child) not in seen and not isinstance(child, _SKIP_TYPES):
-                queue.append((child, path + label, depth + 1, path, chain + (child,)))
+        try:
+            for label, child in _children(obj, own_modules):
+                if id(child) not in seen and not isinstance(child, _SKIP_TYPES):
+                    queue.append((child, path + label, depth + 1, path, chain + (child,)))
+        except Exception:  # a container that changes or misbehaves while walked: skip it
+            continue
     return {key: sorted(holders.values(), key=lambda item: -item[2]) for key, holders in hits.items()}
 
 
@@ -249,7 +273,7 @@ def _label(parent: Any, child: Any) -> str:
             return ".__defaults__"
         if child is parent.__kwdefaults__:
             return ".__kwdefaults__"
-        if child is getattr(parent, "__dict__", None):
+        if child is _attrs(parent):
             return ""
     if isinstance(parent, types.MethodType):
         return ".__self__" if child is parent.__self__ else ".__func__"
@@ -260,15 +284,15 @@ def _label(parent: Any, child: Any) -> str:
                 if value is child:
                     return f".{'cr' if isinstance(parent, types.CoroutineType) else 'gi'}_frame.f_locals[{key!r}]"
         return " (suspended frame)"
-    if hasattr(parent, "cache_info") and hasattr(parent, "__wrapped__"):
+    if isinstance(parent, _LRU):
         return " (lru_cache entry)"
     if isinstance(parent, type):
-        if child is parent.__dict__ or child is getattr(parent, "__dict__", None):
+        if child is parent.__dict__:
             return ""
         for key, value in vars(parent).items():
             if value is child:
                 return f".{key}"
-    attrs = getattr(parent, "__dict__", None)
+    attrs = _attrs(parent)
     if isinstance(attrs, dict):
         if attrs is child:
             return ""
@@ -276,7 +300,7 @@ def _label(parent: Any, child: Any) -> str:
             if value is child:
                 return f".{key}"
     if type(parent).__name__ == "Task":
-        return "._coro" if child is getattr(parent, "get_coro", lambda: None)() else " -> task"
+        return "._coro" if isinstance(parent, _TASK) and child is parent.get_coro() else " -> task"
     return f" -> {type(child).__name__}"
 
 
@@ -349,7 +373,7 @@ def render(chain: list[Any]) -> str:
         if id(parent) in roots:
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if key is not None else " -> ?"
-        elif isinstance(parent, dict) and previous is not None and getattr(previous, "__dict__", None) is parent:
+        elif isinstance(parent, dict) and previous is not None and _attrs(previous) is parent:
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if isinstance(key, str) else f"[{_short(key)}]"
         elif isinstance(parent, dict) and parent and all(type(k).__name__ == "weakref" or isinstance(k, type(None))
