@@ -263,7 +263,7 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
             verdict, reason = "leak", "memory grows, allocated outside the target functions"
             retention_paths = _retention(run, OUTSIDE, forward_hits, by_function.get(OUTSIDE, []), deadline)
         elif total.verdict == "plateau" or (suspects["verdict"] == "plateau").any():
-            verdict, reason = "plateau", "growth that stopped: " + total.reason
+            verdict, reason = "plateau", total.reason if total.verdict == "plateau" else "growth that stopped"
         elif total.verdict == "inconclusive":
             verdict, reason = "inconclusive", total.reason
             calls_to_decide = total.calls_to_decide

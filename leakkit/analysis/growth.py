@@ -163,6 +163,21 @@ def classify(
             run += 1
             longest_before = max(longest_before, run)
     stopped = grown and trailing >= max(3, 2 * longest_before + 1)
+    # ... or, with uneven spacing (trace's 1, 2, 4, ... 64 schedule), a trailing flat stretch
+    # longer in *calls* than any flat stretch while it grew and a quarter of the run
+    if not stopped and grown and trailing:
+        trailing_calls = float(xs[-1] - xs[n - 1 - trailing])
+        longest_calls = 0.0
+        start_flat = None
+        for i, is_flat in enumerate(flat[: len(flat) - trailing]):
+            if is_flat and start_flat is None:
+                start_flat = i
+            elif not is_flat and start_flat is not None:
+                longest_calls = max(longest_calls, float(xs[i] - xs[start_flat]))
+                start_flat = None
+        rate_before = theil_sen(xs[: n - trailing], ys[: n - trailing])[0]
+        stopped = (trailing_calls >= 2 * longest_calls + 1 and trailing_calls >= 0.25 * float(xs[-1] - xs[0])
+                   and math.isfinite(rate_before) and rate_before * trailing_calls > needed)
     # ... or a last quarter that rose by less than a quarter of what the earlier rate predicts
     # (medians of two readings at each end, so one noisy reading does not decide).
     q = max(4, n // 4)
@@ -175,7 +190,8 @@ def classify(
             stopped = seg_rise <= 0.25 * before_slope * seg_span
     common["extra"]["trailing_flat"] = trailing
     if tail_grows and still_rising and stopped and bound_reached is None:
-        return Growth("plateau", reason=f"growth that stopped: flat for the last {trailing} intervals", **common)
+        flat_calls = float(xs[-1] - xs[n - 1 - trailing]) if trailing else 0.0
+        return Growth("plateau", reason=f"growth that stopped: flat for the last {flat_calls:.0f} calls", **common)
     if tail_grows and still_rising:
         if bound_reached is not None:
             if bound_reached:
