@@ -214,11 +214,18 @@ class _Run:
         incl: dict[str, int] = defaultdict(int)
         paths: dict[tuple, int] = defaultdict(int)
         total = blocks = large = 0
+        # Traces that share a traceback share one tuple within a snapshot: look each up once by
+        # identity (hashing a 64-frame tuple per trace would dominate the checkpoint).
+        local: dict[int, Any] = {}
+        missing = local  # a sentinel no attribution can equal
         for trace in traces:
             size = trace[1]
             if size > 512:  # over pymalloc's limit: these bytes came from malloc
                 large += size
-            who = attribute(trace[2])
+            tb = trace[2]
+            who = local.get(id(tb), missing)
+            if who is missing:
+                who = local[id(tb)] = attribute(tb)
             if who is None:
                 continue
             name, path = who
@@ -230,7 +237,7 @@ class _Run:
                 incl[fn] += size
             if path:
                 paths[path] += size
-        del traces
+        del traces, local
         k = len(self.x)
         self.x.append(n)
         self.total.append(total)

@@ -112,19 +112,20 @@ def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], sampl
         holders.add(holder)
         root = path.split("[")[0].split(" ")[0]
         paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
-    if len(paths) < 3 and samples and time.perf_counter() < deadline:
+    if not paths and samples and time.perf_counter() < deadline:
         spaces = _namespaces(run)
         extra = retention.untracked_holders(spaces)
         ignore = {id(samples), id(spaces), id(extra), id(paths)}
-        chains = retention.backward(samples[:40], ignore, deadline=deadline, extra=extra)
+        roots = retention.module_dicts()
+        chains = retention.backward(samples[:40], ignore, roots=roots, deadline=deadline, extra=extra)
         for chain in chains:
-            text = retention.render(chain)
+            text = retention.render(chain, roots)
             holder = text.rsplit("[", 1)[0]
             if holder not in holders:
                 holders.add(holder)
                 root = text.split("[")[0].split(" ")[0]
                 paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
-        del chains, extra, spaces
+        del chains, extra, spaces, roots
     if not paths and time.perf_counter() < deadline:
         # Nothing reached from the targets, and no sample to walk back from (objects the GC
         # does not track, in an old container): look under every other module, shallowly.

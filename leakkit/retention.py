@@ -242,7 +242,8 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
 
 
 # -- backward search -----------------------------------------------------------------------------
-def _module_dicts() -> dict[int, str]:
+def module_dicts() -> dict[int, str]:
+    """id(module.__dict__) -> module name, for every loaded module but leakkit's."""
     return {id(vars(m)): name for name, m in list(sys.modules.items())
             if m is not None and hasattr(m, "__dict__") and not name.startswith("leakkit")}
 
@@ -304,10 +305,9 @@ def _label(parent: Any, child: Any) -> str:
     return f" -> {type(child).__name__}"
 
 
-def backward(samples: list[Any], ignore: set[int], *, max_depth: int = 14, max_paths: int = 5,
-             deadline: float | None = None, extra: list[Any] = ()) -> list[list[Any]]:
+def backward(samples: list[Any], ignore: set[int], *, roots: dict[int, str], max_depth: int = 14,
+             max_paths: int = 5, deadline: float | None = None, extra: list[Any] = ()) -> list[list[Any]]:
     """Chains [root_dict_or_obj, ..., sample] found by walking referrers; module dicts end a chain."""
-    roots = _module_dicts()
     down: dict[int, Any] = {}
     keep: dict[int, Any] = {id(o): o for o in samples}
     frontier = list(samples)
@@ -363,9 +363,8 @@ def _members_or_referents(obj: Any) -> Iterable[Any]:
     return gc.get_referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
 
 
-def render(chain: list[Any]) -> str:
+def render(chain: list[Any], roots: dict[int, str]) -> str:
     """Spell a backward chain [module dict, ..., leaked object] as code."""
-    roots = _module_dicts()
     head = chain[0]
     text = roots.get(id(head), f"<{type(head).__name__}>")
     previous = None
