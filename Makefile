@@ -18,8 +18,11 @@ $(STAMP): $(PY) pyproject.toml leakkit/_heapscan.c
 
 install: $(STAMP)
 
+# JupyterLab refuses to run as root unless told: containers and CI machines often are root.
+ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(ROOT_ARGS) $(LAB_ARGS)
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests
