@@ -265,7 +265,7 @@ class _Run:
     def _survivors(self) -> list[tuple[Any, str, str]]:
         """Objects created during the run that are still alive, with the function and line that made them."""
         gc.collect()
-        new = gc.get_objects() if gc.get_freeze_count() else []
+        new = gc.get_objects()  # after our freeze: only what the run created
         out: list[tuple[Any, str, str]] = []
         seen: set[int] = set()
         lines = self.found.lines
