@@ -118,6 +118,7 @@ class _Run:
             getattr(workload, "__call__", None))
         self.call = found.wrapped(workload)  # counted like any target when it is one
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: _LoopThread | None = None
         self.errors = 0
         self.first_error: BaseException | None = None
         self.error_types: dict[str, int] = defaultdict(int)
@@ -138,7 +139,10 @@ class _Run:
     # -- calling the workload ------------------------------------------------------------------
     def _call_workload(self) -> None:
         if self.is_async:
-            self.loop.run_until_complete(self.call())
+            if self.loop_thread is not None:
+                self.loop_thread.run(self.call)
+            else:
+                self.loop.run_until_complete(self.call())
         else:
             self.call()
 
@@ -163,7 +167,11 @@ class _Run:
         froze = False
         bar = None
         if self.is_async:
-            self.loop = asyncio.new_event_loop()
+            if _loop_running():
+                # Inside a running loop (a Jupyter kernel, an async test): ours runs in a thread.
+                self.loop_thread = _LoopThread()
+            else:
+                self.loop = asyncio.new_event_loop()
         try:
             total_calls = self.warmup + self.calls
             bar = _progress_bar(self.progress, total_calls)
@@ -202,6 +210,9 @@ class _Run:
             if self.loop is not None:
                 _close_loop(self.loop)
                 self.loop = None
+            if self.loop_thread is not None:
+                self.loop_thread.close()
+                self.loop_thread = None
             if bar is not None:
                 bar.close()
 
@@ -311,6 +322,49 @@ def _progress_bar(progress: Any, total: int) -> Any:
     if progress is None and not sys.stderr.isatty():
         return None
     return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _LoopThread:
+    """An event loop leakkit owns, running in its own thread: for async workloads bisected from
+    code that already runs a loop in this thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="leakkit-bisect-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, factory: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            return await factory()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result()
+
+    def close(self) -> None:
+        async def finish() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        try:
+            asyncio.run_coroutine_threadsafe(finish(), self.loop).result(timeout=10)
+        except Exception:  # a task that refuses to finish must not hide the report
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

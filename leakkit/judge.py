@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 import tracemalloc
@@ -23,20 +24,41 @@ FUNC_FLOOR = 512
 NATIVE_FLOOR = 768 << 10  # clean runs here move RSS-minus-traced by < 150 KiB (threads: ~470)
 
 
+# In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
+_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
+_SHELL_HISTORY = re.compile(r"^_(?:_{0,2}|i{1,3}|ih|oh|dh|i?\d+)$")  # _, __, ___, _i, _ii, _ih, _oh, _dh, _i5, _5
+_SHELL_MODULES = ("IPython", "ipykernel", "jupyter_client", "zmq", "traitlets", "tornado")
+
+
+def _module_namespace(module: Any) -> list[tuple[str, Any]]:
+    spaces = []
+    main = module.__name__ == "__main__"
+    for key, value in list(vars(module).items()):
+        if (key.startswith("__") and key.endswith("__")) or isinstance(value, type(sys)):
+            continue
+        if main and (key in _SHELL_NAMES or _SHELL_HISTORY.match(key)
+                     or type(value).__module__.startswith(_SHELL_MODULES)):
+            continue
+        spaces.append((f"{module.__name__}.{key}", value))
+    return spaces
+
+
 def _namespaces(run: _Run) -> list[tuple[str, Any]]:
+    """Roots to walk forward from: the target modules' globals, the target classes, and the
+    globals of the modules the target functions live in."""
     spaces: list[tuple[str, Any]] = []
+    seen: set[str] = set()
     for module in run.found.modules:
-        for key, value in list(vars(module).items()):
-            if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
-                spaces.append((f"{module.__name__}.{key}", value))
+        if module.__name__ not in seen:
+            seen.add(module.__name__)
+            spaces.extend(_module_namespace(module))
     for cls in run.found.classes:
         spaces.append((f"{cls.__module__}.{cls.__qualname__}", cls))
-    for name, func in run.found.functions.items():
-        module = sys.modules.get(getattr(func, "__module__", ""))
-        if module is not None and module not in run.found.modules:
-            for key, value in list(vars(module).items()):
-                if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
-                    spaces.append((f"{module.__name__}.{key}", value))
+    for func in run.found.functions.values():
+        module = sys.modules.get(getattr(func, "__module__", "") or "")
+        if module is not None and module.__name__ not in seen:
+            seen.add(module.__name__)
+            spaces.extend(_module_namespace(module))
     return spaces
 
 

@@ -256,3 +256,59 @@ def test_decorated_functions_are_reached_through_wrapped(leaky):
     assert isinstance(leaky.decorated, functools.partial) is False
     report = leakkit.bisect(leaky.workload, targets=[leaky], calls=12, progress=False)
     assert any(name.endswith("decorated") for name in report.suspects["function"])
+
+
+def test_async_workload_from_inside_a_running_loop():
+    """As in a Jupyter kernel or an async test: leakkit runs its own loop in a thread."""
+    module = make_module("lk_async_nested_mod", '''
+import asyncio
+KEPT = {}
+
+def keep(key):
+    KEPT[key] = bytearray(200)
+
+async def handle(n):
+    keep(f"{asyncio.current_task().get_name()}-{n}")
+    await asyncio.sleep(0)
+
+async def workload():
+    await asyncio.gather(handle(1), handle(2))
+''')
+
+    async def main():
+        return leakkit.bisect(module.workload, targets=[module], calls=16, progress=False)
+
+    report = asyncio.run(main())
+    assert report.verdict == "leak"
+    assert report.culprit.endswith("keep")
+    assert any("KEPT[" in p for p in report.retention[:3])
+
+
+def test_main_module_targets_skip_the_shell_history():
+    module = make_module("__lk_fake_main__", '''
+HISTORY = []
+In = [bytearray(100) for _ in range(3)]
+Out = {}
+_ = Out
+_i3 = "record(3)"
+
+def record(n):
+    HISTORY.append(str(n) * 30)
+
+_n = [0]
+
+def workload():
+    _n[0] += 1
+    record(_n[0])
+''')
+    module.__name__ = "__main__"
+    try:
+        from leakkit.judge import _module_namespace
+
+        names = [name for name, _ in _module_namespace(module)]
+        assert "__main__.HISTORY" in names
+        assert "__main__.In" not in names and "__main__.Out" not in names
+        assert "__main__._" not in names and "__main__._i3" not in names
+        assert "__main__._n" in names  # the user's own underscore names stay roots
+    finally:
+        module.__name__ = "__lk_fake_main__"
