@@ -14,8 +14,8 @@ import os
 import tempfile
 import time
 
-from leakkit.monitor import monitor
-from leakkit.watch import load
+from leakkit.monitoring import monitor
+from leakkit.watching import load
 
 
 def busy_worker(seconds: float) -> int:

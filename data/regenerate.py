@@ -34,7 +34,7 @@ for tick in range(250):         # steady state: reads only, temporaries freed at
 
 def crawler_worker_csv(path: pathlib.Path) -> None:
     """A leakkit watch CSV: the case study's crawler worker, leaking at 20 ticks/s for 12 s."""
-    from leakkit.watch import watch
+    from leakkit.watching import watch
 
     argv = [sys.executable, "crawler_worker.py", "--seconds", "12", "--rate", "20"]
     worker = subprocess.Popen(argv, cwd=NOTEBOOKS, stdout=subprocess.PIPE, text=True)

@@ -6,6 +6,8 @@ explain (``bisect(...).retention``, ``heap_summary``, ``heap_vs_native``), prove
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     InvalidArgumentError,
     LeakkitError,
@@ -15,20 +17,51 @@ from ._errors import (
     UnknownOptionError,
     WorkloadError,
 )
-from .analysis import Growth
-from .bisect_report import BisectReport
-from .drilldown import bisect
-from .forecast import Forecast, forecast
-from .heap import heap_summary, summary_diff
-from .monitor import Monitor, monitor
-from .mprof import read_mprofile, write_mprofile
-from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
-from .recording import Recording, load
-from .report import TraceReport, verdict
-from .sites import GrowthSites, growth_sites
-from .trace import Trace, trace
-from .watch import load as load_watch
-from .watch import watch
+
+# Everything else loads on first use (PEP 562), so that ``import leakkit`` (and pytest, which
+# loads the plugin in every run) does not pay for pandas, numpy and matplotlib until asked.
+_LAZY = {
+    "BisectReport": "bisect_report", "Forecast": "forecasting", "Growth": "analysis",
+    "GrowthSites": "sites", "HeapNativeReport": "native", "Monitor": "monitoring", "Recording": "recording",
+    "Trace": "tracing", "TraceReport": "report", "bisect": "drilldown", "classify_readings": "native",
+    "forecast": "forecasting", "growth_sites": "sites", "heap_summary": "heap", "heap_vs_native": "native",
+    "load": "recording", "load_watch": ("watching", "load"), "malloc_trim": "native", "monitor": "monitoring",
+    "read_mprofile": "mprof", "summary_diff": "heap", "trace": "tracing", "verdict": "report",
+    "watch": "watching", "write_mprofile": "mprof",
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'leakkit' has no attribute {name!r}")
+    module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module_name}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
+    from .analysis import Growth
+    from .bisect_report import BisectReport
+    from .drilldown import bisect
+    from .forecasting import Forecast, forecast
+    from .heap import heap_summary, summary_diff
+    from .monitoring import Monitor, monitor
+    from .mprof import read_mprofile, write_mprofile
+    from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
+    from .recording import Recording, load
+    from .report import TraceReport, verdict
+    from .sites import GrowthSites, growth_sites
+    from .tracing import Trace, trace
+    from .watching import load as load_watch
+    from .watching import watch
 
 __version__ = "0.1.0"
 

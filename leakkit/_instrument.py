@@ -17,13 +17,13 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import probes
-from ._malloc import malloc_in_use
 from ._errors import expected
+from ._malloc import malloc_in_use
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
 

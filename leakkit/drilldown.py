@@ -26,15 +26,13 @@ import time
 import tracemalloc
 from array import array
 from collections import defaultdict
-from typing import Any, Callable
-
-import pandas as pd
+from collections.abc import Callable
+from typing import Any
 
 from . import _instrument, probes
 from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
-from .analysis import Growth, classify
-from .attribution import OUTSIDE, Attributor, code_lines
+from .attribution import Attributor, code_lines
 from .bisect_report import BisectReport
 
 MIN_CALLS = 12
@@ -115,7 +113,7 @@ class _Run:
         self.freeze = freeze
         self.time_budget = time_budget
         self.is_async = inspect.iscoroutinefunction(workload) or inspect.iscoroutinefunction(
-            getattr(workload, "__call__", None))
+            getattr(workload, "__call__", None))  # noqa: B004 - an object whose __call__ is async
         self.call = found.wrapped(workload)  # counted like any target when it is one
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: _LoopThread | None = None

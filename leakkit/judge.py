@@ -151,7 +151,7 @@ def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], sampl
     if not paths and time.perf_counter() < deadline:
         # Nothing reached from the targets, and no sample to walk back from (objects the GC
         # does not track, in an old container): look under every other module, shallowly.
-        for spaces, depth in zip(_other_namespaces(run), (5, 3)):
+        for spaces, depth in zip(_other_namespaces(run), (5, 3), strict=True):
             hits = _forward_hits(run, deadline, None, namespaces=spaces, max_depth=depth).get(name, [])
             for path, chain, count in hits[:3]:
                 root = path.split("[")[0].split(" ")[0]

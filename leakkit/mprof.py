@@ -7,7 +7,7 @@
     FUNC module.handler 53.2 1700000000.2000 54.1 1700000000.3000 1
     CHLD 0 12.500000 1700000000.1300
 
-leakkit reads these into the same DataFrame shape as :func:`leakkit.watch.watch` returns (so
+leakkit reads these into the same DataFrame shape as :func:`leakkit.watching.watch` returns (so
 existing mprof recordings can be forecast) and writes its own watches in this format (so
 ``mprof plot`` draws them). mprof's default backend measures RSS, so ``MEM`` maps to ``rss``.
 """
@@ -81,7 +81,7 @@ def parse_mprofile(lines: Iterable[str], path: str = "<mprof>") -> MprofRecordin
 
 
 def looks_like_mprofile(first_line: str) -> bool:
-    """True when a file's first non-empty line is an mprof record (how :func:`leakkit.watch.load` dispatches)."""
+    """True when a file's first non-empty line is an mprof record (how :func:`leakkit.watching.load` dispatches)."""
     return first_line.split(" ", 1)[0] in {"CMDLINE", "MEM", "FUNC", "CHLD"}
 
 

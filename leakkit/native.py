@@ -248,7 +248,7 @@ def classify_readings(
     Growth of each column is its Theil-Sen slope per row times the number of rows, robust to a
     GC dip or an allocator jump. ``process_column`` defaults to ``uss`` if present, else ``rss``.
     """
-    from .forecast import theil_sen
+    from .forecasting import theil_sen
 
     if not isinstance(frame, pd.DataFrame):
         raise expected("a DataFrame of readings", "frame", frame)

@@ -368,7 +368,7 @@ def render(chain: list[Any], roots: dict[int, str]) -> str:
     head = chain[0]
     text = roots.get(id(head), f"<{type(head).__name__}>")
     previous = None
-    for parent, child in zip(chain, chain[1:]):
+    for parent, child in zip(chain, chain[1:], strict=False):
         if id(parent) in roots:
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if key is not None else " -> ?"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from leakkit._errors import LeakkitError
-from leakkit.forecast import forecast, format_rate, theil_sen
-from leakkit.watch import watch
+from leakkit.forecasting import forecast, format_rate, theil_sen
+from leakkit.watching import watch
 
 matplotlib.use("Agg")
 MIB = 1024 * 1024

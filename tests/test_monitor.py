@@ -13,8 +13,8 @@ import tracemalloc
 import pytest
 
 from leakkit._errors import LeakkitError
-from leakkit.monitor import COLUMNS, growth_confirmed, monitor
-from leakkit.watch import load
+from leakkit.monitoring import COLUMNS, growth_confirmed, monitor
+from leakkit.watching import load
 
 MIB = 1024 * 1024
 
@@ -50,7 +50,7 @@ def test_growth_is_confirmed_in_a_leaking_worker_and_a_report_written(tmp_path):
     script = textwrap.dedent(
         f"""
         import time
-        from leakkit.monitor import monitor
+        from leakkit.monitoring import monitor
         mon = monitor({str(tmp_path / 'leaky.csv')!r}, interval=0.03, window=12, min_growth="3MiB")
         class Session:
             def __init__(self):
@@ -80,7 +80,7 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
 
 
 def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
-    monitor_module = sys.modules["leakkit.monitor"]
+    monitor_module = sys.modules["leakkit.monitoring"]
 
     monkeypatch.setitem(sys.modules, "leakkit.heap", None)  # import now fails
     kept = [frozenset([i]) for i in range(5_000)]

@@ -10,7 +10,7 @@ import pytest
 
 from leakkit._errors import NotARecordingError
 from leakkit.mprof import read_mprofile, write_mprofile
-from leakkit.watch import load, watch
+from leakkit.watching import load, watch
 
 MIB = 1024 * 1024
 

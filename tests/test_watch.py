@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from leakkit._errors import LeakkitError, NotARecordingError, ProcessAccessError
-from leakkit.watch import COLUMNS, load, watch
+from leakkit.watching import COLUMNS, load, watch
 
 MIB = 1024 * 1024
 PY = sys.executable
@@ -99,7 +99,7 @@ def test_a_watcher_killed_mid_watch_leaves_every_flushed_sample(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from leakkit.watch import watch
+        from leakkit.watching import watch
         watch([sys.executable, "-c", "import time; time.sleep(30)"], interval=0.05, out={str(out)!r}, progress=False)
         """
     )

@@ -1,5 +1,7 @@
 """Untracked strings leak into a registry that lives in another module (not a target)."""
-import sys, types
+import sys
+import types
+
 EXPECT = {"verdict": ["leak"], "culprit": ["note"], "root": ["NOTES"]}
 registry = types.ModuleType("lk_other_registry")
 registry.NOTES = {}

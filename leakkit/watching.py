@@ -205,7 +205,7 @@ def watch(
         out: file to append each sample to as it is taken (flushed per line): a leakkit CSV, or
             an mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
         limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
-            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.forecast.forecast`.
+            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.forecasting.forecast`.
         children: sum the process's descendants into each sample and count them.
         progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
 

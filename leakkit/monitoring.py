@@ -6,8 +6,8 @@ reads cheap counters every ``interval`` seconds (about 0.1 ms per sample: no hea
 collection) and appends them to a CSV, one flushed line each, so a crash loses at most the
 last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots.
 
-CSV columns (read it back with :func:`leakkit.watch.load`; forecast it with
-:func:`leakkit.forecast.forecast`):
+CSV columns (read it back with :func:`leakkit.watching.load`; forecast it with
+:func:`leakkit.forecasting.forecast`):
 
 - ``t`` (s since the monitor started), ``unix_time_s``.
 - ``rss`` (bytes; from ``/proc/self/statm``, else psutil).
@@ -349,7 +349,7 @@ class Monitor:
 
     def read(self) -> pd.DataFrame:
         """The recording so far as a DataFrame (the CSV columns above)."""
-        from .watch import load
+        from .watching import load
 
         return load(self.path)
 

@@ -35,6 +35,7 @@ import pandas as pd
 from . import probes
 from ._errors import check_options, expected
 from .recording import Recorder, Recording
+from .report import trace_report  # imported here, not at the last checkpoint: it would read as growth
 
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
 _STARTUP_ALLOWANCE_S = 0.5
@@ -465,8 +466,6 @@ class Trace:
 
     def report(self, *, checkpoint: bool = True) -> Any:
         """The verdict on what the calls kept (takes a last checkpoint first unless told not to)."""
-        from .report import trace_report
-
         if checkpoint and len(self._recorder):
             self.checkpoint()
         census = self._census
