@@ -22,7 +22,7 @@ import types  # noqa: E402
 import leakkit  # noqa: E402
 
 # -- a process with a big heap: ~450 k live objects --------------------------------------------
-BIG = [{"id": i, "tags": [i, str(i)], "name": f"obj-{i}"} for i in range(190_000)]
+BIG = [{"id": i, "tags": [i, str(i)], "name": f"obj-{i}"} for i in range(220_000)]
 
 worker = types.ModuleType("bench_worker")
 exec('''
