@@ -9,13 +9,19 @@ Usage: python benchmarks/monitor.py [--seconds 20] [--interval 1.0]
 """
 from __future__ import annotations
 
-import argparse
 import os
-import tempfile
-import time
+import sys
 
-from leakkit.monitoring import monitor
-from leakkit.watching import load
+# benchmarks/bisect.py is named like the standard library's bisect module: keep this folder
+# off the path, or `random` (imported by tempfile) picks it up.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from leakkit.monitoring import monitor  # noqa: E402
+from leakkit.watching import load  # noqa: E402
 
 
 def busy_worker(seconds: float) -> int:
