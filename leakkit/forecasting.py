@@ -30,6 +30,7 @@ import pandas as pd
 
 from ._errors import InvalidArgumentError, expected
 from ._sizes import format_duration, format_size, parse_size
+from .analysis import theil_sen as _theil_sen
 
 SHAPES = ("linear", "step", "sawtooth", "plateau", "flat")
 _LABELS = {"linear": "linear leak", "step": "step growth", "sawtooth": "sawtooth", "plateau": "plateau", "flat": "flat"}
@@ -49,31 +50,15 @@ def format_rate(bytes_per_s: float) -> str:
 
 
 def theil_sen(t: np.ndarray, y: np.ndarray, *, confidence: float = 0.95, max_points: int = 400) -> tuple[float, float, float, float]:
-    """Slope, intercept and Sen's rank-based interval of the slope (low, high).
-
-    Long series are thinned to ``max_points`` evenly spaced samples: the median of ~80 k pairwise
-    slopes is as good as that of millions, and costs milliseconds.
-    """
+    """Slope, intercept and Sen's rank-based interval of the slope (low, high), from the one
+    Theil-Sen estimator leakkit has (:func:`leakkit.analysis.theil_sen`)."""
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
-    if len(t) > max_points:
-        keep = np.unique(np.linspace(0, len(t) - 1, max_points).round().astype(int))
-        t, y = t[keep], y[keep]
-    n = len(t)
-    i, j = np.triu_indices(n, 1)
-    dt = t[j] - t[i]
-    ok = dt > 0
-    slopes = np.sort((y[j] - y[i])[ok] / dt[ok])
-    if len(slopes) == 0:
-        return 0.0, float(np.median(y)), 0.0, 0.0
-    slope = float(np.median(slopes))
-    intercept = float(np.median(y - slope * t))
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18)
-    count = len(slopes)
-    low = int(np.clip(math.floor((count - c) / 2), 0, count - 1))
-    high = int(np.clip(math.ceil((count + c) / 2), 0, count - 1))
-    return slope, intercept, float(slopes[low]), float(slopes[high])
+    slope, low, high = _theil_sen(t, y, z, max_points=max_points)
+    if not math.isfinite(slope):  # fewer than two distinct times
+        return 0.0, float(np.median(y)) if len(y) else 0.0, 0.0, 0.0
+    return slope, float(np.median(y - slope * t)), low, high
 
 
 def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
