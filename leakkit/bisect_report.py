@@ -20,6 +20,9 @@ Columns:
     ``task`` (the outermost target function on the stack: the coroutine an asyncio task runs,
     the function a pool thread runs, or the workload), ``bytes_per_call``, ``final_bytes``,
     ``verdict``: growth grouped by task/coroutine function.
+``function_series``
+    ``call``, ``function``, ``retained_bytes``: the top suspects' own kept bytes at each checkpoint
+    (what ``plot()`` draws next to the total).
 ``series``
     ``call``, ``retained_bytes``, ``retained_blocks`` (all user allocations traced since the
     warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own),
@@ -50,6 +53,7 @@ class BisectReport:
     paths: pd.DataFrame
     series: pd.DataFrame
     tasks: pd.DataFrame
+    function_series: pd.DataFrame
     total: Growth
     native: Growth
     native_leak: bool
@@ -118,9 +122,16 @@ class BisectReport:
                 f"after {self.calls} calls{body}{_figure_html(self)}</div>")
 
     def plot(self, ax: Any = None) -> Any:
-        """Retained bytes per checkpoint: the total and the top suspects' own growth."""
+        """Kept bytes per checkpoint: all user memory, and each top suspect's own, so the one that
+        grows stands out from the ones that fill up and stop."""
         s = self.series
         ax = plots.retained(s["call"], s["retained_bytes"], verdict=self.verdict, rate=self.total.rate,
                             label="all traced user memory", title=f"bisect: {self.verdict}"
                             + (f" in {self.culprit}" if self.culprit else ""), ax=ax)
+        for name, group in self.function_series.groupby("function", sort=False):
+            short = name.rsplit(".", 1)[-1] if "<locals>" not in name else name.split(".", 1)[-1]
+            style = "-" if name == self.culprit else ":"
+            ax.plot(group["call"], group["retained_bytes"], style, linewidth=1.5 if name == self.culprit else 1,
+                    label=f"{short} (own code)")
+        ax.legend(loc="upper left", fontsize="small")
         return ax

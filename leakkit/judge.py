@@ -162,6 +162,14 @@ def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], sampl
     return paths
 
 
+def _function_series(run: _Run, names: list[str]) -> pd.DataFrame:
+    """Long frame of the self-retained bytes of the given functions at each checkpoint."""
+    rows = [{"call": call, "function": name, "retained_bytes": value - run.self_bytes[name][0]}
+            for name in names if name in run.self_bytes
+            for call, value in zip(run.x, run.self_bytes[name], strict=True)]
+    return pd.DataFrame(rows, columns=["call", "function", "retained_bytes"])
+
+
 def _series_frame(run: _Run) -> pd.DataFrame:
     return pd.DataFrame({"call": list(run.x), "retained_bytes": list(run.total),
                          "retained_blocks": list(run.total_blocks), "rss": list(run.rss),
@@ -321,6 +329,7 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
         verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
         retention_details=retention_paths, suspects=suspects, growing_types=types, paths=paths_frame,
         tasks=tasks_frame,
+        function_series=_function_series(run, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
         series=_series_frame(run), total=total, native=native, native_leak=native_leak, reason=reason,
         calls=run.calls, warmup=run.warmup, errors=sum(errors.values()), error_types=errors,
         calls_to_decide=calls_to_decide, seconds=seconds)
