@@ -205,13 +205,20 @@ class GrowthSites:
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))
         for site in self.series.columns:
-            ax.plot(self.series.index, self.series[site] / 1024, marker=".", label=site)
+            ax.plot(self.series.index, self.series[site] / 1024, marker=".", label=_short_site(site))
         ax.set_xlabel("loop")
         ax.set_ylabel("retained (KiB)")
         ax.set_title("growth sites")
         if len(self.series.columns):
             ax.legend(loc="best", fontsize="small")
         return ax
+
+
+def _short_site(site: str) -> str:
+    """'.../lib/python3.11/asyncio/events.py:80' -> 'asyncio/events.py:80' for a legend."""
+    path, _, line = str(site).rpartition(":")
+    parts = path.replace("\\", "/").split("/")
+    return f"{'/'.join(parts[-2:]) if len(parts) > 1 else path}:{line}"
 
 
 def growth_sites(
