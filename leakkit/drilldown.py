@@ -34,6 +34,7 @@ from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
 from .attribution import Attributor, code_lines
 from .bisect_report import BisectReport
+from .retention import object_traceback
 
 MIN_CALLS = 12
 BYTES_FLOOR = 1024  # over the second half of the run
@@ -117,6 +118,7 @@ class _Run:
         self.call = found.wrapped(workload)  # counted like any target when it is one
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: _LoopThread | None = None
+        self.atexit_before = self.atexit_after = 0
         self.errors = 0
         self.first_error: BaseException | None = None
         self.error_types: dict[str, int] = defaultdict(int)
@@ -186,6 +188,7 @@ class _Run:
             self.attribute = Attributor(self.found.lines, bridge)
             if not was_tracing:
                 tracemalloc.start(self.nframe)
+            self.atexit_before = _atexit_count()
             self._checkpoint(0)
             for n in range(1, self.calls + 1):
                 self._one(i, measured=True)
@@ -193,6 +196,7 @@ class _Run:
                 bar and bar.update(1)
                 if n % self.every == 0 or n == self.calls:
                     self._checkpoint(n)
+            self.atexit_after = _atexit_count()
             self.found.restore()  # before looking at references: our wrappers must not show up
             objects = self._survivors()
             if froze:
@@ -283,7 +287,7 @@ class _Run:
                 if id(candidate) in seen:
                     continue
                 seen.add(id(candidate))
-                tb = tracemalloc.get_object_traceback(candidate)
+                tb = object_traceback(candidate)
                 if tb is None:
                     continue
                 for frame in reversed(tb):  # most recent first
@@ -320,6 +324,13 @@ def _progress_bar(progress: Any, total: int) -> Any:
     if progress is None and not sys.stderr.isatty():
         return None
     return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)
+
+
+def _atexit_count() -> int:
+    """Callbacks registered with atexit: they live in the interpreter, where the GC cannot see them."""
+    import atexit
+
+    return atexit._ncallbacks()
 
 
 def _loop_running() -> bool:

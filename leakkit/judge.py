@@ -5,7 +5,6 @@ import math
 import re
 import sys
 import time
-import tracemalloc
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +73,7 @@ def _forward_hits(run: _Run, deadline: float, found: list | None,
     lines = run.found.lines
 
     def attribute(obj: Any) -> tuple[str, str] | None:
-        tb = tracemalloc.get_object_traceback(obj)
+        tb = retention.object_traceback(obj)
         if tb is None:
             return None
         for frame in reversed(tb):
@@ -148,6 +147,12 @@ def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], sampl
                 root = text.split("[")[0].split(" ")[0]
                 paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
         del chains, extra, spaces, roots
+    if not paths and run.atexit_after - run.atexit_before >= max(3, run.calls // 2):
+        # Held from the interpreter itself, where no reference search can look.
+        grew = run.atexit_after - run.atexit_before
+        paths.append(retention.RetentionPath(
+            f"atexit (atexit.register callbacks: +{grew} during {run.calls} calls, each keeping its "
+            "closure and arguments alive until exit)", "atexit", grew, None, "atexit"))
     if not paths and time.perf_counter() < deadline:
         # Nothing reached from the targets, and no sample to walk back from (objects the GC
         # does not track, in an old container): look under every other module, shallowly.

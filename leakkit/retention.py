@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 import time
+import tracemalloc
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -90,6 +91,28 @@ def bound_of(obj: Any) -> Bound | None:
     queue = sys.modules.get("queue")
     if queue is not None and isinstance(obj, queue.Queue) and obj.maxsize > 0:
         return Bound("Queue(maxsize)", obj.maxsize, obj.qsize())
+    return None
+
+
+def _untraceable_instance(obj: Any) -> bool:
+    """An instance with a managed dict, which tracemalloc.get_object_traceback misses on 3.11."""
+    flags = type(obj).__flags__
+    return bool(flags & (1 << 4)) and not isinstance(obj, type) and tracemalloc.get_object_traceback(obj) is None
+
+
+def object_traceback(obj: Any) -> tracemalloc.Traceback | None:
+    """Where ``obj`` was allocated; for an instance tracemalloc cannot look up (3.11's managed-dict
+    pre-header), where its first traceable attribute was: made by the same constructor call."""
+    tb = tracemalloc.get_object_traceback(obj)
+    if tb is not None or not (type(obj).__flags__ & (1 << 4)) or isinstance(obj, type):
+        return tb
+    attrs = _attrs(obj)
+    if isinstance(attrs, dict):
+        for value in list(attrs.values()):
+            if not isinstance(value, (int, float, bool, type(None), type)):
+                tb = tracemalloc.get_object_traceback(value)
+                if tb is not None:
+                    return tb
     return None
 
 
@@ -206,11 +229,11 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
     queue: collections.deque = collections.deque()
     seen: set[int] = set()
     for name, value in namespaces:
-        queue.append((value, name, 1, None, (value,)))
+        queue.append((value, name, 1, None, None, (value,)))
     hits: dict[Any, dict[str, list]] = {}
     nodes = 0
     while queue and nodes < max_nodes:
-        obj, path, depth, holder_path, chain = queue.popleft()
+        obj, path, depth, holder_path, grand_path, chain = queue.popleft()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
@@ -221,6 +244,11 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
         if key is not None:
             if found is not None and len(found) < 50_000:
                 found.append((obj, key))
+            if (grand_path is not None and path[len(holder_path):].startswith(".")
+                    and _untraceable_instance(chain[-2])):
+                # The object is an attribute of an instance whose allocation tracemalloc cannot
+                # look up (3.11's pre-header): the instance is what its holder keeps.
+                path, holder_path, chain = holder_path, grand_path, chain[:-1]
             holders = hits.setdefault(key, {})
             holder = holder_path or path
             entry = holders.get(holder)
@@ -235,7 +263,7 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Any, *, own_modules: s
         try:
             for label, child in _children(obj, own_modules):
                 if id(child) not in seen and not isinstance(child, _SKIP_TYPES):
-                    queue.append((child, path + label, depth + 1, path, chain + (child,)))
+                    queue.append((child, path + label, depth + 1, path, holder_path, chain + (child,)))
         except Exception:  # a container that changes or misbehaves while walked: skip it
             continue
     return {key: sorted(holders.values(), key=lambda item: -item[2]) for key, holders in hits.items()}
