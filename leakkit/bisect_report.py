@@ -87,11 +87,18 @@ class BisectReport:
             for path in self.retention[:3]:
                 lines.append(f"    {path}")
         leaking_paths = self.paths[self.paths["verdict"] == "leak"] if len(self.paths) else self.paths
+        if len(leaking_paths):
+            # a path that only paid for a shared container's resize is not a leaking path
+            top = float(leaking_paths["bytes_per_call"].max())
+            leaking_paths = leaking_paths[leaking_paths["bytes_per_call"] >= 0.25 * top]
         if len(leaking_paths) and len(self.paths) > 1:
             lines.append("  leaking call paths:")
             for row in leaking_paths.head(3).itertuples():
                 lines.append(f"    {row.path}  {format_size(row.bytes_per_call, signed=True)}/call")
         leaking_tasks = self.tasks[self.tasks["verdict"] == "leak"] if len(self.tasks) else self.tasks
+        if len(leaking_tasks):
+            top = float(leaking_tasks["bytes_per_call"].max())
+            leaking_tasks = leaking_tasks[leaking_tasks["bytes_per_call"] >= 0.25 * top]
         if len(leaking_tasks) and len(self.tasks) > 1:
             lines.append("  by task/coroutine: " + ", ".join(
                 f"{row.task} {format_size(row.bytes_per_call, signed=True)}/call" for row in leaking_tasks.head(3).itertuples()))
