@@ -120,6 +120,58 @@ def _growing_types(before: pd.DataFrame | None, after: pd.DataFrame, top: int) -
     return grown.reset_index()[["type", "count", "size", "count_delta", "size_delta"]]
 
 
+def _reachable(start: Any, depth: int = 5) -> set[int]:
+    """Ids of objects reachable from ``start`` within ``depth`` references: leakkit's own state."""
+    seen: set[int] = {id(start)}
+    level = [start]
+    for _ in range(depth):
+        nxt = [o for o in gc.get_referents(*level) if id(o) not in seen and not isinstance(o, type)]
+        seen.update(map(id, nxt))
+        level = nxt
+    return seen
+
+
+def _retention_lines(type_names: list[str], *, own: set[int], per_type: int = 8,
+                     budget_s: float = 1.0) -> list[str]:
+    """Reference paths from roots to the newest instances of each growing type (GC-tracked types:
+    the others cannot be enumerated without walking the whole heap). ``own``: ids of leakkit's
+    objects, never sampled nor walked through."""
+    import time
+
+    from . import retention
+    from .heap import _type_name
+
+    wanted = set(type_names)
+    names: dict[type, str] = {}
+    samples: dict[str, list[Any]] = {name: [] for name in type_names}
+    objects = gc.get_objects()  # youngest generation first: the newest objects come first
+    try:
+        for obj in objects:
+            kind = type(obj)
+            name = names.get(kind)
+            if name is None:
+                name = names[kind] = _type_name(kind)
+            if name in wanted and len(samples[name]) < per_type and id(obj) not in own:
+                samples[name].append(obj)
+                if all(len(v) >= per_type for v in samples.values()):
+                    break
+    finally:
+        del objects
+    lines: list[str] = []
+    roots = retention.module_dicts()
+    deadline = time.perf_counter() + budget_s
+    for name, objs in samples.items():
+        if not objs or time.perf_counter() > deadline:
+            continue
+        chains = retention.backward(objs, own | {id(samples), id(objs), id(names)}, roots=roots, max_paths=2,
+                                    deadline=deadline)
+        for chain in chains:
+            lines.append(f"  {name}: {retention.render(chain, roots)}")
+        del chains
+    samples.clear()
+    return lines
+
+
 def growth_confirmed(values: list[float], *, min_growth: float) -> bool:
     """The monitor's growth rule over one window of RSS samples (see the module docstring)."""
     if len(values) < 8:
@@ -281,6 +333,13 @@ class Monitor:
                 f"growing types since {since}:" if since else "largest types (no earlier summary to compare):",
                 growing.to_string(index=False) if len(growing) else "(none)",
             ]
+            grown = [t for t, d in zip(growing["type"], growing["count_delta"], strict=True) if not pd.isna(d) and d > 0]
+            # the user's own classes first: a growing dict or str is more often a symptom of them
+            grown_names = sorted(grown, key=lambda t: "." not in t)[:3]
+            if grown_names:
+                paths = _retention_lines(grown_names, own=_reachable(self))
+                lines += ["", "what keeps the newest of them alive (reference paths from roots):"]
+                lines += paths or ["  (no path to a module global found: held from a frame, a C extension or the interpreter)"]
             if tracemalloc.is_tracing():
                 traces = self._traces()
                 if self._last_traces is not None:

@@ -161,3 +161,25 @@ def test_appending_to_a_file_that_is_not_a_monitor_csv_is_refused(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(LeakkitError, match="monitor CSV"):
         monitor(path)
+
+
+def test_snapshot_names_what_keeps_the_growing_type_alive(tmp_path):
+    import leakkit
+
+    class Ticket:
+        def __init__(self, n):
+            self.n = n
+
+    held = {}
+    sys.modules[__name__].HELD_TICKETS = held
+    try:
+        with leakkit.monitor(tmp_path / "m.csv", interval=0.5) as mon:
+            mon.snapshot("before")
+            for i in range(2000):
+                held[i] = Ticket(i)
+            text = open(mon.snapshot("after"), encoding="utf-8").read()
+    finally:
+        del sys.modules[__name__].HELD_TICKETS
+    section = text.split("what keeps the newest of them alive")[1]
+    assert "Ticket" in section and "HELD_TICKETS[" in section
+    assert "_last_types" not in section  # leakkit's own summaries are never the answer
