@@ -255,8 +255,79 @@ done:
     return result;
 }
 
+/* group_traces(traces) -> list of (traceback, total_size, count, large_size)
+ * traces: tracemalloc._get_traces() (domain, size, traceback, total_nframe) tuples.  bisect calls
+ * it at every checkpoint: grouping in C means the Python side does its work once per distinct
+ * traceback, not once per live block, and allocates nothing per block (under tracemalloc, every
+ * allocation costs a traceback capture). large_size: bytes of blocks over pymalloc's 512 B limit. */
+static PyObject *group_traces(PyObject *self, PyObject *args) {
+    PyObject *traces;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &traces)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(traces);
+    PyObject *index = PyDict_New();
+    PyObject *keys = PyList_New(0);
+    Py_ssize_t cap = 1024, rows = 0;
+    Py_ssize_t *sizes = PyMem_RawMalloc(cap * sizeof(Py_ssize_t));
+    Py_ssize_t *counts = PyMem_RawMalloc(cap * sizeof(Py_ssize_t));
+    Py_ssize_t *large = PyMem_RawMalloc(cap * sizeof(Py_ssize_t));
+    PyObject *result = NULL;
+    if (!index || !keys || !sizes || !counts || !large) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *trace = PyList_GET_ITEM(traces, i);
+        if (!PyTuple_Check(trace) || PyTuple_GET_SIZE(trace) < 3) {
+            PyErr_SetString(PyExc_TypeError, "expected tracemalloc trace tuples");
+            goto done;
+        }
+        Py_ssize_t size = PyLong_AsSsize_t(PyTuple_GET_ITEM(trace, 1));
+        if (size == -1 && PyErr_Occurred()) goto done;
+        PyObject *tb = PyTuple_GET_ITEM(trace, 2);
+        PyObject *row_obj = PyDict_GetItemWithError(index, tb);
+        Py_ssize_t row;
+        if (row_obj == NULL) {
+            if (PyErr_Occurred()) goto done;
+            if (rows >= cap) {
+                cap *= 2;
+                Py_ssize_t *a = PyMem_RawRealloc(sizes, cap * sizeof(Py_ssize_t));
+                if (!a) { PyErr_NoMemory(); goto done; }
+                sizes = a;
+                a = PyMem_RawRealloc(counts, cap * sizeof(Py_ssize_t));
+                if (!a) { PyErr_NoMemory(); goto done; }
+                counts = a;
+                a = PyMem_RawRealloc(large, cap * sizeof(Py_ssize_t));
+                if (!a) { PyErr_NoMemory(); goto done; }
+                large = a;
+            }
+            row = rows++;
+            PyObject *r = PyLong_FromSsize_t(row);
+            if (!r || PyDict_SetItem(index, tb, r) < 0 || PyList_Append(keys, tb) < 0) { Py_XDECREF(r); goto done; }
+            Py_DECREF(r);
+            sizes[row] = counts[row] = large[row] = 0;
+        } else {
+            row = PyLong_AsSsize_t(row_obj);
+        }
+        sizes[row] += size;
+        counts[row] += 1;
+        if (size > 512) large[row] += size;
+    }
+    result = PyList_New(rows);
+    if (!result) goto done;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        PyObject *item = Py_BuildValue("(Onnn)", PyList_GET_ITEM(keys, r), sizes[r], counts[r], large[r]);
+        if (!item) { Py_CLEAR(result); goto done; }
+        PyList_SET_ITEM(result, r, item);
+    }
+done:
+    Py_XDECREF(index);
+    Py_XDECREF(keys);
+    PyMem_RawFree(sizes);
+    PyMem_RawFree(counts);
+    PyMem_RawFree(large);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "scan(objects, per_object_types) -> (types, counts, sizes, named, named_sizes)"},
+    {"group_traces", group_traces, METH_VARARGS, "group_traces(traces) -> [(traceback, size, count, large_size)]"},
     {NULL, NULL, 0, NULL},
 };
 

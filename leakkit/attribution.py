@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 OUTSIDE = "<outside targets>"
 OURS = None
+_OUTSIDE_RESULT = (OUTSIDE, (), frozenset())
 
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
@@ -30,14 +31,15 @@ def code_lines(codes: Iterable[types.CodeType]) -> set[tuple[str, int]]:
 
 
 class Attributor:
-    """Maps raw tracemalloc tracebacks (most recent frame first) to (self, call path)."""
+    """Maps raw tracemalloc tracebacks (most recent frame first) to (self, call path, set of the
+    functions on it), or None for leakkit's own allocations."""
 
     def __init__(self, lines: dict[tuple[str, int], str], bridge: set[tuple[str, int]]) -> None:
         self.lines = lines
         self.bridge = bridge
-        self._cache: dict[tuple, tuple[str, tuple[str, ...]] | None] = {}
+        self._cache: dict[tuple, tuple[str, tuple[str, ...], frozenset] | None] = {}
 
-    def __call__(self, traceback: tuple) -> tuple[str, tuple[str, ...]] | None:
+    def __call__(self, traceback: tuple) -> tuple[str, tuple[str, ...], frozenset] | None:
         hit = self._cache.get(traceback, False)
         if hit is not False:
             return hit
@@ -45,7 +47,7 @@ class Attributor:
         self._cache[traceback] = result
         return result
 
-    def _attribute(self, traceback: tuple) -> tuple[str, tuple[str, ...]] | None:
+    def _attribute(self, traceback: tuple) -> tuple[str, tuple[str, ...], frozenset] | None:
         lines = self.lines
         path: list[str] = []
         for frame in traceback:
@@ -56,8 +58,9 @@ class Attributor:
             elif not path and frame[0].startswith(_PACKAGE_DIR) and frame not in self.bridge:
                 return OURS
         if not path:
-            return OUTSIDE, ()
-        return path[0], tuple(reversed(path))
+            return _OUTSIDE_RESULT
+        # the set of functions on the path is precomputed: checkpoints add to each of them
+        return path[0], tuple(reversed(path)), frozenset(path)
 
     def clear(self) -> None:
         self._cache.clear()

@@ -227,30 +227,21 @@ class _Run:
         incl: dict[str, int] = defaultdict(int)
         paths: dict[tuple, int] = defaultdict(int)
         total = blocks = large = 0
-        # Traces that share a traceback share one tuple within a snapshot: look each up once by
-        # identity (hashing a 64-frame tuple per trace would dominate the checkpoint).
-        local: dict[int, Any] = {}
-        missing = local  # a sentinel no attribution can equal
-        for trace in traces:
-            size = trace[1]
-            if size > 512:  # over pymalloc's limit: these bytes came from malloc
-                large += size
-            tb = trace[2]
-            who = local.get(id(tb), missing)
-            if who is missing:
-                who = local[id(tb)] = attribute(tb)
+        for tb, size, count, big in _group_traces(traces):
+            large += big  # over pymalloc's limit: these bytes came from malloc
+            who = attribute(tb)
             if who is None:
                 continue
-            name, path = who
+            name, path, on_path = who
             total += size
-            blocks += 1
+            blocks += count
             self_b[name] += size
-            self_n[name] += 1
-            for fn in set(path):
-                incl[fn] += size
+            self_n[name] += count
             if path:
+                for fn in on_path:
+                    incl[fn] += size
                 paths[path] += size
-        del traces, local
+        del traces
         k = len(self.x)
         self.x.append(n)
         self.total.append(total)
@@ -324,6 +315,28 @@ def _progress_bar(progress: Any, total: int) -> Any:
     if progress is None and not sys.stderr.isatty():
         return None
     return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)
+
+
+def _group_python(traces: list) -> list[tuple[tuple, int, int, int]]:
+    """(traceback, bytes, blocks, bytes in blocks over 512 B) per distinct traceback."""
+    groups: dict[int, list] = {}
+    for trace in traces:
+        tb = trace[2]
+        size = trace[1]
+        group = groups.get(id(tb))  # traces sharing a traceback share one tuple in a snapshot
+        if group is None:
+            group = groups[id(tb)] = [tb, 0, 0, 0]
+        group[1] += size
+        group[2] += 1
+        if size > 512:
+            group[3] += size
+    return [tuple(g) for g in groups.values()]
+
+
+try:  # grouping in C: no allocation per live block while tracemalloc traces every allocation
+    from ._heapscan import group_traces as _group_traces
+except ImportError:
+    _group_traces = _group_python
 
 
 def _atexit_count() -> int:
