@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ def theil_sen(x: Sequence[float], y: Sequence[float], z: float = 1.96, *, max_po
     m = len(slopes)
     if m == 0:
         return math.nan, math.nan, math.nan
-    slope = float(np.median(slopes))
+    slope = float(_median(slopes))
     var_s = n * (n - 1) * (2 * n + 5) / 18.0
     c = z * math.sqrt(var_s)
     lo = int(math.floor((m - c) / 2.0))
@@ -80,11 +81,22 @@ def theil_sen(x: Sequence[float], y: Sequence[float], z: float = 1.96, *, max_po
     return slope, low, high
 
 
+def _median(values: Any) -> float:
+    """Median by sorting: np.median goes through numpy's masked-array check, which keeps a few
+    strings alive per call (numpy's footprint would read as leakkit's)."""
+    a = np.sort(np.asarray(values, dtype=float), axis=None)
+    n = len(a)
+    if n == 0:
+        return math.nan
+    mid = n // 2
+    return float(a[mid]) if n % 2 else float((a[mid - 1] + a[mid]) / 2.0)
+
+
 def _noise(d: np.ndarray) -> float:
     """Robust spread: 1.4826 * median absolute deviation."""
     if len(d) < 2:
         return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+    return float(1.4826 * _median(np.abs(d - _median(d))))
 
 
 def classify(
@@ -119,7 +131,7 @@ def classify(
     d = np.diff(ys)
     all_slope, all_low, all_high = theil_sen(xs, ys)
     # Noise: robust spread of the readings around the overall trend (safe with uneven spacing).
-    resid = ys - (np.median(ys - all_slope * xs) + all_slope * xs)
+    resid = ys - (_median(ys - all_slope * xs) + all_slope * xs)
     noise = _noise(resid)
     # An interval "grew" when it rose by more than the series' downward jitter: a monotone series
     # has none, so a slow steady leak counts every interval; a noisy flat one needs a real rise.
@@ -192,7 +204,7 @@ def classify(
     if not stopped and n - q >= 4:
         seg_x, seg_y = xs[-q:], ys[-q:]
         before_slope = theil_sen(xs[: n - q + 1], ys[: n - q + 1])[0]
-        seg_rise = float(np.median(seg_y[-2:]) - np.median(seg_y[:2]))
+        seg_rise = float(_median(seg_y[-2:]) - _median(seg_y[:2]))
         seg_span = float(np.mean(seg_x[-2:]) - np.mean(seg_x[:2]))
         if math.isfinite(before_slope) and before_slope > 0 and seg_span > 0:
             stopped = seg_rise <= 0.25 * before_slope * seg_span
