@@ -53,8 +53,13 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **opti
         warmup: calls run first and not measured (default 2): imports, lazy init, first-use caches.
         checkpoints: readings over the run (default 20, at most ``calls``).
         nframe: frames kept per allocation traceback (default 64).
-        progress: a tqdm bar (None: only on a terminal).
+        progress: show a tqdm progress bar: True, False, or None (only on a terminal).
         freeze: freeze the warmed-up heap so collections are cheap (default True).
+
+    If tracemalloc is already tracing (``PYTHONTRACEMALLOC``, or the user's own), bisect uses it
+    and leaves it running; every checkpoint then reads all its traces, so a process with hundreds
+    of thousands of traced blocks takes seconds per checkpoint (16 s for 60 calls with 235 k
+    traces here, against ~1 s when bisect starts tracemalloc itself after the warm-up).
 
     Returns a :class:`~leakkit.bisect_report.BisectReport`: ``verdict``, ``culprit``,
     ``retention``, ``suspects``, ``growing_types``, ``paths``, ``plot()``.
