@@ -224,9 +224,12 @@ def classify(
     if bound_reached is not None and rise > needed:
         return Growth("plateau", reason="growth held by a bounded container", **common)
     if rise > needed and tail_rise <= max(needed, 0.25 * rise):
-        # one jump at the very start is a warm-up, not the filling of a container
-        if len(d) and float(d[0]) >= 0.8 * rise:
-            return Growth("clean", reason="one warm-up step, then flat", **common)
+        # growth over and done within the first calls is a warm-up (first-use caches, lazy
+        # initialisation), not a container that filled during the run
+        grew_at = np.flatnonzero(d > max(tol, 0.1 * rise))
+        warm_until = float(xs[0]) + max(4.0, 0.1 * float(xs[-1] - xs[0]))
+        if len(d) and (float(d[0]) >= 0.8 * rise or (len(grew_at) and float(xs[grew_at[-1] + 1]) <= warm_until)):
+            return Growth("clean", reason="a warm-up in the first calls, then flat", **common)
         return Growth("plateau", reason="growth that stopped", **common)
     if rise <= needed and tail_rise <= needed:
         return Growth("clean", reason="no growth beyond noise", **common)
