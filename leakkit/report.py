@@ -15,7 +15,7 @@ from ._sizes import format_size
 from .analysis import Growth, classify
 from .recording import Recording
 
-BLOCKS_FLOOR = 4  # allocator noise after a full collection, in blocks
+BLOCKS_FLOOR = 8  # noise after a full collection, in blocks (a shell or test runner adds a few)
 BYTES_FLOOR = 512
 NATIVE_FLOOR = 1 << 20  # RSS/USS move by pages and arenas: below 1 MiB it is not a finding
 HOLDER_SHARE = 0.2  # a bounded container must explain this much of the top growing type to count

@@ -200,8 +200,8 @@ def classify(
                    and math.isfinite(rate_before) and rate_before * trailing_calls > needed)
     # ... or a last quarter that rose by less than a quarter of what the earlier rate predicts
     # (medians of two readings at each end, so one noisy reading does not decide).
-    q = max(4, n // 4)
-    if not stopped and n - q >= 4:
+    q = max(3, n // 4)
+    if not stopped and n - q >= 3:
         seg_x, seg_y = xs[-q:], ys[-q:]
         before_slope = theil_sen(xs[: n - q + 1], ys[: n - q + 1])[0]
         seg_rise = float(_median(seg_y[-2:]) - _median(seg_y[:2]))
@@ -210,8 +210,11 @@ def classify(
             stopped = seg_rise <= 0.25 * before_slope * seg_span
     common["extra"]["trailing_flat"] = trailing
     if tail_grows and still_rising and stopped and bound_reached is None:
-        flat_calls = float(xs[-1] - xs[n - 1 - trailing]) if trailing else 0.0
-        return Growth("plateau", reason=f"growth that stopped: flat for the last {flat_calls:.0f} calls", **common)
+        if trailing:
+            why = f"flat for the last {float(xs[-1] - xs[n - 1 - trailing]):.0f} calls"
+        else:
+            why = "the last readings rose by a quarter of the earlier rate or less"
+        return Growth("plateau", reason=f"growth that stopped: {why}", **common)
     if tail_grows and still_rising:
         if bound_reached is not None:
             if bound_reached:
@@ -223,7 +226,7 @@ def classify(
     rise = max(early_rise, total)
     if bound_reached is not None and rise > needed:
         return Growth("plateau", reason="growth held by a bounded container", **common)
-    if rise > needed and tail_rise <= max(needed, 0.25 * rise):
+    if rise > needed and (tail_rise <= max(needed, 0.25 * rise) or (stopped and not tail_grows)):
         # growth over and done within the first calls is a warm-up (first-use caches, lazy
         # initialisation), not a container that filled during the run
         grew_at = np.flatnonzero(d > max(tol, 0.1 * rise))
