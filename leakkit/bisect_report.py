@@ -43,6 +43,15 @@ from ._sizes import format_size
 from .analysis import Growth
 
 
+def _real_leaks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows judged leak that carry a real share of the growth: a path or task that only paid for a
+    shared container's resize is not where the leak is."""
+    leaking = frame[frame["verdict"] == "leak"] if len(frame) else frame
+    if len(leaking):
+        leaking = leaking[leaking["bytes_per_call"] >= 0.25 * float(leaking["bytes_per_call"].max())]
+    return leaking
+
+
 @dataclass
 class BisectReport:
     verdict: str
@@ -86,19 +95,12 @@ class BisectReport:
             lines.append("  kept alive by:")
             for path in self.retention[:3]:
                 lines.append(f"    {path}")
-        leaking_paths = self.paths[self.paths["verdict"] == "leak"] if len(self.paths) else self.paths
-        if len(leaking_paths):
-            # a path that only paid for a shared container's resize is not a leaking path
-            top = float(leaking_paths["bytes_per_call"].max())
-            leaking_paths = leaking_paths[leaking_paths["bytes_per_call"] >= 0.25 * top]
+        leaking_paths = _real_leaks(self.paths)
         if len(leaking_paths) and len(self.paths) > 1:
             lines.append("  leaking call paths:")
             for row in leaking_paths.head(3).itertuples():
                 lines.append(f"    {row.path}  {format_size(row.bytes_per_call, signed=True)}/call")
-        leaking_tasks = self.tasks[self.tasks["verdict"] == "leak"] if len(self.tasks) else self.tasks
-        if len(leaking_tasks):
-            top = float(leaking_tasks["bytes_per_call"].max())
-            leaking_tasks = leaking_tasks[leaking_tasks["bytes_per_call"] >= 0.25 * top]
+        leaking_tasks = _real_leaks(self.tasks)
         if len(leaking_tasks) and len(self.tasks) > 1:
             lines.append("  by task/coroutine: " + ", ".join(
                 f"{row.task} {format_size(row.bytes_per_call, signed=True)}/call" for row in leaking_tasks.head(3).itertuples()))
