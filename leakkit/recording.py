@@ -20,7 +20,10 @@ DataFrame columns (bytes are bytes, times are seconds):
     ``call`` (calls finished when it was taken), ``t`` (s since start), ``blocks``,
     ``traced_bytes`` (NaN unless tracemalloc was on), ``heap_bytes`` (total shallow size of all
     Python objects when a type summary was taken, else NaN), ``rss``, ``uss``, ``pss``, ``swap``,
-    ``fds``, ``gc_collections``; read right after a full garbage collection.
+    ``fds``, ``gc_collections``, ``allocated_bytes`` (bytes held through pymalloc and malloc
+    together, :func:`leakkit._malloc.allocated_bytes`, leakkit's own buffers and tracemalloc's
+    tables taken out; NaN where the allocators cannot be read); read right after a full garbage
+    collection.
 ``summaries``
     ``call``, ``type``, ``count``, ``size`` (bytes): pympler-style type summaries at checkpoints.
 """
@@ -42,7 +45,7 @@ from ._errors import NotARecordingError, expected
 CALL_COLUMNS = ["call", "function", "thread", "start", "duration_s", "blocks_delta", "bytes_delta",
                 "rss_delta", "fds_delta", "error", "depth"]
 CHECKPOINT_COLUMNS = ["call", "t", "blocks", "traced_bytes", "heap_bytes", "rss", "uss", "pss", "swap",
-                      "fds", "gc_collections"]
+                      "fds", "gc_collections", "allocated_bytes"]
 SUMMARY_COLUMNS = ["call", "type", "count", "size"]
 FILE_COLUMNS = ["table"] + CALL_COLUMNS + [c for c in CHECKPOINT_COLUMNS if c != "call"] + ["type", "count", "size"]
 MAGIC = "# leakkit recording v1"
@@ -329,6 +332,9 @@ def load(path: str | os.PathLike) -> Recording:
         calls[column] = pd.to_numeric(calls[column]).fillna(0).astype("int64")
     for column in ("start", "duration_s", "blocks_delta", "bytes_delta", "rss_delta", "fds_delta"):
         calls[column] = pd.to_numeric(calls[column], errors="coerce").astype("float64")
+    for column in FILE_COLUMNS:  # recordings made before a column existed
+        if column not in frame.columns:
+            frame[column] = math.nan
     checkpoints = frame[frame["table"] == "checkpoints"][CHECKPOINT_COLUMNS].reset_index(drop=True)
     for column in CHECKPOINT_COLUMNS:
         checkpoints[column] = pd.to_numeric(checkpoints[column], errors="coerce").astype("float64")

@@ -102,6 +102,7 @@ class Trace:
         self._census: dict[int, int] | None = None  # bounded containers' sizes at the baseline
         self._own_blocks = 0  # blocks and traced bytes that type summaries kept (leakkit's own)
         self._own_bytes = 0
+        self._own_allocated = 0
 
     # -- transparency ---------------------------------------------------------------------------
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -360,6 +361,7 @@ class Trace:
         name: done after the baseline, all of that would show up as growth at the next checkpoint.
         """
         _bias()
+        self._allocated()
         probes.process_memory()
         probes.fds()
         probes.gc_collections()
@@ -392,23 +394,44 @@ class Trace:
         # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
         blocks_now = probes.blocks()
         traced_now = probes.traced_bytes()
+        allocated_now = self._allocated()
         blocks_kept = blocks_now - self._own_blocks
         traced_kept = None if traced_now is None else traced_now - self._own_bytes
+        allocated_kept = None if allocated_now is None else allocated_now - self._own_allocated
         heap_bytes = None
         if self._want_summaries:
             if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * self._busy:
-                heap_bytes = self._summarize(n, blocks_now, traced_now)
+                heap_bytes = self._summarize(n, blocks_now, traced_now, allocated_now)
         memory = probes.process_memory()
         row = {"call": n, "t": start - self._t0, "blocks": blocks_kept, "traced_bytes": traced_kept,
                "heap_bytes": heap_bytes, "rss": memory.rss, "uss": memory.uss, "pss": memory.pss,
-               "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections()}
+               "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections(),
+               "allocated_bytes": allocated_kept}
         self._recorder.add_checkpoint(row)
         del row, memory
         self._last_ckpt_call = n
         self._last_cost = _perf() - start
         self._ckpt_cost += self._last_cost
 
-    def _summarize(self, n: int, blocks_before: int, traced_before: int | None) -> int | None:
+    def _allocated(self) -> int | None:
+        """Bytes held through pymalloc and malloc, less leakkit's own: the recorder's buffers (they
+        grow ~48 bytes a call) and tracemalloc's tables. Read first, before anything here allocates."""
+        import tracemalloc
+
+        total = probes.allocated_bytes()
+        if total is None:
+            return None
+        own = self._recorder.own_objects()
+        try:
+            total -= sum(map(sys.getsizeof, own))
+        finally:
+            del own
+        if tracemalloc.is_tracing():
+            total -= tracemalloc.get_tracemalloc_memory()
+        return total
+
+    def _summarize(self, n: int, blocks_before: int, traced_before: int | None,
+                   allocated_before: int | None) -> int | None:
         """Take and store a type summary; what it leaves behind is counted as leakkit's, not the calls'.
 
         A summary keeps a little (new type names in the recorder's table, pandas and numpy caches
@@ -440,6 +463,9 @@ class Trace:
         traced_after = probes.traced_bytes()
         if traced_after is not None and traced_before is not None:
             self._own_bytes += traced_after - traced_before
+        allocated_after = self._allocated()
+        if allocated_after is not None and allocated_before is not None:
+            self._own_allocated += allocated_after - allocated_before
         self._summary_cost += _perf() - s0
         return heap_bytes
 

@@ -64,7 +64,7 @@ def test_text_and_html_say_the_verdict_and_the_rate():
     report = trace_report(synthetic(3.0), function="handler")
     text = str(report)
     assert text.startswith("leakkit: handler: LEAK after 200 calls")
-    assert "blocks kept per call: +3" in text and "list" in text
+    assert "kept per call: +3.0" in text and "blocks" in text and "list" in text
     page = report._repr_html_()
     assert "LEAK" in page and "<img" in page
 
