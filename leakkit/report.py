@@ -88,7 +88,8 @@ class TraceReport:
             kept.append(f"{b.rate:+.2f} blocks {interval(b.rate_low, b.rate_high, lambda v: f'{v:+.2f}')}".rstrip())
         if kept:
             lines.append(f"  kept per call: {', '.join(kept)}")
-            source = f"; bytes {_SHORT_SOURCE.get(self.bytes_source, self.bytes_source)}" \
+            base, _, rest = self.bytes_source.partition(" (")
+            source = f"; bytes {_SHORT_SOURCE.get(base, base)}" + (f" ({rest}" if rest else "") \
                 if math.isfinite(self.bytes_per_call) else "; bytes not measured (a block is one allocation of any size)"
             lines.append(f"    {self._fit_note()}{source}")
             lines.append(f"  grew in {b.growth_times} of {b.intervals} checkpoint intervals")
@@ -238,7 +239,8 @@ def _bytes_rate(ckpt: pd.DataFrame) -> tuple[Growth | None, float, float, float,
             dx = points["call"].iloc[-1] - points["call"].iloc[0]
             if dx > 0:
                 rate = (points[column].iloc[-1] - points[column].iloc[0]) / dx
-                return None, rate, math.nan, math.nan, source + " (two readings, no interval)"
+                return None, rate, math.nan, math.nan, source + (
+                    f" (two readings, calls {points['call'].iloc[0]:.0f} and {points['call'].iloc[-1]:.0f}: no interval)")
     return None, math.nan, math.nan, math.nan, "not measured"
 
 
