@@ -37,6 +37,15 @@ def byte_unit(values: Any) -> tuple[str, float]:
     return name, divisor
 
 
+def size_tick(value: float) -> str:
+    """An axis tick in bytes: '512 B', '4 KiB', '1.5 MiB' (no '.0' on round numbers)."""
+    for name, divisor in reversed(_UNITS):
+        if abs(value) >= divisor or name == "B":
+            number = value / divisor
+            return f"{number:.0f} {name}" if float(number).is_integer() else f"{number:.3g} {name}"
+    return f"{value:.0f} B"
+
+
 def format_rate(rate: float, unit: str) -> str:
     """'+64.1 KiB/call' for bytes, '+2.00 blocks/call' otherwise."""
     if rate is None or not math.isfinite(rate):

@@ -88,8 +88,7 @@ class TraceReport:
             kept.append(f"{b.rate:+.2f} blocks {interval(b.rate_low, b.rate_high, lambda v: f'{v:+.2f}')}".rstrip())
         if kept:
             lines.append(f"  kept per call: {', '.join(kept)}")
-            base, _, rest = self.bytes_source.partition(" (")
-            source = f"; bytes {_SHORT_SOURCE.get(base, base)}" + (f" ({rest}" if rest else "") \
+            source = f"; bytes {_short(self.bytes_source)}" \
                 if math.isfinite(self.bytes_per_call) else "; bytes not measured (a block is one allocation of any size)"
             lines.append(f"    {self._fit_note()}{source}")
             lines.append(f"  grew in {b.growth_times} of {b.intervals} checkpoint intervals")
@@ -146,7 +145,7 @@ class TraceReport:
             g = self.bytes if self.bytes is not None else self.blocks
             return plots.retained(ckpt["call"], ckpt[column], verdict=self.verdict, rate=self.bytes_per_call,
                                   interval=self.bytes_per_call_interval, fit_from=g.extra.get("tail_from"),
-                                  unit="bytes", label=f"bytes kept after GC ({self.bytes_source})",
+                                  unit="bytes", label=f"bytes kept after GC ({_short(self.bytes_source)})",
                                   title=title, ax=ax)
         return plots.retained(ckpt["call"], ckpt["blocks"], verdict=self.verdict, rate=self.blocks.rate,
                               interval=self.blocks_per_call_interval, fit_from=self.blocks.extra.get("tail_from"),
@@ -157,13 +156,18 @@ class TraceReport:
         return plots.deltas(self.recording.calls, ax=ax)
 
     def plot_types(self, ax: Any = None) -> Any:
-        """The types that grew most between the first and last type summary."""
-        return plots.growing_types(self.growing_types, ax=ax)
+        """The types that grew most between the first and last type summary (those the text lists)."""
+        return plots.growing_types(_notable(self.growing_types), ax=ax)
 
 
 _SHORT_SOURCE = {"pymalloc + malloc in use, after GC": "held by pymalloc + malloc",
                  "tracemalloc, after GC": "traced by tracemalloc",
                  "shallow size of all objects, from type summaries": "type summaries' total size"}
+
+
+def _short(source: str) -> str:
+    base, _, rest = source.partition(" (")
+    return _SHORT_SOURCE.get(base, base) + (f" ({rest}" if rest else "")
 
 
 def _notable(types: pd.DataFrame) -> pd.DataFrame:
