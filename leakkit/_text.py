@@ -16,10 +16,14 @@ WIDTH = 100
 
 
 def wrap_lines(lines: Iterable[str], width: int = WIDTH) -> str:
-    """Join lines, wrapping each longer than ``width`` under its own indent (plus four spaces)."""
+    """Join lines, wrapping each longer than ``width`` under its own indent (plus four spaces).
+
+    The first line, a report's headline, is never wrapped: tools read it as one line (a pytest
+    warning quotes it, people grep for it).
+    """
     out: list[str] = []
-    for line in lines:
-        if len(line) <= width:
+    for index, line in enumerate(lines):
+        if len(line) <= width or index == 0:
             out.append(line)
             continue
         indent = " " * (len(line) - len(line.lstrip()))

@@ -102,9 +102,9 @@ def test_heap_vs_native_reports_the_bytes_each_call_keeps(name):
 @pytest.fixture(scope="module")
 def ip():
     pytest.importorskip("IPython")
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # one shell per process: another module may have started it
     shell.run_line_magic("load_ext", "leakkit")
     return shell
 

@@ -1,6 +1,6 @@
 """Verdicts from a series of retained-memory readings: leak, plateau, clean or inconclusive.
 
-The rule combines three anchors (DESIGN.md section 4):
+The rule combines three anchors (docs/method.md, "Verdicts from series, not from two points"):
 
 * CPython's refleak hunter (``-R``): after warm-up, a leak is growth in *every* later interval.
   Taken literally this misses intermittent leaks, so it is one signal among three here.
