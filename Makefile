@@ -36,9 +36,19 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 	$(MAKE) --no-print-directory docs
 
-# The quick subset: every test module but the slow end-to-end ones (marked `slow`), no notebooks.
+# The quick subset for day-to-day work (< 2 minutes): the suite without the scenario bisects, the
+# end-to-end pytest runs and the tests that repeat a measurement many times; no notebooks, no docs.
+CHECK_SKIP ?= --ignore=tests/test_bisect_scenarios.py --ignore=tests/test_pytest_plugin.py \
+  --deselect=tests/test_bisect.py::test_repeated_bisects_do_not_grow_the_heap \
+  --deselect=tests/test_bisect.py::test_bisect_leaves_no_reference_cycles_of_its_own \
+  --deselect=tests/test_heap.py::test_repeated_calls_do_not_grow_the_heap \
+  --deselect=tests/test_heap.py::test_controlled_types_match_pympler_exactly_and_the_bulk_closely \
+  --deselect=tests/test_monitor.py::test_on_demand_snapshot_lists_growing_types_and_sites \
+  --deselect=tests/test_monitor.py::test_snapshot_names_what_keeps_the_growing_type_alive \
+  --deselect=tests/test_sizes.py::test_leakcheck_magic_reports_the_bytes_each_call_keeps \
+  --deselect=tests/test_cli.py::test_bisect_names_the_culprit_and_exits_1_on_a_leak
 check: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests -q -m "not slow"
+	MPLBACKEND=Agg $(PY) -m pytest tests -q -x $(CHECK_SKIP)
 
 # The docs site (mkdocs-material + mkdocstrings): warnings are errors.
 docs: $(STAMP)

@@ -375,7 +375,9 @@ def forecast(
 
     eta, eta_low, eta_high = math.nan, math.nan, math.nan
     if limit_bytes is not None:
-        growing = slope > 0 and not (shape in ("flat", "plateau") and low <= 0)
+        # flat: within the tolerance over the whole watch, whatever a tiny trend says (a page or two
+        # of USS moving would otherwise give "flat: reaches the limit in 27 h")
+        growing = slope > 0 and shape != "flat" and not (shape == "plateau" and low <= 0)
         if limit_bytes <= max(current, float(y[-1])):
             eta = eta_low = eta_high = 0.0
         elif not growing:

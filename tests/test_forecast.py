@@ -195,3 +195,11 @@ def test_the_plot_keeps_the_samples_visible_when_the_limit_is_far():
     assert "beyond the plot" in ax.get_title()
     assert not ax.get_ylabel().endswith("(B)") and "1e" not in ax.yaxis.get_offset_text().get_text()
     plt.close(fig)
+
+
+def test_a_flat_timeline_with_a_tiny_trend_is_not_on_course():
+    # USS of a fixed worker over 6 s: flat within the tolerance, one page group up halfway
+    y = 12 * MIB + np.where(np.arange(30) >= 15, 64 * 1024, 0)
+    result = forecast(timeline(y, dt=0.2), "256MiB")
+    assert result.shape == "flat" and result.eta_s == math.inf
+    assert "not on course" in str(result)
