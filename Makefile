@@ -28,6 +28,13 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests
 	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 
+# `make test` while every core is kept busy (tests/under_load.py), LOAD_RUNS times in a row,
+# stopping at the first failure: the check that no test waits on time instead of a condition.
+LOAD_RUNS ?= 1
+.PHONY: test-under-load
+test-under-load: $(STAMP)
+	$(PY) tests/under_load.py --runs $(LOAD_RUNS) -- $(MAKE) --no-print-directory test
+
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/summary.py
