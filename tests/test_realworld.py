@@ -11,7 +11,9 @@ cases over 10 s).
 
 Cases the current engine gets wrong are listed once, in ``KNOWN_FAILING`` (case -> failure class
 of issue 9). They are strict xfails: when a fix makes one pass, the test fails until its entry
-is deleted, so the list stays honest.
+is deleted, so the list stays honest. Cases whose answer changes from run to run (the engine is
+not deterministic on them: walk order, time budgets) are in ``FLAKY`` instead, non-strict xfails;
+a deterministic engine empties that list.
 """
 from __future__ import annotations
 
@@ -46,8 +48,6 @@ KNOWN_FAILING: dict[str, str] = {
                                      "ids), not progress.receivers",
     "rw13_codecs_register": "5: no root (the interpreter's codec search path, no module attribute)",
     "rw15_abc_negative_cache": "7: false leak (ABC negative cache, bounded by the 400 classes)",
-    "rw16_typing_cache": "7: false leak (typing's lru_cache of 128), culprit typing._SpecialForm.__getitem__",
-    "rw17_re_cache": "7: false leak (re._cache of 512) when re is a target, culprit re._compile",
     "rw20_jinja2_template_cache": "1: RecursionError collecting jinja2.Environment (classes that refer to each other)",
     "rw21_sqlalchemy_compiled_cache": "7: false leak (LRUCache of 500), over 10 s",
     "rw22_cachetools_ttl": "7: false leak (TTLCache maxsize 256)",
@@ -60,18 +60,31 @@ KNOWN_FAILING: dict[str, str] = {
                                       "logging.Logger.manager.loggerDict",
 }
 
+# case -> how the answer varies between runs of the current engine (non-strict xfails)
+FLAKY: dict[str, str] = {
+    "rw02_warnings_registry": "5: the root __warningregistry__ found in 2 of 3 runs, no retention path in the other",
+    "rw16_typing_cache": "7: plateau in 3 of 5 runs, false leak (culprit typing._SpecialForm.__getitem__) in others",
+    "rw17_re_cache": "7: inconclusive (right) in 1 of 3 runs, false leak in the others (culprit re._compile or "
+                     "the app's route)",
+}
+
 CASES = score.cases()
 
 
 def _param(path: str):
     name = os.path.basename(path)[:-3]
-    marks = [pytest.mark.xfail(reason=KNOWN_FAILING[name], strict=True)] if name in KNOWN_FAILING else []
+    marks = []
+    if name in KNOWN_FAILING:
+        marks = [pytest.mark.xfail(reason=KNOWN_FAILING[name], strict=True)]
+    elif name in FLAKY:
+        marks = [pytest.mark.xfail(reason="flaky: " + FLAKY[name], strict=False)]
     return pytest.param(path, id=name, marks=marks)
 
 
 def test_known_failing_names_real_cases() -> None:
     names = {os.path.basename(p)[:-3] for p in CASES}
     assert set(KNOWN_FAILING) <= names, sorted(set(KNOWN_FAILING) - names)
+    assert set(FLAKY) <= names and not set(FLAKY) & set(KNOWN_FAILING)
 
 
 @pytest.mark.parametrize("path", [_param(p) for p in CASES])

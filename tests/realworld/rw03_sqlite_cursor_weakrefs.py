@@ -1,7 +1,7 @@
 """A read endpoint on one long-lived sqlite3 connection, ``conn.execute(...)`` per request.
 
 Look-alike (stdlib C module). Every ``execute`` makes a cursor, and CPython's ``_sqlite``
-(3.10-3.11) appends a weak reference to it to the connection's list of cursors, pruning the dead
+(3.10-3.13) appends a weak reference to it to the connection's list of cursors, pruning the dead
 ones only every 200 cursors: the list grows for 200 calls (~90 B per call, perfectly linear), then
 drops back. The cursors themselves are freed at once. Dead weak references are pending cleanup,
 not kept memory: never a leak.
