@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _compat
 from ._errors import expected
 
 try:  # the C scan (leakkit/_heapscan.c); the bulk-builtins path below gives the same table
@@ -183,7 +184,7 @@ def _heap_objects() -> list[Any]:
                 objs = list(compress(objs, map(not_, map(isinstance, objs, repeat(types.FrameType)))))
         except Exception:
             objs = list(filter(_not_frame, objs))
-        refs = gc.get_referents(*objs)
+        refs = _compat.referents(*objs)  # never a module on 3.12.0-3.12.5 (gh-122695)
         untracked = _object_array(filterfalse(gc.is_tracked, refs))
         refs = None
         # Unique by id: sorting the ids beats a set or dict of a million ints by 3x. With
@@ -341,16 +342,19 @@ def _python_sizeof(kind: type) -> bool:
 
 
 def _preheader(kind: type) -> int:
-    """What sys.getsizeof adds to __sizeof__ for instances of ``kind``: the GC header, and the
-    managed-dict pointers that sit before such objects (3.11+)."""
+    """What sys.getsizeof adds to __sizeof__ for instances of ``kind`` (not a metaclass): the GC
+    header, and the two pointers before an object with a managed dict (3.11+) or a managed
+    weakref list (3.12+: exceptions, ``__weakref__`` in ``__slots__``)."""
     flags = kind.__flags__
     size = 2 * _POINTER if flags & (1 << 14) else 0  # Py_TPFLAGS_HAVE_GC: PyGC_Head
-    if sys.version_info >= (3, 11) and flags & (1 << 4):  # Py_TPFLAGS_MANAGED_DICT
+    if flags & _PREHEADER_FLAGS:
         size += 2 * _POINTER
     return size
 
 
 _POINTER = struct.calcsize("P")
+# Py_TPFLAGS_MANAGED_DICT (1 << 4) from 3.11, Py_TPFLAGS_MANAGED_WEAKREF (1 << 3) from 3.12.
+_PREHEADER_FLAGS = (0 if sys.version_info < (3, 11) else 1 << 4) | (0 if sys.version_info < (3, 12) else 1 << 3)
 
 
 def _getsizeof_or_zero(obj: Any) -> int:

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _compat
+
 _LOCAL = type(threading.local())
 _LRU = functools._lru_cache_wrapper
 _TASK = asyncio.Task
@@ -41,6 +43,9 @@ def _attrs(obj: Any) -> Any:
     except Exception:
         return None
 _ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
+# re's compiled-pattern caches and the module constants bounding them: _cache (_MAXCACHE, 512),
+# and since 3.12 also _cache2 (_MAXCACHE2, 256), a smaller LRU in front of it.
+_RE_CACHES = (("_cache", "_MAXCACHE"), ("_cache2", "_MAXCACHE2"))
 _SKIP_TYPES = (types.FrameType, types.ModuleType, types.CodeType)
 
 
@@ -86,8 +91,9 @@ def bound_of(obj: Any) -> Bound | None:
         if info.maxsize is not None:
             return Bound("lru_cache(maxsize)", info.maxsize, info.currsize)
         return None
-    if obj is getattr(re, "_cache", None):
-        return Bound("re cache", getattr(re, "_MAXCACHE", 512), len(obj))
+    for name, limit in _RE_CACHES:
+        if obj is getattr(re, name, None):
+            return Bound("re cache", getattr(re, limit, 512), len(obj))
     queue = sys.modules.get("queue")
     if queue is not None and isinstance(obj, queue.Queue) and obj.maxsize > 0:
         return Bound("Queue(maxsize)", obj.maxsize, obj.qsize())
@@ -388,7 +394,7 @@ def _members(container: Any) -> Iterable[Any]:
 
 
 def _members_or_referents(obj: Any) -> Iterable[Any]:
-    return gc.get_referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
+    return _compat.referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
 
 
 def render(chain: list[Any], roots: dict[int, str]) -> str:
