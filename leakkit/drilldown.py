@@ -225,6 +225,7 @@ class _Run:
                 bar.close()
 
     def _checkpoint(self, n: int) -> None:
+        _compat.settle()  # 3.10/3.11: attribute names the type cache keeps are not the workload's
         gc.collect()
         traces = tracemalloc._get_traces()
         attribute = self.attribute

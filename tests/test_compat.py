@@ -208,3 +208,32 @@ def test_module_type_subclasses_count_as_modules() -> None:
     lazy = Lazy("lazy")
     assert _compat.module_dict(lazy) is lazy.__dict__
     assert isinstance(_compat.referents(lazy), list)
+
+
+# -- interpreter caches that read as growth ----------------------------------------------------------
+def test_settle_drops_the_attribute_names_the_type_cache_keeps() -> None:
+    class Holder:
+        value = 1
+
+    name = "".join(["val", "ue"])  # a fresh, non-interned string, as C code's lookups make
+    before = sys.getrefcount(name)
+    getattr(Holder, name)
+    assert sys.getrefcount(name) > before  # ground truth: the type cache holds the name itself
+    _compat.settle()
+    assert sys.getrefcount(name) == before
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="only 3.10 builds an opcache on a function's 1024th run")
+def test_leakkits_per_call_readings_have_their_opcache_before_anything_is_measured() -> None:
+    def grows_when_run(function, runs: int) -> int:
+        size = sys.getsizeof(function.__code__)
+        for _ in range(runs):
+            function()
+        return sys.getsizeof(function.__code__) - size
+
+    def fresh() -> int:
+        return len("x")
+
+    assert grows_when_run(fresh, 1100) > 0  # ground truth: 3.10 allocates it mid-way
+    for reading in (probes.rss, probes.blocks, probes.traced_bytes):
+        assert grows_when_run(reading, 1100) == 0, reading.__name__
