@@ -3,6 +3,9 @@
  * once), counted and sized per type.  The Python fallback in heap.py computes the same result
  * with bulk builtins; tests check both against pympler.
  *
+ * On 3.10 the values of an untracked instance __dict__ count as direct referents of the instance
+ * (3.11+ store them inline and visit them so), where pympler, one level deep, misses them.
+ *
  * scan(objects, per_object_types) -> (types, counts, sizes, named_objects, named_sizes)
  *   objects: the list gc.get_objects() returned (held by the caller for the whole call).
  *   per_object_types: a tuple of types whose objects pympler names one by one (functions,
@@ -269,6 +272,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             traverse(o, visit, &s);
             if (s.error) goto done;
         }
+#if PY_VERSION_HEX < 0x030B0000
+        /* 3.10 keeps instance attributes in a separate dict, untracked while it holds only
+         * untracked values (a bytearray buffer): its values are counted as the object's own
+         * referents, as 3.11+ visit them (inline values), so both see the same objects. */
+        if (Py_TYPE(o)->tp_dictoffset != 0 && !PyType_Check(o)) {
+            PyObject **dictptr = _PyObject_GetDictPtr(o);
+            if (dictptr != NULL && *dictptr != NULL && PyDict_CheckExact(*dictptr)
+                    && !PyObject_GC_IsTracked(*dictptr)) {
+                Py_TYPE(*dictptr)->tp_traverse(*dictptr, visit, &s);
+                if (s.error) goto done;
+            }
+        }
+#endif
     }
     PyObject *counts = PyList_New(s.rows), *sizes = PyList_New(s.rows);
     if (!counts || !sizes) { Py_XDECREF(counts); Py_XDECREF(sizes); goto done; }

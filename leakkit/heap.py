@@ -9,6 +9,11 @@ The object set and the type names are pympler's, so rows compare one to one with
   bytes, tuples and dicts of atoms, ...), one level deep, frames included;
 * each object once (by id), sized with ``sys.getsizeof`` (shallow, GC header included).
 
+One difference, on 3.10 only: there an instance's attributes live in a separate ``__dict__``,
+which the GC does not track while it holds only untracked values (a ``bytearray`` buffer), so
+pympler, one level deep, never sees those values. They are counted here, as the instance's own
+referents, which is what 3.11+ visit them as: the same objects are counted on every version.
+
 The summary's own lists are made after ``gc.get_objects()`` (whose result leaves itself out),
 so they are not counted, as in pympler.
 
@@ -55,8 +60,13 @@ DIFF_COLUMNS = ("type", "count", "size", "count_delta", "size_delta")
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _TYPE_REPR = re.compile(r"^<(type|class) '(\S+)'>$")
 
-# operator.call (3.11+) lets map() call each object's own unbound __sizeof__.
-_CALL: Callable[..., Any] | None = getattr(operator, "call", None)
+def _call(function: Callable[[Any], Any], obj: Any) -> Any:
+    return function(obj)
+
+
+# operator.call (3.11+) lets map() call each object's own unbound __sizeof__; 3.10 gets the same
+# through a Python function (slower, but a __sizeof__ written in Python is never run either).
+_CALL: Callable[..., Any] | None = getattr(operator, "call", _call)
 
 
 # The names below keep pympler's %-formatting on purpose: "%s" % value differs from an
@@ -185,6 +195,8 @@ def _heap_objects() -> list[Any]:
         except Exception:
             objs = list(filter(_not_frame, objs))
         refs = _compat.referents(*objs)  # never a module on 3.12.0-3.12.5 (gh-122695)
+        if _SEPARATE_INSTANCE_DICTS:
+            refs.extend(gc.get_referents(*_untracked_instance_dicts(objs)))
         untracked = _object_array(filterfalse(gc.is_tracked, refs))
         refs = None
         # Unique by id: sorting the ids beats a set or dict of a million ints by 3x. With
@@ -195,6 +207,31 @@ def _heap_objects() -> list[Any]:
         return objs
     finally:
         del objs, refs, untracked, first
+
+
+# 3.10 keeps instance attributes in a separate dict, untracked while it holds only untracked
+# values: their values count as the instance's referents, as 3.11+ visit them (inline values).
+_SEPARATE_INSTANCE_DICTS = sys.version_info < (3, 11)
+
+
+def _untracked_instance_dicts(objs: list[Any]) -> list[dict]:
+    """3.10: the untracked ``__dict__`` of every instance that has one, read through the C API
+    (``obj.__dict__`` would create a dict where there is none)."""
+    import ctypes
+
+    get_dict_ptr = ctypes.pythonapi._PyObject_GetDictPtr
+    get_dict_ptr.restype = ctypes.POINTER(ctypes.c_void_p)
+    get_dict_ptr.argtypes = [ctypes.py_object]
+    dictoffset = type.__dict__["__dictoffset__"].__get__
+    kinds = {kind for kind in set(map(type, objs)) if dictoffset(kind) and not issubclass(kind, type)}
+    out: list[dict] = []
+    for obj in compress(objs, map(kinds.__contains__, map(type, objs))):
+        pointer = get_dict_ptr(obj)
+        if pointer and pointer.contents.value:
+            attrs = ctypes.cast(pointer.contents.value, ctypes.py_object).value
+            if type(attrs) is dict and not gc.is_tracked(attrs):
+                out.append(attrs)
+    return out
 
 
 def _summarize(objs: list[Any]) -> pd.DataFrame:

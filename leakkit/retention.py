@@ -92,7 +92,8 @@ def bound_of(obj: Any) -> Bound | None:
             return Bound("lru_cache(maxsize)", info.maxsize, info.currsize)
         return None
     for name, limit in _RE_CACHES:
-        if obj is getattr(re, name, None):
+        cache = getattr(re, name, None)
+        if cache is not None and obj is cache:
             return Bound("re cache", getattr(re, limit, 512), len(obj))
     queue = sys.modules.get("queue")
     if queue is not None and isinstance(obj, queue.Queue) and obj.maxsize > 0:
@@ -120,6 +121,13 @@ def object_traceback(obj: Any) -> tracemalloc.Traceback | None:
                 if tb is not None:
                     return tb
     return None
+
+
+def _is_namespace(cls: Any, obj: Any) -> bool:
+    """Whether ``obj`` is the dict behind ``cls.__dict__`` (a new mappingproxy at each access, so
+    never ``is`` it; the GC shows the real dict as the class's referent on every version)."""
+    return (isinstance(cls, type) and type(obj) is dict and any(r is obj for r in gc.get_referents(cls))
+            and obj == cls.__dict__)
 
 
 def _is_future(obj: Any) -> bool:
@@ -322,7 +330,7 @@ def _label(parent: Any, child: Any) -> str:
     if isinstance(parent, _LRU):
         return " (lru_cache entry)"
     if isinstance(parent, type):
-        if child is parent.__dict__:
+        if _is_namespace(parent, child):
             return ""
         for key, value in vars(parent).items():
             if value is child:
@@ -406,7 +414,8 @@ def render(chain: list[Any], roots: dict[int, str]) -> str:
         if id(parent) in roots:
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if key is not None else " -> ?"
-        elif isinstance(parent, dict) and previous is not None and _attrs(previous) is parent:
+        elif isinstance(parent, dict) and previous is not None and (_attrs(previous) is parent
+                                                                     or _is_namespace(previous, parent)):
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if isinstance(key, str) else f"[{_short(key)}]"
         elif isinstance(parent, dict) and parent and all(type(k).__name__ == "weakref" or isinstance(k, type(None))

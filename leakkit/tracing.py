@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import _compat, probes
+from . import probes
 from ._errors import check_options, expected
 from .recording import Recorder, Recording
 from .report import trace_report  # imported here, not at the last checkpoint: it would read as growth
@@ -388,7 +388,6 @@ class Trace:
         if self._tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
             self._started_tracemalloc = True
-        _compat.settle()  # attribute names the type cache keeps are not the calls'
         gc.collect()
         # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
         blocks_now = probes.blocks()
