@@ -11,7 +11,7 @@ endif
 VENV   ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= lab,dev,parquet
+EXTRAS ?= lab,dev,parquet,realworld
 LAB_ARGS ?=
 
 ifneq ($(wildcard $(PY)),)
