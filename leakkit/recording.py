@@ -50,6 +50,7 @@ FILE_COLUMNS = ["table"] + CALL_COLUMNS + [c for c in CHECKPOINT_COLUMNS if c !=
 MAGIC = "# leakkit recording v1"
 _TYPE_CODES: dict[str, int] = {}
 _TYPE_NAMES: list[str] = []
+_NAMES_SIZE = [0, 0]  # type names whose sizes are summed, and their bytes
 _MISSING = -(2**63)
 _MISSING_I = -(2**31)
 _CALL_CODES = ("d", "f", "q", "q", "q", "i", "H", "H", "H", "B")  # start ... depth, see Recorder._new_chunk
@@ -275,6 +276,22 @@ class Recorder:
         for _, codes, counts, sizes in self._summaries:
             buffers.extend((codes, counts, sizes))
         return buffers
+
+    def own_heap_bytes(self) -> int:
+        """Bytes the recorder's own Python objects hold in the allocators (its memory maps aside):
+        the checkpoint and summary arrays, and the process-wide type-name table, whose names are
+        summed once each (the table only grows)."""
+        import sys
+
+        with self._lock:
+            buffers = self._buffers()
+        total = sum(map(sys.getsizeof, buffers)) + sys.getsizeof(_TYPE_NAMES) + sys.getsizeof(_TYPE_CODES)
+        del buffers
+        counted, size = _NAMES_SIZE
+        if len(_TYPE_NAMES) > counted:
+            size += sum(map(sys.getsizeof, _TYPE_NAMES[counted:]))
+            _NAMES_SIZE[:] = [len(_TYPE_NAMES), size]
+        return total + size
 
     def own_objects(self) -> list:
         """The recorder's own buffers (arrays), which type summaries should not count as the user's."""

@@ -504,11 +504,7 @@ class Trace:
         total = probes.allocated_bytes()
         if total is None:
             return None
-        own = self._recorder.own_objects()
-        try:
-            total -= sum(map(sys.getsizeof, own))
-        finally:
-            del own
+        total -= self._recorder.own_heap_bytes()
         if tracemalloc.is_tracing():
             total -= tracemalloc.get_tracemalloc_memory()
         return total
