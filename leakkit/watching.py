@@ -155,12 +155,12 @@ class _CsvSink:
     """Append one flushed CSV line per sample; the context (pid, command, interval, limit) goes to
     the JSON sidecar (:mod:`leakkit._sidecar`), so the CSV stays a plain header and rows."""
 
-    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+    def __init__(self, handle: IO[str], meta: dict[str, Any], path: str) -> None:
         self._handle = handle
         if handle.tell() == 0:
             handle.write(",".join(COLUMNS) + "\n")
             handle.flush()
-        _sidecar.add_session(handle.name, "watch", meta)
+        _sidecar.add_session(path, "watch", meta)
 
     def write(self, row: Sequence[float]) -> None:
         cells = [f"{row[0]:.4f}", f"{row[1]:.4f}"]
@@ -172,7 +172,7 @@ class _CsvSink:
 class _DatSink:
     """mprof records one metric: RSS, what its default backend measures."""
 
-    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+    def __init__(self, handle: IO[str], meta: dict[str, Any], path: str) -> None:
         self._writer = MprofWriter(handle, meta.get("cmdline"))
 
     def write(self, row: Sequence[float]) -> None:
@@ -314,7 +314,7 @@ def watch(
                 return
             try:
                 if sink is None:
-                    sink = (_DatSink if os.fspath(out).endswith(".dat") else _CsvSink)(handle, meta)
+                    sink = (_DatSink if os.fspath(out).endswith(".dat") else _CsvSink)(handle, meta, os.fspath(out))
                 if row is not None:
                     sink.write(row)
             except (OSError, ValueError) as error:
