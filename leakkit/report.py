@@ -109,6 +109,14 @@ class TraceReport:
             for row in types.head(5).itertuples():
                 lines.append(f"    {str(row.type):{width}s}  {row.count_per_call:+8.2f} objects  "
                              f"{format_size(row.size_per_call, signed=True):>11s}")
+            seen = float(self.growing_types["size_per_call"].clip(lower=0).sum())
+            rate = self.bytes_per_call
+            if self.bytes is not None and math.isfinite(rate) and rate > 0 and seen < 0.5 * rate and rate - seen > 256:
+                # type summaries count what pympler counts: objects the collector tracks and their
+                # direct referents, not the values inside untracked containers
+                lines.append(f"    these types hold {format_size(seen)} of the {format_size(rate)} kept per call; the rest "
+                             "is where type summaries do not look (the values of plain dicts and tuples of "
+                             "atoms: bytes, bytearray, str), or outside Python objects")
         return lines
 
     def __str__(self) -> str:
