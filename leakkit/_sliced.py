@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SLICE = 4000  # objects per hold of the GIL (a few ms of C work on a busy heap)
+SLICE = 2000  # objects per hold of the GIL (1-3 ms of work on a busy heap)
 PAUSE_S = 0.0005  # the sleep between slices: the application's threads take the GIL meanwhile
 
 
