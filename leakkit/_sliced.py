@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _compat
+
 SLICE = 2000  # objects per hold of the GIL (1-3 ms of work on a busy heap)
 PAUSE_S = 0.0005  # the sleep between slices: the application's threads take the GIL meanwhile
 
@@ -58,7 +60,7 @@ def type_summary(objs: list[Any]) -> pd.DataFrame:
     try:
         for start in range(0, len(objs), SLICE):
             piece = [o for o in objs[start:start + SLICE] if type(o) is not frame_type]
-            found = list(filterfalse(gc.is_tracked, gc.get_referents(*piece)))
+            found = list(filterfalse(gc.is_tracked, _compat.referents(*piece)))
             untracked.extend(found)
             ids.append(np.fromiter(map(id, found), dtype=np.uint64, count=len(found)))
             add(piece)
@@ -88,7 +90,7 @@ def referrers(frontier: list[Any], objs: list[Any]) -> list[Any]:
     found: list[Any] = []
     for start in range(0, len(objs), SLICE):
         piece = objs[start:start + SLICE]
-        if not wanted.isdisjoint(map(id, gc.get_referents(*piece))):
+        if not wanted.isdisjoint(map(id, _compat.referents(*piece))):
             _narrow(piece, wanted, found)
         del piece
         pause()
@@ -97,11 +99,11 @@ def referrers(frontier: list[Any], objs: list[Any]) -> list[Any]:
 
 def _narrow(piece: list[Any], wanted: set[int], found: list[Any]) -> None:
     if len(piece) <= 8:
-        found.extend(o for o in piece if not wanted.isdisjoint(map(id, gc.get_referents(o))))
+        found.extend(o for o in piece if not wanted.isdisjoint(map(id, _compat.referents(o))))
         return
     half = len(piece) // 2
     for part in (piece[:half], piece[half:]):
-        if not wanted.isdisjoint(map(id, gc.get_referents(*part))):
+        if not wanted.isdisjoint(map(id, _compat.referents(*part))):
             _narrow(part, wanted, found)
 
 

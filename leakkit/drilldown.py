@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import _instrument, probes
+from . import _compat, _instrument, probes
 from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
 from .attribution import Attributor, code_lines
@@ -192,9 +192,10 @@ class _Run:
                 i += 1
                 bar and bar.update(1)
             gc.collect()
-            if self.freeze and gc.get_freeze_count() == 0:
-                gc.freeze()
-                froze = True
+            if self.freeze:
+                # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
+                # immortal start-up objects do not count (see leakkit._compat.freeze).
+                froze = _compat.freeze()
             bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, *(_instrument.WRAPPER_CODES)])
             self.attribute = Attributor(self.found.lines, bridge)
             if not was_tracing:
@@ -230,6 +231,7 @@ class _Run:
                 bar.close()
 
     def _checkpoint(self, n: int) -> None:
+        _compat.settle()  # 3.10/3.11: attribute names the type cache keeps are not the workload's
         gc.collect()
         traces = tracemalloc._get_traces()
         attribute = self.attribute
@@ -311,7 +313,7 @@ class _Run:
 
 
 def _untracked_referents(obj: Any) -> list[Any]:
-    return [r for r in gc.get_referents(obj) if not gc.is_tracked(r) and not isinstance(r, (type, int, float, bool))
+    return [r for r in _compat.referents(obj) if not gc.is_tracked(r) and not isinstance(r, (type, int, float, bool))
             and r is not None]
 
 

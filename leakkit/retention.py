@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _compat
+
 _LOCAL = type(threading.local())
 _LRU = functools._lru_cache_wrapper
 _TASK = asyncio.Task
@@ -41,6 +43,9 @@ def _attrs(obj: Any) -> Any:
     except Exception:
         return None
 _ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
+# re's compiled-pattern caches and the module constants bounding them: _cache (_MAXCACHE, 512),
+# and since 3.12 also _cache2 (_MAXCACHE2, 256), a smaller LRU in front of it.
+_RE_CACHES = (("_cache", "_MAXCACHE"), ("_cache2", "_MAXCACHE2"))
 _SKIP_TYPES = (types.FrameType, types.ModuleType, types.CodeType)
 
 
@@ -86,8 +91,10 @@ def bound_of(obj: Any) -> Bound | None:
         if info.maxsize is not None:
             return Bound("lru_cache(maxsize)", info.maxsize, info.currsize)
         return None
-    if obj is getattr(re, "_cache", None):
-        return Bound("re cache", getattr(re, "_MAXCACHE", 512), len(obj))
+    for name, limit in _RE_CACHES:
+        cache = getattr(re, name, None)
+        if cache is not None and obj is cache:
+            return Bound("re cache", getattr(re, limit, 512), len(obj))
     queue = sys.modules.get("queue")
     if queue is not None and isinstance(obj, queue.Queue) and obj.maxsize > 0:
         return Bound("Queue(maxsize)", obj.maxsize, obj.qsize())
@@ -114,6 +121,13 @@ def object_traceback(obj: Any) -> tracemalloc.Traceback | None:
                 if tb is not None:
                     return tb
     return None
+
+
+def _is_namespace(cls: Any, obj: Any) -> bool:
+    """Whether ``obj`` is the dict behind ``cls.__dict__`` (a new mappingproxy at each access, so
+    never ``is`` it; the GC shows the real dict as the class's referent on every version)."""
+    return (isinstance(cls, type) and type(obj) is dict and any(r is obj for r in gc.get_referents(cls))
+            and obj == cls.__dict__)
 
 
 def _is_future(obj: Any) -> bool:
@@ -316,7 +330,7 @@ def _label(parent: Any, child: Any) -> str:
     if isinstance(parent, _LRU):
         return " (lru_cache entry)"
     if isinstance(parent, type):
-        if child is parent.__dict__:
+        if _is_namespace(parent, child):
             return ""
         for key, value in vars(parent).items():
             if value is child:
@@ -388,7 +402,7 @@ def _members(container: Any) -> Iterable[Any]:
 
 
 def _members_or_referents(obj: Any) -> Iterable[Any]:
-    return gc.get_referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
+    return _compat.referents(obj) if gc.is_tracked(obj) or not isinstance(obj, (dict, tuple)) else _members(obj)
 
 
 def render(chain: list[Any], roots: dict[int, str]) -> str:
@@ -400,7 +414,8 @@ def render(chain: list[Any], roots: dict[int, str]) -> str:
         if id(parent) in roots:
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if key is not None else " -> ?"
-        elif isinstance(parent, dict) and previous is not None and _attrs(previous) is parent:
+        elif isinstance(parent, dict) and previous is not None and (_attrs(previous) is parent
+                                                                     or _is_namespace(previous, parent)):
             key = next((k for k, v in parent.items() if v is child), None)
             text += f".{key}" if isinstance(key, str) else f"[{_short(key)}]"
         elif isinstance(parent, dict) and parent and all(type(k).__name__ == "weakref" or isinstance(k, type(None))
