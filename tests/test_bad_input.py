@@ -373,9 +373,9 @@ MAGIC_CASES = [
 @pytest.fixture(scope="module")
 def ip():
     pytest.importorskip("IPython")
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing import globalipapp
 
-    shell = start_ipython()
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process: maybe started already
     shell.run_line_magic("load_ext", "leakkit")
     return shell
 
