@@ -251,7 +251,15 @@ class LeakcheckAll:
 
     def _run_once(self, item: pytest.Function) -> None:
         _reset_capture(item)
+        before = len(getattr(item, "_excinfo", None) or ())
         item.runtest()
+        recorded = getattr(item, "_excinfo", None)
+        if recorded and len(recorded) > before:
+            # a unittest TestCase reports its failures to the item instead of raising: take this
+            # run's off again (the test's own outcome is its first run's) and raise the first
+            error = recorded[before].value
+            del recorded[before:]
+            raise error
 
     def _check(self, item: pytest.Function) -> Outcome:
         series = _Series(tuple(_FLOORS), self.calls + 1)
