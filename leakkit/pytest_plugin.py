@@ -29,7 +29,7 @@ class LeakcheckWarning(UserWarning):
     """A leakcheck could not decide (verdict ``inconclusive``): more calls would."""
 
 
-def leakcheck_marker(calls: int | None = None, warmup: int | None = None, targets: Any = None,
+def leakcheck_marker(calls: int | None = None, warmup: int | None = None, targets: Any = None, *,
                      skip: bool = False) -> None:
     """repeat the test body CALLS times after WARMUP runs and fail if each run keeps memory; TARGETS (modules, classes, functions, or their names) bisect to name the culprit function and what keeps its memory alive; SKIP=True: a test that cannot be repeated (--leakcheck-all lists it instead of judging it)."""
 

@@ -96,7 +96,7 @@ def test_leaking_tests_fail_with_culprit_and_root_and_the_rest_keep_their_own_ou
         "*mypkg.REGISTRY*",
     ])
     result.stdout.fnmatch_lines(["*leakcheck-all: test_things.py::test_threads keeps +1 threads/run on every run"])
-    summary = out.split("leakkit --leakcheck-all =")[1]
+    summary = out.split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
     assert "7 tests judged, 2 leaking, 2 not repeated" in summary  # test_fails is not judged
     assert "LEAK test_things.py::test_leaks: +" in summary and "culprit mypkg.register; kept by mypkg.REGISTRY[" in summary
     assert "LEAK test_things.py::test_threads: +1 threads/run; culprit mypkg.start_worker" in summary
