@@ -85,8 +85,14 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **opti
         raise expected("an int >= 0", "warmup", warmup)
     if isinstance(n_ckpt, bool) or not isinstance(n_ckpt, int) or n_ckpt < 4:
         raise expected("an int >= 4", "checkpoints", n_ckpt)
-    if not isinstance(nframe, int) or not 1 <= nframe <= 1000:
+    if isinstance(nframe, bool) or not isinstance(nframe, int) or not 1 <= nframe <= 1000:
         raise expected("an int in 1..1000", "nframe", nframe)
+    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not 0 < time_budget < float("inf"):
+        raise expected("a positive number of seconds", "time_budget", time_budget)
+    if progress is not None and not isinstance(progress, bool):
+        raise expected("True, False or None", "progress", progress)
+    if not isinstance(freeze, bool):
+        raise expected("True or False", "freeze", freeze)
     found = _instrument.collect(targets)
     return _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(n_ckpt, calls), nframe=nframe,
                 progress=progress, freeze=freeze, time_budget=time_budget).run()
