@@ -247,3 +247,17 @@ def classify(
         # calls for the tail to rise clearly above noise, and at least as long again as now
         left = int(max(needed / per_call, span, 10))
     return Growth("inconclusive", calls_to_decide=left, reason="growth not yet distinguishable from noise", **common)
+
+
+def slowing_down(x: Sequence[float], y: Sequence[float]) -> bool:
+    """Growth whose second half rises at under half the first half's rate, clearly (the second
+    half's upper bound below the first half's estimate): a cache filling up, not a leak."""
+    xs, ys = list(x), list(y)
+    n = len(xs)
+    if n < 6:
+        return False
+    half = n // 2
+    first = theil_sen(xs[: half + 1], ys[: half + 1])[0]
+    second, _, second_high = theil_sen(xs[half:], ys[half:])
+    return (math.isfinite(first) and first > 0 and math.isfinite(second) and second < 0.5 * first
+            and second_high < first)

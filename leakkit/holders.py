@@ -1,0 +1,218 @@
+"""The holders of a leak: containers that grew during a bisect run, and what their new entries keep.
+
+Led by growth, not by what exists: :func:`leakkit.containers.grown` names the containers that are
+longer than after the warm-up; only their *new* entries are looked at, and only objects the run
+created (traced by tracemalloc since the warm-up) are counted under them. A 2 M-object index
+beside a one-entry-per-call registry costs one C pass, not a walk.
+
+For each holder the new objects under its new entries are charged to the function whose code
+allocated them (the innermost target frame, as in the checkpoints), so the culprit is the function
+that made what the growing holder keeps. Entries that are weak references are a side structure
+(an ABC cache, a WeakSet): they exist because other objects exist, and dead ones only wait for a
+prune, so they are reported as such and never blamed.
+"""
+from __future__ import annotations
+
+import time
+import tracemalloc
+import types
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import containers as C
+
+_get_tb = tracemalloc._get_object_traceback
+_NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
+_ATOMS = (int, float, complex, bool, str, bytes, type(None))
+_WEAK = (weakref.ref,)
+UNTRACED = "<untraced>"
+
+
+@dataclass(slots=True)
+class Holder:
+    """A container that grew during the run, and who made the new objects its new entries keep."""
+
+    container: Any
+    parent: Any  # the tracked object holding an untracked container, else None
+    old_len: int
+    new_len: int
+    newest: Any = None  # key (dict), index (sequence) or member (set) of the newest new entry
+    made: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> bytes
+    objects: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> objects
+    entries: int = 0  # new entries that hold objects the run created
+    weak: int = 0  # new entries that are weak references
+    dead_weak: int = 0  # ... whose referent is gone: pending cleanup, not kept memory
+
+    @property
+    def added(self) -> int:
+        return self.new_len - self.old_len
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(self.made.values())
+
+    @property
+    def side(self) -> str | None:
+        """Why this holder is a side structure and not where the leak is, or None."""
+        looked = self.entries + self.weak
+        if looked and self.weak >= 0.8 * looked:
+            if self.dead_weak >= 0.5 * self.weak:
+                return "dead weak references awaiting a prune (pending cleanup, not kept memory)"
+            return "weak references to objects kept elsewhere (a cache keyed by them, not their holder)"
+        return None
+
+    def kind(self) -> str:
+        return type(self.container).__name__
+
+
+def who_made(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
+    """The function whose code allocated ``obj`` (or ``<outside targets>``); None for leakkit's own
+    objects; :data:`UNTRACED` for objects older than the run (or reused from a free list)."""
+    try:
+        raw = _get_tb(obj)
+    except Exception:
+        return UNTRACED
+    if raw is None:
+        return UNTRACED
+    who = attribute(raw)
+    return None if who is None else who[0]
+
+
+def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
+    """Like :func:`who_made`, but an untraced container or instance whose members were made in the
+    run counts as made with them: free-listed dicts and lists, and 3.11 instances (whose managed
+    pre-header tracemalloc cannot look up) are made by the same call as what they hold."""
+    who = who_made(obj, attribute)
+    if who != UNTRACED or C.is_a(obj, _ATOMS + _NO_WALK + (type,)):
+        return who
+    items = C.members(obj)
+    values: list[Any] = [v for _, v in items[:8]]
+    if C.is_a(obj, dict):
+        values += [k for k, _ in items[:8]]
+    if not items:
+        values = [v for _, v in list(C.attributes(obj))[:8]]
+    for value in values:
+        if C.is_a(value, (int, float, bool, type(None), type)):
+            continue
+        inner = who_made(value, attribute)
+        if inner != UNTRACED:
+            return inner
+    return UNTRACED
+
+
+def _new_entries(container: Any, old_len: int) -> list[tuple[Any, Any]]:
+    """The entries most likely added since the table was taken: the newest of a dict (insertion
+    order), both ends of a sequence, every member of a set (unordered; capped)."""
+    items = C.members(container)
+    added = max(len(items) - old_len, 0)
+    if not items or not added:
+        return []
+    span = min(len(items), 2 * added + 16)
+    if C.is_a(container, dict):
+        return items[-span:]
+    if C.is_a(container, (set, frozenset)):
+        return items[:50_000]
+    if span >= len(items):
+        return items
+    return items[:span] + items[-span:]
+
+
+def _referents(obj: Any) -> list[Any]:
+    import gc
+
+    if C.is_a(obj, _NO_WALK) or C.is_a(obj, _ATOMS):
+        return []
+    try:
+        return gc.get_referents(obj)
+    except Exception:
+        return []
+
+
+def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
+                 ignore: set[int], deadline: float, max_objects: int = 300_000) -> list[Holder]:
+    """Holders whose new entries keep objects the run made, biggest first. Objects are counted
+    once, under the first holder that reaches them."""
+    seen: set[int] = set()
+    out: list[Holder] = []
+    budget = max_objects
+    for container, parent, old_len in grown:
+        if id(container) in ignore or (parent is not None and id(parent) in ignore):
+            continue
+        if budget <= 0 or time.perf_counter() > deadline:
+            break
+        holder = Holder(container, parent, old_len, C.container_len(container))
+        is_dict = C.is_a(container, dict)
+        for key, value in _new_entries(container, old_len):
+            if C.is_a(value, _WEAK):
+                holder.weak += 1
+                try:
+                    holder.dead_weak += weakref.ref.__call__(value) is None
+                except Exception:
+                    pass
+                continue
+            if is_dict and C.is_a(key, _WEAK):
+                holder.weak += 1
+                try:
+                    holder.dead_weak += weakref.ref.__call__(key) is None
+                except Exception:
+                    pass
+                continue
+            roots = (value, key) if is_dict else (value,)
+            counted = 0
+            for root in roots:
+                counted += _charge(root, holder, attribute, seen, budget)
+            if counted:
+                budget -= counted
+                holder.entries += 1
+                holder.newest = key
+        if holder.entries or holder.weak:
+            out.append(holder)
+    out.sort(key=lambda h: (h.side is not None, -h.kept_bytes))
+    return out
+
+
+def _charge(root: Any, holder: Holder, attribute: Callable[[tuple], Any], seen: set[int], budget: int) -> int:
+    """Charge the objects made in the run under ``root`` to their makers; returns how many."""
+    if id(root) in seen:
+        return 0
+    who = made_in_run(root, attribute)
+    if who is None or who == UNTRACED:
+        return 0
+    counted = 0
+    stack = [(root, who)]
+    seen.add(id(root))
+    while stack and counted < budget:
+        obj, maker = stack.pop()
+        holder.made[maker] += C.shallow_size(obj)
+        holder.objects[maker] += 1
+        counted += 1
+        for child in _referents(obj):
+            if id(child) in seen or C.is_a(child, _NO_WALK):
+                continue
+            inner = made_in_run(child, attribute) if not C.is_a(child, type) else who_made(child, attribute)
+            if inner is None or inner == UNTRACED:
+                continue
+            seen.add(id(child))
+            stack.append((child, inner))
+    return counted
+
+
+def deep_size(obj: Any, *, limit: int = 200_000) -> tuple[int, bool]:
+    """Bytes of ``obj`` and everything it reaches (pympler's ``asizeof``, without running any of the
+    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects."""
+    seen: set[int] = {id(obj)}
+    stack = [obj]
+    total = 0
+    while stack:
+        if len(seen) > limit:
+            return total, False
+        item = stack.pop()
+        total += C.shallow_size(item)
+        for child in _referents(item):
+            if id(child) not in seen and not C.is_a(child, _NO_WALK + (type, types.FunctionType)):
+                seen.add(id(child))
+                stack.append(child)
+    return total, True
