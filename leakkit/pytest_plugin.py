@@ -87,13 +87,16 @@ class LeakcheckManager:
               targets: Any = None, fail: bool = True, name: str | None = None,
               namespace: dict[str, Any] | None = None) -> Any:
         """Run ``func`` repeatedly through leakkit (bisect with ``targets``, else trace); fail the test on a leak."""
-        from ._errors import LeakkitError
+        from ._errors import LeakkitError, expected
         from .commands._common import check, leaks, resolve_all
 
         calls = self.setting("calls") if calls is None else calls
         warmup = self.setting("warmup") if warmup is None else warmup
         try:
-            found = resolve_all(targets, namespace) if targets else None
+            if not isinstance(fail, bool):
+                raise expected("True or False", "fail", fail)
+            # an empty list is a mistake (nothing to search), not a request for a plain trace
+            found = resolve_all(targets, namespace) if targets is not None else None
             report = check(func, calls=calls, warmup=warmup, targets=found, progress=False, name=name)
         except LeakkitError as error:
             problem = str(error)

@@ -164,3 +164,42 @@ def test_marker_is_documented_and_unmarked_tests_are_untouched(pytester):
     """))
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_mistakes_in_a_marker_or_fixture_call_fail_with_a_message_not_a_traceback(pytester):
+    pytester.makepyfile(textwrap.dedent("""
+        import pytest
+
+        RUNS = []
+
+        @pytest.mark.leakcheck(calls=20, targets=[])
+        def test_empty_targets():
+            RUNS.append(1)
+
+        @pytest.mark.leakcheck(calls="many")
+        def test_calls_text():
+            pass
+
+        def test_function_needing_an_argument(leakcheck):
+            leakcheck(lambda request: None, calls=20)
+
+        def test_fail_not_a_bool(leakcheck):
+            leakcheck(lambda: None, calls=20, fail="no")
+
+        def test_not_callable(leakcheck):
+            leakcheck(42, calls=20)
+
+        def test_empty_targets_never_ran():
+            assert RUNS == []
+    """))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=5)
+    result.stdout.fnmatch_lines([
+        "*leakcheck: targets: expected at least one module, class or function to search, received list []",
+    ])
+    result.stdout.fnmatch_lines(["*leakcheck: calls: expected an int >= 12*received str 'many'"])
+    result.stdout.fnmatch_lines(["*leakcheck: workload: expected a function callable with no arguments*"])
+    result.stdout.fnmatch_lines(["*leakcheck: fail: expected True or False, received str 'no'"])
+    result.stdout.fnmatch_lines(["*leakcheck: workload: expected a zero-argument function, received int 42"])
+    output = result.stdout.str()
+    assert "Traceback" not in output and "During handling" not in output

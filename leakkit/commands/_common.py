@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .._errors import InvalidArgumentError, expected
+from .._errors import InvalidArgumentError, describe, expected
 
 DEFAULT_CALLS = 50  # trace-based checks (magic, marker, fixture); bisect has its own default
 DEFAULT_WARMUP = 2
@@ -56,6 +56,8 @@ def resolve_all(specs: Any, namespace: dict[str, Any] | None = None) -> list[Any
             found.extend(resolve(name, namespace) for name in item.split(",") if name.strip())
         else:
             found.append(item)
+    if not found:
+        raise expected("at least one module, class or function to search", "targets", specs)
     return found
 
 
@@ -98,8 +100,12 @@ def check(workload: Callable[[], Any], *, calls: int | None = None, warmup: int 
     from .. import bisect, trace
     from ..drilldown import MIN_CALLS
 
+    check_workload(workload)
     warmup = DEFAULT_WARMUP if warmup is None else warmup
     if targets is not None:
+        if isinstance(targets, (list, tuple, set, frozenset)) and not targets:
+            raise expected("at least one module, class or function to search (or no targets: a trace)",
+                           "targets", targets)
         options = {} if calls is None else {"calls": calls}
         return bisect(workload, targets=targets, warmup=warmup, progress=progress, **options)
     calls = DEFAULT_CALLS if calls is None else calls
@@ -124,6 +130,25 @@ def check(workload: Callable[[], Any], *, calls: int | None = None, warmup: int 
         if bar is not None:
             bar.close()
         traced.stop()
+
+
+def check_workload(workload: Any) -> None:
+    """Raise WorkloadError unless ``workload`` can be called with no arguments (checked before any run)."""
+    import inspect
+
+    from .._errors import WorkloadError
+
+    if not callable(workload):
+        raise WorkloadError(f"workload: expected a zero-argument function, received {describe(workload)}")
+    try:
+        signature = inspect.signature(workload)
+    except (TypeError, ValueError):  # builtins without a signature: the call itself will tell
+        return
+    try:
+        signature.bind()
+    except TypeError as error:
+        raise WorkloadError(f"workload: expected a function callable with no arguments (wrap it: "
+                            f"lambda: func(request)), received {describe(workload)} ({error})") from None
 
 
 def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
