@@ -74,6 +74,8 @@ class Targets:
         """Put every replaced attribute back, newest first, whatever happened; an attribute the
         workload itself replaced meanwhile is left as the workload set it."""
         self.wrappers.clear()
+        originals = {id(p.replacement): p for p in self.patches}
+        owners = {id(p.owner): p.owner for p in self.patches}
         while self.patches:
             patch = self.patches.pop()
             try:
@@ -81,6 +83,16 @@ class Targets:
                 if space is not None and space.get(patch.name) is patch.replacement:
                     _set(patch.owner, patch.name, patch.original)
             except Exception:  # pragma: no cover - an owner that changed beyond repair
+                pass
+        # A wrapper the workload copied under another name (``helper = replacement``) goes too.
+        for owner in owners.values():
+            try:
+                space = _namespace(owner)
+                for name, value in list(space.items()) if space is not None else ():
+                    patch = originals.get(id(value))
+                    if patch is not None and value is patch.replacement:
+                        _set(owner, name, patch.original)
+            except Exception:  # pragma: no cover
                 pass
 
 

@@ -231,18 +231,20 @@ class _Run:
             self.atexit_before = _atexit_count()
             self._checkpoint(0)
             i = self._calls(i, self.calls, self.every, bar)
+            # Growth not settled: run on in doubling stages, while it stays unsettled and time allows.
             why = self._should_run_on() if self.cut_short is None else None
-            if why is not None:
-                target = min(self.max_calls, self.calls * 8)
+            first_why, before, target = why, self.measured, self.measured
+            while why is not None and self.cut_short is None and target < self.max_calls:
+                target = min(self.max_calls, 2 * target)
                 every = max(self.every, target // _MAX_CHECKPOINTS)
                 if bar is not None:
                     bar.total = self.warmup + target
                     bar.refresh()
-                before = self.measured
                 i = self._calls(i, target, every, bar)
-                self.ran_on = (f"{why}: ran on from {before} to {self.measured} calls"
-                               + (f" (stopped by the time budget, {self.time_budget:.0f} s)"
-                                  if self.cut_short else ""))
+                why = self._should_run_on()
+            if first_why is not None:
+                self.ran_on = (f"{first_why}: ran on from {before} to {self.measured} calls"
+                               + (f" (stopped by the time budget, {self.time_budget:.0f} s)" if self.cut_short else ""))
                 self.cut_short = None
             self.atexit_after = _atexit_count()
             self.found.restore()  # before looking at references: our wrappers must not show up
@@ -305,7 +307,7 @@ class _Run:
             if name == OUTSIDE:
                 continue
             g = classify(x, series, floor=FUNC_FLOOR)
-            if g.verdict == "leak" and slowing_down(x, series):
+            if g.verdict == "leak" and slowing_down(x, series, ratio=0.7, clearly=False):
                 return f"growth in {name} slowing down"
             if g.verdict == "inconclusive" and g.calls_to_decide and undecided is None:
                 undecided = f"growth in {name} not yet decided"

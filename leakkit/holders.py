@@ -13,6 +13,7 @@ prune, so they are reported as such and never blamed.
 """
 from __future__ import annotations
 
+import sys
 import time
 import tracemalloc
 import types
@@ -24,7 +25,37 @@ from typing import Any
 
 from . import containers as C
 
-_get_tb = tracemalloc._get_object_traceback
+_get_object_traceback = tracemalloc._get_object_traceback
+
+
+def _managed_dict_lookup() -> Any:
+    """CPython 3.11's tracemalloc misses objects with a managed dict: their memory block starts
+    two pointers before the GC header. Look the block up where it starts (3.10 has no managed
+    dicts; 3.12 and later find it themselves)."""
+    if sys.version_info[:2] != (3, 11):
+        return None
+    try:
+        import ctypes
+
+        func = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except (ImportError, AttributeError):  # pragma: no cover - not CPython
+        return None
+    func.restype = ctypes.py_object
+    func.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    offset = 16 + 2 * ctypes.sizeof(ctypes.c_void_p)  # PyGC_Head + the managed dict's two pointers
+    return lambda obj: func(0, id(obj) - offset)
+
+
+_managed = _managed_dict_lookup()
+_MANAGED_DICT = 1 << 4
+
+
+def raw_traceback(obj: Any) -> tuple | None:
+    """Raw frames (most recent first) of where ``obj`` was allocated, or None if untraced."""
+    tb = _get_object_traceback(obj)
+    if tb is None and _managed is not None and type(obj).__flags__ & _MANAGED_DICT and not C.is_a(obj, type):
+        tb = _managed(obj)
+    return tb
 _NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
 _ATOMS = (int, float, complex, bool, str, bytes, type(None))
 _WEAK = (weakref.ref,)
@@ -72,7 +103,7 @@ def who_made(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     """The function whose code allocated ``obj`` (or ``<outside targets>``); None for leakkit's own
     objects; :data:`UNTRACED` for objects older than the run (or reused from a free list)."""
     try:
-        raw = _get_tb(obj)
+        raw = raw_traceback(obj)
     except Exception:
         return UNTRACED
     if raw is None:
@@ -146,17 +177,25 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
         holder = Holder(container, parent, old_len, C.container_len(container))
         is_dict = C.is_a(container, dict)
         for key, value in _new_entries(container, old_len):
-            if C.is_a(value, _WEAK):
+            weak = value if C.is_a(value, _WEAK) else None
+            if weak is None and is_dict and C.is_a(key, _WEAK):
+                # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
+                # table): charge it; the entry is a side structure only if it keeps nothing made here
+                if _charge(value, holder, attribute, seen, budget):
+                    holder.entries += 1
+                    holder.newest = key
+                    continue
+                weak = key
+            if weak is not None:
+                # charged to its maker like any entry, so the maker is known to feed a side structure
+                maker = who_made(weak, attribute)
+                if maker is None or maker == UNTRACED:
+                    continue
                 holder.weak += 1
+                holder.made[maker] += C.shallow_size(weak)
+                holder.objects[maker] += 1
                 try:
-                    holder.dead_weak += weakref.ref.__call__(value) is None
-                except Exception:
-                    pass
-                continue
-            if is_dict and C.is_a(key, _WEAK):
-                holder.weak += 1
-                try:
-                    holder.dead_weak += weakref.ref.__call__(key) is None
+                    holder.dead_weak += weakref.ref.__call__(weak) is None
                 except Exception:
                     pass
                 continue

@@ -72,9 +72,17 @@ def _retention_path(h: HolderRecord) -> RetentionPath:
 
 
 def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
-    """Holders whose new entries keep objects ``name`` made, the ones it made most of first."""
-    mine = [h for h in record.holders if h.made.get(name, 0) > 0]
-    return sorted(mine, key=lambda h: (h.maker != name, h.side is not None, -h.made.get(name, 0)))
+    """Holders whose new entries keep objects ``name`` made, the ones it made most of first; one
+    per holder (the threads of a pool each have their own ``threading.local`` list)."""
+    mine = sorted((h for h in record.holders if h.made.get(name, 0) > 0),
+                  key=lambda h: (h.maker != name, h.side is not None, -h.made.get(name, 0)))
+    seen: set[str] = set()
+    out = []
+    for h in mine:
+        if h.holder not in seen:
+            seen.add(h.holder)
+            out.append(h)
+    return out
 
 
 def judge(record: BisectRecord) -> BisectReport:
@@ -138,11 +146,11 @@ def judge(record: BisectRecord) -> BisectReport:
         orphan = record.orphans.get(culprit)
         if not retention_paths and orphan is not None:
             retention_paths.append(RetentionPath(
-                f"<held from C: {orphan.objects} of {orphan.sampled} sampled objects ({', '.join(orphan.types)}) have "
-                f"no Python referrer, yet {orphan.c_references} references to them are held; a reference is "
-                f"held by C code called at {orphan.site}>", "C", orphan.objects, None, "C"))
-            notes.append(f"{culprit}: objects alive with no Python referrer (references held from C code, "
-                         f"a reference leak in an extension called at {orphan.site})")
+                f"<held from C: {orphan.objects} {'/'.join(orphan.types)} objects made at {orphan.site} are alive with "
+                f"no Python object referring to them; {orphan.c_references} references to them are held by C code "
+                "called there (a reference leak: a missing Py_DECREF)>", "C", orphan.objects, None, "C"))
+            notes.append(f"{culprit}: {orphan.objects} of {orphan.sampled} sampled survivors have no Python referrer "
+                         f"(refcount minus referrers: {orphan.c_references} references held from C)")
         if not retention_paths and record.atexit_added >= max(3, record.calls // 2):
             retention_paths.append(RetentionPath(
                 f"atexit (atexit.register callbacks: +{record.atexit_added} during {record.calls} calls, each "

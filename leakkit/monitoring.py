@@ -138,7 +138,7 @@ def _retention_lines(type_names: list[str], *, own: set[int], per_type: int = 8,
     objects, never sampled nor walked through."""
     import time
 
-    from . import retention
+    from . import naming
     from .heap import _type_name
 
     wanted = set(type_names)
@@ -158,15 +158,14 @@ def _retention_lines(type_names: list[str], *, own: set[int], per_type: int = 8,
     finally:
         del objects
     lines: list[str] = []
-    roots = retention.module_dicts()
+    index = naming.ModuleIndex()
     deadline = time.perf_counter() + budget_s
     for name, objs in samples.items():
         if not objs or time.perf_counter() > deadline:
             continue
-        chains = retention.backward(objs, own | {id(samples), id(objs), id(names)}, roots=roots, max_paths=2,
-                                    deadline=deadline)
-        for chain in chains:
-            lines.append(f"  {name}: {retention.render(chain, roots)}")
+        chains = naming.find_roots(objs, index, ignore=own | {id(samples), id(objs), id(names)}, deadline=deadline)
+        for chain in list(chains.values())[:2]:
+            lines.append(f"  {name}: {naming.render(chain)}")
         del chains
     samples.clear()
     return lines

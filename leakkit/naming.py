@@ -18,12 +18,12 @@ import gc
 import sys
 import threading
 import time
-import tracemalloc
 import types
 from dataclasses import dataclass
 from typing import Any
 
 from . import containers as C
+from .holders import raw_traceback
 
 _LOCAL = type(threading.local())
 _LRU = functools._lru_cache_wrapper
@@ -45,8 +45,10 @@ def short(value: Any) -> str:
     """A short, safe spelling of a key: its repr for plain atoms, ``<type>`` for anything else."""
     if type(value) in (str, int, float, bytes, bool, type(None)):
         text = repr(value)
-    elif type(value) is tuple and len(value) <= 4 and all(type(v) in (str, int, float, bool, type(None)) for v in value):
-        text = repr(value)
+    elif type(value) is tuple and len(value) <= 4 and all(
+            type(v) in (str, int, float, bool, type(None)) or C.is_a(v, type) for v in value):
+        parts = [C.type_dict(v).get("__qualname__", "?") if C.is_a(v, type) else repr(v) for v in value]
+        text = "(" + ", ".join(map(str, parts)) + ("," if len(parts) == 1 else "") + ")"
     else:
         text = f"<{type(value).__name__}>"
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
@@ -120,7 +122,7 @@ def _owner_module(chain: list[Any]) -> str | None:
 def _made_in(obj: Any) -> str | None:
     """The file whose code allocated ``obj`` (the outermost frame tracemalloc kept), if traced."""
     try:
-        raw = tracemalloc._get_object_traceback(obj)
+        raw = raw_traceback(obj)
     except Exception:
         return None
     return raw[-1][0] if raw else None
@@ -129,74 +131,75 @@ def _made_in(obj: Any) -> str | None:
 def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], deadline: float,
                max_depth: int = 12, width: int = 96) -> dict[int, list[Any]]:
     """``{id(obj): chain}`` where chain is ``[root, ..., obj]`` and root a :class:`Root`; an object
-    absent from the result has no Python referrer path within the limits."""
-    down: dict[int, Any] = {}  # id(referrer) -> the object it refers to on the way down
-    origin: dict[int, int] = {}  # id(node) -> id of the object being named
-    keep: dict[int, Any] = {}
+    absent from the result has no referrer path from a root within the limits.
+
+    Every object is searched for on its own (one heap scan per level serves them all): one of
+    them may lie on another's path, as a thread's dict lies under a ``threading.local``'s table.
+    """
+    down: dict[tuple[int, int], Any] = {}  # (source, id(referrer)) -> what it refers to on the way down
+    keep: list[Any] = []  # every node met, alive until the chains are built
     found: dict[int, list[tuple[tuple, list[Any]]]] = collections.defaultdict(list)
     settled_at: dict[int, int] = {}
-    frontier = []
+    frontier: list[tuple[Any, int]] = []  # (node, id of the object being named)
     result: dict[int, list[Any]] = {}
     for obj in objects:
         name = index.by_dict.get(id(obj))
         if name is not None:  # a module's globals: the root itself
             result[id(obj)] = [Root(name, name, obj)]
             continue
-        origin[id(obj)] = id(obj)
-        keep[id(obj)] = obj
-        frontier.append(obj)
-    own = {id(down), id(origin), id(keep), id(found), id(frontier), id(objects)} | ignore
+        down[(id(obj), id(obj))] = None
+        frontier.append((obj, id(obj)))
+    own = {id(down), id(keep), id(found), id(frontier), id(objects), id(result)} | ignore
     for level in range(max_depth):
-        frontier = [o for o in frontier if settled_at.get(origin[id(o)], level) >= level - 1]
+        frontier = [(o, src) for o, src in frontier if settled_at.get(src, level) >= level - 1]
         if not frontier or time.perf_counter() > deadline:
             break
-        referrers = gc.get_referrers(*frontier)
-        own.add(id(referrers))
-        wanted = {id(o): o for o in frontier}
-        nxt: list[Any] = []
+        nodes = [o for o, _ in frontier]
+        referrers = gc.get_referrers(*nodes)
+        own.update((id(referrers), id(nodes)))
+        wanted: dict[int, list[tuple[Any, int]]] = collections.defaultdict(list)
+        for node, src in frontier:
+            wanted[id(node)].append((node, src))
+        nxt: list[tuple[Any, int]] = []
         own.add(id(nxt))
-        ranked = sorted(referrers, key=_old_first)
-        for ref in ranked:
+        for ref in sorted(referrers, key=_old_first):
             rid = id(ref)
-            if rid in own or rid in keep or C.is_a(ref, (types.FrameType, types.ModuleType)):
+            if rid in own or C.is_a(ref, (types.FrameType, types.ModuleType)):
                 continue
-            child = _child_of(ref, wanted)
-            if child is None:
-                continue
-            source = origin[id(child)]
-            if source in settled_at and settled_at[source] < level - 1:
-                continue
-            keep[rid] = ref
-            down[rid] = child
-            origin[rid] = source
-            root = _root_of(ref, index)
-            if root is not None:
-                chain = _chain(ref, down, keep)
-                found[source].append((_score(root, chain, index), [root, *chain[1:]]))
-                settled_at.setdefault(source, level)
-                continue
-            if len(nxt) < width:
-                nxt.append(ref)
-        del referrers, ranked
+            for child, source in _children_wanted(ref, wanted):
+                if (source, rid) in down or (source in settled_at and settled_at[source] < level - 1):
+                    continue
+                down[(source, rid)] = child
+                keep.append(ref)
+                root = _root_of(ref, index)
+                if root is not None:
+                    chain = _chain(ref, source, down)
+                    found[source].append((_score(root, chain, index), [root, *chain[1:]]))
+                    settled_at.setdefault(source, level)
+                elif len(nxt) < width:
+                    nxt.append((ref, source))
+        del referrers, nodes
         frontier = nxt
     result.update({source: min(candidates, key=lambda c: c[0])[1] for source, candidates in found.items()})
-    del down, origin, keep, found, frontier
+    del down, keep, found, frontier
     return result
+
+
+def _children_wanted(ref: Any, wanted: dict[int, list[tuple[Any, int]]]) -> list[tuple[Any, int]]:
+    out = []
+    for child in gc.get_referents(ref):
+        hits = wanted.get(id(child))
+        if hits:
+            out.extend(hits)
+    return out
 
 
 def _old_first(obj: Any) -> int:
     """Referrers the run did not create first: a path from a root goes through what was there."""
     try:
-        return 0 if tracemalloc._get_object_traceback(obj) is None else 1
+        return 0 if raw_traceback(obj) is None else 1
     except Exception:
         return 1
-
-
-def _child_of(ref: Any, wanted: dict[int, Any]) -> Any:
-    for child in gc.get_referents(ref) if not C.is_a(ref, types.ModuleType) else ():
-        if id(child) in wanted:
-            return child
-    return None
 
 
 def _root_of(ref: Any, index: ModuleIndex) -> Root | None:
@@ -206,12 +209,12 @@ def _root_of(ref: Any, index: ModuleIndex) -> Root | None:
     return _canonical(ref, index)
 
 
-def _chain(ref: Any, down: dict[int, Any], keep: dict[int, Any]) -> list[Any]:
+def _chain(ref: Any, source: int, down: dict[tuple[int, int], Any]) -> list[Any]:
     chain = [ref]
-    node = ref
-    while id(node) in down:
-        node = down[id(node)]
+    node = down.get((source, id(ref)))
+    while node is not None:
         chain.append(node)
+        node = down.get((source, id(node)))
     return chain
 
 
@@ -251,10 +254,21 @@ def render(chain: list[Any]) -> str:
         nodes = objs
     else:
         nodes = [root.obj, *objs] if root.obj is not (objs[0] if objs else None) else objs
-    for i in range(len(nodes) - 1):
+    i = 0
+    while i < len(nodes) - 1:
         parent, child = nodes[i], nodes[i + 1]
         previous = nodes[i - 1] if i else None
+        if C.is_a(parent, types.FunctionType) and child is parent.__closure__ and i + 2 < len(nodes):
+            cell = nodes[i + 2]
+            index = next((k for k, c in enumerate(child) if c is cell), None)
+            if index is not None:
+                names = parent.__code__.co_freevars
+                variable = f" (closure variable {names[index]!r})" if index < len(names) else ""
+                text += f".__closure__[{index}].cell_contents{variable}"
+                i += 3  # function -> closure tuple -> cell -> contents
+                continue
         text += edge(parent, child, previous)
+        i += 1
     return text.replace(" (thread-local)[", " (thread-local) [")
 
 

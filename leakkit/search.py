@@ -15,8 +15,8 @@ from __future__ import annotations
 import gc
 import sys
 import time
-import tracemalloc
 import types
+import weakref
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
 BYTES_FLOOR = 1024  # over the second half of the run
 FUNC_FLOOR = 512
 _NAMED = 8  # holders named from a root: the biggest ones
-_get_tb = tracemalloc._get_object_traceback
 
 
 def object_traceback(obj: Any) -> tuple | None:
-    """Where ``obj`` was allocated (raw frames, most recent first); for an instance tracemalloc
-    cannot look up (3.11's managed-dict pre-header), where its first traceable attribute was."""
+    """Where ``obj`` was allocated (raw frames, most recent first), or None if it is older than
+    the run; an instance whose block tracemalloc cannot find (reused memory) is charged to where
+    its first traceable attribute was made: the same constructor call."""
     try:
-        tb = _get_tb(obj)
+        tb = H.raw_traceback(obj)
     except Exception:
         return None
     if tb is not None or C.is_a(obj, type) or not (type(obj).__flags__ & (1 << 4)):
@@ -48,7 +48,7 @@ def object_traceback(obj: Any) -> tuple | None:
     for _, value in list(C.attributes(obj))[:8]:
         if not C.is_a(value, (int, float, bool, type(None), type)):
             try:
-                tb = _get_tb(value)
+                tb = H.raw_traceback(value)
             except Exception:
                 continue
             if tb is not None:
@@ -112,7 +112,10 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             root = chain[0].name
             bound = retention.bounds_along(chain[1:])
         else:
-            text = f"<{holder.kind()} with no Python referrer: held from C>"
+            if naming.referrer_count(anchor, ignore) == 0:
+                text = f"<{holder.kind()} with no Python referrer: held from C>"
+            else:
+                text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
         deep = H.deep_size(holder.container, limit=100_000) if time.perf_counter() < deadline else (None, False)
@@ -121,11 +124,13 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C"))
     del anchors, chosen, roots
-    explained = {h.maker for h in record.holders if h.side is None}
+    # every function with a real share of a holder's new objects is explained by it (side
+    # structures explain their makers' growth too)
+    explained = {name for h in record.holders for name, size in h.made.items() if size >= 0.1 * h.kept_bytes}
     missing = [n for n in growing if n not in explained and n != OUTSIDE]
     if missing and time.perf_counter() < deadline:
         _forward_fallback(run, record, missing, grown_ids, own, deadline)
-        explained |= {h.maker for h in record.holders}
+        explained |= {name for h in record.holders for name in h.made}
         missing = [n for n in missing if n not in explained]
     if missing and time.perf_counter() < deadline:
         _orphans(record, survivors, missing, ignore)
@@ -148,6 +153,8 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
     wanted = set(missing)
 
     def attribute(obj: Any) -> str | None:
+        if C.is_a(obj, weakref.ref):  # a weak reference keeps nothing
+            return None
         tb = object_traceback(obj)
         if tb is None:
             return None
@@ -156,7 +163,11 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
 
     hits = retention.forward(_namespaces(run), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
     for name, paths in hits.items():
+        series = record.self_bytes.get(name) or [0.0]
+        grew = series[-1] - series[0]
         for path, chain, count in paths[:2]:
+            if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
+                continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
             record.holders.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1

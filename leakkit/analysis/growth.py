@@ -249,9 +249,10 @@ def classify(
     return Growth("inconclusive", calls_to_decide=left, reason="growth not yet distinguishable from noise", **common)
 
 
-def slowing_down(x: Sequence[float], y: Sequence[float]) -> bool:
-    """Growth whose second half rises at under half the first half's rate, clearly (the second
-    half's upper bound below the first half's estimate): a cache filling up, not a leak."""
+def slowing_down(x: Sequence[float], y: Sequence[float], *, ratio: float = 0.5, clearly: bool = True) -> bool:
+    """Growth whose second half rises at under ``ratio`` times the first half's rate: a cache
+    filling up, not a leak. ``clearly`` also asks the second half's upper bound to be below the
+    first half's estimate (for a verdict; without it, a hint that running on would tell)."""
     xs, ys = list(x), list(y)
     n = len(xs)
     if n < 6:
@@ -259,5 +260,8 @@ def slowing_down(x: Sequence[float], y: Sequence[float]) -> bool:
     half = n // 2
     first = theil_sen(xs[: half + 1], ys[: half + 1])[0]
     second, _, second_high = theil_sen(xs[half:], ys[half:])
-    return (math.isfinite(first) and first > 0 and math.isfinite(second) and second < 0.5 * first
-            and second_high < first)
+    if not (math.isfinite(first) and first > 0 and math.isfinite(second)):
+        return False
+    if ratio * first <= second:
+        return False
+    return second_high < first if clearly else True
