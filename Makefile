@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml leakkit/_heapscan.c leakkit/_containerscan.c
-	$(PY) -m pip install --quiet -e '.[lab,dev,parquet]'
+	$(PY) -m pip install --quiet -e '.[lab,dev,parquet,realworld]'
 	$(PY) -m ipykernel install --sys-prefix --name leakkit --display-name "Python (leakkit)"
 	touch $(STAMP)
 

@@ -14,6 +14,7 @@ from ._errors import (
     NotARecordingError,
     ProbeUnavailableWarning,
     ProcessAccessError,
+    RecordingStoppedWarning,
     UnknownOptionError,
     WorkloadError,
 )
@@ -68,7 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
-    "Recording", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
+    "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
     "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",

@@ -32,6 +32,14 @@ class ProbeUnavailableWarning(UserWarning):
     """A probe cannot be read on this platform; leakkit carries on without it."""
 
 
+class RecordingStoppedWarning(UserWarning):
+    """A file leakkit was writing (a stream, a watch or monitor CSV) failed, e.g. a full disk.
+
+    leakkit stops writing that file and keeps recording in memory: its own failure never changes
+    what the traced or watched program does.
+    """
+
+
 def describe(value: Any) -> str:
     """A short 'received' description: the type, and the value when it is short."""
     text = repr(value)
@@ -52,3 +60,15 @@ def check_options(func: str, options: dict, known: set[str] | frozenset[str]) ->
         raise UnknownOptionError(
             f"{func}() got unknown option(s) {', '.join(unknown)}; expected one of: {', '.join(sorted(known))}"
         )
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), 0x7f, *range(0x80, 0xa0))}
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences) shown as ``\\xNN``, newlines and tabs kept.
+
+    Function names, paths and command lines come from recordings and processes anyone could
+    have written; printed raw, an escape sequence could rewrite the screen or the terminal title.
+    """
+    return text.translate(_CONTROL)

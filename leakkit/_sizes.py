@@ -21,14 +21,19 @@ def parse_size(value: int | float | str, name: str = "size") -> int:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value <= 0:
             raise expected("a positive size in bytes", name, value)
-        return int(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         match = _SIZE.match(value)
-        if match and match.group(2).lower() in _UNITS:
-            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
-            if number > 0:
-                return int(number)
-    raise expected("a size in bytes (int) or a string such as '256MiB' or '1.5 GB'", name, value)
+        if not (match and match.group(2).lower() in _UNITS):
+            raise expected("a size in bytes (int) or a string such as '256MiB' or '1.5 GB'", name, value)
+        number = float(match.group(1)) * _UNITS[match.group(2).lower()]
+        if not math.isfinite(number) or number <= 0:
+            raise expected("a positive size such as '256MiB' or '1.5 GB'", name, value)
+    else:
+        raise expected("a size in bytes (int) or a string such as '256MiB' or '1.5 GB'", name, value)
+    if number < 1:  # 0.5 (bytes) would be a limit of 0 B: a unit was surely forgotten
+        raise expected("a size of at least 1 byte (a unit forgotten? e.g. '0.5GiB')", name, value)
+    return int(number)
 
 
 def format_size(nbytes: float, signed: bool = False) -> str:

@@ -1,6 +1,6 @@
 """Columnar, thread-safe, bounded-memory recording of per-call and per-checkpoint readings.
 
-Per-call rows live in ``array`` buffers (47 bytes a call, so 1 M calls take ~47 MB) and become
+Per-call rows live in typed columns, in chunks of memory maps (47 bytes a call, so 1 M calls take ~47 MB) and become
 pandas DataFrames on demand. A recording can stream append-only to a CSV file, one flushed line per
 row, so a crash loses no finished call; it can be saved as CSV (always) or Parquet (with pyarrow)
 and loaded back.
@@ -26,7 +26,6 @@ DataFrame columns (bytes are bytes, times are seconds):
 """
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -50,6 +49,12 @@ _TYPE_CODES: dict[str, int] = {}
 _TYPE_NAMES: list[str] = []
 _MISSING = -(2**63)
 _MISSING_I = -(2**31)
+_CALL_CODES = ("d", "f", "q", "q", "q", "i", "H", "H", "H", "B")  # start ... depth, see Recorder._new_chunk
+_CALL_NAMES = ("start", "duration", "blocks", "bytes", "rss", "fds", "function", "thread", "error", "depth")
+_ITEMSIZE = {code: array(code).itemsize for code in set(_CALL_CODES)}
+# calls per chunk: 1 M first (47 MB of address space, of which only the pages written count in
+# RSS), then doubling: the few Python objects a new chunk adds come once in millions of calls
+_FIRST_CHUNK, _MAX_CHUNK = 1 << 20, 1 << 26
 
 
 def _num(value: Any) -> Any:
@@ -60,24 +65,32 @@ class Recorder:
     """Holds one recording; safe to append to from several threads at once."""
 
     def __init__(self, stream: str | os.PathLike | None = None) -> None:
+        from ._stream import Stream, check_stream_path
+
         self._lock = threading.Lock()
-        self._stream_path = None if stream is None else os.fspath(stream)
-        self._stream: io.TextIOBase | None = None
-        self._writer: Any = None
+        self._owner: int | None = None  # the thread inside add_call
+        self._pending: list[tuple] = []
+        # checked now, when the trace is built: not at its first call, inside the user's code
+        self._stream = None if stream is None else Stream(check_stream_path(stream, MAGIC, FILE_COLUMNS),
+                                                          MAGIC, FILE_COLUMNS)
         self._clear()
+
+    @property
+    def stream_path(self) -> str | None:
+        """The file rows are streamed to (a sibling when another process holds the one asked for)."""
+        return None if self._stream is None else self._stream.path
+
+    @property
+    def stream_error(self) -> str | None:
+        """Why streaming stopped (a full disk, ...), or None while it works."""
+        return None if self._stream is None else self._stream.error
 
     # -- appending ---------------------------------------------------------------------------
     def _clear(self) -> None:
-        self._start = array("d")
-        self._duration = array("f")
-        self._blocks = array("q")
-        self._bytes = array("q")
-        self._rss = array("q")
-        self._fds = array("i")
-        self._function = array("H")
-        self._thread = array("H")
-        self._error = array("H")
-        self._depth = array("B")
+        self._chunks: list[tuple[Any, tuple]] = []  # full chunks of the call columns: (map, views)
+        self._done = 0  # calls in them
+        self.own_blocks = 0  # allocated blocks the chunks after the first one hold (see _add_call)
+        self._new_chunk(_FIRST_CHUNK)
         self._names: dict[str, int] = {}
         self._name_list: list[str] = []
         self._threads: dict[str, int] = {}
@@ -86,6 +99,74 @@ class Recorder:
         self._error_list: list[str | None] = [None]
         self._checkpoints: list[array] = [array("d") for _ in CHECKPOINT_COLUMNS]
         self._summaries: list[tuple[int, array, array, array]] = []
+
+    def _new_chunk(self, size: int) -> None:
+        """Call columns for ``size`` more calls, in one fresh anonymous memory map.
+
+        Why not growing arrays: reallocating an ever larger array leaves freed blocks that malloc
+        keeps, and new chunks from malloc may reuse memory that is already resident, so the
+        process's memory moved by more, or less, than the recording holds, and a fast clean
+        function traced from many threads read as a native leak. Pages of a fresh map count in
+        RSS exactly when a row is first written to them, which :meth:`footprint` reports.
+        """
+        import mmap
+
+        offsets, total = [], 0
+        for code in _CALL_CODES:
+            offsets.append(total)
+            total += -(-_ITEMSIZE[code] * size // mmap.PAGESIZE) * mmap.PAGESIZE
+        # private: a forked child writing its rows must not write into its parent's recording
+        flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_NORESERVE", 0)
+        buffer = mmap.mmap(-1, total, flags=flags) if flags else mmap.mmap(-1, total)
+        whole = memoryview(buffer)
+        columns = tuple(whole[offset: offset + _ITEMSIZE[code] * size].cast(code)
+                        for offset, code in zip(offsets, _CALL_CODES, strict=True))
+        whole.release()
+        (self._start, self._duration, self._blocks, self._bytes, self._rss, self._fds, self._function,
+         self._thread, self._error, self._depth) = columns
+        self._current = (buffer, columns)
+        self._fill = 0
+        self._size = size
+
+    def _rotate(self) -> None:
+        """Start the next chunk; count the allocated blocks its few Python objects (the map, its views) hold.
+
+        Counted with the collector paused: a collection inside the window would free other garbage
+        and make the count too low.
+        """
+        import gc
+        import sys
+
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            before = sys.getallocatedblocks()
+            self._chunks.append(self._current)
+            self._done += self._size
+            self._new_chunk(min(2 * self._size, _MAX_CHUNK))
+            self.own_blocks += sys.getallocatedblocks() - before - 1  # 1: the int `before` itself
+        finally:
+            if paused:
+                gc.enable()
+
+    def _column(self, index: int) -> array:
+        """One call column, every chunk joined (a copy)."""
+        joined = array(_CALL_CODES[index])
+        for _, columns in self._chunks:
+            joined.frombytes(columns[index].cast("B"))
+        joined.frombytes(self._current[1][index][: self._fill].cast("B"))
+        return joined
+
+    def column(self, name: str) -> array:
+        """A call column by name (start, duration, blocks, bytes, rss, fds), as raw values (a copy)."""
+        with self._lock:
+            return self._column(_CALL_NAMES.index(name))
+
+    def recent_durations(self, count: int) -> list[float]:
+        """The durations of the last ``count`` calls (fewer right after a chunk filled)."""
+        with self._lock:
+            return self._duration[max(0, self._fill - count): self._fill].tolist()
 
     @staticmethod
     def _code(table: dict, names: list, name: str) -> int:
@@ -104,24 +185,51 @@ class Recorder:
     def add_call(self, function: str, thread: str, start: float, duration: float, blocks_delta: int | None,
                  bytes_delta: int | None, rss_delta: int | None, fds_delta: int | None,
                  error: str | None, depth: int) -> None:
-        """Append one call's row (and stream it when streaming)."""
+        """Append one call's row (and stream it when streaming).
+
+        Re-entered from the same thread (a collection inside our own append finalized a traced
+        generator, whose row comes here), the row waits for the outer append: the lock is not
+        re-entrant, and the columns must never be half-appended.
+        """
+        if self._owner == threading.get_ident():
+            self._pending.append((function, thread, start, duration, blocks_delta, bytes_delta, rss_delta,
+                                  fds_delta, error, depth))
+            return
         with self._lock:
-            call = len(self._start)
-            self._function.append(self._code(self._names, self._name_list, function))
-            self._thread.append(self._code(self._threads, self._thread_list, thread))
-            self._start.append(start)
-            self._duration.append(duration)
-            self._blocks.append(_MISSING if blocks_delta is None else blocks_delta)
-            self._bytes.append(_MISSING if bytes_delta is None else bytes_delta)
-            self._rss.append(_MISSING if rss_delta is None else rss_delta)
-            self._fds.append(_MISSING_I if fds_delta is None else fds_delta)
-            self._error.append(0 if error is None else self._code(self._errors, self._error_list, error))
-            self._depth.append(min(depth, 255))
-            if self._stream_path is not None:
-                self._write({"table": "calls", "call": call, "function": function, "thread": thread,
-                             "start": start, "duration_s": duration, "blocks_delta": _num(blocks_delta),
-                             "bytes_delta": _num(bytes_delta), "rss_delta": _num(rss_delta),
-                             "fds_delta": _num(fds_delta), "error": error or "", "depth": depth})
+            self._owner = threading.get_ident()
+            try:
+                self._add_call(function, thread, start, duration, blocks_delta, bytes_delta, rss_delta,
+                               fds_delta, error, depth)
+                while self._pending:
+                    self._add_call(*self._pending.pop(0))
+            finally:
+                self._owner = None
+
+    def _add_call(self, function: str, thread: str, start: float, duration: float, blocks_delta: int | None,
+                  bytes_delta: int | None, rss_delta: int | None, fds_delta: int | None,
+                  error: str | None, depth: int) -> None:
+        i = self._fill
+        call = self._done + i
+        # written in place: a value out of range (OverflowError) leaves no half-written row behind,
+        # as _fill only moves once all ten are in
+        self._function[i] = self._code(self._names, self._name_list, function)
+        self._thread[i] = self._code(self._threads, self._thread_list, thread)
+        self._start[i] = start
+        self._duration[i] = duration
+        self._blocks[i] = _MISSING if blocks_delta is None else blocks_delta
+        self._bytes[i] = _MISSING if bytes_delta is None else bytes_delta
+        self._rss[i] = _MISSING if rss_delta is None else rss_delta
+        self._fds[i] = _MISSING_I if fds_delta is None else fds_delta
+        self._error[i] = 0 if error is None else self._code(self._errors, self._error_list, error)
+        self._depth[i] = min(depth, 255)
+        self._fill = i + 1
+        if self._fill == self._size:
+            self._rotate()
+        if self._stream is not None and not self._stream.stopped:
+            self._stream.write([{"table": "calls", "call": call, "function": function, "thread": thread,
+                                 "start": start, "duration_s": duration, "blocks_delta": _num(blocks_delta),
+                                 "bytes_delta": _num(bytes_delta), "rss_delta": _num(rss_delta),
+                                 "fds_delta": _num(fds_delta), "error": error or "", "depth": depth}], call)
 
     def add_checkpoint(self, row: dict) -> None:
         """Append one checkpoint row (keys from CHECKPOINT_COLUMNS; None for a probe not read).
@@ -133,16 +241,42 @@ class Recorder:
             for column, values in zip(CHECKPOINT_COLUMNS, self._checkpoints, strict=False):
                 value = row.get(column)
                 values.append(math.nan if value is None else float(value))
-            if self._stream_path is not None:
-                self._write({"table": "checkpoints", **{c: _num(row.get(c)) for c in CHECKPOINT_COLUMNS}})
+            if self._stream is not None and not self._stream.stopped:
+                cells = {"table": "checkpoints", **{c: _num(row.get(c)) for c in CHECKPOINT_COLUMNS}}
+                cells["call"] = int(row["call"])
+                self._stream.write([cells], self._done + self._fill)
+
+    def checkpoint_count(self) -> int:
+        """Checkpoints so far (without building a DataFrame)."""
+        return len(self._checkpoints[0])
+
+    def footprint(self) -> int:
+        """Bytes the recorder's own buffers hold: they grow with every call, and are leakkit's, not the calls'."""
+        import mmap
+        import sys
+
+        page = mmap.PAGESIZE
+        with self._lock:
+            mapped = sum(len(buffer) for buffer, _ in self._chunks)
+            mapped += sum(-(-_ITEMSIZE[code] * self._fill // page) * page for code in _CALL_CODES)
+            arrays = list(self._checkpoints)
+            for _, codes, counts, sizes in self._summaries:
+                arrays.extend((codes, counts, sizes))
+        return mapped + sum(map(sys.getsizeof, arrays))
+
+    def _buffers(self) -> list:
+        buffers: list = [self._chunks, self._current]
+        for chunk in (*self._chunks, self._current):
+            buffers.extend((chunk, chunk[0], chunk[1], *chunk[1]))
+        buffers.extend(self._checkpoints)
+        for _, codes, counts, sizes in self._summaries:
+            buffers.extend((codes, counts, sizes))
+        return buffers
 
     def own_objects(self) -> list:
         """The recorder's own buffers (arrays), which type summaries should not count as the user's."""
         with self._lock:
-            own = [self._start, self._duration, self._blocks, self._bytes, self._rss, self._fds,
-                   self._function, self._thread, self._error, self._depth, *self._checkpoints]
-            for _, codes, counts, sizes in self._summaries:
-                own.extend((codes, counts, sizes))
+            own = self._buffers()
         # the type-name table is shared by every recorder of the process, and only leakkit refers to it
         own.extend((_TYPE_NAMES, _TYPE_CODES))
         own.extend(_TYPE_NAMES)
@@ -167,57 +301,48 @@ class Recorder:
         sizes = array("q", summary["size"].tolist())
         with self._lock:
             self._summaries.append((call, codes, counts, sizes))
-            if self._stream_path is not None:
-                for name, count, size in zip(names, counts, sizes, strict=False):
-                    self._write({"table": "summaries", "call": call, "type": name, "count": count, "size": size})
-
-    def _write(self, row: dict) -> None:
-        if self._writer is None:
-            new = not os.path.exists(self._stream_path) or os.path.getsize(self._stream_path) == 0
-            self._stream = open(self._stream_path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-            if new:
-                self._stream.write(MAGIC + "\n")
-            self._writer = csv.DictWriter(self._stream, FILE_COLUMNS, extrasaction="ignore")
-            if new:
-                self._writer.writeheader()
-        self._writer.writerow(row)
-        self._stream.flush()
+            if self._stream is not None and not self._stream.stopped:
+                self._stream.write([{"table": "summaries", "call": int(call), "type": name, "count": count, "size": size}
+                                    for name, count, size in zip(names, counts, sizes, strict=False)],
+                                   self._done + self._fill)
 
     def close(self) -> None:
-        """Close the stream file (appending again reopens it)."""
+        """Close the stream file (appending again reopens it); never raises (a full disk loses no row kept in memory)."""
         with self._lock:
             if self._stream is not None:
                 self._stream.close()
-            self._stream = None
-            self._writer = None
 
     def reset(self) -> None:
-        """Forget every row (the stream file, if any, keeps what it has)."""
+        """Forget every row (the stream file, if any, keeps what it has, and its call ids go on)."""
         with self._lock:
+            if self._stream is not None:
+                self._stream.rebase(self._done + self._fill)
             self._clear()
 
     # -- reading -----------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._start)
+        return self._done + self._fill
 
     @property
     def calls(self) -> pd.DataFrame:
         with self._lock:
-            n = len(self._start)
-            names = pd.Categorical.from_codes(list(self._function), categories=self._name_list) if n else []
-            threads = pd.Categorical.from_codes(list(self._thread), categories=self._thread_list) if n else []
+            n = self._done + self._fill
+            (start, duration, blocks, nbytes, rss, fds, function, thread, error, depth) = (
+                self._column(i) for i in range(len(_CALL_CODES)))
+            names = pd.Categorical.from_codes(list(function), categories=self._name_list) if n else []
+            threads = pd.Categorical.from_codes(list(thread), categories=self._thread_list) if n else []
             frame = pd.DataFrame({
                 "call": pd.RangeIndex(n),
                 "function": pd.Series(names, dtype=object),
                 "thread": pd.Series(threads, dtype=object),
-                "start": pd.Series(self._start, dtype="float64"),
-                "duration_s": pd.Series(self._duration, dtype="float64"),
-                "blocks_delta": _with_nan(self._blocks, _MISSING),
-                "bytes_delta": _with_nan(self._bytes, _MISSING),
-                "rss_delta": _with_nan(self._rss, _MISSING),
-                "fds_delta": _with_nan(self._fds, _MISSING_I),
-                "error": pd.Series([self._error_list[c] for c in self._error], dtype=object),
-                "depth": pd.Series(self._depth, dtype="int64"),
+                "start": pd.Series(start, dtype="float64"),
+                "duration_s": pd.Series(duration, dtype="float64"),
+                "blocks_delta": _with_nan(blocks, _MISSING),
+                "bytes_delta": _with_nan(nbytes, _MISSING),
+                "rss_delta": _with_nan(rss, _MISSING),
+                "fds_delta": _with_nan(fds, _MISSING_I),
+                "error": pd.Series([self._error_list[c] for c in error], dtype=object),
+                "depth": pd.Series(depth, dtype="int64"),
             })
         return frame
 
@@ -296,9 +421,13 @@ def save(rec: Recording, path: str | os.PathLike, *, format: str | None = None) 
 
 def load(path: str | os.PathLike) -> Recording:
     """Read a recording saved (or streamed) by leakkit; a truncated last line is dropped."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise expected("a path to a leakkit recording", "path", path)
     path = os.fspath(path)
     if not os.path.exists(path):
         raise NotARecordingError(f"expected a leakkit recording file, received a path that does not exist: {path}")
+    if not os.path.isfile(path):
+        raise NotARecordingError(f"expected a leakkit recording file, received {path!r}, which is not a regular file")
     if path.endswith((".parquet", ".pq")):
         try:
             frame = pd.read_parquet(path)
@@ -306,34 +435,86 @@ def load(path: str | os.PathLike) -> Recording:
             raise NotARecordingError(f"{path}: expected a leakkit recording in Parquet, could not read it: {error}") from error
     else:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            first = handle.readline().rstrip("\n")
+            first = handle.readline(len(MAGIC) + 2).rstrip("\r\n")
             if first != MAGIC:
                 raise NotARecordingError(
                     f"{path}:1: expected a leakkit recording starting with {MAGIC!r}, received {first[:60]!r}")
             text = handle.read()
+        if not text.strip():
+            raise NotARecordingError(f"{path}:2: expected the column header line after {MAGIC!r}, received the end of the file")
         if text and not text.endswith("\n"):  # the writer died mid-line: keep every finished row
             text = text[: text.rfind("\n") + 1]
         try:
-            frame = pd.read_csv(io.StringIO(text), keep_default_na=True, low_memory=False,
+            # only an empty cell is missing: a function named "NA" or "null" stays a name
+            frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], low_memory=False,
                                 dtype={c: object for c in ("table", "function", "thread", "error", "type")})
         except Exception as error:
             raise NotARecordingError(f"{path}: expected CSV rows after the header line: {error}") from error
-    missing = [c for c in ("table", "call") if c not in frame.columns]
+    return _tables(frame, path, first_line=3 if not path.endswith((".parquet", ".pq")) else 1)
+
+
+_TABLES = {"calls": CALL_COLUMNS, "checkpoints": CHECKPOINT_COLUMNS, "summaries": SUMMARY_COLUMNS}
+_TEXT = frozenset({"function", "thread", "error", "type", "table"})
+_INTEGER = {"call": 0, "depth": 0, "count": 0, "size": 0}  # integer columns and their least value
+_NON_NEGATIVE = frozenset({"start", "duration_s", "t", "blocks", "traced_bytes", "heap_bytes", "rss", "uss", "pss",
+                           "swap", "fds", "gc_collections"})
+_REQUIRED = frozenset({"call", "depth", "count", "size", "function", "type"})
+
+
+def _tables(frame: pd.DataFrame, path: str, *, first_line: int) -> Recording:
+    """The three frames of a recording file, every cell checked: a bad one names its line and column."""
+    missing = [c for c in FILE_COLUMNS if c not in frame.columns]
     if missing:
-        raise NotARecordingError(f"{path}: expected columns {FILE_COLUMNS}, missing {missing}")
-    calls = frame[frame["table"] == "calls"][CALL_COLUMNS].reset_index(drop=True)
+        raise NotARecordingError(f"{path}: expected the columns {','.join(FILE_COLUMNS)}, missing {', '.join(missing)}")
+    frame = frame.reset_index(drop=True)
+    table = frame["table"].astype(object)
+    unknown = ~table.isin(list(_TABLES))
+    if unknown.any():
+        row = int(unknown.to_numpy().argmax())
+        raise NotARecordingError(f"{path}:{row + first_line}: expected a table name (calls, checkpoints or "
+                                 f"summaries) in column 'table', received {_show(table.iloc[row])}")
+    parts = {}
+    for name, columns in _TABLES.items():
+        part = frame[table == name]
+        lines = part.index.to_numpy() + first_line
+        converted = {column: _checked(part[column], column, lines, path) for column in columns}
+        parts[name] = pd.DataFrame(converted).reset_index(drop=True)
+    calls = parts["calls"]
     calls["error"] = pd.Series([e if isinstance(e, str) and e else None for e in calls["error"]], dtype=object)
-    for column in ("function", "thread"):
-        calls[column] = pd.Series([str(v) for v in calls[column]], dtype=object)
-    for column in ("depth", "call"):
-        calls[column] = pd.to_numeric(calls[column]).fillna(0).astype("int64")
-    for column in ("start", "duration_s", "blocks_delta", "bytes_delta", "rss_delta", "fds_delta"):
-        calls[column] = pd.to_numeric(calls[column], errors="coerce").astype("float64")
-    checkpoints = frame[frame["table"] == "checkpoints"][CHECKPOINT_COLUMNS].reset_index(drop=True)
-    for column in CHECKPOINT_COLUMNS:
-        checkpoints[column] = pd.to_numeric(checkpoints[column], errors="coerce").astype("float64")
-    checkpoints["call"] = checkpoints["call"].astype("int64")
-    summaries = frame[frame["table"] == "summaries"][SUMMARY_COLUMNS].reset_index(drop=True)
-    summaries = summaries.astype({"call": "int64", "count": "int64", "size": "int64"})
-    summaries["type"] = pd.Series([str(v) for v in summaries["type"]], dtype=object)
-    return Recording(calls, checkpoints, summaries)
+    if len(calls) and int(calls["depth"].max()) > 255:
+        row = int(calls["depth"].to_numpy().argmax())
+        raise NotARecordingError(f"{path}: expected a depth of at most 255, received {int(calls['depth'].iloc[row])}")
+    return Recording(calls, parts["checkpoints"], parts["summaries"])
+
+
+def _show(value: Any) -> str:
+    return "an empty cell" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(str(value)[:40])
+
+
+def _checked(values: pd.Series, column: str, lines: Any, path: str) -> pd.Series:
+    """One column converted to its type; raises NotARecordingError at the first cell that is not."""
+    values = values.reset_index(drop=True)
+    empty = values.isna() | (values.astype(str) == "") if values.dtype == object else values.isna()
+    if column in _TEXT:
+        bad = empty if column in _REQUIRED else pd.Series(False, index=values.index)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise NotARecordingError(f"{path}:{lines[row]}: expected a name in column {column!r}, received an empty cell")
+        return pd.Series(["" if e else str(v) for v, e in zip(values, empty, strict=True)], dtype=object)
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    finite = numbers.abs() < float("inf")
+    bad = ~empty & ~finite  # text that is not a number, inf, nan spelled out
+    least = _INTEGER.get(column, 0 if column in _NON_NEGATIVE else None)
+    if least is not None:
+        bad |= finite & (numbers < least)
+    if column in _INTEGER:
+        bad |= finite & (numbers != numbers.round())
+        if column in _REQUIRED:
+            bad |= empty
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        what = ("an integer" + (f" >= {least}" if least is not None else "")) if column in _INTEGER else \
+            ("a finite number >= 0" if least is not None else "a finite number")
+        raise NotARecordingError(f"{path}:{lines[row]}: expected {what} in column {column!r}, "
+                                 f"received {_show(values.iloc[row])}")
+    return numbers.astype("int64") if column in _INTEGER else numbers

@@ -39,6 +39,8 @@ from .report import trace_report  # imported here, not at the last checkpoint: i
 
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
 _STARTUP_ALLOWANCE_S = 0.5
+_WALL_MIN_S = 0.05  # wall-time checkpoints: at most 20 a second ...
+_WALL_GROWTH = 0.02  # ... and 2% of the run apart (about 50 per tenfold of run time)
 _DENSE = (1, 2, 4, 8, 16, 32, 64)
 _READ_BUDGET = 0.05  # fraction of a call's time the per-call memory readings may take
 
@@ -57,14 +59,29 @@ class Trace:
     def __init__(self, func: Callable, *, checkpoint_every: int | str = "auto", summaries: bool = True,
                  tracemalloc: bool = False, fds: bool = False, stream: str | None = None,
                  overhead_budget: float = 0.05, name: str | None = None) -> None:
+        binding = "static" if isinstance(func, staticmethod) else "class" if isinstance(func, classmethod) else None
+        if binding is not None:  # @trace over @staticmethod / @classmethod: trace the function inside
+            func = func.__func__
         if not callable(func):
             raise expected("a callable (function, method, coroutine function or generator function)", "func", func)
         if not (checkpoint_every == "auto" or (isinstance(checkpoint_every, int) and not isinstance(checkpoint_every, bool)
                                                and checkpoint_every > 0)):
             raise expected("a positive int or 'auto'", "checkpoint_every", checkpoint_every)
-        if not (isinstance(overhead_budget, (int, float)) and 0 < overhead_budget <= 1):
-            raise expected("a fraction in (0, 1]", "overhead_budget", overhead_budget)
+        if isinstance(overhead_budget, bool) or not (isinstance(overhead_budget, (int, float))
+                                                     and 0 < overhead_budget <= 1):
+            raise expected("a fraction in (0, 1], e.g. 0.05", "overhead_budget", overhead_budget)
+        for option, value in (("summaries", summaries), ("tracemalloc", tracemalloc), ("fds", fds)):
+            if not isinstance(value, bool):
+                raise expected("True or False", option, value)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise expected("a non-empty str (the function column) or None", "name", name)
         functools.update_wrapper(self, func)
+        # a callable object's own attributes, copied by update_wrapper, must not hide the trace's API
+        # (an object with a ``report`` attribute would make traced.report its value)
+        for attribute in [key for key in vars(self) if not key.startswith("__") and
+                          (hasattr(Trace, key) or key == "_is_coroutine")]:
+            del self.__dict__[attribute]
+        self._binding = binding
         # Keep inspect.iscoroutinefunction / isgeneratorfunction / signature answering as for func.
         for attribute in ("__code__", "__defaults__", "__kwdefaults__"):
             if hasattr(func, attribute):
@@ -84,6 +101,7 @@ class Trace:
         # Nesting depth per thread and per asyncio task (a ContextVar, not a threading.local: tasks
         # interleave in one thread, and thread-locals add objects that heap summaries see).
         self._depth = contextvars.ContextVar("leakkit_trace_depth", default=0)
+        self.last_error: BaseException | None = None  # leakkit's own last failure (the calls never see it)
         self._recorder = Recorder(stream)
         self._ckpt_lock = threading.Lock()
         self._reset_schedule()
@@ -95,6 +113,8 @@ class Trace:
         self._summary_cost = 0.0
         self._last_ckpt_call = -1
         self._last_cost = 0.0
+        self._last_cpu = 0.0
+        self._wall_due = math.inf  # perf_counter time of the next wall-time checkpoint (set by _schedule)
         self._started_tracemalloc = False
         self._busy = 0.0  # seconds spent inside outermost traced calls
         self._read_every = 1  # read memory on every call until _adapt says otherwise
@@ -105,6 +125,10 @@ class Trace:
 
     # -- transparency ---------------------------------------------------------------------------
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if self._binding == "static":
+            return self
+        if self._binding == "class":
+            return types.MethodType(self, owner if owner is not None else type(instance))
         if instance is None:
             return self
         return types.MethodType(self, instance)
@@ -121,8 +145,11 @@ class Trace:
         if kind == "asyncgen":
             return self._call_asyncgen(args, kwargs)
         depth = self._depth.get()
-        if depth == 0 and len(self._recorder) >= self._next_ckpt:
-            self._maybe_checkpoint()
+        if depth == 0:
+            if len(self._recorder) >= self._next_ckpt:
+                self._maybe_checkpoint()
+        else:  # recursion: give back the recursion-limit room this trace's wrappers take (see _lift)
+            _lift(depth)
         token = self._depth.set(depth + 1)
         self._countdown -= 1  # a race between threads only shifts which call is read
         if self._countdown > 0:
@@ -161,27 +188,53 @@ class Trace:
 
     def _finish(self, t0: float, t1: float, b0: int | None, b1: int | None, r0: int | None, m0: int | None,
                 fds0: int | None, error: str | None, depth: int, duration: float | None = None) -> None:
-        if b0 is None:
-            blocks = rss = traced = fds = None
-        else:
-            blocks = b1 - b0 - _bias()
-            m1 = probes.traced_bytes() if m0 is not None else None
-            r1 = _rss()
-            traced = None if m1 is None or m0 is None else m1 - m0
-            rss = None if r0 is None or r1 is None else r1 - r0
-            fds = None if fds0 is None else (probes.fds() or 0) - fds0
-        if self._t0 is None:
-            self._t0 = t0
-        if depth == 0:
-            self._busy += (t1 - t0) if duration is None else duration
-        self._recorder.add_call(self._qualname, threading.current_thread().name, t0 - self._t0,
-                                (t1 - t0) if duration is None else duration, blocks, traced, rss, fds,
-                                error, depth)
+        """Record one call's row; never raises (the call's result or exception is the caller's, untouched)."""
+        try:
+            if b0 is None:
+                blocks = rss = traced = fds = None
+            else:
+                blocks = b1 - b0 - _bias()
+                m1 = probes.traced_bytes() if m0 is not None else None
+                r1 = _rss()
+                traced = None if m1 is None or m0 is None else m1 - m0
+                rss = None if r0 is None or r1 is None else r1 - r0
+                fds = None if fds0 is None else (probes.fds() or 0) - fds0
+            if self._t0 is None:
+                self._t0 = t0
+            if depth == 0:
+                self._busy += (t1 - t0) if duration is None else duration
+                if t1 >= self._wall_due:  # checkpoints follow wall time too: the next call takes one
+                    self._next_ckpt = 0
+            else:
+                _drop(depth)
+            self._recorder.add_call(self._qualname, threading.current_thread().name, t0 - self._t0,
+                                    (t1 - t0) if duration is None else duration, blocks, traced, rss, fds,
+                                    error, depth)
+        except Exception as fault:  # leakkit's own fault: the row is lost, the call is not touched
+            self._fault("recording a call", fault)
+
+    def _fault(self, what: str, fault: BaseException) -> None:
+        """Note leakkit's own failure once (a warning; ``last_error``), never raising into the traced code."""
+        first = self.last_error is None
+        self.last_error = fault
+        if first:
+            try:
+                import warnings
+
+                from ._errors import RecordingStoppedWarning
+
+                warnings.warn(f"leakkit trace of {self._qualname}: {what} failed ({type(fault).__name__}: "
+                              f"{fault}); the traced calls go on untouched", RecordingStoppedWarning, stacklevel=4)
+            except Exception:  # warnings turned into errors: still not the traced code's business
+                pass
 
     async def _call_async(self, args: tuple, kwargs: dict) -> Any:
         depth = self._depth.get()
-        if depth == 0 and len(self._recorder) >= self._next_ckpt:
-            self._maybe_checkpoint()
+        if depth == 0:
+            if len(self._recorder) >= self._next_ckpt:
+                self._maybe_checkpoint()
+        else:
+            _lift(depth)
         token = self._depth.set(depth + 1)
         fds0 = probes.fds() if self._fds else None
         r0 = _rss()
@@ -215,12 +268,23 @@ class Trace:
         b0 = _blocks()
         gen = self._func(*args, **kwargs)
         kept += _blocks() - b0
-        return self._drive(gen, t_first, r_first, m_first, fds0, depth, kept, spent)
+        driver = self._drive(gen, t_first, r_first, m_first, fds0, depth, kept, spent)
+        # run to its first line: a throw() or close() before the first next() then gets its row too
+        # (a generator that never started runs no code of its own, not even a finally)
+        driver.send(None)
+        return driver
 
     def _drive(self, gen: Any, t_first: float, r_first: Any, m_first: Any, fds0: Any, depth: int,
                kept: int, spent: float) -> Any:
         value, thrown, error = None, None, None
         try:
+            try:
+                value = yield  # primed by _call_gen: the consumer's first next(), send() or throw() lands here
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:
+                thrown = exc
             while True:
                 t0 = _perf()
                 b0 = _blocks()
@@ -291,6 +355,7 @@ class Trace:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _maybe_checkpoint(self) -> None:
+        """A scheduled checkpoint before an outermost call; never raises into the traced code."""
         if not self._ckpt_lock.acquire(blocking=False):
             return  # another thread is taking one
         try:
@@ -299,6 +364,10 @@ class Trace:
                 return
             self._take_checkpoint(n)
             self._schedule(n)
+        except Exception as fault:  # leakkit's own: try again later, leave the call alone
+            self._next_ckpt = 2 * len(self._recorder) + 1
+            self._wall_due = math.inf
+            self._fault("a checkpoint", fault)
         finally:
             self._ckpt_lock.release()
 
@@ -319,7 +388,7 @@ class Trace:
             _blocks()
             _rss()
         cost = 2 * (_perf() - t) / 4  # two readings per call
-        durations = self._recorder._duration[-512:]
+        durations = self._recorder.recent_durations(512)
         mean = sum(durations) / len(durations) if len(durations) else 0.0
         if mean <= 0:
             return
@@ -330,6 +399,12 @@ class Trace:
         if self._every != "auto":
             self._next_ckpt = n + int(self._every)
             return
+        # Wall time too: a fast function (or many threads) may take hours of calls to earn a checkpoint
+        # on its own time, and its verdict would stay inconclusive. Spaced so that checkpoints take at
+        # most `budget` of one core (their CPU time, not the GIL waits), and further apart as the run
+        # grows (a long-running process keeps a bounded number of rows).
+        now = _perf()
+        self._wall_due = now + max(_WALL_MIN_S, self._last_cpu / self._budget, _WALL_GROWTH * (now - self._t0))
         dense = next((c for c in _DENSE if c > n), None)
         if dense is not None and self._ckpt_cost - self._summary_cost <= _STARTUP_ALLOWANCE_S:
             self._next_ckpt = dense
@@ -381,6 +456,7 @@ class Trace:
         import tracemalloc
 
         start = _perf()
+        cpu0 = time.thread_time()
         if self._t0 is None:
             self._t0 = start
         if self._last_ckpt_call < 0:
@@ -392,20 +468,24 @@ class Trace:
         # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
         blocks_now = probes.blocks()
         traced_now = probes.traced_bytes()
-        blocks_kept = blocks_now - self._own_blocks
+        blocks_kept = blocks_now - self._own_blocks - self._recorder.own_blocks
         traced_kept = None if traced_now is None else traced_now - self._own_bytes
         heap_bytes = None
         if self._want_summaries:
             if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * self._busy:
                 heap_bytes = self._summarize(n, blocks_now, traced_now)
         memory = probes.process_memory()
+        # the recorder's buffers (~47 B a call) are process memory too, and leakkit's own
+        own = self._recorder.footprint()
+        rss, uss, pss = ((None if v is None else v - own) for v in (memory.rss, memory.uss, memory.pss))
         row = {"call": n, "t": start - self._t0, "blocks": blocks_kept, "traced_bytes": traced_kept,
-               "heap_bytes": heap_bytes, "rss": memory.rss, "uss": memory.uss, "pss": memory.pss,
+               "heap_bytes": heap_bytes, "rss": rss, "uss": uss, "pss": pss,
                "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections()}
         self._recorder.add_checkpoint(row)
         del row, memory
         self._last_ckpt_call = n
         self._last_cost = _perf() - start
+        self._last_cpu = time.thread_time() - cpu0
         self._ckpt_cost += self._last_cost
 
     def _summarize(self, n: int, blocks_before: int, traced_before: int | None) -> int | None:
@@ -498,6 +578,44 @@ class Trace:
         self._recorder.close()
 
 
+# -- recursion: each level of a traced recursion adds a wrapper frame ------------------------------
+# A Trace.__call__ level costs 2 units of the recursion limit before 3.12 (the slot call and its
+# frame) and 1 from 3.12 on (C calls are counted apart). While a traced function recurses, the limit
+# is raised by what its wrappers take, so it reaches the depth it reaches untraced; back to the
+# user's limit when the last recursion in progress ends (the lift is the deepest one of them).
+_UNITS = 2 if sys.version_info < (3, 12) else 1
+_LIFT = [0, 0]  # units added to the limit, traced recursions in progress
+_LIFT_LOCK = threading.Lock()
+
+
+def _lift(depth: int) -> None:
+    units = (depth + 1) * _UNITS
+    if depth != 1 and units <= _LIFT[0]:
+        return
+    with _LIFT_LOCK:
+        if depth == 1:
+            _LIFT[1] += 1
+        if units > _LIFT[0]:
+            try:
+                sys.setrecursionlimit(sys.getrecursionlimit() + units - _LIFT[0])
+                _LIFT[0] = units
+            except Exception:  # pragma: no cover - an interpreter that refuses: the old behaviour
+                pass
+
+
+def _drop(depth: int) -> None:
+    if depth != 1:
+        return
+    with _LIFT_LOCK:
+        _LIFT[1] = max(0, _LIFT[1] - 1)
+        if _LIFT[1] == 0 and _LIFT[0]:
+            try:
+                sys.setrecursionlimit(sys.getrecursionlimit() - _LIFT[0])
+                _LIFT[0] = 0
+            except Exception:  # too deep to lower right now (RecursionError): the next recursion's end does
+                pass
+
+
 def trace(func: Callable | None = None, **options: Any) -> Any:
     """Trace a function: ``@trace``, ``@trace(checkpoint_every=100)`` or ``traced = trace(func)``.
 
@@ -517,8 +635,11 @@ def trace(func: Callable | None = None, **options: Any) -> Any:
     """
     check_options("trace", options, OPTIONS)
     if func is None:
-        return lambda f: Trace(f, **options)
+        return lambda f: trace(f, **options)
     if isinstance(func, Trace):
+        if options:  # they would be silently dropped: one function, one recording, one set of options
+            raise expected(f"a function not traced yet (trace it once, with all of {', '.join(sorted(options))})",
+                           "func", func)
         return func
     return Trace(func, **options)
 
@@ -562,7 +683,7 @@ def _bias() -> int:
     probe._next_ckpt = 10**9
     for _ in range(21):
         probe()
-    deltas = sorted(probe._recorder._blocks)
+    deltas = sorted(probe._recorder.column("blocks"))
     _BIAS[0] = int(deltas[len(deltas) // 2])
     return _BIAS[0]
 

@@ -28,6 +28,7 @@ import os
 import shlex
 import subprocess
 import time
+import warnings
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -35,7 +36,7 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
-from ._errors import NotARecordingError, ProcessAccessError, describe, expected
+from ._errors import NotARecordingError, ProcessAccessError, RecordingStoppedWarning, describe, expected
 from ._sizes import format_size, parse_size
 from .mprof import FRAME_COLUMNS, MprofWriter, looks_like_mprofile, read_mprofile
 
@@ -51,10 +52,22 @@ def _check_interval(interval: Any, name: str = "interval") -> float:
     return float(interval)
 
 
-def _start(command: str | Sequence[str]) -> tuple[psutil.Process, subprocess.Popen, list[str]]:
-    argv = shlex.split(command) if isinstance(command, str) else [os.fspath(a) for a in command]
+def _argv(command: str | Sequence[str]) -> list[str]:
+    if isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError as error:  # an unclosed quote
+            raise expected(f"a command line shlex can split ({error})", "pid_or_command", command) from None
+    else:
+        if not all(isinstance(a, (str, bytes, os.PathLike)) for a in command):
+            raise expected("a command as a list of str", "pid_or_command", command)
+        argv = [os.fsdecode(a) for a in command]
     if not argv:
         raise expected("a pid or a non-empty command", "pid_or_command", command)
+    return argv
+
+
+def _start(argv: list[str]) -> tuple[psutil.Process, subprocess.Popen]:
     try:
         popen = subprocess.Popen(argv)
     except (OSError, ValueError) as error:
@@ -62,7 +75,7 @@ def _start(command: str | Sequence[str]) -> tuple[psutil.Process, subprocess.Pop
             f"pid_or_command: expected a command that starts, received {shlex.join(argv)!r}: {error}"
         ) from error
     try:
-        return psutil.Process(popen.pid), popen, argv
+        return psutil.Process(popen.pid), popen
     except psutil.Error as error:  # exited and was reaped before we looked: still a start
         popen.wait()
         raise ProcessAccessError(f"pid_or_command: {shlex.join(argv)!r} exited before it could be read") from error
@@ -145,27 +158,44 @@ class _CsvSink:
 class _DatSink:
     """mprof records one metric: RSS, what its default backend measures."""
 
-    def __init__(self, writer: MprofWriter) -> None:
-        self._writer = writer
+    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+        self._writer = MprofWriter(handle, meta.get("cmdline"))
 
     def write(self, row: Sequence[float]) -> None:
         self._writer.write(row[2], row[1])
 
 
-def _open_sink(out: str | os.PathLike, meta: dict[str, Any]) -> tuple[IO[str], Any]:
+def _first_record_line(path: str) -> str:
+    """The first non-empty, non-comment line of an existing file (read at most 64 KiB: it may be anything)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for _ in range(64):
+            line = handle.readline(1024)
+            if not line:
+                return ""
+            if line.strip() and not line.startswith("#"):
+                return line.strip()
+    return ""
+
+
+def _open_out(out: str | os.PathLike) -> IO[str]:
+    """Open ``out`` to append to, after checking it is a new file or a recording of the same kind.
+
+    Done before a command is started, so that a bad ``out`` never leaves an orphan running.
+    """
+    from ._files import check_writable_target, open_append
+
+    if not isinstance(out, (str, os.PathLike)):
+        raise expected("a file path (.csv, or .dat for mprof)", "out", out)
     path = os.fspath(out)
-    if os.path.exists(path) and os.path.getsize(path) > 0 and not path.endswith(".dat"):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            header = next((line.strip() for line in handle if line.strip() and not line.startswith("#")), "")
-        if header != ",".join(COLUMNS):
+    check_writable_target(path, "out")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        first = _first_record_line(path)
+        if path.endswith(".dat"):
+            if not looks_like_mprofile(first):
+                raise expected("a new file or an mprof .dat to append to", "out", path)
+        elif first != ",".join(COLUMNS):
             raise expected(f"a new file or a leakkit watch CSV to append to (header {','.join(COLUMNS)})", "out", path)
-    try:
-        handle = open(path, "a", encoding="utf-8")
-    except OSError as error:
-        raise expected("a writable file path", "out", path) from error
-    if path.endswith(".dat"):
-        return handle, _DatSink(MprofWriter(handle, meta.get("cmdline")))
-    return handle, _CsvSink(handle, meta)
+    return os.fdopen(open_append(path, "out"), "a", encoding="utf-8")
 
 
 def _stop(popen: subprocess.Popen) -> None:
@@ -223,8 +253,13 @@ def watch(
     if duration is not None:
         duration = _check_interval(duration, "duration")
     limit_bytes = parse_size(limit, "limit") if limit is not None else None
+    for name, value in (("children", children),):
+        if not isinstance(value, bool):
+            raise expected("True or False", name, value)
+    if progress is not None and not isinstance(progress, bool):
+        raise expected("True, False or None", "progress", progress)
     popen: subprocess.Popen | None = None
-    started = False  # only a command watch() started is ended with the watch
+    argv: list[str] | None = None
     if isinstance(pid_or_command, bool):
         raise expected("a pid, a Popen or a command", "pid_or_command", pid_or_command)
     if isinstance(pid_or_command, int):
@@ -240,65 +275,91 @@ def watch(
         process = _attach(popen.pid)
         cmdline = [os.fspath(a) for a in popen.args] if isinstance(popen.args, (list, tuple)) else None
     elif isinstance(pid_or_command, (str, list, tuple)):
-        process, popen, cmdline = _start(pid_or_command)
-        started = True
+        argv = cmdline = _argv(pid_or_command)
     else:
         raise expected("a pid (int), a Popen, or a command (str or list of str)", "pid_or_command", pid_or_command)
 
-    meta = {"pid": process.pid, "cmdline": cmdline, "interval": interval, "limit_bytes": limit_bytes}
-    handle, sink = _open_sink(out, meta) if out is not None else (None, None)
+    # out is opened (and checked) before a command starts: a bad out must never leave it running
+    handle = _open_out(out) if out is not None else None
+    sink: Any = None
+    out_error: str | None = None
     rows: list[tuple[float, ...]] = []
     ended_by = "exit"
-    bar = tqdm(total=duration, unit="s", disable=(not progress) if progress is not None else None,
-               desc=f"watch {process.pid}", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}") \
-        if duration is not None else None
-    start = time.monotonic()
+    finished = False  # only a command watch() started, and that did not end by itself, is ended here
+    bar = None
     try:
+        if argv is not None:
+            process, popen = _start(argv)
+        meta = {"pid": process.pid, "cmdline": cmdline, "interval": interval, "limit_bytes": limit_bytes}
+
+        def record(row: tuple[float, ...] | None) -> None:
+            """Write to ``out``; a full disk stops the file (warned once), never the watch."""
+            nonlocal sink, out_error, handle
+            if handle is None:
+                return
+            try:
+                if sink is None:
+                    sink = (_DatSink if os.fspath(out).endswith(".dat") else _CsvSink)(handle, meta)
+                if row is not None:
+                    sink.write(row)
+            except (OSError, ValueError) as error:
+                out_error = f"writing {os.fspath(out)!r} failed: {type(error).__name__}: {error}"
+                warnings.warn(f"leakkit watch: {out_error}; the file stops here, the samples go on in memory",
+                              RecordingStoppedWarning, stacklevel=3)
+                _close_quietly(handle)
+                handle = None
+
+        record(None)
+        bar = tqdm(total=duration, unit="s", disable=(not progress) if progress is not None else None,
+                   desc=f"watch {process.pid}", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}") \
+            if duration is not None else None
+        start = time.monotonic()
         due = start
-        while True:
-            if popen is not None and popen.poll() is not None:
-                break
-            reading = _sample(process, children)
-            now = time.monotonic()
-            if reading is None:
-                break
-            row = (now - start, time.time(), *reading)
-            rows.append(row)
-            if sink is not None:
-                sink.write(row)
-            elapsed = now - start
-            if bar is not None:
-                bar.n = min(elapsed, duration)
-                bar.set_postfix_str(f"rss {format_size(reading[0])}", refresh=True)
-            if limit_bytes is not None and reading[0] >= limit_bytes:
-                ended_by = "limit"
-                break
-            if duration is not None and elapsed >= duration:
-                ended_by = "duration"
-                break
-            due = max(due + interval, now)  # a slow sample shifts the schedule instead of bunching samples
-            if duration is not None:
-                due = min(due, start + duration)
-            wait = max(0.0, due - time.monotonic())
-            try:  # waiting on the process itself notices its exit at once
-                if popen is not None:
-                    popen.wait(timeout=wait)
-                else:
-                    process.wait(timeout=wait)
-                break
-            except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
-                pass
-            except psutil.Error:
-                break
-    except KeyboardInterrupt:
-        ended_by = "interrupt"
+        try:
+            while True:
+                if popen is not None and popen.poll() is not None:
+                    break
+                reading = _sample(process, children)
+                now = time.monotonic()
+                if reading is None:
+                    break
+                row = (now - start, time.time(), *reading)
+                rows.append(row)
+                record(row)
+                elapsed = now - start
+                if bar is not None:
+                    bar.n = min(elapsed, duration)
+                    bar.set_postfix_str(f"rss {format_size(reading[0])}", refresh=True)
+                if limit_bytes is not None and reading[0] >= limit_bytes:
+                    ended_by = "limit"
+                    break
+                if duration is not None and elapsed >= duration:
+                    ended_by = "duration"
+                    break
+                due = max(due + interval, now)  # a slow sample shifts the schedule instead of bunching samples
+                if duration is not None:
+                    due = min(due, start + duration)
+                wait = max(0.0, due - time.monotonic())
+                try:  # waiting on the process itself notices its exit at once
+                    if popen is not None:
+                        popen.wait(timeout=wait)
+                    else:
+                        process.wait(timeout=wait)
+                    break
+                except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+                    pass
+                except psutil.Error:
+                    break
+        except KeyboardInterrupt:
+            ended_by = "interrupt"
+        finished = ended_by == "exit"
     finally:
         if bar is not None:
             bar.close()
         if handle is not None:
-            handle.close()
-        if started and popen is not None and ended_by != "exit":
-            _stop(popen)
+            _close_quietly(handle)
+        if argv is not None and popen is not None and not finished:
+            _stop(popen)  # ended by duration, limit, Ctrl-C, or an error of ours: it must not outlive the watch
     frame = pd.DataFrame(rows, columns=COLUMNS, dtype="float64")
     frame.attrs.update(
         source="watch",
@@ -309,17 +370,66 @@ def watch(
         ended_by=ended_by,
         returncode=popen.returncode if popen is not None else None,
         path=os.fspath(out) if out is not None else None,
+        out_error=out_error,
     )
     return frame
+
+
+def _close_quietly(handle: IO[str]) -> None:
+    try:
+        handle.close()
+    except OSError:  # the last flush on a full disk: the samples are in memory
+        pass
+
+
+_NON_NEGATIVE = frozenset({"t", "unix_time_s", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
+                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s"})
+_META_TYPES: dict[str, tuple[type, ...]] = {"pid": (int,), "interval": (int, float), "limit_bytes": (int, float),
+                                            "started": (int, float)}
+_META_MAX = 1 << 16  # a context line longer than this is not leakkit's
 
 
 def _cell(text: str, path: str, lineno: int, column: str) -> float:
     if text == "":
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise NotARecordingError(f"{path}:{lineno}: expected a number in column {column!r}, received {text[:40]!r}") from None
+        value = math.nan
+    if not math.isfinite(value) or (value < 0 and column in _NON_NEGATIVE):
+        what = "a number" if column not in _NON_NEGATIVE else "a finite number >= 0"
+        raise NotARecordingError(f"{path}:{lineno}: expected {what} in column {column!r}, received {text[:40]!r}")
+    return value
+
+
+def _meta(line: str) -> dict[str, Any]:
+    """The context of a '# leakkit watch {json}' line: only the keys leakkit writes, with their types.
+
+    The line is a comment: one that is not leakkit's (a list, a string, 100 000 nested brackets)
+    is ignored rather than failing the samples below it, and nothing in it reaches frame.attrs
+    unchecked (``limit_bytes`` there becomes a forecast's limit).
+    """
+    text = line.split(" ", 3)[3] if line.count(" ") >= 3 else ""
+    if len(text) > _META_MAX or not text.lstrip().startswith("{"):
+        return {}
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key, value in meta.items():
+        types = _META_TYPES.get(key)
+        if types is not None and isinstance(value, types) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                continue
+            if key == "limit_bytes" and value <= 0:
+                continue
+            kept[key] = value
+        elif key in ("cmdline", "argv") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[key] = value
+    return kept
 
 
 def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
@@ -333,10 +443,7 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
             continue
         if line.startswith("#"):
             if line.startswith("# leakkit ") and not meta:
-                try:
-                    meta = json.loads(line.split(" ", 3)[3])
-                except (IndexError, ValueError):
-                    meta = {}
+                meta = _meta(line.rstrip("\r\n"))
             continue
         cells = line.rstrip("\r\n").split(",")
         if header is None:

@@ -1,4 +1,4 @@
-"""The ``leakkit`` command line: exit codes 0 / 1 (leak) / 2 (usage or leakkit error), outputs and files."""
+"""The ``leakkit`` command line: exit codes 0 / 1 (leak) / 2 (usage or input error) / 3 (leakkit failed), outputs and files."""
 from __future__ import annotations
 
 import os
@@ -151,4 +151,5 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for name in ("watch", "run", "report", "bisect"):
         assert f"    {name} " in out
-    assert "Exit codes: 0 no leak found, 1 a leak found, 2 a usage or leakkit error." in out
+    assert "exit codes:\n  0  no leak found\n  1  a leak found (or --limit reached)\n  2  a usage or input error" in out
+    assert "  3  leakkit's own failure: a one-line message (rerun with --debug for the traceback)" in out

@@ -7,6 +7,7 @@ Front ends hold no measuring logic: :func:`check` is the loop a user would write
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,8 @@ def resolve(spec: str, namespace: dict[str, Any] | None = None) -> Any:
             continue
         except ImportError as error:
             raise _import_failed(spec, error) from None
+        except Exception as error:  # the user's module raised while importing: their error, not ours
+            raise _import_failed(spec, error) from None
         return _attributes(module, ".".join(parts[cut:]), spec)
     raise InvalidArgumentError(f"expected an importable module or a name defined here, received {spec!r} "
                                f"(nothing by that name; is its directory on sys.path?)")
@@ -64,12 +67,13 @@ def resolve_all(specs: Any, namespace: dict[str, Any] | None = None) -> list[Any
 def _import(module_name: str, spec: str) -> Any:
     try:
         return importlib.import_module(module_name)
-    except ImportError as error:
+    except Exception as error:  # ImportError, or whatever the module raised while importing
         raise _import_failed(spec, error) from None
 
 
-def _import_failed(spec: str, error: ImportError) -> InvalidArgumentError:
-    return InvalidArgumentError(f"expected an importable name, received {spec!r}: {type(error).__name__}: {error}")
+def _import_failed(spec: str, error: Exception) -> InvalidArgumentError:
+    cause = "" if isinstance(error, ImportError) else "importing it raised "
+    return InvalidArgumentError(f"expected an importable name, received {spec!r}: {cause}{type(error).__name__}: {error}")
 
 
 def _attributes(obj: Any, path: str, spec: str) -> Any:
@@ -79,6 +83,9 @@ def _attributes(obj: Any, path: str, spec: str) -> Any:
         except AttributeError:
             raise InvalidArgumentError(f"expected {spec!r} to name an object, received no attribute {name!r} "
                                        f"on {getattr(obj, '__name__', type(obj).__name__)}") from None
+        except Exception as error:  # a module __getattr__ or a property that raised
+            raise InvalidArgumentError(f"expected {spec!r} to name an object, received {type(error).__name__} "
+                                       f"looking up {name!r}: {error}") from None
     return obj
 
 
@@ -168,14 +175,44 @@ def leaks(report: Any) -> bool:
     return getattr(report, "shape", None) in ("linear", "step")
 
 
-def save_plot(report: Any, path: str) -> str:
-    """Draw ``report.plot(ax=...)`` into a PNG (or any format matplotlib knows by extension), without pyplot."""
+def check_plot_path(path: str, name: str = "plot") -> str:
+    """Refuse a plot path matplotlib cannot write, before any slow work: returns its format."""
     from matplotlib.figure import Figure
 
+    from .._files import check_writable_target
+
+    supported = sorted(Figure().canvas.get_supported_filetypes())
+    fmt = os.path.splitext(path)[1][1:].lower()
+    if os.path.isdir(path):
+        raise InvalidArgumentError(f"{name}: expected an image file name (.png, .svg, .pdf, ...), received "
+                                   f"{path!r}, a directory")
+    if fmt not in supported:
+        raise InvalidArgumentError(f"{name}: expected an image file name ending in one of "
+                                   f"{', '.join('.' + f for f in supported)}, received {path!r}")
+    check_writable_target(path, name)
+    return fmt
+
+
+def save_plot(report: Any, path: str, *, picked: bool = False) -> str:
+    """Draw ``report.plot(ax=...)`` into an image file (format from its extension), without pyplot.
+
+    ``picked``: leakkit chose the name (next to a recording), so a symlink or hard link planted
+    there is refused rather than followed.
+    """
+    from matplotlib.figure import Figure
+
+    from .._files import open_replace
+
+    fmt = check_plot_path(path)
     figure = Figure(figsize=(8, 4), layout="tight")
     report.plot(ax=figure.subplots())
     try:
-        figure.savefig(path, dpi=100)
+        if picked:
+            handle = os.fdopen(open_replace(path, "plot"), "wb")
+        else:
+            handle = open(path, "wb")  # noqa: SIM115 - the user named it: follow it as they meant
+        with handle:
+            figure.savefig(handle, format=fmt, dpi=100)
     except OSError as error:
         raise InvalidArgumentError(f"plot: expected a writable path, received {path!r}: {error}") from None
     return path

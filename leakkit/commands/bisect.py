@@ -6,8 +6,8 @@ import inspect
 import os
 import sys
 
-from .._errors import expected
-from ._common import leaks, note, resolve, resolve_all, save_plot
+from .._errors import expected, printable
+from ._common import check_plot_path, leaks, note, resolve, resolve_all, save_plot
 
 
 def _bisect_default(name: str) -> int:
@@ -23,7 +23,8 @@ class BisectCommand:
     with no arguments that stands for one request, tick or message; an async function runs on
     its own event loop. --targets names the modules, classes or functions whose functions are
     the candidates (default: the workload's module). Prints the verdict, the culprit and the
-    reference path that keeps its memory alive. Exit code 1 when a leak is found.
+    reference path that keeps its memory alive. Exit code 1 when a leak is found, 2 when the
+    workload cannot be imported or measured.
 
     Example: leakkit bisect worker:handle_one --targets worker,worker.db --calls 60
     """
@@ -45,6 +46,8 @@ class BisectCommand:
 
         if os.getcwd() not in sys.path and "" not in sys.path:
             sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's modules are importable
+        if args.plot:
+            check_plot_path(args.plot)
         workload = resolve(args.workload)
         if not callable(workload):
             raise expected("module:function naming a function", "WORKLOAD", workload)
@@ -53,7 +56,7 @@ class BisectCommand:
             raise expected("--targets (the workload's module could not be found)", "targets", args.workload)
         report = bisect(workload, targets=targets, calls=args.calls, warmup=args.warmup,
                         progress=False if args.quiet else None)
-        print(report)
+        print(printable(str(report)))
         if args.plot:
-            note(f"leakkit: plot saved to {save_plot(report, args.plot)}")
+            note(f"leakkit: plot saved to {printable(save_plot(report, args.plot))}")
         return 1 if leaks(report) else 0

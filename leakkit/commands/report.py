@@ -5,8 +5,8 @@ import argparse
 import os
 from typing import Any
 
-from .._errors import NotARecordingError
-from ._common import leaks, note, save_plot
+from .._errors import NotARecordingError, printable
+from ._common import check_plot_path, leaks, note, save_plot
 
 
 def is_trace_recording(path: str) -> bool:
@@ -17,7 +17,7 @@ def is_trace_recording(path: str) -> bool:
         return True
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.readline().rstrip("\r\n") == MAGIC
+            return handle.readline(len(MAGIC) + 2).rstrip("\r\n") == MAGIC
     except OSError as error:
         raise NotARecordingError(f"expected a readable recording file, received {path!r}: {error}") from None
 
@@ -60,9 +60,12 @@ class ReportCommand:
         output.add_argument("--no-plot", action="store_true", help="write no image")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        if args.plot:
+            check_plot_path(args.plot)
         result = report_for(args.file, limit=args.limit, column=args.column)
-        print(result)
+        print(printable(str(result)))
         if not args.no_plot:
+            # a name leakkit picks, next to a file that may sit in a shared directory: no link followed
             path = args.plot or os.path.splitext(args.file)[0] + ".png"
-            note(f"leakkit: plot saved to {save_plot(result, path)}")
+            note(f"leakkit: plot saved to {printable(save_plot(result, path, picked=not args.plot))}")
         return 1 if leaks(result) else 0

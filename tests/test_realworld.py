@@ -1,0 +1,102 @@
+"""leakkit.bisect on the real-library corpus (tests/realworld/), each case in a fresh interpreter.
+
+Every case is a small service module that uses a standard-library or third-party library the way
+production code does, with the library's own modules among ``TARGETS`` (the way a user suspects a
+dependency). Its ``EXPECT`` comes from a ground truth measured without leakkit
+(tests/realworld/test_ground_truth.py). A case passes when the verdict, culprit and root match as
+in the reference scorer, and the bisect itself (timed inside the child) takes at most
+``BISECT_BOUND_S``. Issue 9 asks for <= 10 s per case; the bound asserted here is twice that, so
+that a slower machine does not turn a right answer red (tests/realworld/score.py prints the
+cases over 10 s).
+
+Cases the current engine gets wrong are listed once, in ``KNOWN_FAILING`` (case -> failure class
+of issue 9). They are strict xfails: when a fix makes one pass, the test fails until its entry
+is deleted, so the list stays honest. Cases whose answer changes from run to run (the engine is
+not deterministic on them: walk order, time budgets) are in ``FLAKY`` instead, non-strict xfails;
+a deterministic engine empties that list.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "realworld"))
+import score  # noqa: E402  (tests/realworld/score.py: the runner the lead uses while fixing)
+
+sys.path.pop(0)
+
+BISECT_BOUND_S = 2 * score.TARGET_S
+CASE_TIMEOUT_S = 30.0
+
+# case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
+KNOWN_FAILING: dict[str, str] = {
+    "rw01_logging_per_request": "6: culprit logging.Logger.isEnabledFor (the level cache, a side structure), "
+                                "no path to logging.Logger.manager.loggerDict",
+    "rw03_sqlite_cursor_weakrefs": "7: false leak (weak references _sqlite prunes every 200 cursors)",
+    "rw04_mock_metrics_client": "2: hangs collecting unittest.mock (_unwrap follows mock.sentinel.__wrapped__, "
+                                "a new object at every lookup)",
+    "rw05_pyplot_unclosed": "3: no answer in 30 s (heavy per-call figures)",
+    "rw06_pyplot_closed": "3: no answer in 30 s (heavy per-call figures, freed)",
+    "rw07_ujson_default_refleak": "9: culprit render_order, not _json_fallback whose f-string makes the leaked "
+                                  "strings; no word that no Python object refers to them",
+    "rw08_ctypes_scratch_buffer": "1: RecursionError collecting ctypes (classes that refer to each other)",
+    "rw09_catalogue_beside_leak": "4: no answer in 30 s (150 k dicts in the target module)",
+    "rw10_blinker_strong_receivers": "6: culprit blinker Signal.connect, root progress._by_receiver (an index of "
+                                     "ids), not progress.receivers",
+    "rw13_codecs_register": "5: no root (the interpreter's codec search path, no module attribute)",
+    "rw15_abc_negative_cache": "7: false leak (ABC negative cache, bounded by the 400 classes)",
+    "rw20_jinja2_template_cache": "1: RecursionError collecting jinja2.Environment (classes that refer to each other)",
+    "rw21_sqlalchemy_compiled_cache": "7: false leak (LRUCache of 500), over 10 s",
+    "rw22_cachetools_ttl": "7: false leak (TTLCache maxsize 256)",
+    "rw24_msgspec_ext_refleak": "9: no word that no Python object refers to the leaked payloads",
+    "rw26_state_machine_classes": "1: RecursionError on class attributes that refer to each other; a metaclass "
+                                  "refusing setattr leaves functions wrapped",
+    "rw27_mock_feature_flags": "2: hangs collecting unittest.mock (mock.sentinel.__wrapped__)",
+    "rw29_asyncio_timeout_timers": "5: no root (the running loop's _scheduled heap)",
+    "rw30_sqlalchemy_tenant_engines": "5: root named sqlalchemy.log.rootlogger.manager.loggerDict, not "
+                                      "logging.Logger.manager.loggerDict",
+}
+
+# case -> how the answer varies between runs of the current engine (non-strict xfails)
+FLAKY: dict[str, str] = {
+    "rw02_warnings_registry": "5: the root __warningregistry__ found in 2 of 3 runs, no retention path in the other",
+    "rw16_typing_cache": "7: plateau in 3 of 5 runs, false leak (culprit typing._SpecialForm.__getitem__) in others",
+    "rw31_email_parser_warmup": "7: false leak (culprit email.headerregistry.DateHeader.parse) in 2 of 3 runs, "
+                                "plateau in the other; 17-22 s",
+    "rw17_re_cache": "7: inconclusive (right) in 1 of 3 runs, false leak in the others (culprit re._compile or "
+                     "the app's route)",
+}
+
+CASES = score.cases()
+
+
+def _param(path: str):
+    name = os.path.basename(path)[:-3]
+    marks = []
+    if name in KNOWN_FAILING:
+        marks = [pytest.mark.xfail(reason=KNOWN_FAILING[name], strict=True)]
+    elif name in FLAKY:
+        marks = [pytest.mark.xfail(reason="flaky: " + FLAKY[name], strict=False)]
+    return pytest.param(path, id=name, marks=marks)
+
+
+def test_known_failing_names_real_cases() -> None:
+    names = {os.path.basename(p)[:-3] for p in CASES}
+    assert set(KNOWN_FAILING) <= names, sorted(set(KNOWN_FAILING) - names)
+    assert set(FLAKY) <= names and not set(FLAKY) & set(KNOWN_FAILING)
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in CASES])
+def test_bisect_gets_the_real_answer(path: str) -> None:
+    got = score.run_case(path, timeout_s=CASE_TIMEOUT_S)
+    assert "error" not in got, got.get("stderr") or got["error"]
+    g = score.grade(got)
+    detail = f"\n{got['text']}\n(bisect took {got['seconds']:.1f} s)"
+    assert g["verdict"], f"verdict {got['verdict']}, expected one of {got['expect']['verdict']}" + detail
+    assert g["culprit"], f"culprit {got['culprit']}, expected one of {got['expect']['culprit']}" + detail
+    assert g["root"], f"no retention path names one of {got['expect']['root']}" + detail
+    assert g["says"], f"the report says none of {got['expect'].get('says')}" + detail
+    assert got["seconds"] <= BISECT_BOUND_S, f"bisect took {got['seconds']:.1f} s" + detail
