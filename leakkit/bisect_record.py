@@ -33,6 +33,7 @@ class HolderRecord:
     deep_bytes: int | None  # the whole holder, everything it reaches
     deep_complete: bool
     how: str  # 'grown' (a container that grew), 'forward' (reached from the targets), 'atexit', 'C'
+    entry_makers: dict[str, int] = field(default_factory=dict)  # function -> new entries whose value it made
 
     @property
     def kept_bytes(self) -> int:
@@ -40,7 +41,10 @@ class HolderRecord:
 
     @property
     def maker(self) -> str | None:
-        """The function that made most of what the new entries keep."""
+        """The function whose code made the entries the holder gained (the value each adds; what
+        those values hold inside may come from other functions), else the one that made most bytes."""
+        if self.entry_makers:
+            return max(self.entry_makers, key=self.entry_makers.__getitem__)
         return max(self.made, key=self.made.__getitem__) if self.made else None
 
 

@@ -39,8 +39,8 @@ from .bisect_report import BisectReport
 from .search import BYTES_FLOOR, FUNC_FLOOR, object_traceback
 
 MIN_CALLS = 12
-DEFAULT_TIME_BUDGET = 60.0
-_RUN_SHARE = 0.6  # of the time budget, for calling the workload; the rest is for the analysis
+DEFAULT_TIME_BUDGET = 15.0
+_RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
 _MAX_CHECKPOINTS = 60
 
 
@@ -64,8 +64,9 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup
         nframe: frames kept per allocation traceback (default 64).
         progress: show a tqdm progress bar: True, False, or None (only on a terminal).
         freeze: freeze the warmed-up heap so collections are cheap (default True).
-        time_budget: seconds for the whole bisect, analysis included (default 60). A run that
-            would take longer makes fewer calls (at least 12) and says what was cut short.
+        time_budget: seconds for the whole bisect, analysis included (default 15): half for
+            calling the workload, half for the analysis. A run that would take longer makes fewer
+            calls (at least 12) or runs on less, and says what was cut short.
         max_calls: the most measured calls when running on (default 8 x ``calls``).
 
     If tracemalloc is already tracing (``PYTHONTRACEMALLOC``, or the user's own), bisect uses it
@@ -235,6 +236,11 @@ class _Run:
             why = self._should_run_on() if self.cut_short is None else None
             first_why, before, target = why, self.measured, self.measured
             while why is not None and self.cut_short is None and target < self.max_calls:
+                # each stage doubles the calls: go on only if it fits in the calling share of the budget
+                per_call = self._elapsed() / max(self.warmup + self.measured, 1)
+                if self._elapsed() + per_call * target > self.time_budget * _RUN_SHARE:
+                    self.cut_short = "the time budget"
+                    break
                 target = min(self.max_calls, 2 * target)
                 every = max(self.every, target // _MAX_CHECKPOINTS)
                 if bar is not None:

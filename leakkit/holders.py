@@ -13,6 +13,7 @@ prune, so they are reported as such and never blamed.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import tracemalloc
@@ -59,6 +60,7 @@ def raw_traceback(obj: Any) -> tuple | None:
 _NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
 _ATOMS = (int, float, complex, bool, str, bytes, type(None))
 _WEAK = (weakref.ref,)
+_LRU = functools._lru_cache_wrapper
 UNTRACED = "<untraced>"
 
 
@@ -73,6 +75,8 @@ class Holder:
     newest: Any = None  # key (dict), index (sequence) or member (set) of the newest new entry
     made: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> bytes
     objects: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> objects
+    entry_makers: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> new entries
+    made_at: set = field(default_factory=set)  # (file, line) where the objects under the new entries were made
     entries: int = 0  # new entries that hold objects the run created
     weak: int = 0  # new entries that are weak references
     dead_weak: int = 0  # ... whose referent is gone: pending cleanup, not kept memory
@@ -203,14 +207,47 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             counted = 0
             for root in roots:
                 counted += _charge(root, holder, attribute, seen, budget)
+            # the entry's maker: who made the value it adds (the key's maker when the value is old)
+            maker = next((m for m in (made_in_run(r, attribute) for r in roots) if m is not None and m != UNTRACED),
+                         None)
+            if maker is not None:
+                holder.entry_makers[maker] += 1
             if counted:
                 budget -= counted
                 holder.entries += 1
                 holder.newest = key
+        cache = parent if parent is not None and C.is_a(parent, _LRU) else _lru_of(container)
+        if cache is not None:
+            # an lru_cache's table maps keys to C links the GC cannot see into; the cache itself
+            # reports the keys and results it keeps
+            own = C.instance_dict(cache)
+            wrapped = own.get("__wrapped__") if own is not None else None
+            for value in _referents(cache):
+                if value is not container and value is not own and value is not wrapped and \
+                        not C.is_a(value, types.FunctionType):
+                    counted = _charge(value, holder, attribute, seen, budget)
+                    budget -= counted
+                    holder.entries += bool(counted)
         if holder.entries or holder.weak:
             out.append(holder)
     out.sort(key=lambda h: (h.side is not None, -h.kept_bytes))
     return out
+
+
+def _lru_of(container: Any) -> Any:
+    """The ``lru_cache`` whose table ``container`` is (its values are the cache's C links)."""
+    if not C.is_a(container, dict):
+        return None
+    values = [v for _, v in C.members(container)[-3:]]
+    if not values or any(type(v).__name__ != "_lru_list_elem" for v in values):
+        return None
+    import gc
+
+    referrers = gc.get_referrers(container)
+    try:
+        return next((r for r in referrers if C.is_a(r, _LRU)), None)
+    finally:
+        del referrers
 
 
 def _charge(root: Any, holder: Holder, attribute: Callable[[tuple], Any], seen: set[int], budget: int) -> int:
@@ -223,8 +260,12 @@ def _charge(root: Any, holder: Holder, attribute: Callable[[tuple], Any], seen: 
     counted = 0
     stack = [(root, who)]
     seen.add(id(root))
+    lines = getattr(attribute, "lines", None)
     while stack and counted < budget:
         obj, maker = stack.pop()
+        if lines is not None and len(holder.made_at) < 64:
+            frames = raw_traceback(obj) or ()
+            holder.made_at.update(f for f in frames[:16] if lines.get(f) == maker)
         holder.made[maker] += C.shallow_size(obj)
         holder.objects[maker] += 1
         counted += 1

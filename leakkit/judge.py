@@ -144,7 +144,13 @@ def judge(record: BisectRecord) -> BisectReport:
                   "growing to the last reading")
         retention_paths = [_retention_path(h) for h in _holders_of(record, culprit) if h.side is None][:5]
         orphan = record.orphans.get(culprit)
-        if not retention_paths and orphan is not None:
+        if not retention_paths and orphan is not None and not orphan.objects:
+            retention_paths.append(RetentionPath(
+                f"<no Python referrer found: what {culprit} keeps (made at {orphan.site}) is in no container "
+                "that grew and under no object the run made; likely held from C code on its call path "
+                "(a reference leak in an extension)>", "C", 0, None, "C"))
+            notes.append(f"{culprit}: no Python object was found referring to what it keeps")
+        elif not retention_paths and orphan is not None:
             retention_paths.append(RetentionPath(
                 f"<held from C: {orphan.objects} {'/'.join(orphan.types)} objects made at {orphan.site} are alive with "
                 f"no Python object referring to them; {orphan.c_references} references to them are held by C code "

@@ -129,7 +129,8 @@ def _made_in(obj: Any) -> str | None:
 
 
 def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], deadline: float,
-               max_depth: int = 12, width: int = 96) -> dict[int, list[Any]]:
+               max_depth: int = 12, width: int = 96, partial: dict[int, list[Any]] | None = None
+               ) -> dict[int, list[Any]]:
     """``{id(obj): chain}`` where chain is ``[root, ..., obj]`` and root a :class:`Root`; an object
     absent from the result has no referrer path from a root within the limits.
 
@@ -178,6 +179,8 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
                     settled_at.setdefault(source, level)
                 elif len(nxt) < width:
                     nxt.append((ref, source))
+                    if partial is not None and not C.is_a(ref, (list, tuple, set, frozenset)):
+                        partial[source] = _chain(ref, source, down)  # the furthest holder reached
         del referrers, nodes
         frontier = nxt
     result.update({source: min(candidates, key=lambda c: c[0])[1] for source, candidates in found.items()})
@@ -218,14 +221,41 @@ def _chain(ref: Any, source: int, down: dict[tuple[int, int], Any]) -> list[Any]
     return chain
 
 
+def imported_name(module_name: str, name: str) -> bool:
+    """Whether module ``module_name`` binds ``name`` by importing it (``from copyreg import
+    dispatch_table`` in pickle): the object then belongs to the module it came from. Read from the
+    module's code (recompiled by its loader); False when that code is not available."""
+    module = sys.modules.get(module_name)
+    spec = C.instance_dict(module).get("__spec__") if module is not None and C.instance_dict(module) else None
+    loader = getattr(spec, "loader", None) if spec is not None and type(spec).__module__ in ("_frozen_importlib", "importlib._bootstrap") \
+        else None
+    try:
+        code = loader.get_code(module_name) if loader is not None and hasattr(loader, "get_code") else None
+    except Exception:
+        return False
+    if code is None:
+        return False
+    import dis
+
+    previous = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("STORE_NAME", "STORE_GLOBAL") and instruction.argval == name:
+            return previous in ("IMPORT_FROM", "IMPORT_NAME")
+        previous = instruction.opname
+    return False
+
+
 def _score(root: Root, chain: list[Any], index: ModuleIndex) -> tuple:
     owner = _owner_module(chain)
     made = _made_in(chain[-1])
     mod = sys.modules.get(root.module)
     file = getattr(mod, "__file__", None) if mod is not None and C.is_a(mod, types.ModuleType) else None
     first_key = _first_key(root, chain)
+    imported = bool(first_key) and C.is_a(root.obj, dict) and root.name == root.module and \
+        imported_name(root.module, first_key)
     return (
         0 if owner is not None and (root.module == owner or owner.startswith(root.module + ".")) else 1,
+        1 if imported else 0,
         0 if made is not None and file == made else 1,
         len(chain),
         0 if not (first_key or "_").startswith("_") or (first_key or "").startswith("__") else 1,
@@ -244,6 +274,22 @@ def _first_key(root: Root, chain: list[Any]) -> str | None:
 
 
 # -- spelling ------------------------------------------------------------------------------------
+def render_partial(chain: list[Any]) -> str:
+    """Spell a chain that reached no root from the nearest object that is not a plain container
+    (an instance, a function): ``<the event loop>._scheduled``."""
+    for i in range(len(chain) - 2, -1, -1):
+        if not C.is_a(chain[i], (dict, list, tuple, set, frozenset, types.CellType)):
+            chain = chain[i:]
+            break
+    top = chain[0]
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and C.is_a(top, asyncio.AbstractEventLoop):
+        name = "<the event loop>"
+    else:
+        name = f"<{type(top).__name__} object>"
+    return render([Root(name, "", top), *chain[1:]])
+
+
 def render(chain: list[Any]) -> str:
     """Spell ``[Root, obj1, ..., objN]`` as code: ``mod.NAME[key].attr``."""
     root, objs = chain[0], chain[1:]
@@ -320,7 +366,7 @@ def edge(parent: Any, child: Any, previous: Any = None) -> str:
                     return f".{prefix}_frame.f_locals[{key!r}]"
         return " (suspended frame)"
     if C.is_a(parent, _LRU):
-        return " (lru_cache entry)"
+        return " (lru_cache table)" if C.is_a(child, dict) else " (lru_cache entry)"
     if C.is_a(parent, _LOCAL):
         return ""
     if C.is_a(parent, type):

@@ -102,8 +102,12 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
     anchors = [h.parent if h.parent is not None else h.container for h in chosen]
     ignore |= {id(anchors), id(chosen), *(id(h) for h in chosen)}
     index = naming.ModuleIndex(own)
-    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=deadline) if time.perf_counter() < deadline else {}
-    for holder, anchor in zip(chosen, anchors, strict=True):
+    partial: dict[int, list[Any]] = {}
+    ignore.add(id(partial))
+    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=deadline, partial=partial) \
+        if time.perf_counter() < deadline else {}
+    for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
+        holder, anchor = chosen[k], anchors[k]
         chain = roots.get(id(anchor))
         if chain is not None:
             if holder.parent is not None:
@@ -113,7 +117,11 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             bound = retention.bounds_along(chain[1:])
         else:
             if naming.referrer_count(anchor, ignore) == 0:
-                text = f"<{holder.kind()} with no Python referrer: held from C>"
+                text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
+            elif id(anchor) in partial:
+                chain = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
+                text = naming.render_partial(chain)
+                chain = None
             else:
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
@@ -122,8 +130,9 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
         record.holders.append(HolderRecord(
             path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
-            bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C"))
-    del anchors, chosen, roots
+            bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
+            entry_makers=dict(holder.entry_makers)))
+    del anchors, chosen, roots, partial
     # every function with a real share of a holder's new objects is explained by it (side
     # structures explain their makers' growth too)
     explained = {name for h in record.holders for name, size in h.made.items() if size >= 0.1 * h.kept_bytes}
@@ -134,6 +143,25 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
         missing = [n for n in missing if n not in explained]
     if missing and time.perf_counter() < deadline:
         _orphans(record, survivors, missing, ignore)
+
+
+def _growing_call(run: _Run, holder: H.Holder) -> str:
+    """Where the entries' maker grows other than where it makes them: the call into the code
+    that adds them (``codecs.register(search)``), spelled from the source."""
+    import linecache
+
+    maker = max(holder.entry_makers, key=holder.entry_makers.__getitem__) if holder.entry_makers else None
+    if maker is None:
+        return ""
+    made_at = {f"{file}:{line}" for file, line in holder.made_at}
+    grew = [(series[-1] - series[0], site) for (name, site), series in run.site_bytes.items()
+            if name == maker and site not in made_at and len(series) and series[-1] > series[0]]
+    if not grew:
+        return ""
+    site = max(grew)[1]
+    file, _, line = site.rpartition(":")
+    source = linecache.getline(file, int(line)).strip() if line.isdigit() else ""
+    return f"; it grows at {site}" + (f": {source}" if source else "")
 
 
 def _entry_label(holder: H.Holder) -> str:
@@ -224,6 +252,11 @@ def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missin
         if orphans:
             site = record.sites.get(name) or items[0][1]
             record.orphans[name] = Orphan(name, orphans, len(items), c_refs, site, sorted(kinds))
+    for name in missing:
+        if name not in record.orphans and name in record.sites:
+            # Nothing found holds it: no container grew with it, no object the run made refers to
+            # it, and the targets' namespaces do not reach it (untracked objects cannot be counted).
+            record.orphans[name] = Orphan(name, 0, 0, 0, record.sites[name], [])
     by_function.clear()
 
 
