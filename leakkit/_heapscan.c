@@ -3,13 +3,18 @@
  * once), counted and sized per type.  The Python fallback in heap.py computes the same result
  * with bulk builtins; tests check both against pympler.
  *
+ * On 3.10 the values of an untracked instance __dict__ count as direct referents of the instance
+ * (3.11+ store them inline and visit them so), where pympler, one level deep, misses them.
+ *
  * scan(objects, per_object_types) -> (types, counts, sizes, named_objects, named_sizes)
  *   objects: the list gc.get_objects() returned (held by the caller for the whole call).
  *   per_object_types: a tuple of types whose objects pympler names one by one (functions,
  *   modules, frames): those objects are returned with their sizes instead of being counted.
  * Sizes are what sys.getsizeof gives for types whose __sizeof__ is written in C (the method
- * is called directly, looked up once per type), and the shallow size (object.__sizeof__ plus
- * the pre-header) for types whose __sizeof__ is Python code, which is never run.  No Python code runs during the scan, so no object can die under it.
+ * is called directly, looked up once per type, plus the pre-header sys.getsizeof adds, which
+ * differs per CPython version: see preheader()), and the shallow size (object.__sizeof__ plus
+ * the pre-header) for types whose __sizeof__ is Python code, which is never run.  No Python code
+ * runs during the scan, so no object can die under it.  Public C API only, 3.10 to 3.13.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -97,13 +102,16 @@ typedef struct {
 } Scan;
 
 static PyObject *sizeof_name;
-static PyObject *object_sizeof;  /* object.__sizeof__, the descriptor */
+static PyObject *object_sizeof;    /* object.__sizeof__, the descriptor */
+static PyCFunction object_sizeof_c; /* its C function */
+static PyObject *sys_getsizeof;    /* the original sys.getsizeof, for the rare other C methods */
 
 enum { MODE_INLINE = 0, MODE_CALL = 1, MODE_GETSIZEOF = 2, MODE_NAMED = 3 };
 
 /* How sys.getsizeof would size instances of tp, without looking the method up per object:
- * object's own __sizeof__ (and Python-level ones, never run) are computed inline; a C method
- * taking no arguments is called directly; anything else goes through _PySys_GetSizeOf. */
+ * object's own __sizeof__ (and Python-level ones, never run: their objects get object's) is
+ * called directly (MODE_INLINE), so is a C method taking no arguments (MODE_CALL); anything else
+ * goes through sys.getsizeof itself. Only public C API (3.13 made _PySys_GetSizeOf internal). */
 static char sizing_mode(PyTypeObject *tp, PyCFunction *meth) {
     PyObject *method = _PyType_Lookup(tp, sizeof_name);
     if (method == NULL || method == object_sizeof || !Py_IS_TYPE(method, &PyMethodDescr_Type))
@@ -116,11 +124,39 @@ static char sizing_mode(PyTypeObject *tp, PyCFunction *meth) {
     return MODE_GETSIZEOF;
 }
 
-static Py_ssize_t preheader(PyTypeObject *tp) {
-    Py_ssize_t size = PyType_IS_GC(tp) ? 2 * (Py_ssize_t)sizeof(void *) : 0;
-#ifdef Py_TPFLAGS_MANAGED_DICT
-    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) size += 2 * (Py_ssize_t)sizeof(void *);
+#define PTR ((Py_ssize_t)sizeof(void *))
+
+/* What sys.getsizeof adds to __sizeof__() for o (CPython's _PySys_GetSizeOf, per version):
+ * 3.10: the GC header if o is a GC object (a static type is not);
+ * 3.11: the GC header if its type is a GC type, two pointers before a managed dict;
+ * 3.12: two pointers before a managed dict or a managed weakref list (Py_TPFLAGS_PREHEADER);
+ * 3.13: as 3.12, but nothing for a static type. */
+static Py_ssize_t preheader(PyObject *o, PyTypeObject *tp) {
+#if PY_VERSION_HEX < 0x030B0000
+    (void)tp;
+    return PyObject_IS_GC(o) ? 2 * PTR : 0;
+#else
+    Py_ssize_t size = PyType_IS_GC(tp) ? 2 * PTR : 0;
+#if defined(Py_TPFLAGS_MANAGED_WEAKREF)
+    if (tp->tp_flags & (Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF)) size += 2 * PTR;
+#else
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) size += 2 * PTR;
 #endif
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_IS_TYPE(o, &PyType_Type) && !(((PyTypeObject *)o)->tp_flags & Py_TPFLAGS_HEAPTYPE)) return 0;
+#else
+    (void)o;
+#endif
+    return size;
+#endif
+}
+
+/* The result of a C __sizeof__ as a size, 0 if it failed (pympler would fail on it too). */
+static Py_ssize_t as_size(PyObject *r) {
+    if (r == NULL) { PyErr_Clear(); return -1; }
+    Py_ssize_t size = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    if (size == -1 && PyErr_Occurred()) { PyErr_Clear(); return -1; }
     return size;
 }
 
@@ -163,23 +199,17 @@ static int count(Scan *s, PyObject *o) {
     char mode = s->modes[row];
     Py_ssize_t size;
     switch (mode & 3) {
-    case MODE_CALL: {
-        PyObject *r = s->meths[row](o, NULL);
-        if (r == NULL) { PyErr_Clear(); size = 0; break; }
-        size = PyLong_AsSsize_t(r);
-        Py_DECREF(r);
-        if (size == -1 && PyErr_Occurred()) { PyErr_Clear(); size = 0; break; }
-        size += preheader(tp);
+    case MODE_CALL:
+        size = as_size(s->meths[row](o, NULL));
+        size = size < 0 ? 0 : size + preheader(o, tp);
         break;
-    }
-    case MODE_GETSIZEOF: {
-        size_t n = _PySys_GetSizeOf(o);
-        if (n == (size_t)-1 && PyErr_Occurred()) { PyErr_Clear(); n = 0; }
-        size = (Py_ssize_t)n;
+    case MODE_GETSIZEOF:
+        size = as_size(PyObject_CallOneArg(sys_getsizeof, o));
+        if (size < 0) size = 0;
         break;
-    }
     default:
-        size = tp->tp_basicsize + (tp->tp_itemsize > 0 ? Py_SIZE(o) * tp->tp_itemsize : 0) + preheader(tp);
+        size = as_size(object_sizeof_c(o, NULL));
+        size = size < 0 ? 0 : size + preheader(o, tp);
     }
     if (mode & 4) {
         PyObject *z = PyLong_FromSsize_t(size);
@@ -208,8 +238,17 @@ static int visit(PyObject *o, void *arg) {
 static int ignored(PyObject *o) {
     /* pympler's muppy.ignore_object: frames, and dead weak proxies (isinstance raises) */
     if (PyFrame_Check(o)) return 1;
-    if (PyWeakref_CheckProxy(o) && PyWeakref_GET_OBJECT(o) == Py_None) return 1;
+    if (!PyWeakref_CheckProxy(o)) return 0;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *target;  /* PyWeakref_GET_OBJECT is deprecated since 3.13 */
+    int alive = PyWeakref_GetRef(o, &target);
+    if (alive < 0) { PyErr_Clear(); return 0; }
+    if (alive == 0) return 1;
+    Py_DECREF(target);
     return 0;
+#else
+    return PyWeakref_GET_OBJECT(o) == Py_None;
+#endif
 }
 
 static PyObject *scan(PyObject *self, PyObject *args) {
@@ -233,6 +272,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             traverse(o, visit, &s);
             if (s.error) goto done;
         }
+#if PY_VERSION_HEX < 0x030B0000
+        /* 3.10 keeps instance attributes in a separate dict, untracked while it holds only
+         * untracked values (a bytearray buffer): its values are counted as the object's own
+         * referents, as 3.11+ visit them (inline values), so both see the same objects. */
+        if (Py_TYPE(o)->tp_dictoffset != 0 && !PyType_Check(o)) {
+            PyObject **dictptr = _PyObject_GetDictPtr(o);
+            if (dictptr != NULL && *dictptr != NULL && PyDict_CheckExact(*dictptr)
+                    && !PyObject_GC_IsTracked(*dictptr)) {
+                Py_TYPE(*dictptr)->tp_traverse(*dictptr, visit, &s);
+                if (s.error) goto done;
+            }
+        }
+#endif
     }
     PyObject *counts = PyList_New(s.rows), *sizes = PyList_New(s.rows);
     if (!counts || !sizes) { Py_XDECREF(counts); Py_XDECREF(sizes); goto done; }
@@ -337,5 +389,15 @@ PyMODINIT_FUNC PyInit__heapscan(void) {
     sizeof_name = PyUnicode_InternFromString("__sizeof__");
     if (!sizeof_name) return NULL;
     object_sizeof = _PyType_Lookup(&PyBaseObject_Type, sizeof_name);  /* borrowed, immortal enough */
+    if (!object_sizeof || !Py_IS_TYPE(object_sizeof, &PyMethodDescr_Type)) {
+        PyErr_SetString(PyExc_ImportError, "object.__sizeof__ is not a C method here");
+        return NULL;
+    }
+    object_sizeof_c = ((PyMethodDescrObject *)object_sizeof)->d_method->ml_meth;
+    PyObject *sys = PyImport_ImportModule("sys");
+    if (!sys) return NULL;
+    sys_getsizeof = PyObject_GetAttrString(sys, "getsizeof");  /* kept for the process's life */
+    Py_DECREF(sys);
+    if (!sys_getsizeof) return NULL;
     return PyModule_Create(&module);
 }

@@ -24,13 +24,12 @@ import math
 import sys
 import time
 import tracemalloc
-import types
 from array import array
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import _instrument, containers, probes, search
+from . import _compat, _instrument, containers, probes, search
 from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
 from .analysis import classify, slowing_down
@@ -221,9 +220,10 @@ class _Run:
             objects = gc.get_objects()
             table = containers.sizes(objects)  # how long every container is after the warm-up
             del objects
-            if self.freeze and gc.get_freeze_count() == 0:
-                gc.freeze()
-                froze = True
+            if self.freeze:
+                # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
+                # immortal start-up objects do not count (see leakkit._compat.freeze).
+                froze = _compat.freeze()
             bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
                                  *(_instrument.WRAPPER_CODES)])
             self.attribute = Attributor(self.found.lines, bridge)
@@ -322,6 +322,7 @@ class _Run:
         return undecided
 
     def _checkpoint(self, n: int) -> None:
+        _compat.settle()  # 3.10/3.11: attribute names the type cache keeps are not the workload's
         gc.collect()
         traces = tracemalloc._get_traces()
         attribute = self.attribute
@@ -399,9 +400,7 @@ class _Run:
 
 
 def _untracked_referents(obj: Any) -> list[Any]:
-    if containers.is_a(obj, types.ModuleType):  # never gc.get_referents(module): gh-122695 on 3.12.0-3.12.5
-        return []
-    return [r for r in gc.get_referents(obj) if not gc.is_tracked(r) and not containers.is_a(r, (type, int, float, bool))
+    return [r for r in _compat.referents(obj) if not gc.is_tracked(r) and not containers.is_a(r, (type, int, float, bool))
             and r is not None]
 
 

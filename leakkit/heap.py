@@ -9,6 +9,11 @@ The object set and the type names are pympler's, so rows compare one to one with
   bytes, tuples and dicts of atoms, ...), one level deep, frames included;
 * each object once (by id), sized with ``sys.getsizeof`` (shallow, GC header included).
 
+One difference, on 3.10 only: there an instance's attributes live in a separate ``__dict__``,
+which the GC does not track while it holds only untracked values (a ``bytearray`` buffer), so
+pympler, one level deep, never sees those values. They are counted here, as the instance's own
+referents, which is what 3.11+ visit them as: the same objects are counted on every version.
+
 The summary's own lists are made after ``gc.get_objects()`` (whose result leaves itself out),
 so they are not counted, as in pympler.
 
@@ -38,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _compat
 from ._errors import expected
 
 try:  # the C scan (leakkit/_heapscan.c); the bulk-builtins path below gives the same table
@@ -54,8 +60,13 @@ DIFF_COLUMNS = ("type", "count", "size", "count_delta", "size_delta")
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _TYPE_REPR = re.compile(r"^<(type|class) '(\S+)'>$")
 
-# operator.call (3.11+) lets map() call each object's own unbound __sizeof__.
-_CALL: Callable[..., Any] | None = getattr(operator, "call", None)
+def _call(function: Callable[[Any], Any], obj: Any) -> Any:
+    return function(obj)
+
+
+# operator.call (3.11+) lets map() call each object's own unbound __sizeof__; 3.10 gets the same
+# through a Python function (slower, but a __sizeof__ written in Python is never run either).
+_CALL: Callable[..., Any] | None = getattr(operator, "call", _call)
 
 
 # The names below keep pympler's %-formatting on purpose: "%s" % value differs from an
@@ -183,7 +194,9 @@ def _heap_objects() -> list[Any]:
                 objs = list(compress(objs, map(not_, map(isinstance, objs, repeat(types.FrameType)))))
         except Exception:
             objs = list(filter(_not_frame, objs))
-        refs = gc.get_referents(*objs)
+        refs = _compat.referents(*objs)  # never a module on 3.12.0-3.12.5 (gh-122695)
+        if _SEPARATE_INSTANCE_DICTS:
+            refs.extend(gc.get_referents(*_untracked_instance_dicts(objs)))
         untracked = _object_array(filterfalse(gc.is_tracked, refs))
         refs = None
         # Unique by id: sorting the ids beats a set or dict of a million ints by 3x. With
@@ -194,6 +207,31 @@ def _heap_objects() -> list[Any]:
         return objs
     finally:
         del objs, refs, untracked, first
+
+
+# 3.10 keeps instance attributes in a separate dict, untracked while it holds only untracked
+# values: their values count as the instance's referents, as 3.11+ visit them (inline values).
+_SEPARATE_INSTANCE_DICTS = sys.version_info < (3, 11)
+
+
+def _untracked_instance_dicts(objs: list[Any]) -> list[dict]:
+    """3.10: the untracked ``__dict__`` of every instance that has one, read through the C API
+    (``obj.__dict__`` would create a dict where there is none)."""
+    import ctypes
+
+    get_dict_ptr = ctypes.pythonapi._PyObject_GetDictPtr
+    get_dict_ptr.restype = ctypes.POINTER(ctypes.c_void_p)
+    get_dict_ptr.argtypes = [ctypes.py_object]
+    dictoffset = type.__dict__["__dictoffset__"].__get__
+    kinds = {kind for kind in set(map(type, objs)) if dictoffset(kind) and not issubclass(kind, type)}
+    out: list[dict] = []
+    for obj in compress(objs, map(kinds.__contains__, map(type, objs))):
+        pointer = get_dict_ptr(obj)
+        if pointer and pointer.contents.value:
+            attrs = ctypes.cast(pointer.contents.value, ctypes.py_object).value
+            if type(attrs) is dict and not gc.is_tracked(attrs):
+                out.append(attrs)
+    return out
 
 
 def _summarize(objs: list[Any]) -> pd.DataFrame:
@@ -341,16 +379,19 @@ def _python_sizeof(kind: type) -> bool:
 
 
 def _preheader(kind: type) -> int:
-    """What sys.getsizeof adds to __sizeof__ for instances of ``kind``: the GC header, and the
-    managed-dict pointers that sit before such objects (3.11+)."""
+    """What sys.getsizeof adds to __sizeof__ for instances of ``kind`` (not a metaclass): the GC
+    header, and the two pointers before an object with a managed dict (3.11+) or a managed
+    weakref list (3.12+: exceptions, ``__weakref__`` in ``__slots__``)."""
     flags = kind.__flags__
     size = 2 * _POINTER if flags & (1 << 14) else 0  # Py_TPFLAGS_HAVE_GC: PyGC_Head
-    if sys.version_info >= (3, 11) and flags & (1 << 4):  # Py_TPFLAGS_MANAGED_DICT
+    if flags & _PREHEADER_FLAGS:
         size += 2 * _POINTER
     return size
 
 
 _POINTER = struct.calcsize("P")
+# Py_TPFLAGS_MANAGED_DICT (1 << 4) from 3.11, Py_TPFLAGS_MANAGED_WEAKREF (1 << 3) from 3.12.
+_PREHEADER_FLAGS = (0 if sys.version_info < (3, 11) else 1 << 4) | (0 if sys.version_info < (3, 12) else 1 << 3)
 
 
 def _getsizeof_or_zero(obj: Any) -> int:

@@ -48,6 +48,7 @@ from typing import IO, Any
 import pandas as pd
 import psutil
 
+from . import _compat
 from ._errors import InvalidArgumentError, expected
 from ._sizes import format_size, parse_size
 
@@ -125,7 +126,7 @@ def _reachable(start: Any, depth: int = 5) -> set[int]:
     seen: set[int] = {id(start)}
     level = [start]
     for _ in range(depth):
-        nxt = [o for o in gc.get_referents(*level) if id(o) not in seen and not isinstance(o, type)]
+        nxt = [o for o in _compat.referents(*level) if id(o) not in seen and not isinstance(o, type)]
         seen.update(map(id, nxt))
         level = nxt
     return seen

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from . import _compat
 from ._errors import ProbeUnavailableWarning
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -170,10 +171,11 @@ def _bound_of(holder: object) -> tuple[str, int, int] | None:
             name = getattr(holder, "__qualname__", "?")
             return (f"{name} (lru_cache(maxsize={info.maxsize}))", info.currsize, info.maxsize)
         return None
-    for attribute in ("_cache", "_cache2"):  # the re module's compiled-pattern caches
+    # the re module's compiled-pattern caches: _cache (_MAXCACHE) and, since 3.12, _cache2 (_MAXCACHE2)
+    for attribute, limit, default in (("_cache", "_MAXCACHE", 512), ("_cache2", "_MAXCACHE2", 256)):
         cache = getattr(re, attribute, None)
         if holder is cache and isinstance(cache, dict):
-            return (f"re.{attribute}", len(cache), int(getattr(re, "_MAXCACHE", 512)))
+            return (f"re.{attribute}", len(cache), int(getattr(re, limit, default)))
     return None
 
 
@@ -228,8 +230,8 @@ def bounded_holders(type_names: list[str], baseline: dict[int, int]) -> list[Bou
             if gained <= 0 or size <= 0:
                 continue
             explained: dict[str, float] = dict.fromkeys(wanted, 0.0)
-            first = gc.get_referents(holder)
-            second = gc.get_referents(*[o for o in first if gc.is_tracked(o)])
+            first = _compat.referents(holder)
+            second = _compat.referents(*[o for o in first if gc.is_tracked(o)])
             seen: set[int] = set()
             share = gained / size
             for obj in (*first, *second):
@@ -244,3 +246,8 @@ def bounded_holders(type_names: list[str], baseline: dict[int, int]) -> list[Bou
         return holders
     finally:
         del found, first, second
+
+
+# 3.10 builds a function's opcache on its 1024th run: leakkit's per-call readings get theirs now,
+# not in the middle of someone's measurement.
+_compat.run_past_opcache(rss, blocks, traced_bytes)

@@ -30,6 +30,7 @@ import html
 import inspect
 import linecache
 import os
+import sys
 import threading
 import tracemalloc
 from collections.abc import Callable
@@ -267,8 +268,9 @@ def growth_sites(
     caller = _Caller(workload, is_async)
     readings: list[dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]]] = []
     try:
-        for loop in tqdm(range(loops), desc="growth sites", unit="loop",
-                         disable=(not progress) if progress is not None else None):
+        # no tqdm object unless shown: a disabled one still starts tqdm's monitor thread for good
+        shown = progress if progress is not None else sys.stderr.isatty()
+        for loop in tqdm(range(loops), desc="growth sites", unit="loop") if shown else range(loops):
             for _ in range(calls_per_loop):
                 try:
                     caller()

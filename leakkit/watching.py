@@ -27,6 +27,7 @@ import math
 import os
 import shlex
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -110,6 +111,18 @@ def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | N
         float(getattr(info, "pss", math.nan)),
         float(getattr(info, "swap", math.nan)),
     )
+
+
+def _ended(process: psutil.Process, popen: subprocess.Popen | None) -> bool:
+    """Whether the process has exited (a zombie counts): then its last reading is not trusted."""
+    if popen is not None:
+        return popen.poll() is not None
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def _sample(process: psutil.Process, children: bool) -> tuple[float, ...] | None:
@@ -310,9 +323,11 @@ def watch(
                 handle = None
 
         record(None)
-        bar = tqdm(total=duration, unit="s", disable=(not progress) if progress is not None else None,
-                   desc=f"watch {process.pid}", bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}") \
-            if duration is not None else None
+        # no tqdm object at all unless shown: even a disabled one starts tqdm's monitor thread, which
+        # lives on in the process and perturbs later block counts (short traces' verdicts)
+        show = progress if progress is not None else sys.stderr.isatty()
+        bar = tqdm(total=duration, unit="s", desc=f"watch {process.pid}",
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s{postfix}") if duration is not None and show else None
         start = time.monotonic()
         due = start
         try:
@@ -321,8 +336,8 @@ def watch(
                     break
                 reading = _sample(process, children)
                 now = time.monotonic()
-                if reading is None:
-                    break
+                if reading is None or _ended(process, popen):
+                    break  # a reading of a process that ended meanwhile may be of its teardown: half unmapped
                 row = (now - start, time.time(), *reading)
                 rows.append(row)
                 record(row)

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from _watched import command
 
 import leakkit
 from leakkit.cli import main
@@ -23,15 +24,6 @@ def handle():
 def handle_clean():
     return [bytearray(64) for _ in range(3)]
 """
-
-GROWING_SCRIPT = """
-import time
-keep = []
-for _ in range(25):
-    keep.append(bytearray(2 << 20))
-    time.sleep(0.04)
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
@@ -59,8 +51,8 @@ def test_bisect_names_the_culprit_and_exits_1_on_a_leak(workdir, capsys):
 
 
 def test_run_records_a_growing_command_then_report_reads_the_recording(workdir, capsys):
-    (workdir / "grow.py").write_text(GROWING_SCRIPT)
-    code = main(["run", "--out", "grow.csv", "-q", "--", sys.executable, "grow.py"])
+    # the command grows by 2 MiB per sample it sees in grow.csv: a steady line whatever the load
+    code = main(["run", "--out", "grow.csv", "-q", "--", *command("grow", "grow.csv", "grow.marks", 25, 2 << 20)])
     out, err = capsys.readouterr()
     assert code == 1, out + err
     assert "ended by exit" in out and "linear leak" in out

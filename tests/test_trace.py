@@ -295,9 +295,12 @@ def test_an_unknown_option_is_refused_with_the_known_ones():
 # -- verdicts on real functions ------------------------------------------------------------------
 def test_one_small_object_per_call_is_a_leak_within_20_calls():
     traced, report = run(leaky, 20)
-    assert report.verdict == "leak", str(report)
+    # block counts are exact here unless another thread allocates between checkpoints (tqdm's
+    # monitor thread did, once any tqdm object existed): name the threads if this ever fails
+    threads = [t.name for t in threading.enumerate()]
+    assert report.verdict == "leak", (str(report), threads)
     low, high = report.blocks_per_call_interval
-    assert low > 0 and 0.5 <= report.blocks_per_call <= 4
+    assert low > 0 and 0.5 <= report.blocks_per_call <= 4, (str(report), threads)
     assert "list" in set(report.growing_types["type"].head(3))
 
 

@@ -12,6 +12,7 @@ import time
 
 import psutil
 import pytest
+from _watched import command, read_marks
 
 from leakkit._errors import LeakkitError, NotARecordingError, ProcessAccessError
 from leakkit.watching import COLUMNS, load, watch
@@ -19,16 +20,8 @@ from leakkit.watching import COLUMNS, load, watch
 MIB = 1024 * 1024
 PY = sys.executable
 
-LEAK = textwrap.dedent(
-    """
-    import time
-    keep = []
-    for _ in range({n}):
-        keep.append(b"x" * (1 << 20))   # touched pages: RSS and USS grow
-        time.sleep({pause})
-    """
-)
-PLATEAU = "import time; keep = b'x' * (24 << 20); time.sleep(30)"
+ABOVE_LIMIT = "import time; keep = [bytearray(1 << 20) for _ in range(80)]; time.sleep(120)"
+SLEEPER = "import time; time.sleep(120)"
 
 
 def byte_columns(frame):
@@ -36,15 +29,19 @@ def byte_columns(frame):
 
 
 def test_watching_a_leaking_command_records_growth_in_frame_and_csv(tmp_path):
-    out = tmp_path / "leak.csv"
-    frame = watch([PY, "-c", LEAK.format(n=40, pause=0.02)], interval=0.05, out=out, progress=False)
+    out, marks = tmp_path / "leak.csv", tmp_path / "leak.marks"
+    # the child grows by one MiB per sample it sees in the CSV, so growth and samples keep step
+    # whatever the load; sizes are asserted on the samples taken after its last chunk
+    frame = watch(command("grow", out, marks, 40, MIB), interval=0.05, out=out, progress=False)
     assert list(frame.columns) == COLUMNS
     assert frame.attrs["ended_by"] == "exit" and frame.attrs["returncode"] == 0
-    assert len(frame) >= 5
+    assert len(frame) >= 40
     assert frame["t"].is_monotonic_increasing
-    # the leak is 40 MiB; the last sample may come a little before the end
-    assert frame["uss"].iloc[-1] - frame["uss"].iloc[0] > 20 * MIB
-    assert frame["rss"].iloc[-1] > frame["rss"].iloc[0] + 20 * MIB
+    marks = read_marks(marks)
+    after = frame.iloc[marks["after"]:marks["end"]]
+    assert len(after) >= 1
+    assert after["uss"].min() - frame["uss"].iloc[0] > 36 * MIB  # 40 MiB kept
+    assert after["rss"].min() > frame["rss"].iloc[0] + 36 * MIB
     assert (frame["uss"] <= frame["rss"]).all() and (frame["pss"] <= frame["rss"]).all()
     again = load(out)
     assert len(again) == len(frame)
@@ -52,22 +49,32 @@ def test_watching_a_leaking_command_records_growth_in_frame_and_csv(tmp_path):
     assert again.attrs["pid"] == frame.attrs["pid"]
 
 
-def test_a_plateau_command_given_as_a_string_stops_at_the_duration_and_is_terminated():
-    frame = watch(f"{shlex.quote(PY)} -c {shlex.quote(PLATEAU)}", interval=0.05, duration=1.2, progress=False)
+def test_a_command_given_as_a_string_stops_at_the_duration_and_is_terminated():
+    frame = watch(f"{shlex.quote(PY)} -c {shlex.quote(SLEEPER)}", interval=0.05, duration=1.2, progress=False)
     assert frame.attrs["ended_by"] == "duration"
     assert frame.attrs["returncode"] == -signal.SIGTERM
     assert not psutil.pid_exists(frame.attrs["pid"]) or psutil.Process(frame.attrs["pid"]).status() == "zombie"
-    late = frame[frame["t"] > frame["t"].iloc[-1] / 2]["uss"]
+    assert frame["t"].iloc[-1] >= 1.2
+
+
+def test_a_plateau_is_recorded_steady_once_allocated(tmp_path):
+    out, marks = tmp_path / "plateau.csv", tmp_path / "plateau.marks"
+    frame = watch(command("plateau", out, marks, 24 * MIB, 8), interval=0.05, out=out, progress=False)
+    marks = read_marks(marks)
+    late = frame.iloc[marks["after"]:marks["end"]]["uss"]  # the 8 samples taken after the allocation
+    assert len(late) >= 8
     assert late.max() - late.min() < 4 * MIB  # held steady once allocated
     assert late.min() > 20 * MIB
 
 
-def test_watching_a_pid_ends_cleanly_when_the_process_exits():
-    child = subprocess.Popen([PY, "-c", "import time; time.sleep(0.6)"])
+def test_watching_a_pid_ends_cleanly_when_the_process_exits(tmp_path):
+    out, marks = tmp_path / "pid.csv", tmp_path / "pid.marks"
+    child = subprocess.Popen(command("grow", out, marks, 3, 4096))  # exits after 4 samples or more
     try:
-        frame = watch(child.pid, interval=0.05, progress=False)
+        frame = watch(child.pid, interval=0.05, out=out, progress=False)
     finally:
         child.wait()
+    assert child.returncode == 0
     assert frame.attrs["ended_by"] == "exit"
     assert len(frame) >= 3
     assert frame["rss"].notna().all()
@@ -75,14 +82,14 @@ def test_watching_a_pid_ends_cleanly_when_the_process_exits():
 
 def test_a_child_killed_by_its_memory_limit_leaves_its_timeline_in_frame_and_csv(tmp_path):
     limit = 200 * MIB
+    out = tmp_path / "killed.csv"
 
     def cap_address_space():
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    child = subprocess.Popen(
-        [PY, "-c", LEAK.format(n=10_000, pause=0.01)], preexec_fn=cap_address_space, stderr=subprocess.DEVNULL
-    )
-    out = tmp_path / "killed.csv"
+    # 8 MiB more per sample until MemoryError: the last samples are taken near the limit, whatever the load
+    child = subprocess.Popen(command("grow", out, tmp_path / "killed.marks", 0, 8 * MIB),
+                             preexec_fn=cap_address_space, stderr=subprocess.DEVNULL)
     frame = watch(child, interval=0.05, out=out, progress=False)
     assert frame.attrs["ended_by"] == "exit"
     assert frame.attrs["returncode"] == 1  # MemoryError
@@ -100,40 +107,44 @@ def test_a_watcher_killed_mid_watch_leaves_every_flushed_sample(tmp_path):
         f"""
         import sys
         from leakkit.watching import watch
-        watch([sys.executable, "-c", "import time; time.sleep(30)"], interval=0.05, out={str(out)!r}, progress=False)
+        watch([sys.executable, "-c", {SLEEPER!r}], interval=0.05, out={str(out)!r}, progress=False)
         """
     )
     watcher = subprocess.Popen([PY, "-c", script])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if out.exists() and out.read_text().count("\n") >= 8:
-            break
-        time.sleep(0.05)
-    watcher.kill()
-    watcher.wait()
-    for kid in psutil.Process().children(recursive=True):  # the orphaned sleeper
+    try:
+        # importing leakkit and pandas can take many seconds on a loaded machine: wait for the samples
+        deadline = time.monotonic() + 120
+        while not (out.exists() and out.read_text().count("\n") >= 8):
+            assert time.monotonic() < deadline, "the watcher wrote no 6 samples in 120 s"
+            time.sleep(0.02)
+        sleepers = psutil.Process(watcher.pid).children(recursive=True)  # orphaned once the watcher dies
+    finally:
+        watcher.kill()
+        watcher.wait()
+    for kid in sleepers:
         kid.kill()
     frame = load(out)
     assert len(frame) >= 6
     assert frame["rss"].gt(0).all()
 
 
-def test_children_are_summed_and_counted():
-    parent = (
-        "import subprocess, sys, time\n"
-        f"kid = subprocess.Popen([sys.executable, '-c', {PLATEAU!r}])\n"
-        "time.sleep(30)\n"
-    )
-    frame = watch([PY, "-c", parent], interval=0.05, duration=1.5, children=True, progress=False)
-    for kid in psutil.Process().children(recursive=True):
-        kid.kill()
+def test_children_are_summed_and_counted(tmp_path):
+    out, marks = tmp_path / "parent.csv", tmp_path / "parent.marks"
+    # the parent starts a kid holding 24 MiB, waits for a sample taken after the kid allocated,
+    # then ends the kid and exits: no race between the kid's start-up and the watch's end
+    frame = watch(command("parent", out, marks, 24 * MIB), interval=0.05, out=out, children=True, progress=False)
+    assert frame.attrs["ended_by"] == "exit" and frame.attrs["returncode"] == 0
     assert frame["children"].max() == 1
-    with_kid = frame[frame["children"] == 1]
-    assert with_kid["uss"].max() > 20 * MIB  # the child's 24 MiB are in the total
+    marks = read_marks(marks)
+    after = frame.iloc[marks["after"]]  # the kid is ended after this sample
+    assert after["children"] == 1
+    assert after["uss"] > 20 * MIB  # the kid's 24 MiB are in the total
 
 
 def test_a_limit_ends_the_watch_and_is_kept_for_forecasts():
-    frame = watch([PY, "-c", LEAK.format(n=200, pause=0.01)], interval=0.05, limit="60MiB", progress=False)
+    # the child goes past the limit and stays there until the watch ends it: the watch ends by
+    # the limit however late its samples come
+    frame = watch([PY, "-c", ABOVE_LIMIT], interval=0.05, limit="60MiB", progress=False)
     assert frame.attrs["ended_by"] == "limit"
     assert frame.attrs["limit_bytes"] == 60 * MIB
     assert frame["rss"].iloc[-1] >= 60 * MIB
@@ -203,3 +214,20 @@ def test_a_popen_passed_in_is_left_running_when_the_watch_ends():
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_watch_or_growth_sites_without_a_bar_leave_no_thread_behind():
+    # a disabled tqdm still starts tqdm's monitor thread, which then wakes every 10 s for the life
+    # of the process and shifts block counts under later short traces
+    script = textwrap.dedent(
+        """
+        import sys, threading
+        import leakkit
+        leakkit.watch([sys.executable, "-c", "pass"], interval=0.05, duration=5, progress=False)
+        leakkit.growth_sites(lambda: None, loops=3, calls_per_loop=1, progress=False)
+        print(sorted(t.name for t in threading.enumerate()))
+        """
+    )
+    done = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['MainThread']"
