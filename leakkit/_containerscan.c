@@ -183,7 +183,22 @@ static PyObject *grown(PyObject *self, PyObject *args) {
     return state.out;
 }
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
+
+/* managed_traceback(obj) -> frames or None: where 3.11 allocated an object with a managed dict,
+ * whose memory block starts two pointers before its GC header (tracemalloc's own lookup misses
+ * it). Only for objects of such types: the caller checks the flag. */
+static PyObject *managed_traceback(PyObject *self, PyObject *obj) {
+    uintptr_t start = (uintptr_t)obj - 4 * sizeof(void *);  /* PyGC_Head (two words), then the dict pointers */
+    return _PyTraceMalloc_GetTraceback(0, start);
+}
+#endif
+
 static PyMethodDef methods[] = {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    {"managed_traceback", managed_traceback, METH_O, "managed_traceback(obj) -> frames or None (3.11)"},
+#endif
     {"sizes", sizes, METH_VARARGS, "sizes(objects, deque_type) -> bytes: (address, length) of every container"},
     {"grown", grown, METH_VARARGS, "grown(objects, table, deque_type) -> [(container, parent, old_length)]"},
     {NULL, NULL, 0, NULL},

@@ -91,4 +91,10 @@ class BisectRecord:
     error_types: dict[str, int] = field(default_factory=dict)
     cut_short: str | None = None  # why the run made fewer calls than planned
     ran_on: str | None = None  # why the run made more calls than planned
-    notes: list[str] = field(default_factory=list)  # what the search could not finish
+    notes: list[str] = field(default_factory=list)  # what the run and the search could not finish
+    unsettled: str | None = None  # why the growth was still not settled when the run ended
+    heavy: bool = False  # too heavy to trace every call: the verdict comes from the cheap series
+    cheap_x: list[float] = field(default_factory=list)  # untraced calls: call number of each reading
+    cheap_blocks: list[float] = field(default_factory=list)  # allocated blocks after a collection
+    cheap_rss: list[float] = field(default_factory=list)
+    cheap_malloc: list[float] = field(default_factory=list)

@@ -41,6 +41,9 @@ MIN_CALLS = 12
 DEFAULT_TIME_BUDGET = 15.0
 _RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
 _MAX_CHECKPOINTS = 60
+_BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
+_TRACED_MIN = 8  # traced calls of a heavy workload, to name the culprit: at least
+_TRACED_MAX = 16  # ... and at most (the verdict comes from the untraced calls)
 
 
 def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup: int = 2,
@@ -153,6 +156,15 @@ class _Run:
         self.measured = 0
         self.cut_short: str | None = None
         self.ran_on: str | None = None
+        self.unsettled: str | None = None  # why the growth was still not settled when the run ended
+        self.notes: list[str] = []
+        self.heavy = False
+        self.froze = False
+        self.young: set[int] | None = None  # ids of the tracked objects the run made, if the heap was frozen
+        self.cheap_x = array("d")
+        self.cheap_blocks = array("d")
+        self.cheap_rss = array("d")
+        self.cheap_malloc = array("d")
         self.t_start = 0.0
         # series: one entry per checkpoint
         self.x = array("d")
@@ -194,11 +206,14 @@ class _Run:
                     f"at least sometimes") from error
 
     def _elapsed(self) -> float:
-        return time.perf_counter() - self.t_start
+        """Time spent so far, as the budget counts it: this process's CPU time, or a third of the
+        wall time if that is more (a loaded machine slows the wall clock, not the work; a workload
+        that waits on I/O spends wall time without CPU)."""
+        return max(time.process_time() - self.cpu_start, (time.perf_counter() - self.t_start) / 3)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> BisectReport:
-        self.t_start = time.perf_counter()
+        self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
         was_tracing = tracemalloc.is_tracing()
         froze = False
         bar = None
@@ -223,43 +238,33 @@ class _Run:
             if self.freeze:
                 # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
                 # immortal start-up objects do not count (see leakkit._compat.freeze).
-                froze = _compat.freeze()
+                froze = self.froze = _compat.freeze()
+                if not froze:
+                    self.notes.append("objects frozen before bisect (gc.freeze) were left frozen: every "
+                                      "collection scanned the whole heap, which is slower")
             bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
-                                 *(_instrument.WRAPPER_CODES)])
+                                 _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
             self.attribute = Attributor(self.found.lines, bridge)
+            self.atexit_before = _atexit_count()
             if not was_tracing:
                 tracemalloc.start(self.nframe)
-            self.atexit_before = _atexit_count()
             self._checkpoint(0)
-            i = self._calls(i, self.calls, self.every, bar)
-            # Growth not settled: run on in doubling stages, while it stays unsettled and time allows.
-            why = self._should_run_on() if self.cut_short is None else None
-            first_why, before, target = why, self.measured, self.measured
-            while why is not None and self.cut_short is None and target < self.max_calls:
-                # each stage doubles the calls: go on only if it fits in the calling share of the budget
-                per_call = self._elapsed() / max(self.warmup + self.measured, 1)
-                if self._elapsed() + per_call * target > self.time_budget * _RUN_SHARE:
-                    self.cut_short = "the time budget"
-                    break
-                target = min(self.max_calls, 2 * target)
-                every = max(self.every, target // _MAX_CHECKPOINTS)
-                if bar is not None:
-                    bar.total = self.warmup + target
-                    bar.refresh()
-                i = self._calls(i, target, every, bar)
-                why = self._should_run_on()
-            if first_why is not None:
-                self.ran_on = (f"{first_why}: ran on from {before} to {self.measured} calls"
-                               + (f" (stopped by the time budget, {self.time_budget:.0f} s)" if self.cut_short else ""))
-                self.cut_short = None
+            before = self._elapsed()
+            i = self._calls(i, 1, self.every, bar)  # the first traced call tells what tracing costs here
+            traced_call_s = self._elapsed() - before
+            if not was_tracing and traced_call_s * self.calls > self.time_budget * _RUN_SHARE / 3:
+                i = self._heavy_run(i, bar, traced_call_s)
+            else:
+                i = self._calls(i, self.calls, self.every, bar)
+                i = self._run_on(i, bar, self._should_run_on, self._calls)
             self.atexit_after = _atexit_count()
             self.found.restore()  # before looking at references: our wrappers must not show up
-            survivors = self._survivors()
+            survivors = self._survivors() if tracemalloc.is_tracing() else []
             if froze:
                 gc.unfreeze()
                 froze = False
-            deadline = self.t_start + self.time_budget
-            record = search.build_record(self, survivors, table, deadline)
+            remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
+            record = search.build_record(self, survivors, table, time.perf_counter() + remaining)
             survivors.clear()
             table = None
             from .judge import judge
@@ -280,6 +285,100 @@ class _Run:
                 self.loop_thread = None
             if bar is not None:
                 bar.close()
+
+    def _run_on(self, i: int, bar: Any, unsettled: Callable[[], str | None], calls: Callable) -> int:
+        """Growth not settled after the planned calls: run on in doubling stages, while it stays
+        unsettled and the next stage fits in the calling share of the time budget."""
+        why = unsettled() if self.cut_short is None else None
+        first_why, before, target = why, self.measured, self.measured
+        while why is not None and self.cut_short is None and target < self.max_calls:
+            per_call = self._elapsed() / max(self.warmup + self.measured, 1)
+            if self._elapsed() + per_call * target > self.time_budget * _RUN_SHARE:
+                self.cut_short = "the time budget"
+                break
+            target = min(self.max_calls, 2 * target)
+            every = max(self.every, target // _MAX_CHECKPOINTS)
+            if bar is not None:
+                bar.total = self.warmup + target
+                bar.refresh()
+            i = calls(i, target, every, bar)
+            why = unsettled()
+        if first_why is not None:
+            self.ran_on = (f"{first_why}: ran on from {before} to {self.measured} calls"
+                           + (f" (stopped by the time budget, {self.time_budget:.0f} s)" if self.cut_short else ""))
+            self.cut_short = None
+        self.unsettled = why
+        return i
+
+    def _heavy_run(self, i: int, bar: Any, traced_call_s: float) -> int:
+        """For workloads too heavy to trace every call (tracing all the calls planned would take over
+        a third of the calling share of the budget; a plotting library's figures cost 30x under
+        tracemalloc): the verdict from untraced calls (allocated blocks after each collection:
+        cheap), then a few traced calls to name the culprit and what keeps its memory, only if
+        something grows."""
+        tracemalloc.stop()  # drops the traces of the probe call
+        self._reset_series()
+        self.heavy = True
+        self._cheap_checkpoint(self.measured)
+        i = self._cheap_calls(i, self.calls, self.every, bar)
+        i = self._run_on(i, bar, self._cheap_unsettled, self._cheap_calls)
+        grows = classify(list(self.cheap_x), self.cheap_blocks, floor=_BLOCK_FLOOR).verdict in ("leak", "inconclusive")
+        left = self.time_budget * _RUN_SHARE - self._elapsed()
+        k = int(min(_TRACED_MAX, max(_TRACED_MIN, left / max(traced_call_s, 1e-6))))
+        self.notes.append(f"a traced call costs {traced_call_s:.2f} s: the verdict comes from {self.measured} "
+                          "untraced calls (allocated blocks after each collection)"
+                          + (f", the culprit from {k} traced calls" if grows else "; nothing grew, so none was traced"))
+        if grows:
+            tracemalloc.start(self.nframe)
+            self._checkpoint(self.measured)
+            start = self.measured
+            budget, self.time_budget = self.time_budget, float("inf")  # the traced calls were budgeted above
+            try:
+                i = self._calls(i, start + k, max(1, k // 5), bar)  # a checkpoint reads every trace: few
+            finally:
+                self.time_budget = budget
+        return i
+
+    def _reset_series(self) -> None:
+        for name in ("x", "total", "total_blocks", "rss", "native", "native_malloc"):
+            setattr(self, name, array("d"))
+        for table in (self.self_bytes, self.self_blocks, self.incl_bytes, self.path_bytes, self.site_bytes,
+                      self.rss_self, self.malloc_self):
+            table.clear()
+
+    def _cheap_checkpoint(self, n: int) -> None:
+        _compat.settle()
+        gc.collect()
+        self.cheap_x.append(n)
+        self.cheap_blocks.append(sys.getallocatedblocks())
+        self.cheap_rss.append(probes.rss() or 0)
+        in_use = malloc_in_use()
+        self.cheap_malloc.append(math.nan if in_use is None else in_use)
+
+    def _cheap_calls(self, i: int, upto: int, every: int, bar: Any) -> int:
+        budget = self.time_budget * _RUN_SHARE
+        while self.measured < upto:
+            self._one(i, measured=True)
+            i += 1
+            self.measured += 1
+            bar and bar.update(1)
+            n = self.measured
+            if n % every == 0 or n == upto:
+                self._cheap_checkpoint(n)
+            elif n >= MIN_CALLS and self._elapsed() > budget:
+                self._cheap_checkpoint(n)
+                self.cut_short = f"the time budget ({self.time_budget:.0f} s) allowed {n} of {upto} calls"
+                break
+        return i
+
+    def _cheap_unsettled(self) -> str | None:
+        x = list(self.cheap_x)
+        g = classify(x, self.cheap_blocks, floor=_BLOCK_FLOOR)
+        if g.verdict == "leak" and slowing_down(x, self.cheap_blocks, ratio=0.7, clearly=False):
+            return "growth of allocated blocks slowing down"
+        if g.verdict == "inconclusive" and g.calls_to_decide:
+            return "growth of allocated blocks not yet decided"
+        return None
 
     def _calls(self, i: int, upto: int, every: int, bar: Any) -> int:
         """Measured calls until ``upto``, a checkpoint every ``every``; stops early (at least
@@ -379,10 +478,17 @@ class _Run:
         """Objects created during the run that are still alive, with the function and line that made them."""
         gc.collect()
         new = gc.get_objects()  # after our freeze: only what the run created
+        if self.froze:
+            self.young = {id(o) for o in new}
         out: list[tuple[Any, str, str]] = []
         seen: set[int] = set()
         lines = self.found.lines
-        for obj in new:
+        # a share of what the budget leaves: a heavy run leaves many objects, most of them old
+        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / 4
+        for k, obj in enumerate(new):
+            if k % 4096 == 0 and time.perf_counter() > deadline:
+                self.notes.append(f"survivors listed for {k} of {len(new)} objects the run left (time budget)")
+                break
             for candidate in (obj, *(_untracked_referents(obj))):
                 if id(candidate) in seen:
                     continue

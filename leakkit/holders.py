@@ -14,6 +14,7 @@ prune, so they are reported as such and never blamed.
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 import time
 import tracemalloc
@@ -32,9 +33,11 @@ _get_object_traceback = tracemalloc._get_object_traceback
 def _managed_dict_lookup() -> Any:
     """CPython 3.11's tracemalloc misses objects with a managed dict: their memory block starts
     two pointers before the GC header. Look the block up where it starts (3.10 has no managed
-    dicts; 3.12 and later find it themselves)."""
+    dicts; 3.12 and later find it themselves): in C when built, else through ctypes (slower)."""
     if sys.version_info[:2] != (3, 11):
         return None
+    if C._containerscan is not None and hasattr(C._containerscan, "managed_traceback"):
+        return C._containerscan.managed_traceback
     try:
         import ctypes
 
@@ -121,14 +124,12 @@ def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     run counts as made with them: free-listed dicts and lists, and 3.11 instances (whose managed
     pre-header tracemalloc cannot look up) are made by the same call as what they hold."""
     who = who_made(obj, attribute)
-    if who != UNTRACED or C.is_a(obj, _ATOMS + _NO_WALK + (type,)):
+    if who != UNTRACED or not C.is_a(obj, (dict, list, tuple, set)):
         return who
-    items = C.members(obj)
-    values: list[Any] = [v for _, v in items[:8]]
+    items = C.members(obj)[:4]
+    values: list[Any] = [v for _, v in items]
     if C.is_a(obj, dict):
-        values += [k for k, _ in items[:8]]
-    if not items:
-        values = [v for _, v in list(C.attributes(obj))[:8]]
+        values += [k for k, _ in items]
     for value in values:
         if C.is_a(value, (int, float, bool, type(None), type)):
             continue
@@ -166,11 +167,45 @@ def _referents(obj: Any) -> list[Any]:
         return []
 
 
+class _Charger:
+    """Charges what new entries keep to the functions that made it, within a budget of
+    tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
+    allocation is itself traced (a figure's 4 000 objects would take seconds).
+
+    ``young``: ids of the tracked objects the run made (the unfrozen ones), when known. Past the
+    look-up budget, a young object is charged to whoever made the object holding it.
+    """
+
+    def __init__(self, attribute: Callable[[tuple], Any], young: set[int] | None, lookup_s: float) -> None:
+        self.attribute = attribute
+        self.young = young
+        self.until = time.perf_counter() + lookup_s
+        self.lookups = 0
+        self.seen: set[int] = set()
+
+    def looking(self) -> bool:
+        """Whether look-ups are still within their time (checked every 64)."""
+        self.lookups += 1
+        if self.lookups % 64 == 0 and time.perf_counter() > self.until:
+            self.until = 0.0
+        return self.until > 0.0 or self.young is None
+
+    def maker(self, obj: Any, parent_maker: str) -> str | None:
+        if self.looking():
+            who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
+            return None if who == UNTRACED else who
+        if self.young is not None and gc.is_tracked(obj):
+            return parent_maker if id(obj) in self.young else None
+        return None
+
+
 def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
-                 ignore: set[int], deadline: float, max_objects: int = 300_000) -> list[Holder]:
+                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: set[int] | None = None,
+                 lookup_s: float = 1.5) -> list[Holder]:
     """Holders whose new entries keep objects the run made, biggest first. Objects are counted
-    once, under the first holder that reaches them."""
-    seen: set[int] = set()
+    once, under the first holder that reaches them. ``lookup_s``: seconds of tracemalloc look-ups
+    for the objects inside the entries, after which ``young`` (if known) tells what the run made."""
+    charger = _Charger(attribute, young, lookup_s)
     out: list[Holder] = []
     budget = max_objects
     for container, parent, old_len in grown:
@@ -185,7 +220,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             if weak is None and is_dict and C.is_a(key, _WEAK):
                 # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
                 # table): charge it; the entry is a side structure only if it keeps nothing made here
-                if _charge(value, holder, attribute, seen, budget):
+                if _charge(value, holder, charger, budget):
                     holder.entries += 1
                     holder.newest = key
                     continue
@@ -206,7 +241,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             roots = (value, key) if is_dict else (value,)
             counted = 0
             for root in roots:
-                counted += _charge(root, holder, attribute, seen, budget)
+                counted += _charge(root, holder, charger, budget)
             # the entry's maker: who made the value it adds (the key's maker when the value is old)
             maker = next((m for m in (made_in_run(r, attribute) for r in roots) if m is not None and m != UNTRACED),
                          None)
@@ -225,7 +260,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             for value in _referents(cache):
                 if value is not container and value is not own and value is not wrapped and \
                         not C.is_a(value, types.FunctionType):
-                    counted = _charge(value, holder, attribute, seen, budget)
+                    counted = _charge(value, holder, charger, budget)
                     budget -= counted
                     holder.entries += bool(counted)
         if holder.entries or holder.weak:
@@ -250,20 +285,21 @@ def _lru_of(container: Any) -> Any:
         del referrers
 
 
-def _charge(root: Any, holder: Holder, attribute: Callable[[tuple], Any], seen: set[int], budget: int) -> int:
+def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
     """Charge the objects made in the run under ``root`` to their makers; returns how many."""
+    seen = charger.seen
     if id(root) in seen:
         return 0
-    who = made_in_run(root, attribute)
+    who = made_in_run(root, charger.attribute)
     if who is None or who == UNTRACED:
         return 0
     counted = 0
     stack = [(root, who)]
     seen.add(id(root))
-    lines = getattr(attribute, "lines", None)
+    lines = getattr(charger.attribute, "lines", None)
     while stack and counted < budget:
         obj, maker = stack.pop()
-        if lines is not None and len(holder.made_at) < 64:
+        if lines is not None and holder.objects[maker] < 64 and charger.looking():
             frames = raw_traceback(obj) or ()
             holder.made_at.update(f for f in frames[:16] if lines.get(f) == maker)
         holder.made[maker] += C.shallow_size(obj)
@@ -272,11 +308,10 @@ def _charge(root: Any, holder: Holder, attribute: Callable[[tuple], Any], seen: 
         for child in _referents(obj):
             if id(child) in seen or C.is_a(child, _NO_WALK):
                 continue
-            inner = made_in_run(child, attribute) if not C.is_a(child, type) else who_made(child, attribute)
-            if inner is None or inner == UNTRACED:
-                continue
-            seen.add(id(child))
-            stack.append((child, inner))
+            seen.add(id(child))  # looked at once: an old object shared by many new ones costs one look
+            inner = charger.maker(child, maker)
+            if inner is not None:
+                stack.append((child, inner))
     return counted
 
 

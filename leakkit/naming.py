@@ -162,7 +162,8 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
         for node, src in frontier:
             wanted[id(node)].append((node, src))
         nxt: list[tuple[Any, int]] = []
-        own.add(id(nxt))
+        per_source: dict[int, int] = collections.defaultdict(int)  # the width is each object's own
+        own.update((id(nxt), id(per_source)))
         for ref in sorted(referrers, key=_old_first):
             rid = id(ref)
             if rid in own or C.is_a(ref, (types.FrameType, types.ModuleType)):
@@ -177,7 +178,8 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
                     chain = _chain(ref, source, down)
                     found[source].append((_score(root, chain, index), [root, *chain[1:]]))
                     settled_at.setdefault(source, level)
-                elif len(nxt) < width:
+                elif per_source[source] < width:
+                    per_source[source] += 1
                     nxt.append((ref, source))
                     if partial is not None and not C.is_a(ref, (list, tuple, set, frozenset)):
                         partial[source] = _chain(ref, source, down)  # the furthest holder reached

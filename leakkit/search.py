@@ -71,12 +71,15 @@ def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, d
         call_counts={name: stats.calls for name, stats in run.found.stats.items()},
         functions=list(run.found.functions), sites=_top_sites(run),
         atexit_added=run.atexit_after - run.atexit_before, errors=sum(run.error_types.values()),
-        error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on)
+        error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on, notes=list(run.notes),
+        unsettled=run.unsettled, heavy=run.heavy, cheap_x=list(run.cheap_x), cheap_blocks=list(run.cheap_blocks),
+        cheap_rss=list(run.cheap_rss), cheap_malloc=list(run.cheap_malloc))
     growing = [name for name, series in record.self_bytes.items()
                if classify(x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive") and series[-1] > series[0]]
     own = _own_modules(run)
     try:
-        _search(run, record, survivors, table, deadline, growing, own)
+        if len(x) >= 2:  # something was traced
+            _search(run, record, survivors, table, deadline, growing, own)
     except Exception as error:  # user objects can misbehave in any way: the verdict stands
         record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
     record.survivors = _survivor_table(survivors)
@@ -92,7 +95,8 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
     finally:
         del objects
     ignore = {id(grown), id(survivors), id(record), id(run)}
-    found = H.find_holders(grown, run.attribute, ignore=ignore, deadline=deadline)
+    lookup_s = min(1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    found = H.find_holders(grown, run.attribute, ignore=ignore, deadline=deadline, young=run.young, lookup_s=lookup_s)
     grown_ids = {id(c) for c, _, _ in grown}
     del grown
     # the biggest non-side holders, and the side structures of the growing functions
@@ -104,8 +108,9 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
     index = naming.ModuleIndex(own)
     partial: dict[int, list[Any]] = {}
     ignore.add(id(partial))
-    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=deadline, partial=partial) \
-        if time.perf_counter() < deadline else {}
+    # naming is what the user reads first: it gets its time even when the search before it ran long
+    naming_deadline = max(deadline, time.perf_counter() + 1.5)
+    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_deadline, partial=partial)
     for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
         holder, anchor = chosen[k], anchors[k]
         chain = roots.get(id(anchor))
@@ -115,13 +120,14 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             text = naming.render(chain)
             root = chain[0].name
             bound = retention.bounds_along(chain[1:])
+        elif id(anchor) in partial:  # referrers, but no root within the limits: from the nearest object
+            near = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
+            text = naming.render_partial(near)
+            root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
+            del near
         else:
             if naming.referrer_count(anchor, ignore) == 0:
                 text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
-            elif id(anchor) in partial:
-                chain = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
-                text = naming.render_partial(chain)
-                chain = None
             else:
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
@@ -133,14 +139,17 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
             entry_makers=dict(holder.entry_makers)))
     del anchors, chosen, roots, partial
-    # every function with a real share of a holder's new objects is explained by it (side
-    # structures explain their makers' growth too)
-    explained = {name for h in record.holders for name, size in h.made.items() if size >= 0.1 * h.kept_bytes}
+    # every function with objects under a holder's new entries is explained by it (side structures
+    # explain their makers' growth too)
+    explained = {name for h in record.holders for name in h.made}
     missing = [n for n in growing if n not in explained and n != OUTSIDE]
     if missing and time.perf_counter() < deadline:
         _forward_fallback(run, record, missing, grown_ids, own, deadline)
         explained |= {name for h in record.holders for name in h.made}
         missing = [n for n in missing if n not in explained]
+    # only growth that matters is looked for further (a few bytes a call inside a library is noise)
+    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
     if missing and time.perf_counter() < deadline:
         _orphans(record, survivors, missing, ignore)
 
@@ -301,7 +310,10 @@ def _survivor_table(survivors: list[tuple[Any, str, str]]) -> list[tuple[str, st
     table: dict[tuple[str, str, str], list[int]] = {}
     for obj, name, site in survivors:
         tp = type(obj)
-        module = C.type_dict(tp).get("__module__", "builtins") if C.is_a(tp, type) else "builtins"
+        try:
+            module = type.__dict__["__module__"].__get__(tp, type)
+        except Exception:
+            module = "builtins"
         kind = tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
         entry = table.setdefault((kind, name, site), [0, 0])
         entry[0] += 1

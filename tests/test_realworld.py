@@ -33,9 +33,6 @@ CASE_TIMEOUT_S = 30.0
 
 # case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
 KNOWN_FAILING: dict[str, str] = {
-    "rw05_pyplot_unclosed": "3: no answer in 30 s (heavy per-call figures)",
-    "rw06_pyplot_closed": "3: no answer in 30 s (heavy per-call figures, freed)",
-    "rw20_jinja2_template_cache": "7: false leak (jinja2's LRUCache of 400 templates), 24 s",
     "rw21_sqlalchemy_compiled_cache": "7: no answer in 30 s",
 }
 
