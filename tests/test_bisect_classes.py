@@ -261,7 +261,7 @@ def workload():
     track(open_session(_n[0]))
 ''')
     report = bisect(module)
-    assert report.verdict == "leak"
+    assert report.verdict == "leak", report
     assert report.culprit in ("lk_side.open_session", "lk_side.Session.__init__")
     assert report.retention[0].startswith("lk_side.SESSIONS[")
 

@@ -33,7 +33,6 @@ CASE_TIMEOUT_S = 30.0
 
 # case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
 KNOWN_FAILING: dict[str, str] = {
-    "rw21_sqlalchemy_compiled_cache": "7: no answer in 30 s",
 }
 
 # case -> how the answer varies between runs of the current engine (non-strict xfails)
