@@ -18,7 +18,7 @@ import os
 import warnings
 from typing import Any
 
-from ._errors import RecordingStoppedWarning, expected
+from ._errors import InvalidArgumentError, RecordingStoppedWarning, expected
 
 try:
     import fcntl
@@ -40,8 +40,8 @@ def check_stream_path(path: Any, magic: str, header: list[str]) -> str:
         with open(path, encoding="utf-8", errors="replace") as handle:
             first, second = handle.readline(len(magic) + 2).rstrip("\r\n"), handle.readline(4096).rstrip("\r\n")
         if first != magic or second != ",".join(header):
-            raise expected(f"a new file or a leakkit recording to append to (first line {magic!r})", "stream",
-                           f"{path} starting {first[:40]!r}")
+            raise InvalidArgumentError(f"stream: expected a new file or a leakkit recording to append to (first "
+                                       f"line {magic!r}), received {path!r}, which starts {first[:40]!r}")
     return path
 
 

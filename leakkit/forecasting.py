@@ -245,6 +245,11 @@ def forecast(
     if not isinstance(confidence, float) or not 0 < confidence < 1:
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
     data = frame[["t", name]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("t")
+    bad = ~np.isfinite(data.to_numpy(dtype=float)).all(axis=1) | (data[name].to_numpy(dtype=float) < 0)
+    if bad.any():  # an inf or negative reading is a broken probe, not memory: "now inf GiB" helps nobody
+        row = data[bad].iloc[0]
+        raise InvalidArgumentError(f"frame: expected finite times and byte counts >= 0 in 't' and {name!r}, "
+                                   f"received t={row['t']!r}, {name}={row[name]!r} ({int(bad.sum())} such rows)")
     if len(data) < MIN_SAMPLES or data["t"].iloc[-1] <= data["t"].iloc[0]:
         raise InvalidArgumentError(
             f"frame: expected at least {MIN_SAMPLES} samples of {name!r} spread over time, received {len(data)}"

@@ -236,9 +236,17 @@ def _untracked_instance_dicts(objs: list[Any]) -> list[dict]:
 
 def _summarize(objs: list[Any]) -> pd.DataFrame:
     """pympler's summary.summarize(objs) as a DataFrame, grouped with numpy on type codes."""
-    n = len(objs)
-    if not n:
+    if not len(objs):
         return pd.DataFrame({"type": pd.Series([], dtype=str), "count": np.zeros(0, np.int64), "size": np.zeros(0, np.int64)})
+    return _table(*_summary_rows(objs))
+
+
+def _summary_rows(objs: list[Any]) -> tuple[list[str], list[int], list[int]]:
+    """Names, counts and sizes per type (a name may repeat) of a non-empty list: _summarize before its table.
+
+    Apart so that the monitor can sum slices of the heap without a DataFrame per slice.
+    """
+    n = len(objs)
     kinds_all = _object_array(map(type, objs), n)
     # Codes from the types' ids: a metaclass's __eq__ or __hash__ cannot merge two types.
     codes = pd.factorize(_ids(kinds_all))[0]
@@ -280,7 +288,7 @@ def _summarize(objs: list[Any]) -> pd.DataFrame:
     names.extend(map(cleaned.__getitem__, per_object_names))
     row_counts.extend(repeat(1, len(per_object_names)))
     row_sizes.extend(per_object_sizes)
-    return _table(names, row_counts, row_sizes)
+    return names, row_counts, row_sizes
 
 
 def _from_scan(scanned: tuple) -> pd.DataFrame:

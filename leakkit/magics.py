@@ -69,6 +69,7 @@ LEAKCHECK = _parser("%leakcheck", "Run code repeatedly under leakkit.trace and s
 LEAKTRACE = _parser("%leaktrace", "Run code repeatedly under leakkit.bisect: which target function keeps "
                     "memory, and what keeps it alive.", bisect=True)
 _VALUE_OPTIONS = {"-n", "--calls", "--warmup", "--targets", "-t"}
+MAX_RUNS = 100_000  # per magic: more is a typo, or a job for the pytest plugin or a script
 _TOKEN = re.compile(r"(\S+)\s*(.*)", re.S)
 
 
@@ -139,6 +140,10 @@ class LeakkitMagics(Magics):
             args = parser.parse_args(tokens)
         except _Help:
             return None
+        for option, value, least in (("-n/--calls", args.calls, 1), ("--warmup", args.warmup, 0)):
+            if not least <= value <= MAX_RUNS:  # a typo such as -n 5000000 would tie up the kernel for hours
+                raise UsageError(f"{parser.format_usage()}{parser.prog}: error: {option}: expected an int in "
+                                 f"{least}..{MAX_RUNS}, received {value}")
         if cell is not None:
             if code:
                 raise UsageError(f"{parser.format_usage()}{parser.prog}: error: the cell form takes options "

@@ -49,12 +49,13 @@ import pandas as pd
 import psutil
 
 from . import _compat
-from ._errors import InvalidArgumentError, expected
+from ._errors import InvalidArgumentError, check_options, expected
 from ._sizes import format_size, parse_size
 
 COLUMNS = ["t", "unix_time_s", "rss", "allocated_blocks", "gc0", "gc1", "gc2", "gc_collections",
            "open_fds", "threads", "traced_bytes", "monitor_cpu_s"]
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_OPTIONS = frozenset({"interval", "window", "min_growth", "auto_snapshot", "signal", "baseline", "top"})
 
 
 class _Counters:
@@ -88,25 +89,33 @@ class _Counters:
             self._statm = None
 
 
-def _type_summary() -> pd.DataFrame:
-    """type, count, size of the live objects: leakkit.heap when present, else a gc type count."""
+def _type_summary(objs: list[Any] | None = None) -> pd.DataFrame:
+    """type, count, size of the live objects, computed in slices (see :mod:`leakkit._sliced`).
+
+    No full collection first: on a big heap it holds the GIL for a tenth of a second or more,
+    which is exactly the stall an always-on monitor must not cause.
+    """
     try:
-        from .heap import heap_summary
-    except ImportError:
-        gc.collect()
-        objects = gc.get_objects()
+        from . import _sliced
+        from .heap import _summarize  # noqa: F401 - what _sliced sums with
+    except ImportError:  # leakkit.heap (numpy) missing: a gc type count, in slices too
+        counts: collections.Counter[str] = collections.Counter()
+        sizes: collections.Counter[str] = collections.Counter()
+        objects = gc.get_objects() if objs is None else objs
         try:
-            counts: collections.Counter[str] = collections.Counter()
-            sizes: collections.Counter[str] = collections.Counter()
-            for obj in objects:
-                name = type(obj).__qualname__
-                counts[name] += 1
-                sizes[name] += sys.getsizeof(obj, 0)
+            for start in range(0, len(objects), 4000):
+                for obj in objects[start:start + 4000]:
+                    name = type(obj).__qualname__
+                    counts[name] += 1
+                    sizes[name] += sys.getsizeof(obj, 0)
+                time.sleep(0.0005)
         finally:
             del objects
         return pd.DataFrame({"type": list(counts), "count": list(counts.values()),
                              "size": [sizes[name] for name in counts]})
-    return heap_summary()[["type", "count", "size"]]
+    if objs is None:
+        objs = _sliced.objects()
+    return _sliced.type_summary(objs)
 
 
 def _growing_types(before: pd.DataFrame | None, after: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -132,22 +141,22 @@ def _reachable(start: Any, depth: int = 5) -> set[int]:
     return seen
 
 
-def _retention_lines(type_names: list[str], *, own: set[int], per_type: int = 8,
+def _retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], per_type: int = 8,
                      budget_s: float = 1.0) -> list[str]:
     """Reference paths from roots to the newest instances of each growing type (GC-tracked types:
-    the others cannot be enumerated without walking the whole heap). ``own``: ids of leakkit's
-    objects, never sampled nor walked through."""
-    import time
-
-    from . import naming
+    the others cannot be enumerated without walking the whole heap). ``objs``: the tracked objects
+    (``gc.get_objects()``, taken once for the snapshot); ``own``: ids of leakkit's objects, never
+    sampled nor walked through. Every pass over the heap is sliced (:mod:`leakkit._sliced`)."""
+    from . import _sliced, naming
     from .heap import _type_name
 
     wanted = set(type_names)
     names: dict[type, str] = {}
     samples: dict[str, list[Any]] = {name: [] for name in type_names}
-    objects = gc.get_objects()  # youngest generation first: the newest objects come first
-    try:
-        for obj in objects:
+    done = False
+    # the youngest generation first: the newest objects come first
+    for start in range(0, len(objs), _sliced.SLICE):
+        for obj in objs[start:start + _sliced.SLICE]:
             kind = type(obj)
             name = names.get(kind)
             if name is None:
@@ -155,16 +164,19 @@ def _retention_lines(type_names: list[str], *, own: set[int], per_type: int = 8,
             if name in wanted and len(samples[name]) < per_type and id(obj) not in own:
                 samples[name].append(obj)
                 if all(len(v) >= per_type for v in samples.values()):
+                    done = True
                     break
-    finally:
-        del objects
+        if done:
+            break
+        _sliced.pause()
     lines: list[str] = []
     index = naming.ModuleIndex()
     deadline = time.perf_counter() + budget_s
-    for name, objs in samples.items():
-        if not objs or time.perf_counter() > deadline:
+    for name, found in samples.items():
+        if not found or time.perf_counter() > deadline:
             continue
-        chains = naming.find_roots(objs, index, ignore=own | {id(samples), id(objs), id(names)}, deadline=deadline)
+        chains = naming.find_roots(found, index, ignore=own | {id(samples), id(found), id(names), id(objs)},
+                                   deadline=deadline, referrers=lambda frontier: _sliced.referrers(frontier, objs))
         for chain in list(chains.values())[:2]:
             lines.append(f"  {name}: {naming.render(chain)}")
         del chains
@@ -201,9 +213,9 @@ class Monitor:
         self.auto_snapshot = auto_snapshot
         self.top = top
         self.snapshots: list[str] = []
-        self.last_error: Exception | None = None  # from a snapshot the thread failed to write
+        self.last_error: Exception | None = None  # the thread's last failure (a report, the CSV); it goes on
         self._baseline_wanted = baseline
-        self._counters = _Counters()
+        self._counters: _Counters | None = None
         self._recent: collections.deque[float] = collections.deque(maxlen=window)
         self._last_types: pd.DataFrame | None = None
         self._last_traces: tracemalloc.Snapshot | None = None
@@ -218,31 +230,72 @@ class Monitor:
         self._stopped_at: float | None = None
         self._previous_handler: Any = None
         self._signal = signal
-        self._handle = self._open()
-        if signal:
-            self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
-        self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
-        self._thread.start()
+        self.write_error: str | None = None  # why the CSV stopped (a full disk, ...); sampling goes on
+        self._handle: IO[str] | None = self._open()  # checked first: nothing else is open yet if it fails
+        try:
+            self._counters = _Counters()
+            if signal:
+                self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
+            self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._close_file()
+            if getattr(self, "_counters", None) is not None:
+                self._counters.close()
+            raise
         atexit.register(self.stop)
 
     # -- recording ---------------------------------------------------------------------------
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[str] | None:
+        """Open the CSV to append to; refuse a path that can never be one (before any thread starts).
+
+        A file that opens but cannot be written (an already full disk) is not refused: the monitor
+        runs without it, with a warning (:attr:`write_error`), as it would if the disk filled later.
+        """
+        from ._files import check_writable_target, open_append
+
+        check_writable_target(self.path, "path")
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                header = next((line.strip() for line in handle if line.strip() and not line.startswith("#")), "")
-            if header != ",".join(COLUMNS):
+            from .watching import _first_record_line
+
+            if _first_record_line(self.path) != ",".join(COLUMNS):
                 raise expected(f"a new file or a leakkit monitor CSV (header {','.join(COLUMNS)})", "path", self.path)
-        try:
-            handle = open(self.path, "a", encoding="utf-8")
-        except OSError as error:
-            raise expected("a writable file path", "path", self.path) from error
+        handle = os.fdopen(open_append(self.path, "path"), "a", encoding="utf-8")
         meta = {"pid": os.getpid(), "argv": sys.argv, "interval": self.interval, "started": time.time()}
-        fresh = handle.tell() == 0
-        handle.write(f"# leakkit monitor {json.dumps(meta)}\n")
-        if fresh:
-            handle.write(",".join(COLUMNS) + "\n")
-        handle.flush()
+        try:
+            fresh = handle.tell() == 0
+            handle.write(f"# leakkit monitor {json.dumps(meta)}\n")
+            if fresh:
+                handle.write(",".join(COLUMNS) + "\n")
+            handle.flush()
+        except OSError as error:
+            self._handle = handle
+            self._file_failed(error)
+            return None
         return handle
+
+    def _file_failed(self, error: BaseException) -> None:
+        """The CSV cannot be written any more: stop it (warned once), keep sampling and snapshots."""
+        self.write_error = f"writing {self.path!r} failed: {type(error).__name__}: {error}"
+        self.last_error = error if isinstance(error, Exception) else None
+        self._close_file()
+        try:
+            import warnings
+
+            from ._errors import RecordingStoppedWarning
+
+            warnings.warn(f"leakkit monitor: {self.write_error}; the recording stops there, the monitor goes on",
+                          RecordingStoppedWarning, stacklevel=2)
+        except Exception:  # warnings as errors: still nothing to raise into the application
+            pass
+
+    def _close_file(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError:  # the last flush on a full disk
+                pass
 
     def _sample(self) -> dict[str, float]:
         counts = gc.get_count()
@@ -261,29 +314,38 @@ class Monitor:
         }
 
     def _write(self, row: dict[str, Any]) -> None:
+        handle = self._handle
+        if handle is None:
+            return
         cells = [f"{row['t']:.4f}", f"{row['unix_time_s']:.4f}"]
         cells += ["" if row[c] is None else str(row[c]) for c in COLUMNS[2:-1]]
         cells.append(f"{row['monitor_cpu_s']:.6f}")
-        self._handle.write(",".join(cells) + "\n")
-        self._handle.flush()
+        try:
+            handle.write(",".join(cells) + "\n")
+            handle.flush()
+        except ValueError:  # closed by stop() racing this sample
+            pass
+        except OSError as error:  # ENOSPC, EFBIG, EIO
+            self._file_failed(error)
 
     def _run(self) -> None:
+        """The thread: sample, write, maybe snapshot; nothing it meets ends it before stop()."""
         cpu0 = time.thread_time()
-        if self._baseline_wanted:
-            with self._lock:
-                self._last_types = _type_summary()
-                if tracemalloc.is_tracing():
-                    self._last_traces = self._traces()
+        try:
+            if self._baseline_wanted:
+                with self._lock:
+                    self._last_types = _type_summary()
+                    if tracemalloc.is_tracing():
+                        self._last_traces = self._traces()
+        except Exception as error:  # no baseline: the first report compares with nothing
+            self.last_error = error
         due = time.monotonic()
         while not self._stopping:
-            row = self._sample()
             try:
+                row = self._sample()
                 self._write(row)
-            except ValueError:  # closed by stop() racing this sample
-                break
-            self._recent.append(row["rss"])
-            self._since_snapshot += 1
-            try:
+                self._recent.append(row["rss"])
+                self._since_snapshot += 1
                 if self._signalled:
                     self._signalled = False
                     self._report("signal SIGUSR2", row)
@@ -292,7 +354,7 @@ class Monitor:
                     self._armed_at = row["rss"] + self.min_growth
                     self._report(f"growth confirmed: rss {format_size(rise, signed=True)} over the last "
                                  f"{len(self._recent)} samples", row)
-            except Exception as error:  # a failed report must not end the recording; kept for the owner
+            except Exception as error:  # a failed sample or report must not end the monitor; kept for the owner
                 self.last_error = error
             self._cpu_s = time.thread_time() - cpu0
             due = max(due + self.interval, time.monotonic())  # behind schedule: sample now, then on time
@@ -319,27 +381,34 @@ class Monitor:
         with self._lock:
             if row is None:
                 row = self._sample()
-            types = _type_summary()
-            growing = _growing_types(self._last_types, types, self.top)
-            since = "the previous snapshot" if self.snapshots else ("the start" if self._last_types is not None else None)
-            self._last_types = types
-            lines = [
-                f"leakkit monitor snapshot {len(self.snapshots) + 1}: {reason}",
-                f"time: {datetime.datetime.fromtimestamp(row['unix_time_s']).isoformat(timespec='seconds')} "
-                f"(t = {row['t']:.1f} s), pid {os.getpid()}",
-                f"rss: {format_size(row['rss'])}; allocated blocks: {row['allocated_blocks']}; open fds: "
-                f"{row['open_fds']}; threads: {row['threads']}; gc collections: {row['gc_collections']}",
-                "",
-                f"growing types since {since}:" if since else "largest types (no earlier summary to compare):",
-                growing.to_string(index=False) if len(growing) else "(none)",
-            ]
-            grown = [t for t, d in zip(growing["type"], growing["count_delta"], strict=True) if not pd.isna(d) and d > 0]
-            # the user's own classes first: a growing dict or str is more often a symptom of them
-            grown_names = sorted(grown, key=lambda t: "." not in t)[:3]
-            if grown_names:
-                paths = _retention_lines(grown_names, own=_reachable(self))
-                lines += ["", "what keeps the newest of them alive (reference paths from roots):"]
-                lines += paths or ["  (no path to a module global found: held from a frame, a C extension or the interpreter)"]
+            from . import _sliced
+
+            objs = _sliced.objects()  # once for the summary and the paths; dropped before we return
+            try:
+                types = _type_summary(objs)
+                growing = _growing_types(self._last_types, types, self.top)
+                since = "the previous snapshot" if self.snapshots else ("the start" if self._last_types is not None else None)
+                self._last_types = types
+                lines = [
+                    f"leakkit monitor snapshot {len(self.snapshots) + 1}: {reason}",
+                    f"time: {datetime.datetime.fromtimestamp(row['unix_time_s']).isoformat(timespec='seconds')} "
+                    f"(t = {row['t']:.1f} s), pid {os.getpid()}",
+                    f"rss: {format_size(row['rss'])}; allocated blocks: {row['allocated_blocks']}; open fds: "
+                    f"{row['open_fds']}; threads: {row['threads']}; gc collections: {row['gc_collections']}",
+                    "",
+                    f"growing types since {since}:" if since else "largest types (no earlier summary to compare):",
+                    growing.to_string(index=False) if len(growing) else "(none)",
+                ]
+                grown = [t for t, d in zip(growing["type"], growing["count_delta"], strict=True)
+                         if not pd.isna(d) and d > 0]
+                # the user's own classes first: a growing dict or str is more often a symptom of them
+                grown_names = sorted(grown, key=lambda t: "." not in t)[:3]
+                if grown_names:
+                    paths = _retention_lines(grown_names, objs, own=_reachable(self) | {id(objs)})
+                    lines += ["", "what keeps the newest of them alive (reference paths from roots):"]
+                    lines += paths or ["  (no path to a module global found: held from a frame, a C extension or the interpreter)"]
+            finally:
+                del objs
             if tracemalloc.is_tracing():
                 traces = self._traces()
                 if self._last_traces is not None:
@@ -350,13 +419,33 @@ class Monitor:
                     lines += ["", "largest allocation sites (tracemalloc):"]
                 lines += [f"  {stat}" for stat in stats] or ["  (none)"]
                 self._last_traces = traces
-            stem = os.path.splitext(self.path)[0]
-            path = f"{stem}.snapshot-{len(self.snapshots) + 1:03d}.txt"
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
+            path = self._write_snapshot("\n".join(lines) + "\n")
             self.snapshots.append(path)
             self._since_snapshot = 0
             return path
+
+    def _write_snapshot(self, text: str) -> str:
+        """A new ``<stem>.snapshot-NNN.txt``, mode 0600 (it names the user's types and dict keys).
+
+        Created exclusively and never through a link: the name is leakkit's, often in a shared
+        directory, and leakkit often runs as root. A number already taken (an earlier run's
+        report, or a link someone planted) is skipped, never overwritten.
+        """
+        from ._files import create_new
+
+        stem = os.path.splitext(self.path)[0]
+        number = len(self.snapshots) + 1
+        for _ in range(10_000):
+            path = f"{stem}.snapshot-{number:03d}.txt"
+            try:
+                fd = create_new(path, "snapshot", mode=0o600)
+            except FileExistsError:
+                number += 1
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            return path
+        raise InvalidArgumentError(f"snapshot: expected a free name {stem}.snapshot-NNN.txt, received 10000 taken")
 
     def snapshot(self, reason: str = "on demand") -> str:
         """Write a snapshot report now (from the calling thread); returns its path."""
@@ -378,7 +467,7 @@ class Monitor:
     # -- life cycle --------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        """True until :meth:`stop`."""
+        """True until :meth:`stop` (a full disk or a failed report does not end the thread: see ``last_error``)."""
         return self._thread.is_alive()
 
     @property
@@ -388,7 +477,7 @@ class Monitor:
         return self._cpu_s / wall if wall > 0 else 0.0
 
     def stop(self) -> None:
-        """Stop the thread, close the CSV and restore the signal handler; safe to call twice."""
+        """Stop the thread, close the CSV and restore the signal handler; safe to call twice, never raises."""
         if self._stopping and self._stopped_at is not None:
             return
         self._stopping = True
@@ -396,7 +485,7 @@ class Monitor:
         if self._thread is not threading.current_thread():
             self._thread.join()
         self._stopped_at = time.monotonic()
-        self._handle.close()
+        self._close_file()
         self._counters.close()
         self._last_traces = None
         if self._signal and self._previous_handler is not None:
@@ -439,6 +528,7 @@ def monitor(
     signal: bool = False,
     baseline: bool = True,
     top: int = 15,
+    **unknown: Any,
 ) -> Monitor:
     """Start recording this process's memory counters to ``path`` in a daemon thread.
 
@@ -459,6 +549,7 @@ def monitor(
             serve_forever()
         # later: forecast(load("/var/log/worker-memory.csv"), "2GiB")
     """
+    check_options("monitor", unknown, _OPTIONS)
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0 \
             or interval == float("inf"):
         raise expected("a positive number of seconds", "interval", interval)

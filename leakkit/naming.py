@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,14 +130,17 @@ def _made_in(obj: Any) -> str | None:
 
 
 def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], deadline: float,
-               max_depth: int = 12, width: int = 96, partial: dict[int, list[Any]] | None = None
-               ) -> dict[int, list[Any]]:
+               max_depth: int = 12, width: int = 96, partial: dict[int, list[Any]] | None = None,
+               referrers: Callable[[list[Any]], list[Any]] | None = None) -> dict[int, list[Any]]:
     """``{id(obj): chain}`` where chain is ``[root, ..., obj]`` and root a :class:`Root`; an object
     absent from the result has no referrer path from a root within the limits.
 
     Every object is searched for on its own (one heap scan per level serves them all): one of
     them may lie on another's path, as a thread's dict lies under a ``threading.local``'s table.
+    ``referrers(objects)``: how a level is found (``gc.get_referrers`` by default; the monitor
+    passes a sliced one, so that the application runs between slices).
     """
+    find = referrers if referrers is not None else (lambda nodes: gc.get_referrers(*nodes))
     down: dict[tuple[int, int], Any] = {}  # (source, id(referrer)) -> what it refers to on the way down
     keep: list[Any] = []  # every node met, alive until the chains are built
     found: dict[int, list[tuple[tuple, list[Any]]]] = collections.defaultdict(list)
@@ -156,15 +160,15 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
         if not frontier or time.perf_counter() > deadline:
             break
         nodes = [o for o, _ in frontier]
-        referrers = gc.get_referrers(*nodes)
-        own.update((id(referrers), id(nodes)))
+        found_refs = find(nodes)
+        own.update((id(found_refs), id(nodes)))
         wanted: dict[int, list[tuple[Any, int]]] = collections.defaultdict(list)
         for node, src in frontier:
             wanted[id(node)].append((node, src))
         nxt: list[tuple[Any, int]] = []
         per_source: dict[int, int] = collections.defaultdict(int)  # the width is each object's own
         own.update((id(nxt), id(per_source)))
-        for ref in sorted(referrers, key=_old_first):
+        for ref in sorted(found_refs, key=_old_first):
             rid = id(ref)
             if rid in own or C.is_a(ref, (types.FrameType, types.ModuleType)):
                 continue
@@ -183,7 +187,7 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
                     nxt.append((ref, source))
                     if partial is not None and not C.is_a(ref, (list, tuple, set, frozenset)):
                         partial[source] = _chain(ref, source, down)  # the furthest holder reached
-        del referrers, nodes
+        del found_refs, nodes
         frontier = nxt
     result.update({source: min(candidates, key=lambda c: c[0])[1] for source, candidates in found.items()})
     del down, keep, found, frontier

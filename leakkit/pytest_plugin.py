@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 MANAGER = "leakkit-leakcheck-manager"
+ALL_MANAGER = "leakkit-leakcheck-all"
 _SETTINGS = {"calls": "number of measured runs of a leakcheck test (at least 12)",
              "warmup": "runs of a leakcheck test before measuring"}
 
@@ -28,8 +29,9 @@ class LeakcheckWarning(UserWarning):
     """A leakcheck could not decide (verdict ``inconclusive``): more calls would."""
 
 
-def leakcheck_marker(calls: int | None = None, warmup: int | None = None, targets: Any = None) -> None:
-    """repeat the test body CALLS times after WARMUP runs and fail if each run keeps memory; TARGETS (modules, classes, functions, or their names) bisect to name the culprit function and what keeps its memory alive."""
+def leakcheck_marker(calls: int | None = None, warmup: int | None = None, targets: Any = None, *,
+                     skip: bool = False) -> None:
+    """repeat the test body CALLS times after WARMUP runs and fail if each run keeps memory; TARGETS (modules, classes, functions, or their names) bisect to name the culprit function and what keeps its memory alive; SKIP=True: a test that cannot be repeated (--leakcheck-all lists it instead of judging it)."""
 
 
 MARKERS = {"leakcheck": leakcheck_marker}
@@ -42,6 +44,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--leakcheck-{name}", type=int, default=None, dest=f"leakcheck_{name}", metavar="N",
                         help=f"{help_text} (overrides the ini setting leakcheck_{name})")
         parser.addini(f"leakcheck_{name}", help=help_text, default=None)
+    # --leakcheck-all and friends (leakkit/_leakcheck_all.py): default None, so the ini can say true
+    group.addoption("--leakcheck-all", action="store_const", const=True, default=None, dest="leakcheck_all",
+                    help="repeat every test and fail those that keep memory, threads, fds or tasks on every run, "
+                         "with the culprit function and what keeps it (ini: leakcheck_all = true)")
+    group.addoption("--leakcheck-warn", action="store_const", const=True, default=None, dest="leakcheck_warn",
+                    help="with --leakcheck-all: a leaking test is a warning, not a failure (ini: leakcheck_warn)")
+    group.addoption("--leakcheck-targets", default=None, dest="leakcheck_targets", metavar="PKG,...",
+                    help="with --leakcheck-all: where bisect looks for the culprit besides the test's module "
+                         "(default: the package under test)")
+    parser.addini("leakcheck_all", type="bool", default=False, help="repeat and leak-check every test")
+    parser.addini("leakcheck_warn", type="bool", default=False, help="leakcheck-all: warn instead of failing")
+    parser.addini("leakcheck_targets", default=None, help="leakcheck-all: bisect targets besides the test module")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,6 +63,16 @@ def pytest_configure(config: pytest.Config) -> None:
         signature = ", ".join(f"{p}=..." for p in inspect.signature(marker).parameters)
         config.addinivalue_line("markers", f"{name}({signature}): {inspect.getdoc(marker)}")
     config.pluginmanager.register(LeakcheckManager(config), MANAGER)
+    if _flag(config, "leakcheck_all"):
+        from ._leakcheck_all import LeakcheckAll  # only then: the plugin costs nothing unless asked
+
+        config.pluginmanager.register(LeakcheckAll(config), ALL_MANAGER)
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    """A flag from the command line, else the ini file (the option defaults to None, not False)."""
+    value = config.getoption(name)
+    return bool(config.getini(name)) if value is None else bool(value)
 
 
 class LeakcheckManager:
@@ -122,7 +146,10 @@ class LeakcheckManager:
             options = inspect.signature(leakcheck_marker).bind(*marker.args, **marker.kwargs).arguments
         except TypeError as error:
             options = None
-            problem = f"expected leakcheck(calls=..., warmup=..., targets=...), received {error}"
+            problem = f"expected leakcheck(calls=..., warmup=..., targets=..., skip=...), received {error}"
+        if options is not None and options.pop("skip", False):
+            yield  # not repeatable: run once, as without the marker
+            return
         testfunction = pyfuncitem.obj
         if inspect.iscoroutinefunction(testfunction) or inspect.isasyncgenfunction(testfunction):
             options, problem = None, "expected a plain (not async) test function"

@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ._errors import WorkloadError, expected
+from ._errors import WorkloadError, check_options, expected
 from ._sizes import format_size
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -231,6 +231,7 @@ def growth_sites(
     top: int = 10,
     threads: bool = False,
     progress: bool | None = None,
+    **unknown: Any,
 ) -> GrowthSites:
     """Run ``workload`` in loops and rank the allocation sites whose retained memory grows.
 
@@ -253,6 +254,8 @@ def growth_sites(
         print(sites)            # the site that grew 11/11 loops first
         sites.frame.head()
     """
+    check_options("growth_sites", unknown,
+                  frozenset({"loops", "calls_per_loop", "nframes", "top", "threads", "progress"}))
     is_async = _check_workload(workload)
     loops = _check_count(loops, "loops", 3)
     calls_per_loop = _check_count(calls_per_loop, "calls_per_loop", 1)
@@ -260,6 +263,8 @@ def growth_sites(
     top = _check_count(top, "top", 1)
     if not isinstance(threads, bool):
         raise expected("True or False", "threads", threads)
+    if progress is not None and not isinstance(progress, bool):
+        raise expected("True, False or None", "progress", progress)
 
     started = not tracemalloc.is_tracing()
     if started:

@@ -25,7 +25,9 @@ def clean():
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    from IPython.testing import globalipapp
+
+    shell = start_ipython() or globalipapp.get_ipython()  # one shell per process: another test file may have started it
     shell.run_line_magic("load_ext", "leakkit")
     shell.run_cell(SETUP)
     return shell

@@ -152,7 +152,7 @@ def test_bad_settings_stop_the_session_before_any_test(pytester, ini, options, m
 
 def test_marker_is_documented_and_unmarked_tests_are_untouched(pytester):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.leakcheck(calls=..., warmup=..., targets=...): repeat the test body*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.leakcheck(calls=..., warmup=..., targets=..., skip=...): repeat the test body*"])
     pytester.makepyfile(textwrap.dedent("""
         RUNS = []
 

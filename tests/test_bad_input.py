@@ -1,0 +1,473 @@
+"""The bad-input table (issue 12): nonsense given to the API, the CLI, the magics and the plugin.
+
+Every case must end in leakkit's clean error: a LeakkitError subclass (the API), exit code 2 with
+a message and no traceback (the CLI), IPython's UsageError (the magics), a failed test with a
+``leakcheck:`` message and no traceback (the plugin); each message names what was expected and
+what was received. None may be silently accepted.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+import leakkit
+from leakkit import LeakkitError, UnknownOptionError
+from leakkit.cli import main
+from leakkit.recording import FILE_COLUMNS, MAGIC
+
+pytest_plugins = ["pytester"]
+
+
+# -- files the cases point at ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+
+    def write(name: str, text: str) -> str:
+        path = root / name
+        path.write_text(text)
+        return str(path)
+
+    header = ",".join(FILE_COLUMNS)
+
+    def row(**cells) -> str:
+        return ",".join(str(cells.get(c, "")) for c in FILE_COLUMNS)
+
+    call = {"table": "calls", "call": 0, "function": "f", "thread": "Main", "start": 0, "duration_s": 1, "depth": 0}
+    ckpt = {"table": "checkpoints", "call": 0, "blocks": 3, "rss": 100}
+    watch_header = "t,unix_time_s,rss,uss,pss,swap,children"
+    out = {
+        "dir": str(root),
+        "missing_dir": str(root / "no" / "such" / "x.csv"),
+        "missing": str(root / "missing.csv"),
+        "notes": write("notes.csv", "name,amount\nrent,900\n"),
+        "magic_only": write("magic_only.csv", MAGIC + "\n"),
+        "bad_table": write("bad_table.csv", f"{MAGIC}\n{header}\n{row(table='evil', call=0)}\n"),
+        "bad_depth": write("bad_depth.csv", f"{MAGIC}\n{header}\n{row(**{**call, 'depth': 'deep'})}\n"),
+        "depth_300": write("depth_300.csv", f"{MAGIC}\n{header}\n{row(**{**call, 'depth': 300})}\n"),
+        "empty_call": write("empty_call.csv", f"{MAGIC}\n{header}\n{row(**{**ckpt, 'call': ''})}\n"),
+        "inf_rss": write("inf_rss.csv", f"{MAGIC}\n{header}\n{row(**{**ckpt, 'rss': 'inf'})}\n"),
+        "neg_rss": write("neg_rss.csv", f"{MAGIC}\n{header}\n{row(**{**ckpt, 'rss': -5})}\n"),
+        "nan_count": write("nan_count.csv", f"{MAGIC}\n{header}\n{row(table='summaries', call=0, type='x', count='nan', size=1)}\n"),
+        "frac_call": write("frac_call.csv", f"{MAGIC}\n{header}\n{row(**{**call, 'call': 1.5})}\n"),
+        "text_duration": write("text_duration.csv", f"{MAGIC}\n{header}\n{row(**{**call, 'duration_s': 'slow'})}\n"),
+        "no_function": write("no_function.csv", f"{MAGIC}\n{header}\n{row(**{**call, 'function': ''})}\n"),
+        "few_columns": write("few_columns.csv", f"{MAGIC}\ntable,call\ncalls,0\n"),
+        "watch_inf": write("watch_inf.csv", f"{watch_header}\n0,1,inf,,,,\n"),
+        "watch_neg": write("watch_neg.csv", f"{watch_header}\n0,1,-100,,,,\n"),
+        "watch_nan": write("watch_nan.csv", f"{watch_header}\n0,1,nan,,,,\n"),
+        "watch_text": write("watch_text.csv", f"{watch_header}\n0,1,lots,,,,\n"),
+        "watch_cells": write("watch_cells.csv", f"{watch_header}\n0,1,100\n0.1,1.1,100,,,,\n"),
+        "watch_no_header": write("watch_no_header.csv", "# leakkit watch {}\n"),
+        "watch_bad_header": write("watch_bad_header.csv", "when,memory\n1,2\n"),
+        "mprof_bad": write("bad.dat", "MEM 12.5 1700000000\nMEM lots 1700000001\n"),
+        "mprof_nan": write("nan.dat", "MEM nan 1700000000\n"),
+        "mprof_line": write("line.dat", "MEM 12.5 1700000000\nGARBAGE here\n"),
+        "mprof_empty": write("empty.dat", "CMDLINE python x.py\n"),
+        "binary": write("binary.csv", "\x00\x01\x02" * 5000),
+        "two_samples": write("two.csv", f"{watch_header}\n0,1,100,,,,\n1,2,200,,,,\n"),
+    }
+    steady = "\n".join(f"{i},{1700000000 + i},{100_000_000 + i},,,," for i in range(10))
+    out["steady"] = write("steady.csv", f"{watch_header}\n{steady}\n")
+    return out
+
+
+def _frame(n: int = 10, rss=None) -> pd.DataFrame:
+    return pd.DataFrame({"t": [float(i) for i in range(n)],
+                         "rss": rss if rss is not None else [100e6 + i for i in range(n)]})
+
+
+def _needs_args(x):
+    return x
+
+
+async def _async_needs_args(x):
+    return x
+
+
+# -- the API table: (case, call, expected error class, a fragment of what was received) -------------
+def api_cases(f):
+    trace, monitor, watch, forecast, load, load_watch = (leakkit.trace, leakkit.monitor, leakkit.watch,
+                                                         leakkit.forecast, leakkit.load, leakkit.load_watch)
+    E, U = LeakkitError, UnknownOptionError
+    ok = lambda: None  # noqa: E731
+    cases = []
+    # trace
+    for value, fragment in ((0, "int 0"), (-1, "int -1"), (1.5, "float 1.5"), ("often", "str 'often'"),
+                            (True, "bool True"), (None, "NoneType None")):
+        cases.append((f"trace checkpoint_every={value!r}", lambda v=value: trace(ok, checkpoint_every=v), E, fragment))
+    for option in ("summaries", "tracemalloc", "fds"):
+        for value, fragment in (("no", "str 'no'"), (1, "int 1"), (None, "NoneType None")):
+            cases.append((f"trace {option}={value!r}", lambda o=option, v=value: trace(ok, **{o: v}), E, fragment))
+    for value, fragment in ((0, "int 0"), (2, "int 2"), (True, "bool True"), ("0.1", "str '0.1'"),
+                            (math.nan, "float nan"), (-0.1, "float -0.1")):
+        cases.append((f"trace overhead_budget={value!r}", lambda v=value: trace(ok, overhead_budget=v), E, fragment))
+    for value, fragment in ((3, "int 3"), ("", "str ''"), (b"f", "bytes b'f'")):
+        cases.append((f"trace name={value!r}", lambda v=value: trace(ok, name=v), E, fragment))
+    cases += [
+        ("trace stream=3", lambda: trace(ok, stream=3), E, "int 3"),
+        ("trace stream=<directory>", lambda: trace(ok, stream=f["dir"]), E, "a directory"),
+        ("trace stream=<missing directory>", lambda: trace(ok, stream=f["missing_dir"]), E, "does not exist"),
+        ("trace stream=<not a recording>", lambda: trace(ok, stream=f["notes"]), E, "name,amount"),
+        ("trace func=42", lambda: trace(42), E, "int 42"),
+        ("trace func='handler'", lambda: trace("handler"), E, "str 'handler'"),
+        ("trace unknown option", lambda: trace(ok, every=3), U, "every"),
+        ("trace traced with options", lambda: trace(trace(ok), summaries=False), E, "Trace"),
+        ("Trace.save format", lambda: trace(ok).save(f["dir"] + "/x.bin", format="pickle"), E, "str 'pickle'"),
+    ]
+    # monitor
+    for value, fragment in ((0, "int 0"), (-1, "int -1"), (True, "bool True"), ("1", "str '1'"),
+                            (math.inf, "float inf"), (math.nan, "float nan")):
+        cases.append((f"monitor interval={value!r}", lambda v=value: monitor(f["missing"], interval=v), E, fragment))
+    for value, fragment in ((7, "int 7"), (8.5, "float 8.5"), (True, "bool True"), ("60", "str '60'")):
+        cases.append((f"monitor window={value!r}", lambda v=value: monitor(f["missing"], window=v), E, fragment))
+    for value, fragment in ((0, "int 0"), (True, "bool True")):
+        cases.append((f"monitor top={value!r}", lambda v=value: monitor(f["missing"], top=v), E, fragment))
+    for value, fragment in (("0.5", "str '0.5'"), (0, "int 0"), (-1, "int -1"), ("lots", "str 'lots'"),
+                            (True, "bool True"), ("1e400", "str '1e400'")):
+        cases.append((f"monitor min_growth={value!r}", lambda v=value: monitor(f["missing"], min_growth=v), E, fragment))
+    for option in ("auto_snapshot", "signal", "baseline"):
+        cases.append((f"monitor {option}='yes'", lambda o=option: monitor(f["missing"], **{o: "yes"}), E, "str 'yes'"))
+    cases += [
+        ("monitor path=3", lambda: monitor(3), E, "int 3"),
+        ("monitor path=<directory>", lambda: monitor(f["dir"]), E, "a directory"),
+        ("monitor path=<missing directory>", lambda: monitor(f["missing_dir"]), E, "does not exist"),
+        ("monitor path=<not a monitor CSV>", lambda: monitor(f["notes"]), E, "notes.csv"),
+        ("monitor unknown option", lambda: monitor(f["missing"], intervall=1), U, "intervall"),
+    ]
+    # watch (nothing is started: every case fails first)
+    cmd = [sys.executable, "-c", "pass"]
+    for value, fragment in ((0, "int 0"), ("fast", "str 'fast'"), (math.nan, "float nan"), (True, "bool True")):
+        cases.append((f"watch interval={value!r}", lambda v=value: watch(cmd, interval=v), E, fragment))
+    for value, fragment in ((-1, "int -1"), (True, "bool True"), (math.inf, "float inf")):
+        cases.append((f"watch duration={value!r}", lambda v=value: watch(cmd, duration=v), E, fragment))
+    for value, fragment in (("0.5", "str '0.5'"), ("lots", "str 'lots'"), (0, "int 0"), (-5, "int -5"),
+                            (0.5, "float 0.5"), ("12 parsecs", "str '12 parsecs'")):
+        cases.append((f"watch limit={value!r}", lambda v=value: watch(cmd, limit=v), E, fragment))
+    for value, fragment in ((0, "int 0"), (-1, "int -1"), (True, "bool True"), ([], "list []"), ("", "str ''"),
+                            ("'unclosed", "str \"'unclosed\""), ([1, 2], "list [1, 2]"), (3.5, "float 3.5"),
+                            (2**22 + 12345, "no such process"), (["/no/such/binary"], "/no/such/binary")):
+        cases.append((f"watch pid_or_command={value!r}", lambda v=value: watch(v, interval=0.1), E, fragment))
+    cases += [
+        ("watch out=3", lambda: watch(cmd, out=3), E, "int 3"),
+        ("watch out=<directory>", lambda: watch(cmd, out=f["dir"]), E, "a directory"),
+        ("watch out=<missing directory>", lambda: watch(cmd, out=f["missing_dir"]), E, "does not exist"),
+        ("watch out=<not a watch CSV>", lambda: watch(cmd, out=f["notes"]), E, "notes.csv"),
+        ("watch out=<not an mprof .dat>", lambda: watch(cmd, out=f["notes"].replace(".csv", ".csv")), E, "notes"),
+        ("watch children='yes'", lambda: watch(cmd, children="yes"), E, "str 'yes'"),
+        ("watch progress='bar'", lambda: watch(cmd, progress="bar"), E, "str 'bar'"),
+    ]
+    # forecast
+    cases += [
+        ("forecast frame=list", lambda: forecast([1, 2, 3]), E, "list [1, 2, 3]"),
+        ("forecast frame without t", lambda: forecast(pd.DataFrame({"rss": [1.0, 2.0]})), E, "['rss']"),
+        ("forecast limit='0.5'", lambda: forecast(_frame(), "0.5"), E, "str '0.5'"),
+        ("forecast limit=0.5", lambda: forecast(_frame(), 0.5), E, "float 0.5"),
+        ("forecast limit=-1", lambda: forecast(_frame(), -1), E, "int -1"),
+        ("forecast limit='2 GB please'", lambda: forecast(_frame(), "2 GB please"), E, "2 GB please"),
+        ("forecast tolerance='x'", lambda: forecast(_frame(), tolerance="x"), E, "str 'x'"),
+        ("forecast confidence=1.5", lambda: forecast(_frame(), confidence=1.5), E, "float 1.5"),
+        ("forecast confidence=95", lambda: forecast(_frame(), confidence=95), E, "int 95"),
+        ("forecast confidence='0.9'", lambda: forecast(_frame(), confidence="0.9"), E, "str '0.9'"),
+        ("forecast column='heap'", lambda: forecast(_frame(), column="heap"), E, "str 'heap'"),
+        ("forecast 2 samples", lambda: forecast(_frame(2)), E, "received 2"),
+        ("forecast inf samples", lambda: forecast(_frame(10, [math.inf] * 10)), E, "inf"),
+        ("forecast negative samples", lambda: forecast(_frame(10, [-1.0] * 10)), E, "-1"),
+    ]
+    # load (trace recordings)
+    for name, fragment in (("missing", "does not exist"), ("dir", "not a regular file"), ("notes", "name,amount"),
+                           ("magic_only", "end of the file"), ("bad_table", "'evil'"), ("bad_depth", "'deep'"),
+                           ("depth_300", "300"), ("empty_call", "an empty cell"), ("inf_rss", "'inf'"),
+                           ("neg_rss", "'-5'"), ("nan_count", "'nan'"), ("frac_call", "'1.5'"),
+                           ("text_duration", "'slow'"), ("no_function", "an empty cell"),
+                           ("few_columns", "missing function"), ("binary", "received")):
+        cases.append((f"load <{name}>", lambda n=name: load(f[n]), E, fragment))
+    cases.append(("load path=3", lambda: load(3), E, "int 3"))
+    # load_watch (timelines)
+    for name, fragment in (("missing", "missing.csv"), ("dir", "Is a directory"), ("watch_inf", "'inf'"),
+                           ("watch_neg", "'-100'"), ("watch_nan", "'nan'"), ("watch_text", "'lots'"),
+                           ("watch_cells", "received 3"), ("watch_no_header", "received no data"),
+                           ("watch_bad_header", "when,memory"), ("mprof_bad", "'lots'"), ("mprof_nan", "'nan'"),
+                           ("mprof_line", "GARBAGE"), ("mprof_empty", "received none")):
+        cases.append((f"load_watch <{name}>", lambda n=name: load_watch(f[n]), E, fragment))
+    cases.append(("load_watch path=3", lambda: load_watch(3), E, "int 3"))
+    # growth_sites and bisect: refused before anything runs
+    sites = leakkit.growth_sites
+    for option, value, fragment in (("loops", 2, "int 2"), ("loops", "ten", "str 'ten'"), ("loops", True, "bool True"),
+                                    ("calls_per_loop", 0, "int 0"), ("nframes", True, "bool True"),
+                                    ("nframes", 0, "int 0"), ("top", 0, "int 0"), ("threads", "no", "str 'no'"),
+                                    ("progress", "bar", "str 'bar'")):
+        cases.append((f"growth_sites {option}={value!r}", lambda o=option, v=value: sites(ok, **{o: v}), E, fragment))
+    cases += [
+        ("growth_sites workload=3", lambda: sites(3), E, "3"),
+        ("growth_sites unknown option", lambda: sites(ok, loop=3), U, "loop"),
+    ]
+    bisect = leakkit.bisect
+    for option, value, fragment in (("calls", 5, "int 5"), ("calls", True, "bool True"), ("calls", "60", "str '60'"),
+                                    ("warmup", -1, "int -1"), ("checkpoints", 3, "int 3"),
+                                    ("nframe", True, "bool True"), ("nframe", 0, "int 0"), ("nframe", 2000, "int 2000"),
+                                    ("time_budget", "2", "str '2'"), ("time_budget", -1, "int -1"),
+                                    ("time_budget", True, "bool True"), ("progress", "bar", "str 'bar'"),
+                                    ("freeze", 1, "int 1")):
+        cases.append((f"bisect {option}={value!r}",
+                      lambda o=option, v=value: bisect(ok, targets=[sys.modules[__name__]], **{o: v}), E, fragment))
+    cases += [
+        ("bisect workload=3", lambda: bisect(3, targets=[sys.modules[__name__]]), E, "int 3"),
+        ("bisect workload needing arguments", lambda: bisect(_needs_args, targets=[sys.modules[__name__]]), E, "_needs_args"),
+        ("bisect unknown option", lambda: bisect(ok, targets=[sys.modules[__name__]], warm_up=2), U, "warm_up"),
+        ("heap_summary objects='x'", lambda: leakkit.heap_summary("x"), E, "str 'x'"),
+        ("heap_summary collect='yes'", lambda: leakkit.heap_summary(collect="yes"), E, "str 'yes'"),
+        ("summary_diff before=list", lambda: leakkit.summary_diff([], pd.DataFrame()), E, "list []"),
+        ("write_mprofile frame=dict", lambda: leakkit.write_mprofile({}, f["dir"] + "/x.dat"), E, "dict {}"),
+        ("write_mprofile column='heap'", lambda: leakkit.write_mprofile(_frame(), f["dir"] + "/x.dat", column="heap"),
+         E, "str 'heap'"),
+    ]
+    return cases
+
+
+class _Names(dict):
+    """File names stand-in: enough to list the cases (their names) at collection time."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _api_ids() -> list[str]:
+    return [name for name, *_ in api_cases(_Names())]
+
+
+@pytest.mark.parametrize("index", range(len(_api_ids())), ids=_api_ids())
+def test_api_bad_input_gets_a_clean_error(files, index):
+    name, call, kind, fragment = api_cases(files)[index]
+    with pytest.raises(kind) as caught:
+        call()
+    message = str(caught.value)
+    assert "expected" in message, message
+    assert fragment in message, (fragment, message)
+
+
+# -- the CLI table: exit 2, a message naming what was expected and received, no traceback ------------
+def cli_cases(f):
+    true = [sys.executable, "-c", "pass"]
+    return [
+        (["watch", "--interval", "0", "--", *true], "interval: expected a positive number of seconds, received float 0.0"),
+        (["watch", "--interval", "abc", "--", *true], "invalid float value: 'abc'"),
+        (["watch", "--duration", "-1", "--", *true], "duration: expected a positive number of seconds, received float -1.0"),
+        (["watch", "--limit", "0.5", "--", *true], "limit: expected a size of at least 1 byte"),
+        (["watch", "--limit", "lots", "--", *true], "received str 'lots'"),
+        (["watch", "0"], "expected a positive pid, received int 0"),
+        (["watch", str(2**22 + 12345)], "expected a running process, received pid"),
+        (["watch", "--out", f["missing_dir"], "--", *true], "does not exist"),
+        (["watch", "--out", f["dir"], "--", *true], "a directory"),
+        (["watch", "--out", f["notes"], "--", *true], "a new file or a leakkit watch CSV"),
+        (["watch", "--", "/no/such/binary"], "expected a command that starts, received '/no/such/binary'"),
+        (["watch", "--plot", "x.notanext", "--", *true], "expected an image file name ending in one of"),
+        (["run"], "expected a command to run"),
+        (["run", "--out", f["missing_dir"], "--", *true], "does not exist"),
+        (["run", "--plot", "forecast.xyz", "--", *true], "received 'forecast.xyz'"),
+        (["run", "--plot", f["dir"], "--", *true], "a directory"),
+        (["run", "--interval", "-1", "--", *true], "interval: expected a positive number of seconds, received float -1.0"),
+        (["report", f["missing"]], "missing.csv"),
+        (["report", f["dir"], "--no-plot"], "expected a readable recording"),
+        (["report", f["notes"], "--no-plot"], "expected a leakkit CSV header with columns t and rss"),
+        (["report", f["magic_only"], "--no-plot"], "expected the column header line"),
+        (["report", f["bad_depth"], "--no-plot"], "expected an integer >= 0 in column 'depth', received 'deep'"),
+        (["report", f["inf_rss"], "--no-plot"], "received 'inf'"),
+        (["report", f["watch_inf"], "--no-plot"], "received 'inf'"),
+        (["report", f["steady"], "--limit", "0.5", "--no-plot"], "limit: expected a size of at least 1 byte"),
+        (["report", f["steady"], "--column", "heap"], "invalid choice: 'heap'"),
+        (["report", f["steady"], "--plot", "x.notanext"], "received 'x.notanext'"),
+        (["report", f["steady"], "--plot", f["dir"]], "a directory"),
+        (["report", f["two_samples"], "--no-plot"], "expected at least 4 samples"),
+        (["bisect", "no_such_module_xyz:handle"], "No module named 'no_such_module_xyz'"),
+        (["bisect", "bad_input_raises_at_import:handle"], "importing it raised ZeroDivisionError"),
+        (["bisect", "json:dumps"], "expected a workload callable with no arguments"),
+        (["bisect", "json:no_such_function"], "received no attribute 'no_such_function'"),
+        (["bisect", "json:dumps", "-n", "many"], "invalid int value: 'many'"),
+        (["bisect", "json:dumps", "--plot", "x.notanext"], "received 'x.notanext'"),
+        (["report", "x.csv", "--bogus"], "unrecognized arguments: --bogus"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(cli_cases(_Names()))),
+                         ids=[" ".join(argv)[:60] for argv, _ in cli_cases(_Names())])
+def test_cli_bad_input_exits_2_with_a_message_and_no_traceback(files, index, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    (tmp_path / "bad_input_raises_at_import.py").write_text("1 / 0\n")
+    argv, fragment = cli_cases(files)[index]
+    try:
+        code = main(argv)
+    finally:
+        sys.modules.pop("bad_input_raises_at_import", None)
+    out, err = capsys.readouterr()
+    assert code == 2, (argv, out, err)
+    assert fragment in err, (fragment, err)
+    assert "error" in err and "Traceback" not in out + err
+
+
+def test_leakkits_own_failure_exits_3_with_one_line_and_a_debug_hint(monkeypatch, capsys, tmp_path):
+    from leakkit.commands import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside leakkit broke\nover two lines")
+
+    monkeypatch.setattr(report, "report_for", broken)
+    assert main(["report", str(tmp_path / "x.csv"), "--no-plot"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error: RuntimeError: something inside leakkit broke over two lines" in err
+    assert "rerun with leakkit --debug" in err
+    assert main(["--debug", "report", str(tmp_path / "x.csv"), "--no-plot"]) == 3
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "x.csv"), "--no-plot", "--debug"]) == 3  # after the command too
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_command_that_fails_is_exit_2_for_run_and_watch(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "-q", "--no-plot", "--", sys.executable, "-c", "import sys, time; time.sleep(0.5); sys.exit(7)"])
+    out = capsys.readouterr().out
+    assert code == 2 and "the command exited with code 7" in out
+    code = main(["watch", "-q", "--interval", "0.05", "--", sys.executable, "-c",
+                 "import os, time; time.sleep(0.3); os.kill(os.getpid(), 9)"])
+    assert code == 2 and "the command was killed by signal 9" in capsys.readouterr().out
+
+
+def test_escape_sequences_in_a_recording_are_not_sent_to_the_terminal(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    traced = leakkit.trace(lambda: None, summaries=False, name="\x1b]0;pwned\x07evil\x1b[2J")
+    for _ in range(20):
+        traced()
+    traced.save("rec.csv")
+    main(["report", "rec.csv", "--no-plot"])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07evil" in out
+
+
+# -- the magics: IPython's UsageError ------------------------------------------------------------
+MAGIC_CASES = [
+    ("leakcheck", "-n 0 1 + 1", "-n/--calls: expected an int in 1..100000, received 0"),
+    ("leakcheck", "-n 5000000 1 + 1", "expected an int in 1..100000, received 5000000"),
+    ("leakcheck", "-n many 1 + 1", "invalid int value: 'many'"),
+    ("leakcheck", "--warmup -1 1 + 1", "--warmup: expected an int in 0..100000, received -1"),
+    ("leakcheck", "--warmup 10000000 1 + 1", "received 10000000"),
+    ("leakcheck", "-n 3 1 + 1", "calls: expected an int >= 12"),
+    ("leakcheck", "", "expected code to run after the options"),
+    ("leakcheck", "-n 20 def (", "expected Python code, received a syntax error"),
+    ("leakcheck", "--bogus 1 + 1", "unrecognized arguments: --bogus"),
+    ("leaktrace", "1 + 1", "the following arguments are required: --targets"),
+    ("leaktrace", "--targets no_such_module_here 1 + 1", "no_such_module_here"),
+    ("leaktrace", "--targets , 1 + 1", "targets: expected at least one module, class or function"),
+    ("leaktrace", "--targets json -n 2 1 + 1", "calls: expected an int >= 12"),
+]
+
+
+@pytest.fixture(scope="module")
+def ip():
+    pytest.importorskip("IPython")
+    from IPython.testing import globalipapp
+
+    shell = globalipapp.start_ipython() or globalipapp.get_ipython()  # one shell per process: maybe started already
+    shell.run_line_magic("load_ext", "leakkit")
+    return shell
+
+
+@pytest.mark.parametrize("magic, line, fragment", MAGIC_CASES)
+def test_magic_bad_input_is_a_usage_error(ip, magic, line, fragment):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        ip.run_line_magic(magic, line)
+    assert fragment in str(caught.value), str(caught.value)
+
+
+def test_a_cell_magic_with_code_on_its_first_line_is_a_usage_error(ip):
+    from IPython.core.error import UsageError
+
+    with pytest.raises(UsageError, match="the cell form takes options only on its first line, received '1 \\+ 1'"):
+        ip.run_cell_magic("leakcheck", "1 + 1", "x = 2\n")
+
+
+# -- the plugin: a failed test with a leakcheck message, no traceback ------------------------------
+PLUGIN_CASES = [
+    ("@pytest.mark.leakcheck(calls='many')\ndef test_x():\n    pass", "calls: expected an int >= 12"),
+    ("@pytest.mark.leakcheck(calls=3)\ndef test_x():\n    pass", "received int 3"),
+    ("@pytest.mark.leakcheck(calls=True)\ndef test_x():\n    pass", "received bool True"),
+    ("@pytest.mark.leakcheck(calls=20, warmup=-1)\ndef test_x():\n    pass", "warmup: expected an int >= 0, received int -1"),
+    ("@pytest.mark.leakcheck(calls=20, targets=[])\ndef test_x():\n    pass", "targets: expected at least one module"),
+    ("@pytest.mark.leakcheck(calls=20, targets=['no_such_mod_q'])\ndef test_x():\n    pass", "no_such_mod_q"),
+    ("@pytest.mark.leakcheck(20, 2, None, 'extra')\ndef test_x():\n    pass", "expected leakcheck(calls=..., warmup=..., targets=..."),
+    ("@pytest.mark.leakcheck(calls=20, every=2)\ndef test_x():\n    pass", "expected leakcheck(calls=..., warmup=..., targets=..."),
+    ("@pytest.mark.leakcheck(calls=20)\nasync def test_x():\n    pass", "expected a plain (not async) test function"),
+    ("def test_x(leakcheck):\n    leakcheck(lambda request: None, calls=20)", "expected a function callable with no arguments"),
+    ("def test_x(leakcheck):\n    leakcheck(42, calls=20)", "received int 42"),
+    ("def test_x(leakcheck):\n    leakcheck(lambda: None, calls=20, fail='no')", "fail: expected True or False, received str 'no'"),
+    ("def test_x(leakcheck):\n    leakcheck(lambda: None, calls=0)", "received int 0"),
+    ("def test_x(leakcheck):\n    leakcheck(lambda: None, calls=20, targets='')", "targets: expected at least one module"),
+]
+
+
+@pytest.mark.parametrize("index", range(len(PLUGIN_CASES)))
+def test_plugin_bad_input_fails_the_test_with_a_message(pytester, index):
+    body, fragment = PLUGIN_CASES[index]
+    pytester.makepyfile("import pytest\n\n" + body + "\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert fragment in output, output[-3000:]
+    assert "Traceback" not in output and "During handling" not in output
+
+
+@pytest.mark.parametrize("ini, option, fragment", [
+    ("leakcheck_calls = many", [], "ini setting leakcheck_calls: expected an int, received 'many'"),
+    ("leakcheck_warmup = -3", [], "ini setting leakcheck_warmup: expected an int >= 0, received -3"),
+    ("", ["--leakcheck-calls=2"], "--leakcheck-calls: expected an int >= 12, received 2"),
+])
+def test_plugin_bad_settings_stop_the_session(pytester, ini, option, fragment):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_never(): raise AssertionError('ran')")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{fragment}*"])
+
+
+def test_the_table_has_at_least_150_cases(files):
+    total = len(api_cases(files)) + len(cli_cases(files)) + len(MAGIC_CASES) + 1 + len(PLUGIN_CASES) + 3
+    assert total >= 150, total
+
+
+def test_nothing_starts_a_command_when_out_is_wrong(tmp_path):
+    marker = tmp_path / "started"
+    script = [sys.executable, "-c", f"import time; open({str(marker)!r}, 'w'); time.sleep(30)"]
+    for out in (tmp_path, tmp_path / "no" / "x.csv"):
+        with pytest.raises(LeakkitError):
+            leakkit.watch(script, out=out)
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(LeakkitError):
+        leakkit.watch(script, out=tmp_path / "notes.csv")
+    done = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True)
+    assert not marker.exists() and not done.stdout.strip()  # no orphan left running
+    assert (tmp_path / "notes.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_a_watch_header_that_is_not_leakkits_is_ignored_not_a_crash(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    for meta in ("[1, 2, 3]", deep, '{"limit_bytes": "lots", "pid": true, "cmdline": [1]}'):
+        path = tmp_path / "w.csv"
+        path.write_text(textwrap.dedent(f"""\
+            # leakkit watch {meta}
+            t,unix_time_s,rss,uss,pss,swap,children
+            0,1,100,,,,
+            1,2,100,,,,
+        """))
+        frame = leakkit.load_watch(path)
+        assert len(frame) == 2 and "limit_bytes" not in frame.attrs and "pid" not in frame.attrs
+    assert os.path.exists(path)
