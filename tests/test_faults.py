@@ -127,7 +127,7 @@ def test_a_monitor_started_on_a_full_disk_runs_without_its_file_and_leaks_no_des
 def test_a_watch_onto_a_full_disk_keeps_every_sample(small_disk):
     path = small_disk / "watch.csv"
     # room for a few dozen rows only: a loaded machine takes fewer samples in the child's life
-    _fill(small_disk, leave=2048)
+    _fill(small_disk, leave=4096)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frame = leakkit.watch([sys.executable, "-c", "import time; time.sleep(3)"], interval=0.01, out=path)
