@@ -160,7 +160,12 @@ class _CsvSink:
         if handle.tell() == 0:
             handle.write(",".join(COLUMNS) + "\n")
             handle.flush()
-        _sidecar.add_session(path, "watch", meta)
+        try:
+            _sidecar.add_session(path, "watch", meta)
+        except OSError as error:  # the metadata is lost, not the samples: the CSV reads on its own
+            warnings.warn(f"leakkit watch: writing {_sidecar.path_for(path)!r} failed: {type(error).__name__}: "
+                          f"{error}; {path!r} goes on without its pid, command and limit", RecordingStoppedWarning,
+                          stacklevel=4)
 
     def write(self, row: Sequence[float]) -> None:
         cells = [f"{row[0]:.4f}", f"{row[1]:.4f}"]

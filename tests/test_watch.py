@@ -238,6 +238,24 @@ def test_the_watch_csv_reads_right_with_plain_readers_and_its_metadata_is_beside
     assert both["t"].is_monotonic_increasing
 
 
+def test_a_sidecar_that_cannot_be_written_costs_the_metadata_not_the_samples(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from leakkit._errors import RecordingStoppedWarning
+
+    out = tmp_path / "w.csv"
+    (tmp_path / "w.csv.json").mkdir()  # the sidecar cannot be replaced: a directory is in its place
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = watch([PY, "-c", "import time; time.sleep(0.4)"], interval=0.05, out=out, progress=False)
+    assert [w.category for w in caught] == [RecordingStoppedWarning] and "w.csv.json" in str(caught[0].message)
+    assert frame.attrs["out_error"] is None and len(frame) > 2
+    assert len(pd.read_csv(out)) == len(frame)  # every sample reached the CSV
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".leakkit-")] == []  # no scratch left
+
+
 def test_recordings_with_a_comment_line_before_the_header_still_load(tmp_path):
     old = tmp_path / "old.csv"
     old.write_text('# leakkit watch {"pid": 7, "interval": 0.5, "limit_bytes": 1048576}\n'
