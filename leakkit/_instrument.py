@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import containers as C
 from . import probes
 from ._errors import expected
 from ._malloc import malloc_in_use
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
+_LRU = functools._lru_cache_wrapper
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Patch:
     owner: Any
     name: str
     original: Any  # the raw attribute (staticmethod/classmethod objects included)
+    replacement: Any  # what we put there: restored only if it is still there
 
 
 @dataclass
@@ -68,44 +71,91 @@ class Targets:
         return self.wrappers.get(id(func), func)
 
     def restore(self) -> None:
-        """Put every replaced attribute back, newest first, whatever happened."""
+        """Put every replaced attribute back, newest first, whatever happened; an attribute the
+        workload itself replaced meanwhile is left as the workload set it."""
         self.wrappers.clear()
+        originals = {id(p.replacement): p for p in self.patches}
+        owners = {id(p.owner): p.owner for p in self.patches}
         while self.patches:
             patch = self.patches.pop()
             try:
-                setattr(patch.owner, patch.name, patch.original)
-            except (AttributeError, TypeError):  # pragma: no cover - read-only owner
+                space = _namespace(patch.owner)
+                if space is not None and space.get(patch.name) is patch.replacement:
+                    _set(patch.owner, patch.name, patch.original)
+            except Exception:  # pragma: no cover - an owner that changed beyond repair
+                pass
+        # A wrapper the workload copied under another name (``helper = replacement``) goes too.
+        for owner in owners.values():
+            try:
+                space = _namespace(owner)
+                for name, value in list(space.items()) if space is not None else ():
+                    patch = originals.get(id(value))
+                    if patch is not None and value is patch.replacement:
+                        _set(owner, name, patch.original)
+            except Exception:  # pragma: no cover
                 pass
 
 
 def _qualname(func: Any) -> str:
-    module = getattr(func, "__module__", None) or "?"
-    return f"{module}.{getattr(func, '__qualname__', getattr(func, '__name__', repr(func)))}"
+    module = _FUNC_MODULE(func) if C.is_a(func, types.FunctionType) else None
+    qualname = _FUNC_QUALNAME.__get__(func) if C.is_a(func, types.FunctionType) else None
+    if not isinstance(module, str):
+        module = "?"
+    if not isinstance(qualname, str):
+        qualname = getattr(func, "__name__", None) if C.is_a(func, types.BuiltinFunctionType) else None
+        qualname = qualname if isinstance(qualname, str) else repr(func)
+    return f"{module}.{qualname}"
+
+
+def _FUNC_MODULE(func: types.FunctionType) -> Any:
+    return C.instance_dict(func).get("__module__") if C.instance_dict(func) is not None and \
+        "__module__" in C.instance_dict(func) else func.__module__
+
+
+_FUNC_QUALNAME = types.FunctionType.__dict__["__qualname__"]
 
 
 def _unwrap(obj: Any) -> Any:
+    """Follow ``__wrapped__`` (functools.wraps) through functions and caches only: reading it on
+    any other object could run that object's code (a mock makes a child, a proxy forwards)."""
     seen = set()
-    while hasattr(obj, "__wrapped__") and id(obj) not in seen:
+    while id(obj) not in seen:
         seen.add(id(obj))
-        obj = obj.__wrapped__
+        if C.is_a(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+            continue
+        if C.is_a(obj, types.MethodType):
+            obj = obj.__func__
+            continue
+        if C.is_a(obj, (types.FunctionType, _LRU)):
+            attrs = C.instance_dict(obj)
+            inner = attrs.get("__wrapped__") if attrs is not None else None
+            if inner is not None and callable(inner):
+                obj = inner
+                continue
+        break
     return obj
 
 
 def _codes(code: types.CodeType, name: str) -> Iterable[tuple[types.CodeType, str]]:
     """The code object and its nested ones, each with the name allocations there are charged to."""
-    yield code, name
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            if const.co_name in _COMPREHENSIONS:
-                child = name  # a comprehension is part of the function that holds it
-            else:
-                child = f"{name.rsplit('.', 1)[0]}.{getattr(const, 'co_qualname', const.co_name)}" \
-                    if hasattr(const, "co_qualname") else f"{name}.<locals>.{const.co_name}"
-            yield from _codes(const, child)
+    stack = [(code, name)]
+    while stack:
+        code, name = stack.pop()
+        yield code, name
+        for const in reversed(code.co_consts):
+            if isinstance(const, types.CodeType):
+                if const.co_name in _COMPREHENSIONS:
+                    child = name  # a comprehension is part of the function that holds it
+                elif hasattr(const, "co_qualname"):
+                    child = f"{name.rsplit('.', 1)[0]}.{const.co_qualname}" if "." in name else const.co_qualname
+                else:
+                    child = f"{name}.<locals>.{const.co_name}"
+                stack.append((const, child))
 
 
 def _add_lines(targets: Targets, func: Any, name: str) -> None:
-    code = getattr(func, "__code__", None)
+    code = getattr(func, "__code__", None) if C.is_a(func, types.FunctionType) else None
     if code is None:
         return
     filename = code.co_filename
@@ -117,92 +167,135 @@ def _add_lines(targets: Targets, func: Any, name: str) -> None:
                 targets.lines.setdefault((filename, line), sub_name)
 
 
-def _module_functions(module: types.ModuleType) -> Iterable[tuple[Any, str, Any]]:
-    for attr, value in list(vars(module).items()):
+def _defined_in(value: Any, module_name: str) -> bool:
+    if C.is_a(value, type):
+        return C.type_dict(value).get("__module__") == module_name
+    if C.is_a(value, types.FunctionType):
+        return _FUNC_MODULE(value) == module_name
+    return False
+
+
+def _module_functions(module: types.ModuleType) -> Iterable[tuple[Any, str | None, Any]]:
+    """(owner, attribute, raw) for every function a module defines, its classes' included.
+    Builtin functions of a C extension module are candidates too (counted, not line-mapped)."""
+    space = C.instance_dict(module) or {}
+    name = space.get("__name__", getattr(module, "__name__", None))
+    is_extension = not isinstance(space.get("__file__"), str) or not space["__file__"].endswith(".py")
+    seen: set[int] = set()
+    for attr, value in list(space.items()):
         inner = _unwrap(value)
-        if isinstance(value, type) and value.__module__ == module.__name__:
-            yield from _class_functions(value)
-        elif callable(value) and getattr(inner, "__module__", None) == module.__name__ \
-                and isinstance(inner, types.FunctionType):
+        if C.is_a(value, type):
+            if _defined_in(value, name):
+                yield from _class_functions(value, seen)
+        elif C.is_a(inner, types.FunctionType) and _FUNC_MODULE(inner) == name:
+            yield module, attr, value
+        elif is_extension and C.is_a(value, types.BuiltinFunctionType) and getattr(value, "__module__", None) == name:
             yield module, attr, value
 
 
-def _class_functions(cls: type) -> Iterable[tuple[Any, str, Any]]:
-    for attr, raw in list(vars(cls).items()):
-        if isinstance(raw, (staticmethod, classmethod)):
-            if isinstance(_unwrap(raw.__func__), types.FunctionType):
-                yield cls, attr, raw
-        elif isinstance(raw, property):
-            for accessor in (raw.fget, raw.fset, raw.fdel):
-                if isinstance(accessor, types.FunctionType):
-                    yield cls, None, accessor  # line map only: properties stay unpatched
-        elif isinstance(_unwrap(raw), types.FunctionType):
-            yield cls, attr, raw
-        elif isinstance(raw, type) and raw.__module__ == cls.__module__ and raw is not cls:
-            yield from _class_functions(raw)
+def _class_functions(cls: type, seen: set[int] | None = None) -> Iterable[tuple[Any, str | None, Any]]:
+    """Functions of a class and of the classes nested in it, each class once (classes that refer
+    to each other through attributes do not recurse)."""
+    seen = set() if seen is None else seen
+    stack = [cls]
+    module = C.type_dict(cls).get("__module__")
+    while stack:
+        klass = stack.pop()
+        if id(klass) in seen:
+            continue
+        seen.add(id(klass))
+        for attr, raw in list(C.type_dict(klass).items()):
+            if C.is_a(raw, (staticmethod, classmethod)):
+                if C.is_a(_unwrap(raw), types.FunctionType):
+                    yield klass, attr, raw
+            elif C.is_a(raw, property):
+                for accessor in (raw.fget, raw.fset, raw.fdel):
+                    if C.is_a(_unwrap(accessor), types.FunctionType):
+                        yield klass, None, _unwrap(accessor)  # line map only: properties stay unpatched
+            elif C.is_a(_unwrap(raw), types.FunctionType):
+                yield klass, attr, raw
+            elif C.is_a(raw, type) and raw is not klass and C.type_dict(raw).get("__module__") == module:
+                stack.append(raw)
 
 
 def collect(targets: Any) -> Targets:
-    """Resolve ``targets`` (modules, classes, functions, or a list of them) to a :class:`Targets`."""
+    """Resolve ``targets`` (modules, classes, functions, or a list of them) to a :class:`Targets`.
+
+    Nothing is patched until every target has been read; if patching fails part-way, what was
+    patched is put back before the error propagates.
+    """
     items = list(targets) if isinstance(targets, (list, tuple, set, frozenset)) else [targets]
     if not items:
         raise expected("a module, class or function, or a non-empty list of them", "targets", targets)
     result = Targets()
     found: list[tuple[Any, str | None, Any]] = []
+    seen_classes: set[int] = set()
     for item in items:
-        if isinstance(item, types.ModuleType):
+        if C.is_a(item, types.ModuleType):
             result.modules.append(item)
             found.extend(_module_functions(item))
-        elif isinstance(item, type):
+        elif C.is_a(item, type):
             result.classes.append(item)
-            found.extend(_class_functions(item))
-        elif callable(item) and isinstance(_unwrap(item), (types.FunctionType, types.MethodType)):
-            inner = _unwrap(item)
-            if isinstance(inner, types.MethodType):
-                inner = inner.__func__
+            found.extend(_class_functions(item, seen_classes))
+        elif C.is_a(_unwrap(item), types.FunctionType):
             owner, attr = _owner_of(item)
-            found.append((owner, attr, item) if owner is not None else (None, None, inner))
+            found.append((owner, attr, item) if owner is not None else (None, None, _unwrap(item)))
+        elif C.is_a(item, types.BuiltinFunctionType):
+            owner, attr = _owner_of(item)
+            found.append((owner, attr, item) if owner is not None else (None, None, item))
         else:
             raise expected("targets that are modules, classes or functions", "targets", item)
+    plan: list[tuple[Any, str, Any, str]] = []
     for owner, attr, raw in found:
-        func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
-        inner = _unwrap(func)
-        if isinstance(inner, types.MethodType):
-            inner = inner.__func__
+        inner = _unwrap(raw)
         name = _qualname(inner)
         if name in result.functions:
             continue
         result.functions[name] = inner
         _add_lines(result, inner, name)
-        if _is_bounded_cache(func):
-            result.bounded_wrappers[id(func)] = func
+        if _is_bounded_cache(raw):
+            result.bounded_wrappers[id(raw)] = raw
         if owner is not None and attr is not None:
-            _patch(result, owner, attr, raw, name)
+            plan.append((owner, attr, raw, name))
     if not result.functions:
         raise expected("targets that contain at least one Python function", "targets", targets)
+    try:
+        for owner, attr, raw, name in plan:
+            _patch(result, owner, attr, raw, name)
+    except BaseException:
+        result.restore()
+        raise
     return result
 
 
 def _owner_of(func: Any) -> tuple[Any, str | None]:
     """Where a function given directly lives (module attribute or class attribute), to patch it."""
-    module = sys.modules.get(getattr(func, "__module__", "") or "")
-    qualname = getattr(_unwrap(func), "__qualname__", "")
-    if module is None or "<locals>" in qualname:
+    inner = _unwrap(func)
+    if C.is_a(inner, types.FunctionType):
+        module_name, qualname = _FUNC_MODULE(inner), _FUNC_QUALNAME.__get__(inner)
+    else:
+        module_name, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+    module = sys.modules.get(module_name or "") if isinstance(module_name, str) else None
+    if module is None or not isinstance(qualname, str) or "<locals>" in qualname:
         return None, None
     owner: Any = module
     parts = qualname.split(".")
     for part in parts[:-1]:
-        owner = getattr(owner, part, None)
+        space = C.instance_dict(owner) if C.is_a(owner, types.ModuleType) else \
+            C.type_dict(owner) if C.is_a(owner, type) else None
+        owner = space.get(part) if space is not None else None
         if owner is None:
             return None, None
-    raw = vars(owner).get(parts[-1]) if hasattr(owner, "__dict__") else None
-    if raw is None:
+    space = C.instance_dict(owner) if C.is_a(owner, types.ModuleType) else \
+        C.type_dict(owner) if C.is_a(owner, type) else None
+    raw = space.get(parts[-1]) if space is not None else None
+    if raw is None or _unwrap(raw) is not inner:
         return None, None
     return owner, parts[-1]
 
 
 def _is_bounded_cache(obj: Any) -> bool:
-    return hasattr(obj, "cache_info") and hasattr(obj, "cache_parameters")
+    return C.is_a(obj, _LRU)
 
 
 # -- wrappers ------------------------------------------------------------------------------------
@@ -271,20 +364,37 @@ WRAPPER_CODES = frozenset({_wrap.__code__, *(c for c in _wrap.__code__.co_consts
                            _enter.__code__, _leave.__code__})
 
 
+def _namespace(owner: Any) -> Any:
+    if C.is_a(owner, types.ModuleType):
+        return C.instance_dict(owner)
+    if C.is_a(owner, type):
+        return C.type_dict(owner)
+    return None
+
+
+def _set(owner: Any, attr: str, value: Any) -> None:
+    """Write a module's or class's attribute without their own ``__setattr__`` (a metaclass or a
+    module class may forbid it, or run code on it)."""
+    if C.is_a(owner, types.ModuleType):
+        C.instance_dict(owner)[attr] = value
+    else:
+        type.__setattr__(owner, attr, value)
+
+
 def _patch(targets: Targets, owner: Any, attr: str, raw: Any, name: str) -> None:
     stats = targets.stats.setdefault(name, Stats(name))
     try:
-        if isinstance(raw, staticmethod):
+        if C.is_a(raw, staticmethod):
             new: Any = staticmethod(_wrap(raw.__func__, stats))
-        elif isinstance(raw, classmethod):
+        elif C.is_a(raw, classmethod):
             new = classmethod(_wrap(raw.__func__, stats))
         else:
             new = _wrap(raw, stats)
-        setattr(owner, attr, new)
-    except (AttributeError, TypeError):  # read-only owner (a C type): line map only
+        _set(owner, attr, new)
+    except Exception:  # a read-only owner (a C type), or one that refuses: line map only
         return
-    targets.patches.append(Patch(owner, attr, raw))
-    targets.wrappers[id(raw)] = new if not isinstance(new, (staticmethod, classmethod)) else new.__func__
+    targets.patches.append(Patch(owner, attr, raw, new))
+    targets.wrappers[id(raw)] = new if not C.is_a(new, (staticmethod, classmethod)) else new.__func__
 
 
 def stdlib_prefixes() -> tuple[str, ...]:

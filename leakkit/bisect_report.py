@@ -74,6 +74,7 @@ class BisectReport:
     calls_to_decide: int | None
     seconds: float
     retention_details: list = field(default_factory=list, repr=False)
+    notes: list = field(default_factory=list)  # what was cut short or run on, side structures, C-held objects
 
     def __str__(self) -> str:
         lines = [f"leakkit bisect: {self.verdict.upper()} after {self.calls} calls "
@@ -116,6 +117,8 @@ class BisectReport:
             for row in self.growing_types.head(5).itertuples():
                 lines.append(f"    {row.type:20s} {row.count:6d} objects {format_size(row.size):>10s}  "
                              f"made at {row.site} ({row.function})")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         if self.errors:
             kinds = ", ".join(f"{k} x{v}" for k, v in self.error_types.items())
             lines.append(f"  the workload raised {self.errors} times: {kinds}")

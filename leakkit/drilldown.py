@@ -29,32 +29,47 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import _compat, _instrument, probes
+from . import _compat, _instrument, containers, probes, search
 from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
-from .attribution import Attributor, code_lines
+from .analysis import classify, slowing_down
+from .attribution import OUTSIDE, Attributor, code_lines
 from .bisect_report import BisectReport
-from .retention import object_traceback
+from .search import BYTES_FLOOR, FUNC_FLOOR, object_traceback
 
 MIN_CALLS = 12
-BYTES_FLOOR = 1024  # over the second half of the run
-NATIVE_FLOOR = 2 << 20
-OPTIONS = frozenset({"warmup", "checkpoints", "nframe", "progress", "freeze", "time_budget"})
+DEFAULT_TIME_BUDGET = 15.0
+_RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
+_MAX_CHECKPOINTS = 60
+_BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
+_TRACED_MIN = 8  # traced calls of a heavy workload, to name the culprit: at least
+_TRACED_MAX = 16  # ... and at most (the verdict comes from the untraced calls)
 
 
-def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **options: Any) -> BisectReport:
+def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup: int = 2,
+           checkpoints: int = 20, nframe: int = 64, progress: bool | None = None, freeze: bool = True,
+           time_budget: float = DEFAULT_TIME_BUDGET, max_calls: int | None = None, **unknown: Any) -> BisectReport:
     """Run ``workload`` ``calls`` times and find the target function whose code allocates what is kept.
 
     Args:
         workload: a zero-argument function or async function standing for one request, tick or
             message of the process (async ones run on an event loop leakkit owns).
-        targets: modules, classes or functions (or a list) whose functions are the candidates.
-        calls: measured calls after the warm-up (at least 12).
+        targets: modules, classes or functions (or a list) whose functions are the candidates:
+            your own modules, and the library modules you suspect. C extension modules count
+            their calls and native memory; their allocations are charged to the Python
+            function that called them.
+        calls: the fewest measured calls after the warm-up (at least 12). When the growth is not
+            settled after them (slowing down like a cache that fills), bisect runs on, up to
+            ``max_calls``, within ``time_budget``, and says so in the report.
         warmup: calls run first and not measured (default 2): imports, lazy init, first-use caches.
-        checkpoints: readings over the run (default 20, at most ``calls``).
+        checkpoints: readings over the planned calls (default 20, at most ``calls``).
         nframe: frames kept per allocation traceback (default 64).
         progress: show a tqdm progress bar: True, False, or None (only on a terminal).
         freeze: freeze the warmed-up heap so collections are cheap (default True).
+        time_budget: seconds for the whole bisect, analysis included (default 15): half for
+            calling the workload, half for the analysis. A run that would take longer makes fewer
+            calls (at least 12) or runs on less, and says what was cut short.
+        max_calls: the most measured calls when running on (default 8 x ``calls``).
 
     If tracemalloc is already tracing (``PYTHONTRACEMALLOC``, or the user's own), bisect uses it
     and leaves it running; every checkpoint then reads all its traces, so a process with hundreds
@@ -69,13 +84,7 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **opti
         report = leakkit.bisect(worker.handle_one, targets=[worker], calls=60)
         print(report)     # LEAK in worker.index_user, kept by worker.USER_INDEX['u42']
     """
-    check_options("bisect", options, OPTIONS)
-    warmup = options.get("warmup", 2)
-    n_ckpt = options.get("checkpoints", 20)
-    nframe = options.get("nframe", 64)
-    progress = options.get("progress", None)
-    freeze = options.get("freeze", True)
-    time_budget = options.get("time_budget", 2.0)
+    check_options("bisect", unknown, OPTIONS)
     if not callable(workload):
         raise expected("a zero-argument function or async function", "workload", workload)
     _check_zero_args(workload)
@@ -83,19 +92,28 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, **opti
         raise expected(f"an int >= {MIN_CALLS} (the fewest calls that give a verdict)", "calls", calls)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise expected("an int >= 0", "warmup", warmup)
-    if isinstance(n_ckpt, bool) or not isinstance(n_ckpt, int) or n_ckpt < 4:
-        raise expected("an int >= 4", "checkpoints", n_ckpt)
+    if isinstance(checkpoints, bool) or not isinstance(checkpoints, int) or checkpoints < 4:
+        raise expected("an int >= 4", "checkpoints", checkpoints)
     if isinstance(nframe, bool) or not isinstance(nframe, int) or not 1 <= nframe <= 1000:
         raise expected("an int in 1..1000", "nframe", nframe)
-    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not 0 < time_budget < float("inf"):
-        raise expected("a positive number of seconds", "time_budget", time_budget)
     if progress is not None and not isinstance(progress, bool):
         raise expected("True, False or None", "progress", progress)
     if not isinstance(freeze, bool):
         raise expected("True or False", "freeze", freeze)
+    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not (
+            math.isfinite(time_budget) and time_budget > 0):
+        raise expected("a positive number of seconds", "time_budget", time_budget)
+    if max_calls is None:
+        max_calls = 8 * calls
+    if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < calls:
+        raise expected(f"an int >= calls ({calls})", "max_calls", max_calls)
     found = _instrument.collect(targets)
-    return _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(n_ckpt, calls), nframe=nframe,
-                progress=progress, freeze=freeze, time_budget=time_budget).run()
+    run = _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(checkpoints, calls), nframe=nframe,
+               progress=progress, freeze=freeze, time_budget=float(time_budget), max_calls=max_calls)
+    return run.run()
+
+
+OPTIONS = frozenset({"warmup", "checkpoints", "nframe", "progress", "freeze", "time_budget", "max_calls"})
 
 
 def _check_zero_args(workload: Callable) -> None:
@@ -114,10 +132,12 @@ class _Run:
     """One bisect run: owns the instrumentation, tracemalloc and GC state, and undoes them."""
 
     def __init__(self, workload: Callable, found: _instrument.Targets, *, calls: int, warmup: int,
-                 n_ckpt: int, nframe: int, progress: Any, freeze: bool, time_budget: float) -> None:
+                 n_ckpt: int, nframe: int, progress: Any, freeze: bool, time_budget: float,
+                 max_calls: int) -> None:
         self.workload = workload
         self.found = found
         self.calls = calls
+        self.max_calls = max_calls
         self.warmup = warmup
         self.every = max(1, calls // n_ckpt)
         self.nframe = nframe
@@ -133,6 +153,19 @@ class _Run:
         self.errors = 0
         self.first_error: BaseException | None = None
         self.error_types: dict[str, int] = defaultdict(int)
+        self.measured = 0
+        self.cut_short: str | None = None
+        self.ran_on: str | None = None
+        self.unsettled: str | None = None  # why the growth was still not settled when the run ended
+        self.notes: list[str] = []
+        self.heavy = False
+        self.froze = False
+        self.young: set[int] | None = None  # ids of the tracked objects the run made, if the heap was frozen
+        self.cheap_x = array("d")
+        self.cheap_blocks = array("d")
+        self.cheap_rss = array("d")
+        self.cheap_malloc = array("d")
+        self.t_start = 0.0
         # series: one entry per checkpoint
         self.x = array("d")
         self.total = array("d")
@@ -143,6 +176,7 @@ class _Run:
         self.self_blocks: dict[str, array] = {}
         self.incl_bytes: dict[str, array] = {}
         self.path_bytes: dict[tuple, array] = {}
+        self.site_bytes: dict[tuple[str, str], array] = {}
         self.rss_self: dict[str, array] = {}
         self.malloc_self: dict[str, array] = {}
         self.native_malloc = array("d")
@@ -171,12 +205,19 @@ class _Run:
                     f"({type(error).__name__}: {error}); expected a workload that runs, "
                     f"at least sometimes") from error
 
+    def _elapsed(self) -> float:
+        """Time spent so far, as the budget counts it: this process's CPU time, or a third of the
+        wall time if that is more (a loaded machine slows the wall clock, not the work; a workload
+        that waits on I/O spends wall time without CPU)."""
+        return max(time.process_time() - self.cpu_start, (time.perf_counter() - self.t_start) / 3)
+
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> BisectReport:
-        t_start = time.perf_counter()
+        self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
         was_tracing = tracemalloc.is_tracing()
         froze = False
         bar = None
+        table = None
         if self.is_async:
             if _loop_running():
                 # Inside a running loop (a Jupyter kernel, an async test): ours runs in a thread.
@@ -184,38 +225,53 @@ class _Run:
             else:
                 self.loop = asyncio.new_event_loop()
         try:
-            total_calls = self.warmup + self.calls
-            bar = _progress_bar(self.progress, total_calls)
+            bar = _progress_bar(self.progress, self.warmup + self.calls)
             i = 0
             for _ in range(self.warmup):
                 self._one(i, measured=False)
                 i += 1
                 bar and bar.update(1)
             gc.collect()
+            objects = gc.get_objects()
+            table = containers.sizes(objects)  # how long every container is after the warm-up
+            del objects
             if self.freeze:
                 # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
                 # immortal start-up objects do not count (see leakkit._compat.freeze).
-                froze = _compat.freeze()
-            bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, *(_instrument.WRAPPER_CODES)])
+                froze = self.froze = _compat.freeze()
+                if not froze:
+                    self.notes.append("objects frozen before bisect (gc.freeze) were left frozen: every "
+                                      "collection scanned the whole heap, which is slower")
+            bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
+                                 _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
             self.attribute = Attributor(self.found.lines, bridge)
+            self.atexit_before = _atexit_count()
             if not was_tracing:
                 tracemalloc.start(self.nframe)
-            self.atexit_before = _atexit_count()
             self._checkpoint(0)
-            for n in range(1, self.calls + 1):
-                self._one(i, measured=True)
-                i += 1
-                bar and bar.update(1)
-                if n % self.every == 0 or n == self.calls:
-                    self._checkpoint(n)
+            before = self._elapsed()
+            i = self._calls(i, 1, self.every, bar)  # the first traced call tells what tracing costs here
+            traced_call_s = self._elapsed() - before
+            if not was_tracing and traced_call_s * self.calls > self.time_budget * _RUN_SHARE / 3:
+                i = self._heavy_run(i, bar, traced_call_s)
+            else:
+                i = self._calls(i, self.calls, self.every, bar)
+                i = self._run_on(i, bar, self._should_run_on, self._calls)
             self.atexit_after = _atexit_count()
             self.found.restore()  # before looking at references: our wrappers must not show up
-            objects = self._survivors()
+            survivors = self._survivors() if tracemalloc.is_tracing() else []
             if froze:
                 gc.unfreeze()
                 froze = False
-            return self._report(objects, time.perf_counter() - t_start)
+            remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
+            record = search.build_record(self, survivors, table, time.perf_counter() + remaining)
+            survivors.clear()
+            table = None
+            from .judge import judge
+
+            return judge(record)
         finally:
+            table = None
             self.found.restore()
             if froze:
                 gc.unfreeze()
@@ -230,6 +286,140 @@ class _Run:
             if bar is not None:
                 bar.close()
 
+    def _run_on(self, i: int, bar: Any, unsettled: Callable[[], str | None], calls: Callable) -> int:
+        """Growth not settled after the planned calls: run on in doubling stages, while it stays
+        unsettled and the next stage fits in the calling share of the time budget."""
+        why = unsettled() if self.cut_short is None else None
+        first_why, before, target = why, self.measured, self.measured
+        while why is not None and self.cut_short is None and target < self.max_calls:
+            per_call = self._elapsed() / max(self.warmup + self.measured, 1)
+            if self._elapsed() + per_call * target > self.time_budget * _RUN_SHARE:
+                self.cut_short = "the time budget"
+                break
+            target = min(self.max_calls, 2 * target)
+            every = max(self.every, target // _MAX_CHECKPOINTS)
+            if bar is not None:
+                bar.total = self.warmup + target
+                bar.refresh()
+            i = calls(i, target, every, bar)
+            why = unsettled()
+        if first_why is not None:
+            self.ran_on = (f"{first_why}: ran on from {before} to {self.measured} calls"
+                           + (f" (stopped by the time budget, {self.time_budget:.0f} s)" if self.cut_short else ""))
+            self.cut_short = None
+        self.unsettled = why
+        return i
+
+    def _heavy_run(self, i: int, bar: Any, traced_call_s: float) -> int:
+        """For workloads too heavy to trace every call (tracing all the calls planned would take over
+        a third of the calling share of the budget; a plotting library's figures cost 30x under
+        tracemalloc): the verdict from untraced calls (allocated blocks after each collection:
+        cheap), then a few traced calls to name the culprit and what keeps its memory, only if
+        something grows."""
+        tracemalloc.stop()  # drops the traces of the probe call
+        self._reset_series()
+        self.heavy = True
+        self._cheap_checkpoint(self.measured)
+        i = self._cheap_calls(i, self.calls, self.every, bar)
+        i = self._run_on(i, bar, self._cheap_unsettled, self._cheap_calls)
+        grows = classify(list(self.cheap_x), self.cheap_blocks, floor=_BLOCK_FLOOR).verdict in ("leak", "inconclusive")
+        left = self.time_budget * _RUN_SHARE - self._elapsed()
+        k = int(min(_TRACED_MAX, max(_TRACED_MIN, left / max(traced_call_s, 1e-6))))
+        self.notes.append(f"a traced call costs {traced_call_s:.2f} s: the verdict comes from {self.measured} "
+                          "untraced calls (allocated blocks after each collection)"
+                          + (f", the culprit from {k} traced calls" if grows else "; nothing grew, so none was traced"))
+        if grows:
+            tracemalloc.start(self.nframe)
+            self._checkpoint(self.measured)
+            start = self.measured
+            budget, self.time_budget = self.time_budget, float("inf")  # the traced calls were budgeted above
+            try:
+                i = self._calls(i, start + k, max(1, k // 5), bar)  # a checkpoint reads every trace: few
+            finally:
+                self.time_budget = budget
+        return i
+
+    def _reset_series(self) -> None:
+        for name in ("x", "total", "total_blocks", "rss", "native", "native_malloc"):
+            setattr(self, name, array("d"))
+        for table in (self.self_bytes, self.self_blocks, self.incl_bytes, self.path_bytes, self.site_bytes,
+                      self.rss_self, self.malloc_self):
+            table.clear()
+
+    def _cheap_checkpoint(self, n: int) -> None:
+        _compat.settle()
+        gc.collect()
+        self.cheap_x.append(n)
+        self.cheap_blocks.append(sys.getallocatedblocks())
+        self.cheap_rss.append(probes.rss() or 0)
+        in_use = malloc_in_use()
+        self.cheap_malloc.append(math.nan if in_use is None else in_use)
+
+    def _cheap_calls(self, i: int, upto: int, every: int, bar: Any) -> int:
+        budget = self.time_budget * _RUN_SHARE
+        while self.measured < upto:
+            self._one(i, measured=True)
+            i += 1
+            self.measured += 1
+            bar and bar.update(1)
+            n = self.measured
+            if n % every == 0 or n == upto:
+                self._cheap_checkpoint(n)
+            elif n >= MIN_CALLS and self._elapsed() > budget:
+                self._cheap_checkpoint(n)
+                self.cut_short = f"the time budget ({self.time_budget:.0f} s) allowed {n} of {upto} calls"
+                break
+        return i
+
+    def _cheap_unsettled(self) -> str | None:
+        x = list(self.cheap_x)
+        g = classify(x, self.cheap_blocks, floor=_BLOCK_FLOOR)
+        if g.verdict == "leak" and slowing_down(x, self.cheap_blocks, ratio=0.7, clearly=False):
+            return "growth of allocated blocks slowing down"
+        if g.verdict == "inconclusive" and g.calls_to_decide:
+            return "growth of allocated blocks not yet decided"
+        return None
+
+    def _calls(self, i: int, upto: int, every: int, bar: Any) -> int:
+        """Measured calls until ``upto``, a checkpoint every ``every``; stops early (at least
+        MIN_CALLS) when the time budget for calling runs out."""
+        budget = self.time_budget * _RUN_SHARE
+        last = self.measured
+        while self.measured < upto:
+            self._one(i, measured=True)
+            i += 1
+            self.measured += 1
+            bar and bar.update(1)
+            n = self.measured
+            if n % every == 0 or n == upto:
+                self._checkpoint(n)
+                last = n
+            if n >= MIN_CALLS and n < upto and self._elapsed() > budget:
+                if last != n:
+                    self._checkpoint(n)
+                self.cut_short = (f"the time budget ({self.time_budget:.0f} s) allowed {n} of {upto} calls")
+                break
+        return i
+
+    def _should_run_on(self) -> str | None:
+        """Why the growth is not settled after the planned calls (slowing down: a cache filling up,
+        weak references awaiting a prune), or None when it is."""
+        x = list(self.x)
+        if len(x) < 6 or self.measured >= self.max_calls:
+            return None
+        undecided = None
+        for name, series in self.self_bytes.items():
+            if name == OUTSIDE:
+                continue
+            g = classify(x, series, floor=FUNC_FLOOR)
+            if g.verdict == "leak" and slowing_down(x, series, ratio=0.7, clearly=False):
+                return f"growth in {name} slowing down"
+            if g.verdict == "inconclusive" and g.calls_to_decide and undecided is None:
+                undecided = f"growth in {name} not yet decided"
+        if undecided is None and classify(x, self.total, floor=BYTES_FLOOR).verdict == "inconclusive":
+            undecided = "growth of all traced memory not yet decided"
+        return undecided
+
     def _checkpoint(self, n: int) -> None:
         _compat.settle()  # 3.10/3.11: attribute names the type cache keeps are not the workload's
         gc.collect()
@@ -239,6 +429,8 @@ class _Run:
         self_n: dict[str, int] = defaultdict(int)
         incl: dict[str, int] = defaultdict(int)
         paths: dict[tuple, int] = defaultdict(int)
+        sites: dict[tuple[str, str], int] = defaultdict(int)
+        lines = self.found.lines
         total = blocks = large = 0
         for tb, size, count, big in _group_traces(traces):
             large += big  # over pymalloc's limit: these bytes came from malloc
@@ -254,6 +446,9 @@ class _Run:
                 for fn in on_path:
                     incl[fn] += size
                 paths[path] += size
+                site = next((f for f in tb if lines.get(f) == name), None)
+                if site is not None:
+                    sites[(name, f"{site[0]}:{site[1]}")] += size
         del traces
         k = len(self.x)
         self.x.append(n)
@@ -266,7 +461,7 @@ class _Run:
         in_use = malloc_in_use()
         self.native_malloc.append(math.nan if in_use is None else in_use - large - own)
         for table, values in ((self.self_bytes, self_b), (self.self_blocks, self_n), (self.incl_bytes, incl),
-                              (self.path_bytes, paths)):
+                              (self.path_bytes, paths), (self.site_bytes, sites)):
             for key in values.keys() | table.keys():
                 series = table.get(key)
                 if series is None:
@@ -283,10 +478,17 @@ class _Run:
         """Objects created during the run that are still alive, with the function and line that made them."""
         gc.collect()
         new = gc.get_objects()  # after our freeze: only what the run created
+        if self.froze:
+            self.young = {id(o) for o in new}
         out: list[tuple[Any, str, str]] = []
         seen: set[int] = set()
         lines = self.found.lines
-        for obj in new:
+        # a share of what the budget leaves: a heavy run leaves many objects, most of them old
+        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / 4
+        for k, obj in enumerate(new):
+            if k % 4096 == 0 and time.perf_counter() > deadline:
+                self.notes.append(f"survivors listed for {k} of {len(new)} objects the run left (time budget)")
+                break
             for candidate in (obj, *(_untracked_referents(obj))):
                 if id(candidate) in seen:
                     continue
@@ -294,26 +496,17 @@ class _Run:
                 tb = object_traceback(candidate)
                 if tb is None:
                     continue
-                for frame in reversed(tb):  # most recent first
-                    name = lines.get((frame.filename, frame.lineno))
+                for frame in tb:  # most recent first
+                    name = lines.get(frame)
                     if name is not None:
-                        out.append((candidate, name, f"{frame.filename}:{frame.lineno}"))
+                        out.append((candidate, name, f"{frame[0]}:{frame[1]}"))
                         break
         del new
         return out
 
-    # -- judging -------------------------------------------------------------------------------
-    def _report(self, survivors: list[tuple[Any, str, str]], seconds: float) -> BisectReport:
-        from .judge import judge
-
-        try:
-            return judge(self, survivors, seconds)
-        finally:
-            survivors.clear()
-
 
 def _untracked_referents(obj: Any) -> list[Any]:
-    return [r for r in _compat.referents(obj) if not gc.is_tracked(r) and not isinstance(r, (type, int, float, bool))
+    return [r for r in _compat.referents(obj) if not gc.is_tracked(r) and not containers.is_a(r, (type, int, float, bool))
             and r is not None]
 
 
@@ -414,4 +607,4 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
 
 
-__all__ = ["bisect", "MIN_CALLS"]
+__all__ = ["bisect", "MIN_CALLS", "DEFAULT_TIME_BUDGET"]

@@ -1,39 +1,59 @@
-"""From a bisect run's series and survivors to a verdict, a culprit and retention paths."""
+"""From a bisect run's record to a verdict, a culprit and retention paths (no engine inside).
+
+The rules, in order:
+
+* A function **leaks** when the memory its own code allocated and that stays alive grows to the
+  last reading (:func:`leakkit.analysis.classify`), not slowing down, and is kept by something
+  that is not a side structure. The **culprit** is the function that made what the biggest growing
+  holder keeps (its new entries), so the first retention path and the culprit always agree; a
+  function whose objects only sit in weak-reference caches keyed by leaked objects is not blamed.
+* Growth held by a container with a known bound is a **plateau** when it is full, else
+  **inconclusive** with the calls that would fill it. Dead weak references waiting for a prune
+  are pending cleanup: never a leak. Growth that slows down (a cache still filling) is
+  **inconclusive** unless the run went on long enough to see it stop (**plateau**).
+* **Native**: when the Python heap does not grow but malloc's own count of bytes in use does,
+  linearly (>= ~4 KiB a call over 60 calls), or RSS does by more than its noise, the memory is
+  outside Python's allocator; the wrapped function whose calls add it is the culprit.
+"""
 from __future__ import annotations
 
 import math
 import re
 import sys
-import time
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from . import retention
-from .analysis import Growth, classify, theil_sen
+from ._sizes import format_size
+from .analysis import Growth, classify, slowing_down, theil_sen
 from .attribution import OUTSIDE
+from .bisect_record import BisectRecord, HolderRecord
 from .bisect_report import BisectReport
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .drilldown import _Run
+from .retention import Bound, RetentionPath
 
 BYTES_FLOOR = 1024
 FUNC_FLOOR = 512
-NATIVE_FLOOR = 768 << 10  # clean runs here move RSS-minus-traced by < 150 KiB (threads: ~470)
-
+NATIVE_FLOOR = 768 << 10  # RSS: clean runs here move RSS-minus-traced by < 150 KiB (threads: ~470)
+MALLOC_FLOOR = 160 << 10  # malloc's count is exact: 4 KiB a call over 60 calls is 240 KiB
 
 # In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
 _SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
 _SHELL_HISTORY = re.compile(r"^_(?:_{0,2}|i{1,3}|ih|oh|dh|i?\d+)$")  # _, __, ___, _i, _ii, _ih, _oh, _dh, _i5, _5
 _SHELL_MODULES = ("IPython", "ipykernel", "jupyter_client", "zmq", "traitlets", "tornado")
+_SKIP_GLOBALS = frozenset({"__builtins__", "__loader__", "__spec__", "__doc__", "__name__", "__package__",
+                           "__file__", "__cached__", "__path__", "__annotations__"})
 
 
-def _module_namespace(module: Any) -> list[tuple[str, Any]]:
+def module_namespace(module: Any) -> list[tuple[str, Any]]:
+    """A module's globals as (path, value) roots: dunder registries (``__warningregistry__``)
+    included, the import machinery's own entries and modules left out."""
+    from . import containers as C
+
     spaces = []
     main = module.__name__ == "__main__"
-    for key, value in list(vars(module).items()):
-        if (key.startswith("__") and key.endswith("__")) or isinstance(value, type(sys)):
+    space = C.instance_dict(module) or {}
+    for key, value in list(space.items()):
+        if key in _SKIP_GLOBALS or C.is_a(value, type(sys)):
             continue
         if main and (key in _SHELL_NAMES or _SHELL_HISTORY.match(key)
                      or type(value).__module__.startswith(_SHELL_MODULES)):
@@ -42,160 +62,274 @@ def _module_namespace(module: Any) -> list[tuple[str, Any]]:
     return spaces
 
 
-def _namespaces(run: _Run) -> list[tuple[str, Any]]:
-    """Roots to walk forward from: the target modules' globals, the target classes, and the
-    globals of the modules the target functions live in."""
-    spaces: list[tuple[str, Any]] = []
+_module_namespace = module_namespace  # the name tests and older code use
+
+
+def _retention_path(h: HolderRecord) -> RetentionPath:
+    return RetentionPath(h.path, h.root, h.new_len - h.old_len, h.bound, h.how, holder=h.holder, kind=h.kind,
+                         old_len=h.old_len, new_len=h.new_len, kept_bytes=h.kept_bytes, deep_bytes=h.deep_bytes,
+                         side=h.side)
+
+
+def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
+    """Holders whose new entries keep objects ``name`` made, the ones it made most of first; one
+    per holder (the threads of a pool each have their own ``threading.local`` list)."""
+    mine = sorted((h for h in record.holders if h.made.get(name, 0) > 0),
+                  key=lambda h: (h.maker != name, h.side is not None, -h.made.get(name, 0)))
     seen: set[str] = set()
-    for module in run.found.modules:
-        if module.__name__ not in seen:
-            seen.add(module.__name__)
-            spaces.extend(_module_namespace(module))
-    for cls in run.found.classes:
-        spaces.append((f"{cls.__module__}.{cls.__qualname__}", cls))
-    for func in run.found.functions.values():
-        module = sys.modules.get(getattr(func, "__module__", "") or "")
-        if module is not None and module.__name__ not in seen:
-            seen.add(module.__name__)
-            spaces.extend(_module_namespace(module))
-    return spaces
+    out = []
+    for h in mine:
+        if h.holder not in seen:
+            seen.add(h.holder)
+            out.append(h)
+    return out
 
 
-def _own_modules(run: _Run) -> set[str]:
-    return {m.__name__ for m in run.found.modules} | {c.__module__ for c in run.found.classes} | \
-        {getattr(f, "__module__", "") for f in run.found.functions.values()}
-
-
-def _forward_hits(run: _Run, deadline: float, found: list | None,
-                  namespaces: list[tuple[str, Any]] | None = None, max_depth: int = 7) -> dict[str, list[list]]:
-    """Objects under the given namespaces (the targets' by default) that target code created
-    during the run, by function."""
-    lines = run.found.lines
-
-    def attribute(obj: Any) -> tuple[str, str] | None:
-        tb = retention.object_traceback(obj)
-        if tb is None:
-            return None
-        for frame in reversed(tb):
-            name = lines.get((frame.filename, frame.lineno))
-            if name is not None:
-                return name, f"{frame.filename}:{frame.lineno}"
-        return None
-
-    spaces = _namespaces(run) if namespaces is None else namespaces
-    hits = retention.forward(spaces, attribute, own_modules=_own_modules(run), deadline=deadline,
-                             found=found, max_depth=max_depth)
-    merged: dict[str, list[list]] = defaultdict(list)
-    for (name, _site), holders in hits.items():
-        merged[name].extend(holders)
-    return {name: sorted(holders, key=lambda item: -item[2]) for name, holders in merged.items()}
-
-
-def _other_namespaces(run: _Run) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-    """Globals of every other loaded module (not leakkit's): roots outside the targets."""
-    own = _own_modules(run)
-    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
-    user, library = [], []
-    for name, module in list(sys.modules.items()):
-        if module is None or name in own or name.startswith(("leakkit", "_")) or not hasattr(module, "__dict__"):
-            continue
-        file = getattr(module, "__file__", None) or ""
-        # the user's own modules first: the breadth-first walk has a node and time budget
-        bucket = library if (file.startswith(prefixes) or name in sys.builtin_module_names) else user
-        for key, value in list(vars(module).items()):
-            if not (key.startswith("__") and key.endswith("__")) and not isinstance(value, type(sys)):
-                bucket.append((f"{name}.{key}", value))
-    return user, library
-
-
-def _retention(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
-               deadline: float) -> list[retention.RetentionPath]:
-    """Paths to what ``name`` made (empty if the search itself fails: the verdict stands)."""
-    try:
-        return _find_paths(run, name, forward_hits, samples, deadline)
-    except Exception as error:  # pragma: no cover - user objects can misbehave in any way
-        import warnings
-
-        warnings.warn(f"leakkit: retention search for {name} failed ({type(error).__name__}: {error})",
-                      RuntimeWarning, stacklevel=2)
-        return []
-
-
-def _find_paths(run: _Run, name: str, forward_hits: dict[str, list[list]], samples: list[Any],
-                deadline: float) -> list[retention.RetentionPath]:
-    """Paths to what ``name`` made: forward hits first, then backward from the objects."""
-    paths: list[retention.RetentionPath] = []
-    holders: set[str] = set()
-    for path, chain, count in forward_hits.get(name, []):
-        holder = path.rsplit("[", 1)[0]
-        if holder in holders or len(paths) >= 5:
-            continue
-        holders.add(holder)
-        root = path.split("[")[0].split(" ")[0]
-        paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
-    if not paths and samples and time.perf_counter() < deadline:
-        spaces = _namespaces(run)
-        extra = retention.untracked_holders(spaces)
-        ignore = {id(samples), id(spaces), id(extra), id(paths)}
-        roots = retention.module_dicts()
-        chains = retention.backward(samples[:40], ignore, roots=roots, deadline=deadline, extra=extra)
-        for chain in chains:
-            text = retention.render(chain, roots)
-            holder = text.rsplit("[", 1)[0]
-            if holder not in holders:
-                holders.add(holder)
-                root = text.split("[")[0].split(" ")[0]
-                paths.append(retention.RetentionPath(text, root, 1, retention.bounds_along(chain), "backward"))
-        del chains, extra, spaces, roots
-    if not paths and run.atexit_after - run.atexit_before >= max(3, run.calls // 2):
-        # Held from the interpreter itself, where no reference search can look.
-        grew = run.atexit_after - run.atexit_before
-        paths.append(retention.RetentionPath(
-            f"atexit (atexit.register callbacks: +{grew} during {run.calls} calls, each keeping its "
-            "closure and arguments alive until exit)", "atexit", grew, None, "atexit"))
-    if not paths and time.perf_counter() < deadline:
-        # Nothing reached from the targets, and no sample to walk back from (objects the GC
-        # does not track, in an old container): look under every other module, shallowly.
-        for spaces, depth in zip(_other_namespaces(run), (5, 3), strict=True):
-            hits = _forward_hits(run, deadline, None, namespaces=spaces, max_depth=depth).get(name, [])
-            for path, chain, count in hits[:3]:
-                root = path.split("[")[0].split(" ")[0]
-                paths.append(retention.RetentionPath(path, root, count, retention.bounds_along(chain), "forward"))
-            del hits, spaces
-            if paths or time.perf_counter() > deadline:
-                break
-    return paths
-
-
-def _function_series(run: _Run, names: list[str]) -> pd.DataFrame:
-    """Long frame of the self-retained bytes of the given functions at each checkpoint."""
-    rows = [{"call": call, "function": name, "retained_bytes": value - run.self_bytes[name][0]}
-            for name in names if name in run.self_bytes
-            for call, value in zip(run.x, run.self_bytes[name], strict=True)]
-    return pd.DataFrame(rows, columns=["call", "function", "retained_bytes"])
-
-
-def _series_frame(run: _Run) -> pd.DataFrame:
-    return pd.DataFrame({"call": list(run.x), "retained_bytes": list(run.total),
-                         "retained_blocks": list(run.total_blocks), "rss": list(run.rss),
-                         "native_bytes": list(run.native), "malloc_native_bytes": list(run.native_malloc)})
-
-
-def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> BisectReport:
-    x = list(run.x)
-    deadline = time.perf_counter() + run.time_budget
-    total = classify(x, run.total, floor=BYTES_FLOOR)
+def judge(record: BisectRecord) -> BisectReport:
+    x = record.x
+    total = classify(x, record.total_bytes, floor=BYTES_FLOOR)
     growth: dict[str, Growth] = {}
+    for name, series in record.self_bytes.items():
+        growth[name] = classify(x, series, floor=FUNC_FLOOR)
+    notes: list[str] = []
+    if record.cut_short:
+        notes.append(f"cut short: {record.cut_short}")
+    if record.ran_on:
+        notes.append(f"ran on: {record.ran_on}")
+    notes.extend(record.notes)
+
+    # Each function's own verdict, corrected by what holds its growth.
+    verdicts: dict[str, str] = {}
+    why: dict[str, str] = {}
+    bounds: dict[str, Bound] = {}
+    for name, g in growth.items():
+        verdict = g.verdict
+        if verdict == "leak" and name != OUTSIDE:
+            held = _holders_of(record, name)
+            real = [h for h in held if h.side is None]
+            bound = next((h.bound for h in real[:3] if h.bound is not None), None)
+            if bound is not None:
+                bounds[name] = bound
+                verdict = "plateau" if bound.full else "inconclusive"
+                why[name] = f"held by a {bound}" + ("" if bound.full else ", still filling")
+            elif held and not real:
+                dead = any("dead" in (h.side or "") for h in held)
+                verdict = "plateau" if dead else "inconclusive"
+                why[name] = held[0].side or "side structure"
+            elif slowing_down(x, record.self_bytes[name]):
+                verdict = "inconclusive"
+                why[name] = "growth slowing down (a cache still filling?)"
+        verdicts[name] = verdict
+
+    # A leaking function none of whose objects were found in a holder, beside bounded holders that
+    # keep most of the growth: its objects are most likely in them (the charging of what entries
+    # keep is sampled in heavy heaps), so it is not a leak on that evidence.
+    grew = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    bounded_bytes = sum(h.kept_bytes for h in record.holders if h.side is None and h.bound is not None)
+    if grew > 0 and bounded_bytes >= 0.5 * grew:
+        for name, verdict in list(verdicts.items()):
+            if verdict != "leak" or name == OUTSIDE:
+                continue
+            if not _holders_of(record, name):
+                verdicts[name] = "inconclusive"
+                why[name] = "its objects were not found outside the bounded holders that keep most of the growth"
+            elif growth[name].rate < 0.1 * total.rate and not growth[name].rate_low > 0:
+                verdicts[name] = "inconclusive"
+                why[name] = "a small growth beside the bounded holders that keep most of it, not yet significant"
+    suspects = _suspects(record, growth, verdicts)
+    leaking = [n for n in suspects["function"] if verdicts.get(n) == "leak" and n != OUTSIDE]
+    if record.unsettled:
+        notes.append(f"not settled when the run ended: {record.unsettled}")
+        for name in list(leaking):
+            # the run could not go on to tell a cache that fills from a leak
+            if slowing_down(x, record.self_bytes[name], ratio=0.7, clearly=False):
+                leaking.remove(name)
+                verdicts[name] = "inconclusive"
+                why[name] = f"growth slowing down, and the time budget ({record.unsettled}) stopped the run"
+                suspects.loc[suspects["function"] == name, "verdict"] = "inconclusive"
+    cheap = None
+    if record.heavy:
+        cheap = classify(record.cheap_x, record.cheap_blocks, floor=16)
+        notes.append(f"allocated blocks over {int(record.cheap_x[-1]) if record.cheap_x else 0} untraced calls: "
+                     f"{cheap.verdict}, {cheap.rate:+.1f} blocks per call ({cheap.reason})")
+        if cheap.verdict != "leak":
+            leaking = []
+        elif not leaking:
+            # few traced calls: a function whose kept memory rises and that made a growing holder
+            rising = {n for n, g in growth.items() if n != OUTSIDE and g.rate > 0 and g.verdict != "clean"}
+            leaking = [h.maker for h in record.holders if h.side is None and h.bound is None and h.maker in rising
+                       and verdicts.get(h.maker) not in ("inconclusive", "plateau") and h.kept_bytes >= 0.2 * grew][:1]
+
+    culprit = None
+    verdict = "clean"
+    reason = ""
+    calls_to_decide = None
+    retention_paths: list[RetentionPath] = []
+    # The culprit made what the biggest growing holder keeps.
+    for h in record.holders:
+        if h.side is None and h.bound is None and h.maker in leaking:
+            culprit = h.maker
+            break
+    if culprit is None and leaking:
+        culprit = leaking[0]
+    if culprit is not None:
+        verdict = "leak"
+        g = growth[culprit]
+        reason = (f"{culprit} keeps {format_size(g.rate, signed=True)} per call "
+                  f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
+                  "growing to the last reading")
+        retention_paths = [_retention_path(h) for h in _holders_of(record, culprit) if h.side is None][:5]
+        orphan = record.orphans.get(culprit)
+        if not retention_paths and orphan is not None and not orphan.objects:
+            retention_paths.append(RetentionPath(
+                f"<no Python referrer found: what {culprit} keeps (made at {orphan.site}) is in no container "
+                "that grew and under no object the run made; likely held from C code on its call path "
+                "(a reference leak in an extension)>", "C", 0, None, "C"))
+            notes.append(f"{culprit}: no Python object was found referring to what it keeps")
+        elif not retention_paths and orphan is not None:
+            retention_paths.append(RetentionPath(
+                f"<held from C: {orphan.objects} {'/'.join(orphan.types)} objects made at {orphan.site} are alive with "
+                f"no Python object referring to them; {orphan.c_references} references to them are held by C code "
+                "called there (a reference leak: a missing Py_DECREF)>", "C", orphan.objects, None, "C"))
+            notes.append(f"{culprit}: {orphan.objects} of {orphan.sampled} sampled survivors have no Python referrer "
+                         f"(refcount minus referrers: {orphan.c_references} references held from C)")
+        if not retention_paths and record.atexit_added >= max(3, record.calls // 2):
+            retention_paths.append(RetentionPath(
+                f"atexit (atexit.register callbacks: +{record.atexit_added} during {record.calls} calls, each "
+                "keeping its closure and arguments alive until exit)", "atexit", record.atexit_added, None, "atexit"))
+        for other in leaking:
+            if other != culprit and len(retention_paths) < 5:
+                seen = {p.holder or p.path for p in retention_paths}
+                retention_paths.extend(_retention_path(h) for h in _holders_of(record, other)[:2]
+                                       if h.side is None and h.holder not in seen)
+        side = [h for h in _holders_of(record, culprit) if h.side is not None]
+        for h in side[:2]:
+            notes.append(f"side structure, not blamed: {h.holder} ({h.side})")
+        if not retention_paths:
+            notes.append(f"no holder found for what {culprit} keeps within the time budget")
+    native, native_leak = None, False
+    if culprit is None:
+        native, native_leak, culprit, nreason = _native(record, total)
+        if native_leak:
+            verdict, reason = "leak", nreason
+        elif nreason:
+            verdict, reason = "inconclusive", nreason
+    bounded = sorted((h for h in record.holders if h.side is None and h.bound is not None), key=lambda h: -h.kept_bytes)
+    if culprit is None and cheap is not None and verdict == "clean":
+        verdict = {"leak": "inconclusive"}.get(cheap.verdict, cheap.verdict)
+        reason = (f"from allocated blocks after each collection, over {len(record.cheap_x) - 1} readings of untraced "
+                  f"calls: {cheap.reason}")
+        calls_to_decide = cheap.calls_to_decide
+        if cheap.verdict == "leak" and bounded and bounded_bytes >= 0.5 * grew:
+            h = bounded[0]
+            per_call = max((h.new_len - h.old_len) / max(record.calls, 1), 1e-9)
+            retention_paths = [_retention_path(b) for b in bounded[:3]]
+            if h.bound.full:
+                verdict, reason = "plateau", f"the growth is held by a {h.bound} (full): {h.holder}"
+            else:
+                calls_to_decide = int(math.ceil((h.bound.maxsize - h.bound.size) / per_call))
+                reason = (f"the growth is held by a {h.bound}, still filling: about {calls_to_decide} more calls "
+                          f"would fill it and decide ({h.holder})")
+        if verdict == "plateau":
+            retention_paths = [_retention_path(h) for h in record.holders if h.bound is not None][:3]
+    elif culprit is None and verdict == "clean":
+        verdict, reason, calls_to_decide, retention_paths = _no_culprit(
+            record, total, growth, verdicts, why, bounds, suspects, retention_paths)
+    if native is None:
+        native = classify(x, record.native_rss, floor=NATIVE_FLOOR)
+    types_frame = _growing_types(record, culprit, retention_paths)
+    paths_frame, tasks_frame = _paths_and_tasks(record)
+    errors = dict(record.error_types)
+    return BisectReport(
+        verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
+        retention_details=retention_paths, suspects=suspects, growing_types=types_frame, paths=paths_frame,
+        tasks=tasks_frame,
+        function_series=_function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
+        series=_series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
+        calls=record.calls, warmup=record.warmup, errors=sum(errors.values()), error_types=errors,
+        calls_to_decide=calls_to_decide, seconds=record.seconds, notes=notes)
+
+
+def _no_culprit(record: BisectRecord, total: Growth, growth: dict[str, Growth], verdicts: dict[str, str],
+                why: dict[str, str], bounds: dict[str, Bound], suspects: pd.DataFrame,
+                retention_paths: list[RetentionPath]) -> tuple[str, str, int | None, list[RetentionPath]]:
+    """The verdict when no target function leaks: bounded, slowing, pending cleanup, outside, or not."""
+    calls_to_decide = None
+    held = [n for n in suspects["function"] if growth.get(n) is not None and growth[n].verdict == "leak"
+            and n != OUTSIDE]
+    if held:
+        name = held[0]
+        paths = [_retention_path(h) for h in _holders_of(record, name)][:3]
+        bound = bounds.get(name)
+        if bound is not None:
+            if bound.full:
+                return "plateau", f"growth in {name} is held by a {bound} (full)", None, paths
+            per_call = max(bound.size / max(record.warmup + record.calls, 1), 1e-9)
+            calls_to_decide = int(math.ceil((bound.maxsize - bound.size) / per_call))
+            return ("inconclusive", f"growth in {name} is held by a {bound}, still filling: about "
+                    f"{calls_to_decide} more calls would fill it and decide", calls_to_decide, paths)
+        if verdicts[name] == "plateau":
+            return "plateau", f"growth in {name}: {why.get(name, 'growth that stopped')}", None, paths
+        calls_to_decide = 4 * max(record.calls, 1)
+        return ("inconclusive", f"growth in {name}: {why.get(name, 'not settled')}; about {calls_to_decide} "
+                "more calls would tell a cache that fills from a leak", calls_to_decide, paths)
+    if total.verdict == "leak" and growth.get(OUTSIDE) is not None and growth[OUTSIDE].verdict == "leak":
+        paths = [_retention_path(h) for h in _holders_of(record, OUTSIDE) if h.side is None][:3]
+        return "leak", "memory grows, allocated outside the target functions", None, paths
+    if total.verdict == "plateau" or (suspects["verdict"] == "plateau").any():
+        return "plateau", total.reason if total.verdict == "plateau" else "growth that stopped", None, retention_paths
+    if total.verdict == "inconclusive":
+        return "inconclusive", total.reason, total.calls_to_decide, retention_paths
+    if total.verdict == "leak":
+        calls_to_decide = 4 * max(record.calls, 1)
+        return ("inconclusive", "memory grows, but slows down or sits in side structures; about "
+                f"{calls_to_decide} more calls would decide", calls_to_decide, retention_paths)
+    return "clean", total.reason or "nothing kept", None, retention_paths
+
+
+def _native(record: BisectRecord, total: Growth) -> tuple[Growth, bool, str | None, str]:
+    """Native growth: malloc's own count first (exact, sees memory reused in place), RSS second."""
+    x = record.x
+    rss = classify(x, record.native_rss, floor=NATIVE_FLOOR)
+    malloc_series = record.native_malloc
+    malloc = classify(x, malloc_series, floor=MALLOC_FLOOR) if malloc_series and all(
+        map(math.isfinite, malloc_series)) else None
+    if malloc is not None and malloc.verdict == "leak" and malloc.growth_times < 0.7 * malloc.intervals:
+        malloc = None  # not linear: allocator noise, not a leak
+    sources = [(g, table, floor) for g, table, floor in ((malloc, record.malloc_self, MALLOC_FLOOR),
+                                                         (rss, record.rss_self, NATIVE_FLOOR))
+               if g is not None and g.verdict == "leak"]
+    if not sources or total.verdict == "leak":
+        return (malloc if malloc is not None and malloc.verdict == "leak" else rss), False, None, ""
+    native, per_function, floor = sources[0]
+    rates = []
+    for name, series in per_function.items():
+        g = classify(x, series, floor=floor / 2)
+        if g.verdict == "leak":
+            rates.append((g.rate, name))
+    if not rates:
+        return native, False, None, ("process memory outside Python's heap grows, but no target function's calls "
+                                     "account for it (threads, the allocator, or code outside the targets)")
+    rate, culprit = max(rates)
+    witness = ("RSS grows too" if rss.verdict == "leak" else
+               "RSS does not grow yet: the leak reuses memory the process already holds") if native is malloc else \
+        "RSS grows"
+    return native, True, culprit, ("the Python heap does not grow but malloc's bytes in use do: the memory is "
+                                   f"outside Python's allocator (C extension, ctypes, native library); {culprit} adds "
+                                   f"{format_size(rate, signed=True)} of native memory per call ({witness})")
+
+
+def _suspects(record: BisectRecord, growth: dict[str, Growth], verdicts: dict[str, str]) -> pd.DataFrame:
+    x = record.x
     rows = []
-    for name, series in run.self_bytes.items():
-        g = classify(x, series, floor=FUNC_FLOOR)
-        growth[name] = g
-        gb = classify(x, run.self_blocks[name], floor=4)
-        incl = run.incl_bytes.get(name)
-        stats = run.found.stats.get(name)
+    for name, series in record.self_bytes.items():
+        g = growth[name]
+        gb = classify(x, record.self_blocks[name], floor=4)
+        incl = record.incl_bytes.get(name)
+        calls = record.call_counts.get(name)
         rows.append({
             "function": name,
-            "calls": stats.calls if stats is not None else math.nan,
+            "calls": calls if calls is not None else math.nan,
             "retained_bytes_per_call": g.rate,
             "retained_bytes_low": g.rate_low,
             "retained_bytes_high": g.rate_high,
@@ -203,111 +337,41 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
             "inclusive_bytes_per_call": theil_sen(x, incl)[0] if incl is not None else math.nan,
             "final_bytes": series[-1] - series[0],
             "growth_times": g.growth_times,
-            "verdict": g.verdict,
+            "verdict": verdicts[name],
         })
-    for name in run.found.functions:
+    for name in record.functions:
         if name not in growth:
-            stats = run.found.stats.get(name)
-            rows.append({"function": name, "calls": stats.calls if stats else math.nan,
+            calls = record.call_counts.get(name)
+            rows.append({"function": name, "calls": calls if calls is not None else math.nan,
                          "retained_bytes_per_call": 0.0, "retained_bytes_low": 0.0, "retained_bytes_high": 0.0,
                          "retained_blocks_per_call": 0.0, "inclusive_bytes_per_call": 0.0,
-                         "final_bytes": 0.0, "growth_times": 0, "verdict": "clean"})
+                         "final_bytes": 0.0, "growth_times": 0,
+                         "verdict": "not traced" if calls and len(x) < 2 else "clean" if calls else "not called"})
     suspects = pd.DataFrame(rows)
-    order = {"leak": 0, "inconclusive": 1, "plateau": 2, "clean": 3}
+    order = {"leak": 0, "inconclusive": 1, "plateau": 2, "clean": 3, "not traced": 4, "not called": 5}
     suspects["_rank"] = suspects["verdict"].map(order)
-    suspects = suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
+    return suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
         .drop(columns="_rank").reset_index(drop=True)
 
-    found: list[tuple[Any, tuple[str, str]]] = []
-    forward_hits = _forward_hits(run, deadline, found)
-    by_function: dict[str, list[Any]] = defaultdict(list)
-    seen_ids = set()
-    for obj, name, _site in survivors:
-        by_function[name].append(obj)
-        seen_ids.add(id(obj))
-    for obj, (name, site) in found:
-        if id(obj) not in seen_ids:
-            seen_ids.add(id(obj))
-            by_function[name].append(obj)
-            survivors.append((obj, name, site))
-    found.clear()
 
-    culprit = None
-    verdict = "clean"
-    reason = ""
-    retention_paths: list[retention.RetentionPath] = []
-    bounded: list[tuple[str, retention.Bound, Growth]] = []
-    calls_to_decide = None
-    leaking = [n for n in suspects["function"] if growth.get(n) is not None and growth[n].verdict == "leak"
-               and n != OUTSIDE]
-    for name in leaking:
-        paths = _retention(run, name, forward_hits, by_function.get(name, []), deadline)
-        bound = next((p.bound for p in paths[:3] if p.bound is not None), None)
-        if bound is not None:
-            bounded.append((name, bound, growth[name]))
-            suspects.loc[suspects["function"] == name, "verdict"] = "plateau" if bound.full else "inconclusive"
-            if not retention_paths:
-                retention_paths = paths
-            continue
-        if culprit is None:
-            culprit, verdict = name, "leak"
-            reason = f"{name} keeps {growth[name].rate:.0f} B per call, growing to the last reading"
-            retention_paths = list(paths)
-        else:  # a second leak: its holders follow the culprit's
-            holders = {p.path.rsplit("[", 1)[0] for p in retention_paths}
-            retention_paths.extend(p for p in paths[:2] if p.path.rsplit("[", 1)[0] not in holders)
-        if len(retention_paths) >= 5 or time.perf_counter() > deadline:
-            break
-    native = classify(x, run.native, floor=NATIVE_FLOOR)
-    malloc_series = list(run.native_malloc)
-    native_malloc = classify(x, malloc_series, floor=NATIVE_FLOOR) if all(map(math.isfinite, malloc_series)) \
-        else None
-    native_leak = False
-    # RSS misses a native leak into memory the process already holds; malloc's own count does not.
-    sources = [(g, table) for g, table in ((native_malloc, run.malloc_self), (native, run.rss_self))
-               if g is not None and g.verdict == "leak"]
-    if culprit is None and sources and total.verdict != "leak":
-        native, per_function = sources[0]
-        rates = []
-        for name, series in per_function.items():
-            g = classify(x, series, floor=NATIVE_FLOOR / 2)
-            if g.verdict == "leak":
-                rates.append((g.rate, name))
-        if rates:
-            native_leak = True
-            verdict = "leak"
-            rate, culprit = max(rates)
-            reason = ("process memory grows while the Python heap does not: the memory is outside Python's "
-                      f"allocator (C extension, ctypes, native library); {culprit} adds "
-                      f"{rate / 1024:.0f} KiB of native memory per call")
-        else:
-            verdict = "inconclusive"
-            reason = ("process memory outside Python's heap grows, but no target function's calls account "
-                      "for it (threads, the allocator, or code outside the targets)")
-    if culprit is None and not native_leak and verdict != "inconclusive":
-        if bounded:
-            name, bound, g = bounded[0]
-            if bound.full:
-                verdict, reason = "plateau", f"growth in {name} is held by a {bound} (full)"
-            else:
-                per_call = max(bound.size / max(run.warmup + run.calls, 1), 1e-9)
-                calls_to_decide = int(math.ceil((bound.maxsize - bound.size) / per_call))
-                verdict = "inconclusive"
-                reason = (f"growth in {name} is held by a {bound}, still filling: about "
-                          f"{calls_to_decide} more calls would fill it and decide")
-        elif total.verdict == "leak" and growth.get(OUTSIDE) is not None and growth[OUTSIDE].verdict == "leak":
-            verdict, reason = "leak", "memory grows, allocated outside the target functions"
-            retention_paths = _retention(run, OUTSIDE, forward_hits, by_function.get(OUTSIDE, []), deadline)
-        elif total.verdict == "plateau" or (suspects["verdict"] == "plateau").any():
-            verdict, reason = "plateau", total.reason if total.verdict == "plateau" else "growth that stopped"
-        elif total.verdict == "inconclusive":
-            verdict, reason = "inconclusive", total.reason
-            calls_to_decide = total.calls_to_decide
-        else:
-            verdict, reason = "clean", total.reason or "nothing kept"
-    types = _growing_types(survivors, culprit, retention_paths)
+def _function_series(record: BisectRecord, names: list[str]) -> pd.DataFrame:
+    """Long frame of the self-retained bytes of the given functions at each checkpoint."""
+    rows = [{"call": call, "function": name, "retained_bytes": value - record.self_bytes[name][0]}
+            for name in names if name in record.self_bytes
+            for call, value in zip(record.x, record.self_bytes[name], strict=True)]
+    return pd.DataFrame(rows, columns=["call", "function", "retained_bytes"])
+
+
+def _series_frame(record: BisectRecord) -> pd.DataFrame:
+    return pd.DataFrame({"call": record.x, "retained_bytes": record.total_bytes,
+                         "retained_blocks": record.total_blocks, "rss": record.rss,
+                         "native_bytes": record.native_rss, "malloc_native_bytes": record.native_malloc})
+
+
+def _paths_and_tasks(record: BisectRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
+    x = record.x
     path_rows = []
-    for path, series in run.path_bytes.items():
+    for path, series in record.path_bytes.items():
         g = classify(x, series, floor=FUNC_FLOOR)
         path_rows.append({"path": " -> ".join(path), "function": path[-1], "bytes_per_call": g.rate,
                           "verdict": g.verdict})
@@ -317,7 +381,7 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
     # By task: the outermost target frame of each path is what a task or thread runs (an asyncio
     # task's stack starts at its coroutine, a pool thread's at the submitted function).
     task_series: dict[str, list[float]] = {}
-    for path, series in run.path_bytes.items():
+    for path, series in record.path_bytes.items():
         acc = task_series.setdefault(path[0], [0.0] * len(series))
         for i, value in enumerate(series):
             acc[i] += value
@@ -329,31 +393,12 @@ def judge(run: _Run, survivors: list[tuple[Any, str, str]], seconds: float) -> B
     tasks_frame = pd.DataFrame(task_rows, columns=["task", "bytes_per_call", "final_bytes", "verdict"])
     if len(tasks_frame):
         tasks_frame = tasks_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
-    errors = dict(run.error_types)
-    return BisectReport(
-        verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
-        retention_details=retention_paths, suspects=suspects, growing_types=types, paths=paths_frame,
-        tasks=tasks_frame,
-        function_series=_function_series(run, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
-        series=_series_frame(run), total=total, native=native, native_leak=native_leak, reason=reason,
-        calls=run.calls, warmup=run.warmup, errors=sum(errors.values()), error_types=errors,
-        calls_to_decide=calls_to_decide, seconds=seconds)
+    return paths_frame, tasks_frame
 
 
-def _growing_types(survivors: list[tuple[Any, str, str]], culprit: str | None,
-                   paths: list[retention.RetentionPath]) -> pd.DataFrame:
-    table: dict[tuple[str, str, str], list[int]] = {}
-    for obj, name, site in survivors:
-        key = (type(obj).__qualname__ if type(obj).__module__ == "builtins"
-               else f"{type(obj).__module__}.{type(obj).__qualname__}", name, site)
-        entry = table.setdefault(key, [0, 0])
-        entry[0] += 1
-        try:
-            entry[1] += sys.getsizeof(obj)
-        except TypeError:
-            pass
+def _growing_types(record: BisectRecord, culprit: str | None, paths: list[RetentionPath]) -> pd.DataFrame:
     root = paths[0].root if paths else None
     rows = [{"type": t, "count": c, "size": s, "function": f, "site": site,
-             "root": root if f == culprit else None} for (t, f, site), (c, s) in table.items()]
+             "root": root if f == culprit else None} for t, f, site, c, s in record.survivors]
     frame = pd.DataFrame(rows, columns=["type", "count", "size", "function", "site", "root"])
     return frame.sort_values("size", ascending=False).reset_index(drop=True)

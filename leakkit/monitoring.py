@@ -147,7 +147,7 @@ def _retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], p
     the others cannot be enumerated without walking the whole heap). ``objs``: the tracked objects
     (``gc.get_objects()``, taken once for the snapshot); ``own``: ids of leakkit's objects, never
     sampled nor walked through. Every pass over the heap is sliced (:mod:`leakkit._sliced`)."""
-    from . import _sliced, retention
+    from . import _sliced, naming
     from .heap import _type_name
 
     wanted = set(type_names)
@@ -170,15 +170,15 @@ def _retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], p
             break
         _sliced.pause()
     lines: list[str] = []
-    roots = retention.module_dicts()
+    index = naming.ModuleIndex()
     deadline = time.perf_counter() + budget_s
     for name, found in samples.items():
         if not found or time.perf_counter() > deadline:
             continue
-        chains = _sliced.backward(found, objs, own | {id(samples), id(found), id(names)}, roots=roots,
-                                  max_paths=2, deadline=deadline)
-        for chain in chains:
-            lines.append(f"  {name}: {retention.render(chain, roots)}")
+        chains = naming.find_roots(found, index, ignore=own | {id(samples), id(found), id(names), id(objs)},
+                                   deadline=deadline, referrers=lambda frontier: _sliced.referrers(frontier, objs))
+        for chain in list(chains.values())[:2]:
+            lines.append(f"  {name}: {naming.render(chain)}")
         del chains
     samples.clear()
     return lines

@@ -43,12 +43,7 @@ THIRD_PARTY = [
 TARGETS = STDLIB + THIRD_PARTY
 
 # target -> what goes wrong now (failure class of issue 9)
-KNOWN_FAILING: dict[str, str] = {
-    "unittest.mock": "2: hangs in _instrument._unwrap: mock.sentinel.__wrapped__ is a new sentinel at every lookup",
-    "urllib.parse": "1: RecursionError in _instrument._class_functions (nested classes that refer to each other)",
-    "ctypes": "1: RecursionError in _instrument._class_functions (ctypes classes that refer to each other)",
-    "jinja2:Environment": "1: RecursionError in _instrument._class_functions (class attributes holding classes)",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 BATCH = 8
 

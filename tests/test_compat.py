@@ -185,14 +185,18 @@ def _compiler() -> str | None:
 def test_the_c_extension_is_built_where_a_compiler_is() -> None:
     # Building it is optional (setuptools drops it silently on a compile error): a machine that
     # has a compiler must have it, or a C API change went unnoticed.
+    import leakkit._containerscan as growth
     import leakkit._heapscan as scan
 
     assert callable(scan.scan) and callable(scan.group_traces)
+    assert callable(growth.sizes) and callable(growth.grown)
+    assert hasattr(growth, "managed_traceback") == (sys.version_info[:2] == (3, 11))
 
 
 @pytest.mark.skipif(_compiler() is None, reason="no C compiler")
-def test_the_c_extension_compiles_without_warnings(tmp_path) -> None:
-    source = os.path.join(os.path.dirname(leakkit.__file__), "_heapscan.c")
+@pytest.mark.parametrize("name", ["_heapscan.c", "_containerscan.c"])
+def test_the_c_extension_compiles_without_warnings(tmp_path, name) -> None:
+    source = os.path.join(os.path.dirname(leakkit.__file__), name)
     include = sysconfig.get_paths()["include"]
     proc = subprocess.run([_compiler(), "-fsyntax-only", "-Wall", "-Werror=implicit-function-declaration",
                            "-Wdeprecated-declarations", f"-I{include}", source],

@@ -33,31 +33,6 @@ CASE_TIMEOUT_S = 30.0
 
 # case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
 KNOWN_FAILING: dict[str, str] = {
-    "rw01_logging_per_request": "6: culprit logging.Logger.isEnabledFor (the level cache, a side structure), "
-                                "no path to logging.Logger.manager.loggerDict",
-    "rw03_sqlite_cursor_weakrefs": "7: false leak (weak references _sqlite prunes every 200 cursors)",
-    "rw04_mock_metrics_client": "2: hangs collecting unittest.mock (_unwrap follows mock.sentinel.__wrapped__, "
-                                "a new object at every lookup)",
-    "rw05_pyplot_unclosed": "3: no answer in 30 s (heavy per-call figures)",
-    "rw06_pyplot_closed": "3: no answer in 30 s (heavy per-call figures, freed)",
-    "rw07_ujson_default_refleak": "9: culprit render_order, not _json_fallback whose f-string makes the leaked "
-                                  "strings; no word that no Python object refers to them",
-    "rw08_ctypes_scratch_buffer": "1: RecursionError collecting ctypes (classes that refer to each other)",
-    "rw09_catalogue_beside_leak": "4: no answer in 30 s (150 k dicts in the target module)",
-    "rw10_blinker_strong_receivers": "6: culprit blinker Signal.connect, root progress._by_receiver (an index of "
-                                     "ids), not progress.receivers",
-    "rw13_codecs_register": "5: no root (the interpreter's codec search path, no module attribute)",
-    "rw15_abc_negative_cache": "7: false leak (ABC negative cache, bounded by the 400 classes)",
-    "rw20_jinja2_template_cache": "1: RecursionError collecting jinja2.Environment (classes that refer to each other)",
-    "rw21_sqlalchemy_compiled_cache": "7: false leak (LRUCache of 500), over 10 s",
-    "rw22_cachetools_ttl": "7: false leak (TTLCache maxsize 256)",
-    "rw24_msgspec_ext_refleak": "9: no word that no Python object refers to the leaked payloads",
-    "rw26_state_machine_classes": "1: RecursionError on class attributes that refer to each other; a metaclass "
-                                  "refusing setattr leaves functions wrapped",
-    "rw27_mock_feature_flags": "2: hangs collecting unittest.mock (mock.sentinel.__wrapped__)",
-    "rw29_asyncio_timeout_timers": "5: no root (the running loop's _scheduled heap)",
-    "rw30_sqlalchemy_tenant_engines": "5: root named sqlalchemy.log.rootlogger.manager.loggerDict, not "
-                                      "logging.Logger.manager.loggerDict",
 }
 
 # case -> how the answer varies between runs of the current engine (non-strict xfails)

@@ -247,3 +247,24 @@ def classify(
         # calls for the tail to rise clearly above noise, and at least as long again as now
         left = int(max(needed / per_call, span, 10))
     return Growth("inconclusive", calls_to_decide=left, reason="growth not yet distinguishable from noise", **common)
+
+
+def slowing_down(x: Sequence[float], y: Sequence[float], *, ratio: float = 0.5, clearly: bool = True) -> bool:
+    """Growth whose second half rises at under ``ratio`` times the first half's rate: a cache
+    filling up, not a leak. ``clearly`` also asks the second half's upper bound to be below the
+    first half's estimate (for a verdict; without it, a hint that running on would tell)."""
+    xs, ys = list(x), list(y)
+    n = len(xs)
+    if n < 8:
+        return False
+    # The first quarter is left out: free lists (dicts, lists, tuples) fill during the first calls,
+    # and what comes from them is not a new allocation tracemalloc sees, so a steady leak reads
+    # as slowing down over its first few readings.
+    quarter, half = n // 4, n // 2
+    first = theil_sen(xs[quarter: half + 1], ys[quarter: half + 1])[0]
+    second, _, second_high = theil_sen(xs[half:], ys[half:])
+    if not (math.isfinite(first) and first > 0 and math.isfinite(second)):
+        return False
+    if ratio * first <= second:
+        return False
+    return second_high < first if clearly else True

@@ -1,0 +1,211 @@
+/* Which containers grew: bisect's growth-led retention search (leakkit/containers.py).
+ *
+ * sizes(objects, deque_type) -> bytes
+ *   The length of every container among `objects` (the list gc.get_objects() returned) and among
+ *   their direct referents the GC does not track (a dict of strings, a bytearray): lists, dicts,
+ *   sets, deques and bytearrays, subclasses included.  The result is an array of
+ *   (address, length) pairs sorted by address, packed in a bytes object (16 bytes a container).
+ *   No reference is kept: the table only says how long each container was.
+ *
+ * grown(objects, table, deque_type) -> [(container, parent, old_length), ...]
+ *   The containers among the same kind of set whose length is now larger than in `table`;
+ *   `parent` is the tracked object that refers to an untracked container (None for a tracked one).
+ *   A container whose address is not in the table is new (or reuses a freed one's address): not
+ *   reported, the caller finds new containers through the objects the run created.
+ *
+ * Module objects are never traversed: their referents are their dict (tracked, in the list) and
+ * the module state of C modules, which on CPython 3.12.0-3.12.5 can hold freed objects
+ * (gh-122695).  Nothing here increments the reference count of a referent before checking it
+ * is a container of a known type, and no Python code runs during the scan.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef struct {
+    uintptr_t addr;
+    Py_ssize_t len;
+} Entry;
+
+typedef struct {
+    Entry *items;
+    Py_ssize_t used;
+    Py_ssize_t cap;
+} Table;
+
+static PyTypeObject *deque_type = NULL;
+
+static Py_ssize_t container_len(PyObject *o) {
+    if (PyList_Check(o)) return PyList_GET_SIZE(o);
+    if (PyDict_Check(o)) return PyDict_Size(o);
+    if (PySet_Check(o)) return PySet_GET_SIZE(o);
+    if (PyByteArray_Check(o)) return PyByteArray_GET_SIZE(o);
+    if (deque_type != NULL && PyObject_TypeCheck(o, deque_type)) return Py_SIZE(o);
+    return -1;
+}
+
+static int table_add(Table *t, PyObject *o, Py_ssize_t len) {
+    if (t->used >= t->cap) {
+        Py_ssize_t cap = t->cap ? t->cap * 2 : 4096;
+        Entry *items = PyMem_RawRealloc(t->items, (size_t)cap * sizeof(Entry));
+        if (items == NULL) return -1;
+        t->items = items;
+        t->cap = cap;
+    }
+    t->items[t->used].addr = (uintptr_t)o;
+    t->items[t->used].len = len;
+    t->used++;
+    return 0;
+}
+
+typedef struct {
+    Table *table;
+    int failed;
+} SizeVisit;
+
+static int visit_size(PyObject *ref, void *arg) {
+    SizeVisit *state = (SizeVisit *)arg;
+    if (ref == NULL || state->failed) return 0;
+    if (PyObject_IS_GC(ref) && PyObject_GC_IsTracked(ref)) return 0;  /* in the list itself */
+    Py_ssize_t len = container_len(ref);
+    if (len >= 0 && table_add(state->table, ref, len) < 0) state->failed = 1;
+    return 0;
+}
+
+static int compare_entries(const void *a, const void *b) {
+    uintptr_t x = ((const Entry *)a)->addr, y = ((const Entry *)b)->addr;
+    return (x > y) - (x < y);
+}
+
+static int parse_deque(PyObject *deque) {
+    if (deque == Py_None) { deque_type = NULL; return 0; }
+    if (!PyType_Check(deque)) {
+        PyErr_SetString(PyExc_TypeError, "deque_type: expected a type or None");
+        return -1;
+    }
+    deque_type = (PyTypeObject *)deque;
+    return 0;
+}
+
+static PyObject *sizes(PyObject *self, PyObject *args) {
+    PyObject *objects, *deque;
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &objects, &deque)) return NULL;
+    if (parse_deque(deque) < 0) return NULL;
+    Table table = {NULL, 0, 0};
+    SizeVisit state = {&table, 0};
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    for (Py_ssize_t i = 0; i < n && !state.failed; i++) {
+        PyObject *o = PyList_GET_ITEM(objects, i);
+        Py_ssize_t len = container_len(o);
+        if (len >= 0 && table_add(&table, o, len) < 0) { state.failed = 1; break; }
+        if (PyModule_Check(o)) continue;
+        traverseproc traverse = Py_TYPE(o)->tp_traverse;
+        if (traverse != NULL) traverse(o, visit_size, &state);
+    }
+    if (state.failed) {
+        PyMem_RawFree(table.items);
+        return PyErr_NoMemory();
+    }
+    if (table.used) qsort(table.items, (size_t)table.used, sizeof(Entry), compare_entries);
+    /* one entry per address (an untracked dict met from several parents) */
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t i = 0; i < table.used; i++) {
+        if (kept == 0 || table.items[kept - 1].addr != table.items[i].addr) table.items[kept++] = table.items[i];
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)table.items, kept * (Py_ssize_t)sizeof(Entry));
+    PyMem_RawFree(table.items);
+    return result;
+}
+
+typedef struct {
+    const Entry *items;
+    Py_ssize_t n;
+    PyObject *out;
+    PyObject *parent;
+    int failed;
+} GrowVisit;
+
+static Py_ssize_t lookup(const Entry *items, Py_ssize_t n, uintptr_t addr) {
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (items[mid].addr < addr) lo = mid + 1; else hi = mid;
+    }
+    return (lo < n && items[lo].addr == addr) ? items[lo].len : -1;
+}
+
+static int report(GrowVisit *state, PyObject *container, PyObject *parent) {
+    Py_ssize_t len = container_len(container);
+    if (len < 0) return 0;
+    Py_ssize_t old = lookup(state->items, state->n, (uintptr_t)container);
+    if (old < 0 || len <= old) return 0;
+    PyObject *row = Py_BuildValue("(OOn)", container, parent ? parent : Py_None, old);
+    if (row == NULL || PyList_Append(state->out, row) < 0) { Py_XDECREF(row); return -1; }
+    Py_DECREF(row);
+    return 0;
+}
+
+static int visit_grown(PyObject *ref, void *arg) {
+    GrowVisit *state = (GrowVisit *)arg;
+    if (ref == NULL || state->failed) return 0;
+    if (PyObject_IS_GC(ref) && PyObject_GC_IsTracked(ref)) return 0;
+    if (report(state, ref, state->parent) < 0) state->failed = 1;
+    return 0;
+}
+
+static PyObject *grown(PyObject *self, PyObject *args) {
+    PyObject *objects, *table, *deque;
+    if (!PyArg_ParseTuple(args, "O!SO", &PyList_Type, &objects, &table, &deque)) return NULL;
+    if (parse_deque(deque) < 0) return NULL;
+    if (PyBytes_GET_SIZE(table) % (Py_ssize_t)sizeof(Entry) != 0) {
+        PyErr_SetString(PyExc_ValueError, "table: expected the bytes sizes() returned");
+        return NULL;
+    }
+    GrowVisit state = {(const Entry *)PyBytes_AS_STRING(table), PyBytes_GET_SIZE(table) / (Py_ssize_t)sizeof(Entry),
+                       PyList_New(0), NULL, 0};
+    if (state.out == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    for (Py_ssize_t i = 0; i < n && !state.failed; i++) {
+        PyObject *o = PyList_GET_ITEM(objects, i);
+        if (report(&state, o, NULL) < 0) { state.failed = 1; break; }
+        if (PyModule_Check(o)) continue;
+        traverseproc traverse = Py_TYPE(o)->tp_traverse;
+        if (traverse == NULL) continue;
+        state.parent = o;
+        traverse(o, visit_grown, &state);
+        state.parent = NULL;
+    }
+    if (state.failed) {
+        Py_DECREF(state.out);
+        return NULL;
+    }
+    return state.out;
+}
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
+
+/* managed_traceback(obj) -> frames or None: where 3.11 allocated an object with a managed dict,
+ * whose memory block starts two pointers before its GC header (tracemalloc's own lookup misses
+ * it). Only for objects of such types: the caller checks the flag. */
+static PyObject *managed_traceback(PyObject *self, PyObject *obj) {
+    uintptr_t start = (uintptr_t)obj - 4 * sizeof(void *);  /* PyGC_Head (two words), then the dict pointers */
+    return _PyTraceMalloc_GetTraceback(0, start);
+}
+#endif
+
+static PyMethodDef methods[] = {
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    {"managed_traceback", managed_traceback, METH_O, "managed_traceback(obj) -> frames or None (3.11)"},
+#endif
+    {"sizes", sizes, METH_VARARGS, "sizes(objects, deque_type) -> bytes: (address, length) of every container"},
+    {"grown", grown, METH_VARARGS, "grown(objects, table, deque_type) -> [(container, parent, old_length)]"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_containerscan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__containerscan(void) {
+    return PyModule_Create(&module);
+}
