@@ -34,6 +34,8 @@ from typing import Any
 
 import pytest
 
+from . import _compat
+
 DEFAULT_BISECT_BUDGET = 15.0  # seconds per leaking test's bisect (leakkit.bisect's time_budget)
 DEFAULT_CALLS = 12  # the fewest a verdict needs (leakkit.drilldown.MIN_CALLS): the suite runs 15x, not 53x
 BLOCKS_FLOOR = 8  # a few blocks come and go with pytest's own bookkeeping between runs
@@ -335,10 +337,12 @@ class LeakcheckAll:
             try:
                 for _ in range(self.warmup):
                     self._run_once(item)
+                # Frozen before the first reading: its collection and every later one walk only
+                # what the measured runs made, not the whole heap of the test process (a full
+                # collection per test was most of the cost on a suite of fast tests). Garbage left
+                # from before stays frozen, so it counts the same in every reading.
+                frozen = _compat.freeze()
                 series.add(read_counters())
-                if gc.get_freeze_count() == 0:  # later collections only walk what the runs made
-                    gc.freeze()
-                    frozen = True
                 for _ in range(self.calls):
                     self._run_once(item)
                     series.add(read_counters())
@@ -475,8 +479,12 @@ def _distribution_packages(name: str) -> list[str]:
 
 
 def _scan(root: str) -> list[str]:
-    """Top-level packages (and modules) of a source tree: ROOT/* and ROOT/src/*."""
-    names = []
+    """Top-level packages of a source tree (ROOT/* and ROOT/src/*); its loose modules only when it
+    has no package. Beside a package, a top-level ``.py`` is the project's tooling (``setup.py``,
+    ``versioneer.py``, ``noxfile.py``): importing it as a target runs it, and its warnings would
+    land on the test being bisected."""
+    packages: list[str] = []
+    modules: list[str] = []
     for base in (root, os.path.join(root, "src")):
         try:
             entries = sorted(os.listdir(base))
@@ -487,11 +495,11 @@ def _scan(root: str) -> list[str]:
             if entry.startswith((".", "_")) or entry in _SKIP_DIRS:
                 continue
             if os.path.isdir(path) and os.path.exists(os.path.join(path, "__init__.py")) and entry.isidentifier():
-                names.append(entry)
+                packages.append(entry)
             elif entry.endswith(".py") and entry[:-3].isidentifier() and entry[:-3] not in _SKIP_MODULES \
                     and not entry.startswith("test"):
-                names.append(entry[:-3])
-    return names
+                modules.append(entry[:-3])
+    return packages or modules
 
 
 def package_under_test(rootdir: str, testdir: str) -> list[Any]:

@@ -206,3 +206,56 @@ def test_a_bad_bisect_budget_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leakcheck-all", "--leakcheck-bisect-budget=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--leakcheck-bisect-budget: expected a positive number of seconds, received 0.0*"])
+
+
+def test_anyio_tests_are_repeated_and_their_leak_bisected(pytester):
+    pytest.importorskip("anyio")
+    package = pytester.mkpydir("asyncpkg")
+    package.joinpath("store.py").write_text(
+        "import anyio\n\nKEPT = []\n\n\nasync def remember(n):\n    await anyio.sleep(0)\n    KEPT.append(bytearray(64))\n")
+    pytester.makepyprojecttoml('[project]\nname = "asyncpkg-not-installed"\n')
+    pytester.makepyfile(test_anyio_things=textwrap.dedent("""
+        import anyio
+        import pytest
+        from asyncpkg import store
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_remembers():
+            await store.remember(1)
+
+        @pytest.mark.anyio
+        async def test_awaits_its_work():
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.sleep, 0)
+    """))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*culprit: asyncpkg.store.remember", "*asyncpkg.store.KEPT*"])
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
+    assert "2 tests judged, 1 leaking, 0 not repeated" in summary, summary
+
+
+def test_the_package_under_test_is_the_projects_package_not_its_tooling_modules(tmp_path, monkeypatch):
+    from leakkit._leakcheck_all import package_under_test
+
+    # a project with a package and tooling beside it (versioneer.py writes a file when imported:
+    # the evidence that it would have run), and one that is a single module
+    project = tmp_path / "proj"
+    (project / "projpkg").mkdir(parents=True)
+    (project / "projpkg" / "__init__.py").write_text("")
+    (project / "versioneer.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    (project / "tests").mkdir()
+    single = tmp_path / "single"
+    (single / "tests").mkdir(parents=True)
+    (single / "onemod.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.syspath_prepend(str(single))
+    found = package_under_test(str(project), str(project / "tests"))
+    assert [m.__name__ for m in found] == ["projpkg"]
+    assert not (tmp_path / "ran").exists()
+    assert [m.__name__ for m in package_under_test(str(single), str(single / "tests"))] == ["onemod"]
