@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 VERSION = 1
+_MAX = 16 << 20  # characters: a sidecar larger than this is not read
 
 
 def path_for(csv_path: str | os.PathLike) -> str:
@@ -29,7 +30,10 @@ def read(csv_path: str | os.PathLike) -> dict[str, Any] | None:
     """The sidecar of ``csv_path`` as a dict, or None when there is none (or it is not ours)."""
     try:
         with open(path_for(csv_path), encoding="utf-8") as handle:
-            data = json.load(handle)
+            text = handle.read(_MAX + 1)
+        if len(text) > _MAX:  # not ours (ours grow by ~300 bytes a session)
+            return None
+        data = json.loads(text)
     except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("sessions"), list):

@@ -6,8 +6,9 @@ reads cheap counters every ``interval`` seconds (about 0.1 ms per sample: no hea
 collection) and appends them to a CSV, one flushed line each, so a crash loses at most the
 last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots.
 
-CSV columns (read it back with :func:`leakkit.watching.load`; forecast it with
-:func:`leakkit.forecasting.forecast`):
+CSV columns, a plain header and rows (read it back with :func:`leakkit.watching.load`, or any CSV
+reader; forecast it with :func:`leakkit.forecasting.forecast`); pid, argv and interval of each
+session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit._sidecar`):
 
 - ``t`` (s since the monitor started), ``unix_time_s``.
 - ``rss`` (bytes; from ``/proc/self/statm``, else psutil).
@@ -35,7 +36,6 @@ import atexit
 import collections
 import datetime
 import gc
-import json
 import os
 import signal as signal_module
 import statistics
@@ -48,7 +48,7 @@ from typing import IO, Any
 import pandas as pd
 import psutil
 
-from . import _compat
+from . import _compat, _sidecar
 from ._errors import InvalidArgumentError, check_options, expected
 from ._sizes import format_size, parse_size
 
@@ -231,6 +231,7 @@ class Monitor:
         self._previous_handler: Any = None
         self._signal = signal
         self.write_error: str | None = None  # why the CSV stopped (a full disk, ...); sampling goes on
+        self._warned = False
         self._handle: IO[str] | None = self._open()  # checked first: nothing else is open yet if it fails
         try:
             self._counters = _Counters()
@@ -261,17 +262,20 @@ class Monitor:
             if _first_record_line(self.path) != ",".join(COLUMNS):
                 raise expected(f"a new file or a leakkit monitor CSV (header {','.join(COLUMNS)})", "path", self.path)
         handle = os.fdopen(open_append(self.path, "path"), "a", encoding="utf-8")
-        meta = {"pid": os.getpid(), "argv": sys.argv, "interval": self.interval, "started": time.time()}
         try:
-            fresh = handle.tell() == 0
-            handle.write(f"# leakkit monitor {json.dumps(meta)}\n")
-            if fresh:
+            if handle.tell() == 0:
                 handle.write(",".join(COLUMNS) + "\n")
-            handle.flush()
+                handle.flush()
         except OSError as error:
             self._handle = handle
             self._file_failed(error)
             return None
+        try:  # the context goes beside the CSV, which stays a plain header and rows
+            _sidecar.add_session(self.path, "monitor", {"pid": os.getpid(), "argv": list(sys.argv),
+                                                        "interval": self.interval})
+        except OSError as error:  # the metadata is lost, not the samples
+            self._warn_once(f"writing {_sidecar.path_for(self.path)!r} failed: {type(error).__name__}: {error}; "
+                            f"{self.path!r} goes on without its pid, argv and interval")
         return handle
 
     def _file_failed(self, error: BaseException) -> None:
@@ -279,13 +283,19 @@ class Monitor:
         self.write_error = f"writing {self.path!r} failed: {type(error).__name__}: {error}"
         self.last_error = error if isinstance(error, Exception) else None
         self._close_file()
+        self._warn_once(f"{self.write_error}; the recording stops there, the monitor goes on")
+
+    def _warn_once(self, message: str) -> None:
+        """One warning for the monitor's files in its life (the sidecar, then the CSV, on one full disk)."""
+        if self._warned:
+            return
+        self._warned = True
         try:
             import warnings
 
             from ._errors import RecordingStoppedWarning
 
-            warnings.warn(f"leakkit monitor: {self.write_error}; the recording stops there, the monitor goes on",
-                          RecordingStoppedWarning, stacklevel=2)
+            warnings.warn(f"leakkit monitor: {message}", RecordingStoppedWarning, stacklevel=3)
         except Exception:  # warnings as errors: still nothing to raise into the application
             pass
 

@@ -407,7 +407,7 @@ def _close_quietly(handle: IO[str]) -> None:
 _NON_NEGATIVE = frozenset({"t", "unix_time_s", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
                            "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s"})
 _META_TYPES: dict[str, tuple[type, ...]] = {"pid": (int,), "interval": (int, float), "limit_bytes": (int, float),
-                                            "started": (int, float)}
+                                            "started": (int, float), "started_unix_time_s": (int, float)}
 _META_MAX = 1 << 16  # a context line longer than this is not leakkit's
 
 
@@ -425,11 +425,10 @@ def _cell(text: str, path: str, lineno: int, column: str) -> float:
 
 
 def _meta(line: str) -> dict[str, Any]:
-    """The context of a '# leakkit watch {json}' line: only the keys leakkit writes, with their types.
+    """The context of a '# leakkit watch {json}' line (recordings made before the sidecar).
 
     The line is a comment: one that is not leakkit's (a list, a string, 100 000 nested brackets)
-    is ignored rather than failing the samples below it, and nothing in it reaches frame.attrs
-    unchecked (``limit_bytes`` there becomes a forecast's limit).
+    is ignored rather than failing the samples below it.
     """
     text = line.split(" ", 3)[3] if line.count(" ") >= 3 else ""
     if len(text) > _META_MAX or not text.lstrip().startswith("{"):
@@ -438,12 +437,20 @@ def _meta(line: str) -> dict[str, Any]:
         meta = json.loads(text)
     except (ValueError, RecursionError):
         return {}
+    return _checked_meta(meta)
+
+
+def _checked_meta(meta: Any) -> dict[str, Any]:
+    """Only the keys leakkit writes, with their types: nothing from a file reaches frame.attrs
+    unchecked (``limit_bytes`` there becomes a forecast's limit)."""
     if not isinstance(meta, dict):
         return {}
     kept: dict[str, Any] = {}
     for key, value in meta.items():
         types = _META_TYPES.get(key)
-        if types is not None and isinstance(value, types) and not isinstance(value, bool):
+        if value is None and (types is not None or key == "cmdline"):  # not known when it was written
+            kept[key] = None
+        elif types is not None and isinstance(value, types) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
                 continue
             if key == "limit_bytes" and value <= 0:
@@ -496,7 +503,8 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
         frame["t"] = frame["unix_time_s"] - frame["unix_time_s"].iloc[0]
     sidecar = _sidecar.read(path)
     if sidecar is not None and sidecar["sessions"]:
-        meta = {**sidecar["sessions"][-1], "sessions": sidecar["sessions"]}
+        sessions = [_checked_meta(session) for session in sidecar["sessions"]]
+        meta = {**sessions[-1], "sessions": sessions}
     frame.attrs.update({key: value for key, value in meta.items()}, source="leakkit", path=path, header_line=header_line)
     return frame
 

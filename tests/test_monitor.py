@@ -48,6 +48,24 @@ def test_the_monitor_appends_flushed_counters_that_load_reads(tmp_path):
     assert "stopped" in str(mon)
 
 
+def test_the_monitor_csv_reads_right_with_plain_readers_and_its_metadata_is_beside_it(tmp_path):
+    import json
+    import os
+
+    import pandas as pd
+
+    path = tmp_path / "worker.csv"
+    for _ in range(2):  # a second session appends rows, not a second header or a comment line
+        with monitor(path, interval=0.05, baseline=False):
+            assert wait_for(lambda: len(pd.read_csv(path)) >= 3)
+    plain = pd.read_csv(path)  # defaults: the first line is the header
+    assert list(plain.columns) == COLUMNS and plain["rss"].gt(0).all()
+    assert len(plain) == len(load(path))
+    sidecar = json.loads((tmp_path / "worker.csv.json").read_text())
+    assert sidecar["format"] == "leakkit monitor" and [s["pid"] for s in sidecar["sessions"]] == [os.getpid()] * 2
+    assert load(path).attrs["interval"] == 0.05
+
+
 def test_growth_is_confirmed_in_a_leaking_worker_and_a_report_written(tmp_path):
     script = textwrap.dedent(
         f"""

@@ -256,6 +256,18 @@ def test_a_sidecar_that_cannot_be_written_costs_the_metadata_not_the_samples(tmp
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".leakkit-")] == []  # no scratch left
 
 
+def test_a_sidecar_s_values_are_checked_before_they_reach_attrs(tmp_path):
+    import json
+
+    out = tmp_path / "w.csv"
+    out.write_text(",".join(COLUMNS) + "\n0.0,100.0,10,9,9,0,\n0.5,100.5,20,19,19,0,\n")
+    planted = {"pid": "7", "limit_bytes": -5, "interval": float("inf"), "cmdline": "rm -rf /", "other": 1}
+    (tmp_path / "w.csv.json").write_text(json.dumps({"format": "leakkit watch", "sessions": [planted, "x"]}))
+    attrs = load(out).attrs
+    assert not {"pid", "limit_bytes", "interval", "cmdline", "other"} & set(attrs), attrs
+    assert attrs["sessions"] == [{}]
+
+
 def test_recordings_with_a_comment_line_before_the_header_still_load(tmp_path):
     old = tmp_path / "old.csv"
     old.write_text('# leakkit watch {"pid": 7, "interval": 0.5, "limit_bytes": 1048576}\n'
