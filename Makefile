@@ -77,19 +77,30 @@ suite: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
 	$(MAKE) --no-print-directory docs
 
-# The quick subset for day-to-day work (< 2 minutes): the suite without the scenario bisects, the
-# end-to-end pytest runs and the tests that repeat a measurement many times; no notebooks, no docs.
+# The quick subset for day-to-day work (< 2 minutes on two idle cores): the suite without the
+# scenario and real-world bisects, the end-to-end pytest runs (the plugin, --leakcheck-all, the
+# real suites), the bisects of stdlib/third-party targets, and the tests that repeat a measurement
+# many times or wait on wall time; two xdist workers (CHECK_JOBS); no notebooks, no docs.
+CHECK_JOBS ?= 2
 CHECK_SKIP ?= --ignore=tests/test_bisect_scenarios.py --ignore=tests/test_pytest_plugin.py \
+  --ignore=tests/test_realworld.py --ignore=tests/realworld --ignore=tests/test_leakcheck_all.py \
+  --ignore=tests/test_leakcheck_realsuite.py --ignore=tests/test_bisect_targets.py \
   --deselect=tests/test_bisect.py::test_repeated_bisects_do_not_grow_the_heap \
   --deselect=tests/test_bisect.py::test_bisect_leaves_no_reference_cycles_of_its_own \
+  --deselect=tests/test_bisect_classes.py::test_a_cache_that_fills_for_hundreds_of_calls_is_not_a_leak \
+  --deselect=tests/test_compat.py::test_bisect_freezes_the_warmed_up_heap_on_every_version \
+  --deselect=tests/test_compat.py::test_no_leakkit_call_after_asyncio_use_hangs_the_collector \
+  --deselect=tests/test_compat.py::test_bisect_respects_a_users_own_freeze \
   --deselect=tests/test_heap.py::test_repeated_calls_do_not_grow_the_heap \
   --deselect=tests/test_heap.py::test_controlled_types_match_pympler_exactly_and_the_bulk_closely \
+  --deselect=tests/test_magics.py::test_function_api_and_magic_agree_on_a_leak \
   --deselect=tests/test_monitor.py::test_on_demand_snapshot_lists_growing_types_and_sites \
   --deselect=tests/test_monitor.py::test_snapshot_names_what_keeps_the_growing_type_alive \
   --deselect=tests/test_sizes.py::test_leakcheck_magic_reports_the_bytes_each_call_keeps \
+  --deselect=tests/test_trace_hardening.py::test_fast_functions_get_checkpoints_by_wall_time_and_a_right_verdict \
   --deselect=tests/test_cli.py::test_bisect_names_the_culprit_and_exits_1_on_a_leak
 check: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests -q -x $(CHECK_SKIP)
+	MPLBACKEND=Agg $(PY) -m pytest tests -q -x $(if $(filter-out 0 1,$(CHECK_JOBS)),-n $(CHECK_JOBS)) $(CHECK_SKIP)
 
 # The docs site (mkdocs-material + mkdocstrings): warnings are errors.
 docs: $(STAMP)
