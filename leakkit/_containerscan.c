@@ -73,6 +73,11 @@ static int visit_size(PyObject *ref, void *arg) {
     return 0;
 }
 
+static int compare_addresses(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int compare_entries(const void *a, const void *b) {
     uintptr_t x = ((const Entry *)a)->addr, y = ((const Entry *)b)->addr;
     return (x > y) - (x < y);
@@ -183,6 +188,35 @@ static PyObject *grown(PyObject *self, PyObject *args) {
     return state.out;
 }
 
+/* addresses(objects) -> bytes: the sorted addresses of `objects`, for has(table, obj).  One
+ * allocation whatever the count: under tracemalloc every Python int id() makes costs a traceback. */
+static PyObject *addresses(PyObject *self, PyObject *objects) {
+    if (!PyList_Check(objects)) {
+        PyErr_SetString(PyExc_TypeError, "objects: expected a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(uintptr_t));
+    if (out == NULL) return NULL;
+    uintptr_t *items = (uintptr_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) items[i] = (uintptr_t)PyList_GET_ITEM(objects, i);
+    qsort(items, (size_t)n, sizeof(uintptr_t), compare_addresses);
+    return out;
+}
+
+static PyObject *has(PyObject *self, PyObject *args) {
+    PyObject *table, *obj;
+    if (!PyArg_ParseTuple(args, "SO", &table, &obj)) return NULL;
+    const uintptr_t *items = (const uintptr_t *)PyBytes_AS_STRING(table);
+    Py_ssize_t lo = 0, hi = PyBytes_GET_SIZE(table) / (Py_ssize_t)sizeof(uintptr_t);
+    uintptr_t addr = (uintptr_t)obj;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (items[mid] < addr) lo = mid + 1; else hi = mid;
+    }
+    return PyBool_FromLong(lo < PyBytes_GET_SIZE(table) / (Py_ssize_t)sizeof(uintptr_t) && items[lo] == addr);
+}
+
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
 PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
 
@@ -196,6 +230,8 @@ static PyObject *managed_traceback(PyObject *self, PyObject *obj) {
 #endif
 
 static PyMethodDef methods[] = {
+    {"addresses", addresses, METH_O, "addresses(objects) -> bytes: sorted addresses, for has()"},
+    {"has", has, METH_VARARGS, "has(table, obj) -> bool: obj's address is in addresses()'s table"},
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
     {"managed_traceback", managed_traceback, METH_O, "managed_traceback(obj) -> frames or None (3.11)"},
 #endif

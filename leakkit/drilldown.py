@@ -42,7 +42,7 @@ DEFAULT_TIME_BUDGET = 15.0
 _RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
 _MAX_CHECKPOINTS = 60
 _BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
-_TRACED_MIN = 8  # traced calls of a heavy workload, to name the culprit: at least
+_TRACED_MIN = 6  # traced calls of a heavy workload, to name the culprit: at least
 _TRACED_MAX = 16  # ... and at most (the verdict comes from the untraced calls)
 
 
@@ -160,7 +160,7 @@ class _Run:
         self.notes: list[str] = []
         self.heavy = False
         self.froze = False
-        self.young: set[int] | None = None  # ids of the tracked objects the run made, if the heap was frozen
+        self.young: containers.AddressSet | None = None  # the tracked objects the run made, if the heap was frozen
         self.cheap_x = array("d")
         self.cheap_blocks = array("d")
         self.cheap_rss = array("d")
@@ -227,10 +227,12 @@ class _Run:
         try:
             bar = _progress_bar(self.progress, self.warmup + self.calls)
             i = 0
+            t_warm = time.perf_counter()
             for _ in range(self.warmup):
                 self._one(i, measured=False)
                 i += 1
                 bar and bar.update(1)
+            self._afford_malloc_readings(time.perf_counter() - t_warm)
             gc.collect()
             objects = gc.get_objects()
             table = containers.sizes(objects)  # how long every container is after the warm-up
@@ -264,7 +266,14 @@ class _Run:
                 gc.unfreeze()
                 froze = False
             remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
-            record = search.build_record(self, survivors, table, time.perf_counter() + remaining)
+
+            def untrace() -> None:
+                # what the search needs from tracemalloc is read: the rest runs untraced (every
+                # allocation under tracemalloc pays for a traceback, ten times its own cost)
+                if not was_tracing and tracemalloc.is_tracing():
+                    tracemalloc.stop()
+
+            record = search.build_record(self, survivors, table, time.perf_counter() + remaining, untrace=untrace)
             survivors.clear()
             table = None
             from .judge import judge
@@ -272,6 +281,7 @@ class _Run:
             return judge(record)
         finally:
             table = None
+            _instrument.malloc_readings(True)
             self.found.restore()
             if froze:
                 gc.unfreeze()
@@ -285,6 +295,19 @@ class _Run:
                 self.loop_thread = None
             if bar is not None:
                 bar.close()
+
+    def _afford_malloc_readings(self, warm_s: float) -> None:
+        """Turn off the wrappers' malloc readings when they would cost over a fifth of a call (a
+        workload making thousands of target calls in a fragmented heap), and say so."""
+        if not self.warmup:
+            return
+        calls = sum(stats.calls for stats in self.found.stats.values()) / self.warmup
+        cost = 2 * calls * _instrument.malloc_reading_cost()
+        if cost > 0.2 * (warm_s / self.warmup):
+            _instrument.malloc_readings(False)
+            self.notes.append(f"malloc's count was not read around each of the {calls:.0f} target calls a "
+                              f"workload call makes (it would cost {cost * 1e3:.1f} ms a call): native "
+                              "memory is attributed to functions by RSS only")
 
     def _run_on(self, i: int, bar: Any, unsettled: Callable[[], str | None], calls: Callable) -> int:
         """Growth not settled after the planned calls: run on in doubling stages, while it stays
@@ -317,6 +340,7 @@ class _Run:
         cheap), then a few traced calls to name the culprit and what keeps its memory, only if
         something grows."""
         tracemalloc.stop()  # drops the traces of the probe call
+        _instrument.malloc_readings(False)  # mallinfo2 around every target call of a heavy workload costs too much
         self._reset_series()
         self.heavy = True
         self._cheap_checkpoint(self.measured)
@@ -334,7 +358,7 @@ class _Run:
             start = self.measured
             budget, self.time_budget = self.time_budget, float("inf")  # the traced calls were budgeted above
             try:
-                i = self._calls(i, start + k, max(1, k // 5), bar)  # a checkpoint reads every trace: few
+                i = self._calls(i, start + k, max(2, k // 4), bar)  # a checkpoint reads every trace: few
             finally:
                 self.time_budget = budget
         return i
@@ -479,28 +503,33 @@ class _Run:
         gc.collect()
         new = gc.get_objects()  # after our freeze: only what the run created
         if self.froze:
-            self.young = {id(o) for o in new}
+            self.young = containers.AddressSet(new)
         out: list[tuple[Any, str, str]] = []
         seen: set[int] = set()
         lines = self.found.lines
-        # a share of what the budget leaves: a heavy run leaves many objects, most of them old
-        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / 4
-        for k, obj in enumerate(new):
-            if k % 4096 == 0 and time.perf_counter() > deadline:
-                self.notes.append(f"survivors listed for {k} of {len(new)} objects the run left (time budget)")
+        # a share of what the budget leaves: a heavy run leaves many objects, most of them old.
+        # Under tracemalloc every allocation costs a traceback: objects the run did not trace are
+        # passed over without making one (no id(), no counter per object).
+        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / (8 if self.heavy else 4)
+        for start in range(0, len(new), 4096):
+            if time.perf_counter() > deadline:
+                self.notes.append(f"survivors listed for {start} of {len(new)} objects the run left (time budget)")
                 break
-            for candidate in (obj, *(_untracked_referents(obj))):
-                if id(candidate) in seen:
-                    continue
-                seen.add(id(candidate))
-                tb = object_traceback(candidate)
+            for obj in new[start:start + 4096]:
+                tb = object_traceback(obj)
                 if tb is None:
-                    continue
-                for frame in tb:  # most recent first
-                    name = lines.get(frame)
-                    if name is not None:
-                        out.append((candidate, name, f"{frame[0]}:{frame[1]}"))
-                        break
+                    continue  # made before tracing (a heavy run's untraced calls): so, mostly, is what it holds
+                for candidate, frames in ((obj, tb), *((r, None) for r in _untracked_referents(obj))):
+                    if frames is None:
+                        if id(candidate) in seen:
+                            continue
+                        seen.add(id(candidate))
+                        frames = object_traceback(candidate)
+                    for frame in frames or ():  # most recent first
+                        name = lines.get(frame)
+                        if name is not None:
+                            out.append((candidate, name, f"{frame[0]}:{frame[1]}"))
+                            break
         del new
         return out
 

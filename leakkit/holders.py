@@ -172,11 +172,11 @@ class _Charger:
     tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
     allocation is itself traced (a figure's 4 000 objects would take seconds).
 
-    ``young``: ids of the tracked objects the run made (the unfrozen ones), when known. Past the
+    ``young``: the tracked objects the run made (the unfrozen ones, an AddressSet), when known. Past the
     look-up budget, a young object is charged to whoever made the object holding it.
     """
 
-    def __init__(self, attribute: Callable[[tuple], Any], young: set[int] | None, lookup_s: float) -> None:
+    def __init__(self, attribute: Callable[[tuple], Any], young: Any, lookup_s: float) -> None:
         self.attribute = attribute
         self.young = young
         self.until = time.perf_counter() + lookup_s
@@ -195,12 +195,12 @@ class _Charger:
             who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
             return None if who == UNTRACED else who
         if self.young is not None and gc.is_tracked(obj):
-            return parent_maker if id(obj) in self.young else None
+            return parent_maker if obj in self.young else None
         return None
 
 
 def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
-                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: set[int] | None = None,
+                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: Any = None,
                  lookup_s: float = 1.5) -> list[Holder]:
     """Holders whose new entries keep objects the run made, biggest first. Objects are counted
     once, under the first holder that reaches them. ``lookup_s``: seconds of tracemalloc look-ups

@@ -37,26 +37,16 @@ _NAMED = 8  # holders named from a root: the biggest ones
 
 def object_traceback(obj: Any) -> tuple | None:
     """Where ``obj`` was allocated (raw frames, most recent first), or None if it is older than
-    the run; an instance whose block tracemalloc cannot find (reused memory) is charged to where
-    its first traceable attribute was made: the same constructor call."""
+    the run (3.11's managed-dict instances included: :func:`leakkit.holders.raw_traceback`)."""
     try:
-        tb = H.raw_traceback(obj)
+        return H.raw_traceback(obj)
     except Exception:
         return None
-    if tb is not None or C.is_a(obj, type) or not (type(obj).__flags__ & (1 << 4)):
-        return tb
-    for _, value in list(C.attributes(obj))[:8]:
-        if not C.is_a(value, (int, float, bool, type(None), type)):
-            try:
-                tb = H.raw_traceback(value)
-            except Exception:
-                continue
-            if tb is not None:
-                return tb
-    return None
 
 
-def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float) -> BisectRecord:
+def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float,
+                 untrace: Any = None) -> BisectRecord:
+    """The record of ``run``. ``untrace()`` is called once nothing more is needed from tracemalloc."""
     x = list(run.x)
     record = BisectRecord(
         planned_calls=run.calls, calls=run.measured, warmup=run.warmup, seconds=0.0, x=x,
@@ -77,28 +67,45 @@ def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, d
     growing = [name for name, series in record.self_bytes.items()
                if classify(x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive") and series[-1] > series[0]]
     own = _own_modules(run)
+    untrace = untrace or (lambda: None)
     try:
         if len(x) >= 2:  # something was traced
-            _search(run, record, survivors, table, deadline, growing, own)
+            _search(run, record, survivors, table, deadline, growing, own, untrace)
     except Exception as error:  # user objects can misbehave in any way: the verdict stands
         record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
+    finally:
+        untrace()
     record.survivors = _survivor_table(survivors)
     record.seconds = time.perf_counter() - run.t_start
     return record
 
 
 def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadline: float,
-            growing: list[str], own: set[str]) -> None:
+            growing: list[str], own: set[str], untrace: Any) -> None:
     objects = gc.get_objects()
     try:
         grown = C.grown(objects, table)
     finally:
         del objects
     ignore = {id(grown), id(survivors), id(record), id(run)}
-    lookup_s = min(1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
     found = H.find_holders(grown, run.attribute, ignore=ignore, deadline=deadline, young=run.young, lookup_s=lookup_s)
     grown_ids = {id(c) for c, _, _ in grown}
     del grown
+    # Every function with objects under a holder's new entries is explained by it (side structures
+    # explain their makers' growth too); the others are looked for from the targets' namespaces,
+    # the last step that needs tracemalloc.
+    explained = {name for h in found for name in h.made}
+    missing = [n for n in growing if n not in explained and n != OUTSIDE]
+    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    if total > 0 and sum(h.kept_bytes for h in found if h.side is None) >= 0.8 * total:
+        missing = []  # the holders found keep most of what grew: the rest is most likely in them too
+    fallback: list[HolderRecord] = []
+    if missing and time.perf_counter() < deadline:
+        fallback = _forward_fallback(run, record, missing, grown_ids, own, deadline)
+        explained |= {name for h in fallback for name in h.made}
+        missing = [n for n in missing if n not in explained]
+    untrace()
     # the biggest non-side holders, and the side structures of the growing functions
     chosen = [h for h in found if h.side is None and h.kept_bytes > 0][:_NAMED]
     chosen += [h for h in found if h.side is not None and any(h.made.get(n) for n in growing)][:3]
@@ -126,29 +133,22 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
             del near
         else:
-            if naming.referrer_count(anchor, ignore) == 0:
+            python, elsewhere = _c_references(anchor, ignore)
+            if python <= 0 and elsewhere > 0:
                 text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
             else:
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
-        deep = H.deep_size(holder.container, limit=100_000) if time.perf_counter() < deadline else (None, False)
+        deep = H.deep_size(holder.container, limit=20_000) if time.perf_counter() < deadline else (None, False)
         record.holders.append(HolderRecord(
             path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
             entry_makers=dict(holder.entry_makers)))
     del anchors, chosen, roots, partial
-    # every function with objects under a holder's new entries is explained by it (side structures
-    # explain their makers' growth too)
-    explained = {name for h in record.holders for name in h.made}
-    missing = [n for n in growing if n not in explained and n != OUTSIDE]
-    if missing and time.perf_counter() < deadline:
-        _forward_fallback(run, record, missing, grown_ids, own, deadline)
-        explained |= {name for h in record.holders for name in h.made}
-        missing = [n for n in missing if n not in explained]
+    record.holders.extend(fallback)
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
-    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
     missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
     if missing and time.perf_counter() < deadline:
         _orphans(record, survivors, missing, ignore)
@@ -184,7 +184,7 @@ def _entry_label(holder: H.Holder) -> str:
 
 
 def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
-                      deadline: float) -> None:
+                      deadline: float) -> list[HolderRecord]:
     """Objects the growing functions made, reached from the targets' namespaces without any
     container growing on the way (``LOG += line`` rebinds a global to a bigger object)."""
     wanted = set(missing)
@@ -198,6 +198,7 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
         who = run.attribute(tb)
         return who[0] if who is not None and who[0] in wanted else None
 
+    out: list[HolderRecord] = []
     hits = retention.forward(_namespaces(run), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
     for name, paths in hits.items():
         series = record.self_bytes.get(name) or [0.0]
@@ -206,12 +207,13 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
             if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
-            record.holders.append(HolderRecord(
+            out.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
                 else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
                     C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
                 bound=retention.bounds_along(chain), deep_bytes=None, deep_complete=False, how="forward"))
     hits.clear()
+    return out
 
 
 _REFCOUNT_BIAS: int | None = None
