@@ -126,7 +126,7 @@ def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     who = who_made(obj, attribute)
     if who != UNTRACED or not C.is_a(obj, (dict, list, tuple, set)):
         return who
-    items = C.members(obj)[:4]
+    items = C.first_members(obj, 4)
     values: list[Any] = [v for _, v in items]
     if C.is_a(obj, dict):
         values += [k for k, _ in items]
@@ -181,7 +181,7 @@ class _Charger:
         self.young = young
         self.until = time.perf_counter() + lookup_s
         self.lookups = 0
-        self.seen: set[int] = set()
+        self.seen = C.Seen()
 
     def looking(self) -> bool:
         """Whether look-ups are still within their time (checked every 64)."""
@@ -287,15 +287,14 @@ def _lru_of(container: Any) -> Any:
 
 def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
     """Charge the objects made in the run under ``root`` to their makers; returns how many."""
-    seen = charger.seen
-    if id(root) in seen:
+    seen = charger.seen.add
+    if not seen(root):
         return 0
     who = made_in_run(root, charger.attribute)
     if who is None or who == UNTRACED:
         return 0
     counted = 0
     stack = [(root, who)]
-    seen.add(id(root))
     lines = getattr(charger.attribute, "lines", None)
     while stack and counted < budget:
         obj, maker = stack.pop()
@@ -306,9 +305,8 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
         holder.objects[maker] += 1
         counted += 1
         for child in _referents(obj):
-            if id(child) in seen or C.is_a(child, _NO_WALK):
-                continue
-            seen.add(id(child))  # looked at once: an old object shared by many new ones costs one look
+            if C.is_a(child, _NO_WALK) or not seen(child):
+                continue  # looked at once: an old object shared by many new ones costs one look
             inner = charger.maker(child, maker)
             if inner is not None:
                 stack.append((child, inner))

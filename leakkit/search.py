@@ -47,8 +47,26 @@ def object_traceback(obj: Any) -> tuple | None:
 def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float,
                  untrace: Any = None) -> BisectRecord:
     """The record of ``run``. ``untrace()`` is called once nothing more is needed from tracemalloc."""
+    # Kept small, the search called early in it: under tracemalloc every allocation the search
+    # makes scans the line table of each frame on the stack up to its current line (leakkit._shallow).
+    record = _record_of(run)
+    untrace = untrace or (lambda: None)
+    try:
+        if len(record.x) >= 2:  # something was traced
+            _search(run, record, survivors, table, deadline, _own_modules(run), untrace)
+    except Exception as error:  # user objects can misbehave in any way: the verdict stands
+        record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
+    finally:
+        untrace()
+    record.survivors = _survivor_table(survivors)
+    record.seconds = time.perf_counter() - run.t_start
+    return record
+
+
+def _record_of(run: _Run) -> BisectRecord:
+    """What the run measured, copied into a record (the search adds what keeps it)."""
     x = list(run.x)
-    record = BisectRecord(
+    return BisectRecord(
         planned_calls=run.calls, calls=run.measured, warmup=run.warmup, seconds=0.0, x=x,
         total_bytes=list(run.total), total_blocks=list(run.total_blocks), rss=list(run.rss),
         native_rss=list(run.native), native_malloc=list(run.native_malloc),
@@ -64,34 +82,21 @@ def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, d
         error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on, notes=list(run.notes),
         unsettled=run.unsettled, heavy=run.heavy, cheap_x=list(run.cheap_x), cheap_blocks=list(run.cheap_blocks),
         cheap_rss=list(run.cheap_rss), cheap_malloc=list(run.cheap_malloc))
-    growing = [name for name, series in record.self_bytes.items()
-               if classify(x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive") and series[-1] > series[0]]
-    own = _own_modules(run)
-    untrace = untrace or (lambda: None)
-    try:
-        if len(x) >= 2:  # something was traced
-            _search(run, record, survivors, table, deadline, growing, own, untrace)
-    except Exception as error:  # user objects can misbehave in any way: the verdict stands
-        record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
-    finally:
-        untrace()
-    record.survivors = _survivor_table(survivors)
-    record.seconds = time.perf_counter() - run.t_start
-    return record
+
+
+def _growing(record: BisectRecord) -> list[str]:
+    return [name for name, series in record.self_bytes.items()
+            if classify(record.x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive")
+            and series[-1] > series[0]]
 
 
 def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadline: float,
-            growing: list[str], own: set[str], untrace: Any) -> None:
-    objects = gc.get_objects()
-    try:
-        grown = C.grown(objects, table)
-    finally:
-        del objects
-    ignore = {id(grown), id(survivors), id(record), id(run)}
-    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
-    found = H.find_holders(grown, run.attribute, ignore=ignore, deadline=deadline, young=run.young, lookup_s=lookup_s)
-    grown_ids = {id(c) for c, _, _ in grown}
-    del grown
+            own: set[str], untrace: Any) -> None:
+    found = _holders(run, survivors, table, deadline)
+    growing = _growing(record)
+    grown_ids = found.grown_ids
+    ignore = found.ignore
+    ignore.add(id(record))
     # Every function with objects under a holder's new entries is explained by it (side structures
     # explain their makers' growth too); the others are looked for from the targets' namespaces,
     # the last step that needs tracemalloc.
@@ -152,6 +157,30 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
     missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
     if missing and time.perf_counter() < deadline:
         _orphans(record, survivors, missing, ignore)
+
+
+class _Found(list):
+    """The holders found, with the containers that grew and what the search leaves out."""
+
+    grown_ids: set[int]
+    ignore: set[int]
+
+
+def _holders(run: _Run, survivors: list, table: Any, deadline: float) -> _Found:
+    """Holders of what the run made, from the containers that grew since the warm-up."""
+    objects = gc.get_objects()
+    try:
+        grown = C.grown(objects, table)
+    finally:
+        del objects
+    found = _Found()
+    found.ignore = {id(grown), id(survivors), id(found), id(run)}
+    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    found.extend(H.find_holders(grown, run.attribute, ignore=found.ignore, deadline=deadline, young=run.young,
+                                lookup_s=lookup_s))
+    found.grown_ids = {id(c) for c, _, _ in grown}
+    del grown
+    return found
 
 
 def _growing_call(run: _Run, holder: H.Holder) -> str:
