@@ -241,11 +241,18 @@ class _Run:
             self._undo()
 
     def _measure(self, i: int) -> int:
-        """The measured calls. The first traced one tells what tracing costs here."""
+        """The measured calls. The first traced one tells what tracing costs here: the call and a
+        checkpoint, timed apart (a checkpoint under a test runner costs a hundred times a quick call)."""
         before = self._elapsed()
-        i = self._calls(i, 1, self.every, self.bar)
+        self._one(i, measured=True)
+        i += 1
+        self.measured += 1
+        self.bar and self.bar.update(1)
         traced_call_s = self._elapsed() - before
-        if not self.was_tracing and traced_call_s * self.calls > self.time_budget * _RUN_SHARE / 3:
+        self._checkpoint(1)
+        checkpoint_s = self._elapsed() - before - traced_call_s
+        planned = traced_call_s * self.calls + checkpoint_s * self.calls / self.every
+        if not self.was_tracing and planned > self.time_budget * _RUN_SHARE / 3:
             return self._heavy_run(i, self.bar, traced_call_s)
         i = self._calls(i, self.calls, self.every, self.bar)
         return self._run_on(i, self.bar, self._should_run_on, self._calls)
@@ -279,7 +286,7 @@ class _Run:
                 self.notes.append("objects frozen before bisect (gc.freeze) were left frozen: every "
                                   "collection scanned the whole heap, which is slower")
         bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
-                             _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
+                             _Run._measure.__code__, _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
         self.attribute = Attributor(self.found.lines, bridge)
         self.atexit_before = _atexit_count()
         if not self.was_tracing:

@@ -204,11 +204,15 @@ def _children_wanted(ref: Any, wanted: dict[int, list[tuple[Any, int]]]) -> list
 
 
 def _old_first(obj: Any) -> int:
-    """Referrers the run did not create first: a path from a root goes through what was there."""
+    """Class namespaces first (one step from a root: ``logging.Logger.manager`` beats the
+    hundreds of loggers that also refer to the manager), then referrers the run did not create:
+    a path from a root goes through what was there."""
     try:
-        return 0 if raw_traceback(obj) is None else 1
+        if type(obj) is dict and type(dict.get(obj, "__module__")) is str:
+            return 0
+        return 1 if raw_traceback(obj) is None else 2
     except Exception:
-        return 1
+        return 2
 
 
 def _root_of(ref: Any, index: ModuleIndex) -> Root | None:
