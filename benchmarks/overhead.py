@@ -5,7 +5,7 @@ untraced, traced by leakkit (default options), under tracemalloc and under memra
 untraced. Batches are interleaved (A/B/C/A/B/C...) and medians taken: the machine is noisy.
 Then the memory the recorder takes for 1 M calls (its buffers, and tracemalloc's count of it).
 
-Targets (DESIGN.md section 6): trace <= 1.25x untraced; 1 M calls well under 100 MB.
+Targets (docs/method.md, "Targets and measured figures"): trace <= 1.25x untraced; 1 M calls well under 100 MB.
 
 Run: ``python benchmarks/overhead.py [--rounds 15] [--batch 400]``
 """

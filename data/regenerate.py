@@ -42,6 +42,7 @@ def crawler_worker_csv(path: pathlib.Path) -> None:
         if worker.stdout.readline().strip() != "ready":
             raise RuntimeError("crawler_worker.py did not start")
         path.unlink(missing_ok=True)
+        pathlib.Path(str(path) + ".json").unlink(missing_ok=True)
         watch(worker, interval=0.25, out=path, limit="256MiB")
     finally:
         if worker.poll() is None:
@@ -52,18 +53,21 @@ def crawler_worker_csv(path: pathlib.Path) -> None:
 
 
 def _relative_cmdline(path: pathlib.Path, cmdline: str) -> None:
-    """Replace the machine's interpreter path in a recording's header with a plain command."""
+    """Replace the machine's interpreter path in a recording's metadata with a plain command."""
     import json
 
+    sidecar = pathlib.Path(str(path) + ".json")
+    if sidecar.exists():  # a watch CSV: its metadata is in the JSON file beside it
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        for session in data["sessions"]:
+            session["cmdline"] = cmdline.split()
+            session["pid"] = None
+        sidecar.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     out = []
     for line in lines:
-        if line.startswith("# leakkit watch "):
-            meta = json.loads(line[len("# leakkit watch "):])
-            meta["cmdline"] = cmdline.split()
-            meta["pid"] = None
-            line = "# leakkit watch " + json.dumps(meta) + "\n"
-        elif line.startswith("CMDLINE "):
+        if line.startswith("CMDLINE "):
             line = f"CMDLINE {cmdline}\n"
         out.append(line)
     path.write_text("".join(out), encoding="utf-8")

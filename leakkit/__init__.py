@@ -26,6 +26,7 @@ _LAZY = {
     "GrowthSites": "sites", "HeapNativeReport": "native", "Monitor": "monitoring", "Recording": "recording",
     "Trace": "tracing", "TraceReport": "report", "bisect": "drilldown", "classify_readings": "native",
     "forecast": "forecasting", "growth_sites": "sites", "heap_summary": "heap", "heap_vs_native": "native",
+    "humanize": "_text",
     "load": "recording", "load_watch": ("watching", "load"), "malloc_trim": "native", "monitor": "monitoring",
     "read_mprofile": "mprof", "summary_diff": "heap", "trace": "tracing", "verdict": "report",
     "watch": "watching", "write_mprofile": "mprof",
@@ -49,6 +50,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
+    from ._text import humanize
     from .analysis import Growth
     from .bisect_report import BisectReport
     from .drilldown import bisect
@@ -70,7 +72,7 @@ __all__ = [
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
     "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
-    "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "load",
+    "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "humanize", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",
 ]

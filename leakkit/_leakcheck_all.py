@@ -24,6 +24,8 @@ import math
 import os
 import sys
 import threading
+import types
+import unittest
 import warnings
 from array import array
 from collections.abc import Iterator
@@ -32,6 +34,9 @@ from typing import Any
 
 import pytest
 
+from . import _compat
+
+DEFAULT_BISECT_BUDGET = 15.0  # seconds per leaking test's bisect (leakkit.bisect's time_budget)
 DEFAULT_CALLS = 12  # the fewest a verdict needs (leakkit.drilldown.MIN_CALLS): the suite runs 15x, not 53x
 BLOCKS_FLOOR = 8  # a few blocks come and go with pytest's own bookkeeping between runs
 BYTES_FLOOR = 1024
@@ -106,9 +111,12 @@ def _pending_tasks() -> int | None:
 
 
 def read_counters() -> dict[str, float | None]:
-    """The cheap counters, read right after a full collection."""
-    from . import probes
+    """The cheap counters, read right after a full collection and with the type attribute cache
+    cleared: on 3.10/3.11 it keeps every attribute name it caches (each unpickled class name, each
+    ``getattr`` with a new string), up to 4096 of them, which read as a few blocks per run."""
+    from . import _compat, probes
 
+    _compat.settle()
     gc.collect()
     return {"blocks": probes.blocks(), "traced_bytes": probes.traced_bytes(), "fds": probes.fds(),
             "threads": threading.active_count(), "tasks": _pending_tasks()}
@@ -170,9 +178,68 @@ def _fresh_capture(item: pytest.Item) -> Iterator[None]:
             h.records, h.stream = records, stream
 
 
+@contextlib.contextmanager
+def _fresh_testcase(item: pytest.Function) -> Iterator[None]:
+    """A unittest test's repeated run gets a new TestCase instance, as each run of the test in
+    unittest or ``regrtest -R`` would: setUp and tearDown run inside the call phase, so nothing
+    but what a test stores on ``self`` (a counter a helper method bumps) would carry over, and
+    that is dropped with the instance at teardown. Plain pytest tests keep theirs: their fixtures
+    (``setup_method`` included) were set up once, on that instance."""
+    parent = getattr(item, "parent", None)
+    cls = getattr(parent, "obj", None)
+    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase) and type(item).__name__ == "TestCaseFunction"):
+        yield
+        return
+    fresh = cls(item.name)
+    slot = "_testcase" if "_testcase" in vars(item) else "_instance"  # pytest < 8.2 kept it in _testcase
+    saved = {name: vars(item)[name] for name in (slot, "_obj") if name in vars(item)}
+    setattr(item, slot, fresh)
+    item._obj = getattr(fresh, item.name)
+    try:
+        yield
+    finally:
+        for name in (slot, "_obj"):
+            if name in saved:
+                setattr(item, name, saved[name])
+            else:
+                vars(item).pop(name, None)
+
+
 def _reset_capture(item: pytest.Item) -> None:
     for handler in _log_handlers(item):
         handler.reset()
+
+
+def _read_budget(config: pytest.Config) -> float:
+    """--leakcheck-bisect-budget, else the ini setting, else 15 s; a usage error unless a positive
+    finite number of seconds (read at configure time, before any test runs)."""
+    value: Any = config.getoption("leakcheck_bisect_budget")
+    source = "--leakcheck-bisect-budget"
+    if value is None:
+        text = config.getini("leakcheck_bisect_budget")
+        if text is None or str(text).strip() == "":
+            return DEFAULT_BISECT_BUDGET
+        source = "ini setting leakcheck_bisect_budget"
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise pytest.UsageError(f"{source}: expected a number of seconds, received {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise pytest.UsageError(f"{source}: expected a positive number of seconds, received {value}")
+    return float(value)
+
+
+def _say(config: pytest.Config, text: str) -> None:
+    """A progress line on the terminal while a test runs: pytest's capture is suspended for it, or
+    the line would land in the test's captured output. Nothing from xdist workers."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    with suspended:
+        terminal.ensure_newline()
+        terminal.write_line(text)
 
 
 class LeakcheckAll:
@@ -188,6 +255,7 @@ class LeakcheckAll:
         self.warmup = manager.setting("warmup")
         self.warn = _flag(config, "leakcheck_warn")
         self.target_spec = config.getoption("leakcheck_targets") or config.getini("leakcheck_targets") or None
+        self.bisect_budget = _read_budget(config)
         self.outcomes: list[dict[str, Any]] = []
         self._default_targets: list[Any] | None = None
         self._running = False
@@ -252,7 +320,8 @@ class LeakcheckAll:
     def _run_once(self, item: pytest.Function) -> None:
         _reset_capture(item)
         before = len(getattr(item, "_excinfo", None) or ())
-        item.runtest()
+        with _fresh_testcase(item):
+            item.runtest()
         recorded = getattr(item, "_excinfo", None)
         if recorded and len(recorded) > before:
             # a unittest TestCase reports its failures to the item instead of raising: take this
@@ -268,10 +337,12 @@ class LeakcheckAll:
             try:
                 for _ in range(self.warmup):
                     self._run_once(item)
+                # Frozen before the first reading: its collection and every later one walk only
+                # what the measured runs made, not the whole heap of the test process (a full
+                # collection per test was most of the cost on a suite of fast tests). Garbage left
+                # from before stays frozen, so it counts the same in every reading.
+                frozen = _compat.freeze()
                 series.add(read_counters())
-                if gc.get_freeze_count() == 0:  # later collections only walk what the runs made
-                    gc.freeze()
-                    frozen = True
                 for _ in range(self.calls):
                     self._run_once(item)
                     series.add(read_counters())
@@ -311,16 +382,16 @@ class LeakcheckAll:
             targets = self._targets(item)
         except LeakkitError as error:
             return None, str(error)
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
-            terminal.write_line(f"leakcheck-all: bisecting {item.nodeid} ...")
+        _say(self.config, f"leakcheck-all: {item.nodeid} keeps memory on every run; bisecting it "
+                          f"(at most ~{self.bisect_budget:.0f} s) ...")
 
         def workload() -> None:
             self._run_once(item)
 
         try:
             with _fresh_capture(item):
-                return bisect(workload, targets=targets, warmup=self.warmup, progress=False), ""
+                return bisect(workload, targets=targets, warmup=self.warmup, progress=False,
+                              time_budget=self.bisect_budget), ""
         except LeakkitError as error:
             return None, str(error)
 
@@ -335,10 +406,25 @@ class LeakcheckAll:
                 self._default_targets = package_under_test(str(self.config.rootpath), str(item.path.parent))
             found += self._default_targets
         unique: list[Any] = []
-        for target in found:
+        for target in with_submodules(found):
             if all(target is not other for other in unique):
                 unique.append(target)
         return unique
+
+
+def with_submodules(targets: list[Any]) -> list[Any]:
+    """Each package followed by its submodules imported so far: a module target stands for the
+    functions defined in that module only, and a package's code mostly lives in its submodules
+    (``cachetools.keys.hashkey``, not ``cachetools``). Read at bisect time, after the test has
+    imported what it uses."""
+    out: list[Any] = []
+    for target in targets:
+        out.append(target)
+        if isinstance(target, types.ModuleType) and hasattr(target, "__path__"):
+            prefix = target.__name__ + "."
+            out += [module for name, module in sorted(sys.modules.items())
+                    if name.startswith(prefix) and isinstance(module, types.ModuleType)]
+    return out
 
 
 def _project_name(root: str) -> str | None:
@@ -393,8 +479,12 @@ def _distribution_packages(name: str) -> list[str]:
 
 
 def _scan(root: str) -> list[str]:
-    """Top-level packages (and modules) of a source tree: ROOT/* and ROOT/src/*."""
-    names = []
+    """Top-level packages of a source tree (ROOT/* and ROOT/src/*); its loose modules only when it
+    has no package. Beside a package, a top-level ``.py`` is the project's tooling (``setup.py``,
+    ``versioneer.py``, ``noxfile.py``): importing it as a target runs it, and its warnings would
+    land on the test being bisected."""
+    packages: list[str] = []
+    modules: list[str] = []
     for base in (root, os.path.join(root, "src")):
         try:
             entries = sorted(os.listdir(base))
@@ -405,11 +495,11 @@ def _scan(root: str) -> list[str]:
             if entry.startswith((".", "_")) or entry in _SKIP_DIRS:
                 continue
             if os.path.isdir(path) and os.path.exists(os.path.join(path, "__init__.py")) and entry.isidentifier():
-                names.append(entry)
+                packages.append(entry)
             elif entry.endswith(".py") and entry[:-3].isidentifier() and entry[:-3] not in _SKIP_MODULES \
                     and not entry.startswith("test"):
-                names.append(entry[:-3])
-    return names
+                modules.append(entry[:-3])
+    return packages or modules
 
 
 def package_under_test(rootdir: str, testdir: str) -> list[Any]:

@@ -1,6 +1,6 @@
 """``leakkit.bisect``: which function makes memory grow, and what keeps that memory alive.
 
-What the engineer of DESIGN.md section 1 did by hand, automated:
+What the engineer of the story in docs/method.md ("The story it comes from") did by hand, automated:
 
 1. Warm up the workload, collect, and freeze the warmed-up heap (``gc.freeze``) so every later
    collection only scans what the calls created.

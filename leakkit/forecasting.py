@@ -2,9 +2,11 @@
 
 Why: "it grows" is not actionable; "linear leak, 256 MiB in ~3 h 10 min at 1.2 MiB/min" tells
 whether to page someone, raise the limit, or restart nightly. The rate is a Theil-Sen slope (the
-median of pairwise slopes: robust to GC dips and allocator jumps) with Sen's rank-based interval.
-That interval assumes independent residuals; samples of a real process are autocorrelated, so
-read it as a lower bound on the uncertainty.
+median of pairwise slopes: robust to GC dips and allocator jumps) with Sen's rank-based interval, widened for autocorrelation: samples of a real process are
+serially correlated (a buffer fills over many samples, RSS moves by pages), and an interval that
+assumed independent samples would collapse ("16 s to 16 s"). The widening is Hamed and Rao's
+variance correction of the Mann-Kendall statistic (:func:`variance_inflation`). The interval is
+the uncertainty of the rate given these samples; it does not cover a change of behaviour later.
 
 Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of the median)):
 
@@ -30,6 +32,7 @@ import pandas as pd
 
 from ._errors import InvalidArgumentError, expected
 from ._sizes import format_duration, format_size, parse_size
+from ._text import wrap_lines
 from .analysis import theil_sen as _theil_sen
 
 SHAPES = ("linear", "step", "sawtooth", "plateau", "flat")
@@ -37,28 +40,66 @@ _LABELS = {"linear": "linear leak", "step": "step growth", "sawtooth": "sawtooth
 MIN_SAMPLES = 4
 
 
-def format_rate(bytes_per_s: float) -> str:
+def format_rate(bytes_per_s: float, signed: bool = False) -> str:
     """'1.2 MiB/min', '+300 KiB/h', '12.0 MiB/s': the unit that gives a readable number."""
     if bytes_per_s is None or not math.isfinite(bytes_per_s):
         return "n/a"
     per_min = bytes_per_s * 60
     if abs(bytes_per_s) >= 10 * 1024**2:
-        return f"{format_size(bytes_per_s)}/s"
+        return f"{format_size(bytes_per_s, signed=signed)}/s"
     if abs(per_min) < 1024 and per_min != 0:
-        return f"{format_size(per_min * 60)}/h"
-    return f"{format_size(per_min)}/min"
+        return f"{format_size(per_min * 60, signed=signed)}/h"
+    return f"{format_size(per_min, signed=signed)}/min"
 
 
-def theil_sen(t: np.ndarray, y: np.ndarray, *, confidence: float = 0.95, max_points: int = 400) -> tuple[float, float, float, float]:
+def theil_sen(t: np.ndarray, y: np.ndarray, *, confidence: float = 0.95, max_points: int = 400,
+              autocorrelation: bool = False) -> tuple[float, float, float, float]:
     """Slope, intercept and Sen's rank-based interval of the slope (low, high), from the one
-    Theil-Sen estimator leakkit has (:func:`leakkit.analysis.theil_sen`)."""
+    Theil-Sen estimator leakkit has (:func:`leakkit.analysis.theil_sen`).
+
+    ``autocorrelation=True`` widens the interval for serially correlated residuals (see
+    :func:`variance_inflation`): samples of a process a fraction of a second apart are not
+    independent, and Sen's interval alone would be far too narrow.
+    """
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
+    if len(t) > max_points:  # thinned here, so that the correction sees the points the fit uses
+        keep = np.unique(np.linspace(0, len(t) - 1, max_points).round().astype(int))
+        t, y = t[keep], y[keep]
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     slope, low, high = _theil_sen(t, y, z, max_points=max_points)
     if not math.isfinite(slope):  # fewer than two distinct times
         return 0.0, float(np.median(y)) if len(y) else 0.0, 0.0, 0.0
-    return slope, float(np.median(y - slope * t)), low, high
+    intercept = float(np.median(y - slope * t))
+    if autocorrelation:
+        inflation = variance_inflation(y - (intercept + slope * t))
+        if inflation > 1.0:
+            _, low, high = _theil_sen(t, y, z * math.sqrt(inflation), max_points=max_points)
+    return slope, intercept, low, high
+
+
+def variance_inflation(residuals: np.ndarray) -> float:
+    """How much serial correlation inflates the variance of the Mann-Kendall statistic behind
+    Sen's interval (>= 1): Hamed & Rao's (1998) correction, with the residuals' ranks taken as
+    AR(1), their lag-k autocorrelation r**k for the lag-1 rank autocorrelation r.
+
+    ``n/n* = 1 + 2 / (n (n-1) (n-2)) * sum_k (n-k) (n-k-1) (n-k-2) r**k``. Negative r (alternating
+    residuals) is taken as 0: the interval is never narrowed below Sen's.
+    """
+    n = len(residuals)
+    if n < 8:
+        return 1.0
+    ranks = np.argsort(np.argsort(residuals, kind="stable"), kind="stable").astype(float)
+    ranks -= ranks.mean()
+    denominator = float(np.dot(ranks, ranks))
+    if denominator <= 0:
+        return 1.0
+    r = min(max(float(np.dot(ranks[:-1], ranks[1:])) / denominator, 0.0), 0.98)
+    if r == 0.0:
+        return 1.0
+    k = np.arange(1, n - 2, dtype=float)
+    weights = (n - k) * (n - k - 1) * (n - k - 2)
+    return float(1.0 + 2.0 / (n * (n - 1) * (n - 2)) * np.sum(weights * r**k))
 
 
 def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,13 +137,35 @@ def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
     return "linear"
 
 
+def _precise_duration(seconds: float) -> str:
+    """'2 min 58 s', '1 h 4 min', '16.4 s': one step finer than :func:`format_duration`."""
+    if not math.isfinite(seconds):
+        return "never"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return f"{minutes} min {rest} s"
+    return format_duration(seconds)
+
+
+def duration_range(low: float, high: float) -> str:
+    """'3 h 10 min to 3 h 40 min'; ends that would read the same are given one step finer."""
+    a, b = format_duration(low), format_duration(high)
+    if a == b and math.isfinite(low) and math.isfinite(high):
+        a, b = _precise_duration(low), _precise_duration(high)
+    return f"{a} to {b}"
+
+
 @dataclass(frozen=True)
 class Forecast:
     """When a memory timeline meets a limit: shape, rate and time to the limit, each with an interval.
 
     Rates are bytes per second; times are seconds from the last sample (``inf``: not on course to
     reach the limit; ``nan``: no limit given). ``current_bytes`` is the fitted value at the last
-    sample, the starting point of the extrapolation.
+    sample, the starting point of the extrapolation. Intervals are Sen's, widened for the
+    samples' autocorrelation (see the module docstring).
     """
 
     shape: str
@@ -126,74 +189,105 @@ class Forecast:
         """The shape as a person says it: 'linear leak', 'step growth', ..."""
         return _LABELS[self.shape]
 
+    def __repr__(self) -> str:
+        eta = ""
+        if self.limit_bytes is not None:
+            eta = f", {format_size(self.limit_bytes)} in ~{format_duration(self.eta_s)}" if self.eta_s > 0 \
+                else f", at {format_size(self.limit_bytes)}"
+        return (f"<Forecast {self.label}: {self.column} {format_rate(self.rate_bytes_per_s, signed=True)}"
+                f"{eta}, {self.samples} samples>")
+
+    def _rate_text(self) -> str:
+        low, high = self.rate_interval
+        return (f"{format_rate(self.rate_bytes_per_s, signed=True)} "
+                f"[{format_rate(low, signed=True)}, {format_rate(high, signed=True)}]")
+
     def _eta_text(self) -> str:
         if self.limit_bytes is None:
             return "no limit given"
         if self.eta_s == 0:
-            return f"already at {format_size(self.limit_bytes)} (limit)"
+            return f"already at {format_size(self.limit_bytes)} (the limit)"
         if not math.isfinite(self.eta_s):
-            return f"{format_size(self.limit_bytes)} not on course to be reached"
+            return f"not on course to reach {format_size(self.limit_bytes)}"
         low, high = self.eta_interval
-        return (
-            f"{format_size(self.limit_bytes)} in ~{format_duration(self.eta_s)} "
-            f"({self.confidence:.0%} interval {format_duration(low)} to {format_duration(high)})"
-        )
+        return (f"reaches {format_size(self.limit_bytes)} in ~{format_duration(self.eta_s)} "
+                f"({self.confidence:.0%} interval {duration_range(low, high)})")
+
+    def _lines(self) -> list[str]:
+        seen = f"now {format_size(self.current_bytes)}; {self.samples} samples over {format_duration(self.duration_s)}"
+        if self.limit_bytes is None:
+            lines = [f"{self.label}: {self.column} {self._rate_text()} (no limit given)", f"  {seen}"]
+        else:
+            lines = [f"{self.label}: {self.column} {self._eta_text()}", f"  rate {self._rate_text()}; {seen}"]
+        if math.isfinite(self.eta_s) and self.duration_s > 0 and self.eta_s > 3 * self.duration_s:
+            lines.append(f"  the forecast extrapolates {self.eta_s / self.duration_s:.0f}x the "
+                         f"{format_duration(self.duration_s)} watched: a longer watch tells whether the rate holds")
+        return lines
 
     def __str__(self) -> str:
-        low, high = self.rate_interval
-        return (
-            f"{self.label}: {self.column} {self._eta_text()} at {format_rate(self.rate_bytes_per_s)} "
-            f"(rate {format_rate(low)} to {format_rate(high)}; now {format_size(self.current_bytes)}, "
-            f"{self.samples} samples over {format_duration(self.duration_s)})"
-        )
+        return wrap_lines(self._lines())
 
     def _repr_html_(self) -> str:
-        low, high = self.rate_interval
         rows = [
             ("shape", self.label),
             ("column", self.column),
             ("now", format_size(self.current_bytes)),
-            ("rate", f"{format_rate(self.rate_bytes_per_s)} ({format_rate(low)} to {format_rate(high)})"),
+            ("rate", f"{self._rate_text()} ({self.confidence:.0%} interval, corrected for autocorrelation)"),
             ("limit", self._eta_text()),
             ("samples", f"{self.samples} over {format_duration(self.duration_s)}"),
         ]
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+                       for k, v in rows)
         return f"<table class='leakkit-forecast'>{body}</table>"
 
     def plot(self, ax: Any = None) -> Any:
-        """Timeline, fitted rate with its interval fan, the limit line and the ETA; returns the Axes."""
+        """Timeline, fitted rate with its interval fan, the limit line and the ETA; returns the Axes.
+
+        The extrapolation is drawn up to the limit only while that stays within three times the
+        span watched; past that the limit and the ETA are named in the title, so that the samples
+        keep most of the width instead of shrinking to a dot.
+        """
         import matplotlib.pyplot as plt
+
+        from .plots import byte_unit
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))
-        minutes = self.duration_s > 600 or (math.isfinite(self.eta_s) and self.eta_s > 600)
-        scale = 60.0 if minutes else 1.0
-        mib = 1024.0**2
-        ax.plot(self._t / scale, self._y / mib, ".-", lw=1, ms=3, label=self.column)
         t_end = float(self._t[-1])
-        horizon = self.duration_s * 0.5
-        if math.isfinite(self.eta_s) and self.eta_s > 0:
-            horizon = min(max(self.eta_interval[1] if math.isfinite(self.eta_interval[1]) else self.eta_s * 1.5,
-                              self.eta_s * 1.1), self.duration_s * 20 + self.eta_s)
+        span = max(self.duration_s, 1e-9)
+        reach = math.isfinite(self.eta_s) and 0 < self.eta_s <= 3 * span
+        horizon = (max(self.eta_s * 1.1, 0.25 * span) if reach else 0.5 * span)
+        minutes = (span + horizon) > 600
+        scale = 60.0 if minutes else 1.0
+        shown = [float(np.min(self._y)), float(np.max(self._y)), self.current_bytes + self.rate_bytes_per_s * horizon]
+        if reach and self.limit_bytes is not None:
+            shown.append(float(self.limit_bytes))
+        name, divisor = byte_unit(shown)
+        ax.plot(self._t / scale, self._y / divisor, ".-", lw=1, ms=3, label=f"{self.column} (samples)")
         future = np.linspace(t_end, t_end + horizon, 50)
         fit_t = np.linspace(self._fit_t0, t_end, 2)
-        ax.plot(fit_t / scale, (self.current_bytes + self.rate_bytes_per_s * (fit_t - t_end)) / mib, "-",
-                color="C1", lw=1.5, label=f"{self.label}, {format_rate(self.rate_bytes_per_s)}")
-        ax.plot(future / scale, (self.current_bytes + self.rate_bytes_per_s * (future - t_end)) / mib, "--", color="C1")
+        ax.plot(fit_t / scale, (self.current_bytes + self.rate_bytes_per_s * (fit_t - t_end)) / divisor, "-",
+                color="C1", lw=1.5, label=f"{self.label}, {format_rate(self.rate_bytes_per_s, signed=True)}")
+        ax.plot(future / scale, (self.current_bytes + self.rate_bytes_per_s * (future - t_end)) / divisor, "--",
+                color="C1")
         low, high = self.rate_interval
         pivot_t, pivot_y = self._pivot
-        ax.fill_between(future / scale, (pivot_y + low * (future - pivot_t)) / mib,
-                        (pivot_y + high * (future - pivot_t)) / mib, color="C1", alpha=0.15,
+        ax.fill_between(future / scale, (pivot_y + low * (future - pivot_t)) / divisor,
+                        (pivot_y + high * (future - pivot_t)) / divisor, color="C1", alpha=0.15,
                         label=f"{self.confidence:.0%} interval")
-        if self.limit_bytes is not None:
-            ax.axhline(self.limit_bytes / mib, color="C3", lw=1, label=f"limit {format_size(self.limit_bytes)}")
-            if math.isfinite(self.eta_s) and self.eta_s > 0:
+        if self.limit_bytes is not None and (reach or self.eta_s == 0):
+            ax.axhline(self.limit_bytes / divisor, color="C3", lw=1, label=f"limit {format_size(self.limit_bytes)}")
+            if reach:
                 ax.axvline((t_end + self.eta_s) / scale, color="C3", ls=":", lw=1,
                            label=f"~{format_duration(self.eta_s)} from now")
         ax.set_xlabel("time (min)" if minutes else "time (s)")
-        ax.set_ylabel(f"{self.column} (MiB)")
-        ax.set_title(str(self._eta_text()))
+        ax.set_ylabel(f"{self.column} ({name})")
+        title = f"{self.label}: {self.column} {self._eta_text().split(' (')[0]}"
+        if self.limit_bytes is not None and math.isfinite(self.eta_s) and self.eta_s > 0 and not reach:
+            title += " (beyond the plot)"
+        ax.set_title(title, fontsize="medium")
         ax.legend(loc="best", fontsize="small")
+        ax.grid(alpha=0.3)
         return ax
 
 
@@ -230,7 +324,7 @@ def forecast(
     Example::
 
         result = forecast(load("worker.csv"), "256MiB")
-        print(result)      # linear leak: uss 256.0 MiB in ~3 h 10 min at 1.2 MiB/min (...)
+        print(result)      # linear leak: uss reaches 256.0 MiB in ~3 h 10 min (95% interval ...)
         result.plot()
     """
     if not isinstance(frame, pd.DataFrame):
@@ -269,7 +363,7 @@ def forecast(
         last = t >= t[0] + (t[-1] - t[0]) * 2 / 3
         if last.sum() >= 3:
             fit_t, fit_y = t[last], y[last]
-    slope, intercept, low, high = theil_sen(fit_t, fit_y, confidence=confidence)
+    slope, intercept, low, high = theil_sen(fit_t, fit_y, confidence=confidence, autocorrelation=True)
     current = intercept + slope * t[-1]
     if shape == "sawtooth" and fit_t is t:
         current = float(y.max())
@@ -286,7 +380,9 @@ def forecast(
 
     eta, eta_low, eta_high = math.nan, math.nan, math.nan
     if limit_bytes is not None:
-        growing = slope > 0 and not (shape in ("flat", "plateau") and low <= 0)
+        # flat: within the tolerance over the whole watch, whatever a tiny trend says (a page or two
+        # of USS moving would otherwise give "flat: reaches the limit in 27 h")
+        growing = slope > 0 and shape != "flat" and not (shape == "plateau" and low <= 0)
         if limit_bytes <= max(current, float(y[-1])):
             eta = eta_low = eta_high = 0.0
         elif not growing:
@@ -296,10 +392,10 @@ def forecast(
     return Forecast(
         shape=shape,
         column=name,
-        rate_bytes_per_s=slope,
-        rate_interval=(low, high),
-        eta_s=eta,
-        eta_interval=(eta_low, eta_high),
+        rate_bytes_per_s=float(slope),
+        rate_interval=(float(low), float(high)),
+        eta_s=float(eta),
+        eta_interval=(float(eta_low), float(eta_high)),
         limit_bytes=limit_bytes,
         current_bytes=float(current),
         samples=len(t),

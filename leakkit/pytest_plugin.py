@@ -53,7 +53,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck-targets", default=None, dest="leakcheck_targets", metavar="PKG,...",
                     help="with --leakcheck-all: where bisect looks for the culprit besides the test's module "
                          "(default: the package under test)")
+    group.addoption("--leakcheck-bisect-budget", type=float, default=None, dest="leakcheck_bisect_budget",
+                    metavar="SECONDS", help="with --leakcheck-all: time budget of each leaking test's bisect "
+                                            "(default 15; ini: leakcheck_bisect_budget)")
     parser.addini("leakcheck_all", type="bool", default=False, help="repeat and leak-check every test")
+    parser.addini("leakcheck_bisect_budget", default=None, help="leakcheck-all: seconds per bisect (default 15)")
     parser.addini("leakcheck_warn", type="bool", default=False, help="leakcheck-all: warn instead of failing")
     parser.addini("leakcheck_targets", default=None, help="leakcheck-all: bisect targets besides the test module")
 

@@ -20,7 +20,10 @@ DataFrame columns (bytes are bytes, times are seconds):
     ``call`` (calls finished when it was taken), ``t`` (s since start), ``blocks``,
     ``traced_bytes`` (NaN unless tracemalloc was on), ``heap_bytes`` (total shallow size of all
     Python objects when a type summary was taken, else NaN), ``rss``, ``uss``, ``pss``, ``swap``,
-    ``fds``, ``gc_collections``; read right after a full garbage collection.
+    ``fds``, ``gc_collections``, ``allocated_bytes`` (bytes held through pymalloc and malloc
+    together, :func:`leakkit._malloc.allocated_bytes`, leakkit's own buffers and tracemalloc's
+    tables taken out; NaN where the allocators cannot be read); read right after a full garbage
+    collection.
 ``summaries``
     ``call``, ``type``, ``count``, ``size`` (bytes): pympler-style type summaries at checkpoints.
 """
@@ -41,12 +44,13 @@ from ._errors import NotARecordingError, expected
 CALL_COLUMNS = ["call", "function", "thread", "start", "duration_s", "blocks_delta", "bytes_delta",
                 "rss_delta", "fds_delta", "error", "depth"]
 CHECKPOINT_COLUMNS = ["call", "t", "blocks", "traced_bytes", "heap_bytes", "rss", "uss", "pss", "swap",
-                      "fds", "gc_collections"]
+                      "fds", "gc_collections", "allocated_bytes"]
 SUMMARY_COLUMNS = ["call", "type", "count", "size"]
 FILE_COLUMNS = ["table"] + CALL_COLUMNS + [c for c in CHECKPOINT_COLUMNS if c != "call"] + ["type", "count", "size"]
 MAGIC = "# leakkit recording v1"
 _TYPE_CODES: dict[str, int] = {}
 _TYPE_NAMES: list[str] = []
+_NAMES_SIZE = [0, 0]  # type names whose sizes are summed, and their bytes
 _MISSING = -(2**63)
 _MISSING_I = -(2**31)
 _CALL_CODES = ("d", "f", "q", "q", "q", "i", "H", "H", "H", "B")  # start ... depth, see Recorder._new_chunk
@@ -273,6 +277,22 @@ class Recorder:
             buffers.extend((codes, counts, sizes))
         return buffers
 
+    def own_heap_bytes(self) -> int:
+        """Bytes the recorder's own Python objects hold in the allocators (its memory maps aside):
+        the checkpoint and summary arrays, and the process-wide type-name table, whose names are
+        summed once each (the table only grows)."""
+        import sys
+
+        with self._lock:
+            buffers = self._buffers()
+        total = sum(map(sys.getsizeof, buffers)) + sys.getsizeof(_TYPE_NAMES) + sys.getsizeof(_TYPE_CODES)
+        del buffers
+        counted, size = _NAMES_SIZE
+        if len(_TYPE_NAMES) > counted:
+            size += sum(map(sys.getsizeof, _TYPE_NAMES[counted:]))
+            _NAMES_SIZE[:] = [len(_TYPE_NAMES), size]
+        return total + size
+
     def own_objects(self) -> list:
         """The recorder's own buffers (arrays), which type summaries should not count as the user's."""
         with self._lock:
@@ -459,10 +479,14 @@ _INTEGER = {"call": 0, "depth": 0, "count": 0, "size": 0}  # integer columns and
 _NON_NEGATIVE = frozenset({"start", "duration_s", "t", "blocks", "traced_bytes", "heap_bytes", "rss", "uss", "pss",
                            "swap", "fds", "gc_collections"})
 _REQUIRED = frozenset({"call", "depth", "count", "size", "function", "type"})
+_ADDED_LATER = ("allocated_bytes",)
 
 
 def _tables(frame: pd.DataFrame, path: str, *, first_line: int) -> Recording:
     """The three frames of a recording file, every cell checked: a bad one names its line and column."""
+    for column in _ADDED_LATER:  # recordings made before the column existed
+        if column not in frame.columns:
+            frame[column] = math.nan
     missing = [c for c in FILE_COLUMNS if c not in frame.columns]
     if missing:
         raise NotARecordingError(f"{path}: expected the columns {','.join(FILE_COLUMNS)}, missing {', '.join(missing)}")

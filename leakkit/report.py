@@ -12,11 +12,13 @@ import pandas as pd
 
 from . import plots
 from ._sizes import format_size
+from ._text import interval, wrap_lines
 from .analysis import Growth, classify
 from .recording import Recording
 
 BLOCKS_FLOOR = 8  # noise after a full collection, in blocks (a shell or test runner adds a few)
 BYTES_FLOOR = 512
+BYTES_LEAK_FLOOR = 64 << 10  # bytes alone call a leak only past allocator noise (malloc's per-thread caches)
 NATIVE_FLOOR = 1 << 20  # RSS/USS move by pages and arenas: below 1 MiB it is not a finding
 HOLDER_SHARE = 0.2  # a bounded container must explain this much of the top growing type to count
 HELD_FRACTION = 0.5
@@ -25,7 +27,14 @@ _NOT_HELD = ("function (", "module(", "frame (", "weakref.")  # of the sampled n
 
 @dataclass
 class TraceReport:
-    """Verdict on one traced function: ``verdict``, rates per call with ~95% intervals, growing types."""
+    """Verdict on one traced function: ``verdict``, rates per call with ~95% intervals, growing types.
+
+    Every rate is the Theil-Sen slope fitted to the later half of the checkpoints (readings after a
+    full garbage collection), with Sen's rank-based ~95% interval; the text, the HTML and the plot
+    show these same numbers. ``bytes_per_call`` comes from ``bytes_source``: bytes held through
+    tracemalloc's traced bytes when it was on, else pymalloc and malloc together where they can
+    be read (Linux/glibc), else the type summaries' total size.
+    """
 
     function: str
     verdict: str
@@ -40,6 +49,8 @@ class TraceReport:
     growing_types: pd.DataFrame
     reason: str
     recording: Recording = field(repr=False)
+    bytes: Growth | None = None  # the bytes series' full verdict (None when not measured)
+    native_column: str = "uss"
 
     @property
     def blocks_per_call(self) -> float:
@@ -53,53 +64,130 @@ class TraceReport:
     def bytes_per_call_interval(self) -> tuple[float, float]:
         return (self.bytes_per_call_low, self.bytes_per_call_high)
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
+        rate = (f"{format_size(self.bytes_per_call, signed=True)}/call" if math.isfinite(self.bytes_per_call)
+                else f"{self.blocks.rate:+.2f} blocks/call")
+        return f"<TraceReport {self.function}: {self.verdict}, {rate}, {self.calls} calls>"
+
+    def _fit_note(self) -> str:
+        g = self.bytes if self.bytes is not None else self.blocks
+        readings = g.extra.get("tail_readings")
+        start = g.extra.get("tail_from")
+        if readings is None or start is None:
+            return "Theil-Sen rate over the checkpoints, ~95% interval"
+        return f"Theil-Sen fit to the {readings} checkpoints from call {start:.0f}, ~95% interval"
+
+    def _lines(self) -> list[str]:
         lines = [f"leakkit: {self.function}: {self.verdict.upper()} after {self.calls} calls ({self.reason})"]
         b = self.blocks
-        if math.isfinite(b.rate):
-            lines.append(f"  blocks kept per call: {b.rate:+.2f} [{b.rate_low:+.2f}, {b.rate_high:+.2f}]  "
-                         f"grew in {b.growth_times}/{b.intervals} checkpoint intervals")
+        kept = []
         if math.isfinite(self.bytes_per_call):
-            interval = ""
-            if math.isfinite(self.bytes_per_call_low):
-                interval = (f" [{format_size(self.bytes_per_call_low, signed=True)}, "
-                            f"{format_size(self.bytes_per_call_high, signed=True)}]")
-            lines.append(f"  bytes kept per call:  {format_size(self.bytes_per_call, signed=True)}{interval} "
-                         f"({self.bytes_source})")
+            kept.append(f"{format_size(self.bytes_per_call, signed=True)} "
+                        f"{interval(self.bytes_per_call_low, self.bytes_per_call_high)}".rstrip())
+        if math.isfinite(b.rate):
+            kept.append(f"{b.rate:+.2f} blocks {interval(b.rate_low, b.rate_high, lambda v: f'{v:+.2f}')}".rstrip())
+        if kept:
+            lines.append(f"  kept per call: {', '.join(kept)}")
+            source = f"; bytes {_short(self.bytes_source)}" \
+                if math.isfinite(self.bytes_per_call) else "; bytes not measured (a block is one allocation of any size)"
+            lines.append(f"    {self._fit_note()}{source}")
+            lines.append(f"  grew in {b.growth_times} of {b.intervals} checkpoint intervals")
         if self.native is not None and math.isfinite(self.native.rate):
-            lines.append(f"  process memory per call: {format_size(self.native.rate, signed=True)} "
-                         f"({self.native.verdict})")
-        if b.verdict == "inconclusive" and b.calls_to_decide:
+            n = self.native
+            lines.append(f"  process memory ({self.native_column}) per call: {format_size(n.rate, signed=True)} "
+                         f"{interval(n.rate_low, n.rate_high)}")
+        if self.verdict == "inconclusive" and b.calls_to_decide:
             lines.append(f"  about {b.calls_to_decide} more calls would decide")
         if self.errors:
             lines.append(f"  {self.errors} calls raised")
-        if len(self.growing_types):
-            lines.append("  growing types:")
-            for row in self.growing_types.head(5).itertuples():
-                lines.append(f"    {row.type:40s} {int(row.count_delta):+8d} objects "
-                             f"{format_size(row.size_delta, signed=True):>12s}")
-        return "\n".join(lines)
+        types = _notable(self.growing_types)
+        if len(types) and self.verdict != "clean":
+            summaries = self.recording.summaries
+            first, last = int(summaries["call"].min()), int(summaries["call"].max())
+            lines.append(f"  growing types (type summaries at calls {first} and {last}; per call):")
+            width = min(max(len(str(t)) for t in types["type"].head(5)), 48)
+            for row in types.head(5).itertuples():
+                lines.append(f"    {str(row.type):{width}s}  {row.count_per_call:+8.2f} objects  "
+                             f"{format_size(row.size_per_call, signed=True):>11s}")
+            seen = float(self.growing_types["size_per_call"].clip(lower=0).sum())
+            rate = self.bytes_per_call
+            if self.bytes is not None and math.isfinite(rate) and rate > 0 and seen < 0.5 * rate and rate - seen > 256:
+                # type summaries count what pympler counts: objects the collector tracks and their
+                # direct referents, not the values inside untracked containers
+                lines.append(f"    these types hold {format_size(seen)} of the {format_size(rate)} kept per call; the rest "
+                             "is where type summaries do not look (the values of plain dicts and tuples of "
+                             "atoms: bytes, bytearray, str), or outside Python objects")
+        return lines
+
+    def __str__(self) -> str:
+        return wrap_lines(self._lines())
 
     def _repr_html_(self) -> str:
         color = plots.LEAK_COLORS.get(self.verdict, "#333")
-        rows = "".join(f"<li>{html.escape(line.strip())}</li>" for line in str(self).splitlines()[1:])
-        return (f"<div><b>leakkit</b> {html.escape(self.function)}: "
+        lines = self._lines()
+        items = []
+        for line in lines[1:]:
+            if line.startswith("    "):  # a detail of the line above
+                items[-1] += f"<br><span style='margin-left:1.5em'>{html.escape(line.strip())}</span>"
+            else:
+                items.append(html.escape(line.strip()))
+        rows = "".join(f"<li>{item}</li>" for item in items)
+        return (f"<div style='white-space:normal'><b>leakkit</b> {html.escape(self.function)}: "
                 f"<b style='color:{color}'>{self.verdict.upper()}</b> after {self.calls} calls "
                 f"({html.escape(self.reason)})<ul>{rows}</ul>{_figure_html(self)}</div>")
 
-    def plot(self, ax: Any = None) -> Any:
-        """Blocks kept after GC at each checkpoint, with the fitted rate per call."""
+    def plot(self, ax: Any = None, *, series: str = "auto") -> Any:
+        """Memory kept after GC at each checkpoint, with the fitted rate per call the text gives.
+
+        ``series``: "bytes", "blocks", or "auto" (bytes when they were measured).
+        """
+        if series not in ("auto", "bytes", "blocks"):
+            from ._errors import expected
+
+            raise expected("'auto', 'bytes' or 'blocks'", "series", series)
         ckpt = self.recording.checkpoints
+        column = _BYTE_COLUMNS.get(self.bytes_source.split(" (")[0])
+        use_bytes = series == "bytes" or (series == "auto" and column is not None and self.bytes is not None)
+        title = f"{self.function}: {self.verdict}"
+        if use_bytes and column is not None:
+            g = self.bytes if self.bytes is not None else self.blocks
+            return plots.retained(ckpt["call"], ckpt[column], verdict=self.verdict, rate=self.bytes_per_call,
+                                  interval=self.bytes_per_call_interval, fit_from=g.extra.get("tail_from"),
+                                  unit="bytes", label=f"bytes kept after GC ({_short(self.bytes_source)})",
+                                  title=title, ax=ax)
         return plots.retained(ckpt["call"], ckpt["blocks"], verdict=self.verdict, rate=self.blocks.rate,
-                              unit="blocks", title=f"{self.function}: {self.verdict}", ax=ax)
+                              interval=self.blocks_per_call_interval, fit_from=self.blocks.extra.get("tail_from"),
+                              unit="blocks", label="blocks kept after GC", title=title, ax=ax)
 
     def plot_deltas(self, ax: Any = None) -> Any:
         """Per-call blocks kept and their running sum."""
         return plots.deltas(self.recording.calls, ax=ax)
 
     def plot_types(self, ax: Any = None) -> Any:
-        """The types that grew most between the first and last type summary."""
-        return plots.growing_types(self.growing_types, ax=ax)
+        """The types that grew most between the first and last type summary (those the text lists)."""
+        return plots.growing_types(_notable(self.growing_types), ax=ax)
+
+
+_SHORT_SOURCE = {"pymalloc + malloc in use, after GC": "held by pymalloc + malloc",
+                 "tracemalloc, after GC": "traced by tracemalloc",
+                 "shallow size of all objects, from type summaries": "type summaries' total size"}
+
+
+def _short(source: str) -> str:
+    base, _, rest = source.partition(" (")
+    return _SHORT_SOURCE.get(base, base) + (f" ({rest}" if rest else "")
+
+
+def _notable(types: pd.DataFrame) -> pd.DataFrame:
+    """Growing types worth a line: a real share of the top type's growth, or an object every few calls."""
+    if types.empty:
+        return types
+    top = float(types["size_delta"].max())
+    return types[(types["size_delta"] >= 0.05 * top) | (types["count_per_call"] >= 0.25)]
+
+
+_BYTE_COLUMNS = {"pymalloc + malloc in use, after GC": "allocated_bytes", "tracemalloc, after GC": "traced_bytes",
+                 "shallow size of all objects, from type summaries": "heap_bytes"}
 
 
 def _figure_html(report: Any) -> str:
@@ -120,9 +208,15 @@ def _figure_html(report: Any) -> str:
 
 
 def growing_types(summaries: pd.DataFrame) -> pd.DataFrame:
-    """Types whose count or size grew between the first and the last summary, largest first."""
+    """Types whose count or size grew between the first and the last summary, largest first.
+
+    Columns: ``type``, ``count`` and ``size`` (bytes, shallow) at the last summary,
+    ``count_delta`` and ``size_delta`` (bytes) since the first, and both per call between the
+    two summaries (``count_per_call``, ``size_per_call``).
+    """
     if summaries.empty or summaries["call"].nunique() < 2:
-        return pd.DataFrame(columns=["type", "count", "size", "count_delta", "size_delta", "count_per_call"])
+        return pd.DataFrame(columns=["type", "count", "size", "count_delta", "size_delta", "count_per_call",
+                                     "size_per_call"])
     first_call, last_call = summaries["call"].min(), summaries["call"].max()
     first = summaries[summaries["call"] == first_call].set_index("type")[["count", "size"]]
     last = summaries[summaries["call"] == last_call].set_index("type")[["count", "size"]]
@@ -135,23 +229,31 @@ def growing_types(summaries: pd.DataFrame) -> pd.DataFrame:
         "size_delta": (joined["size"] - joined["size_before"]).astype("int64").values,
     })
     frame["count_per_call"] = frame["count_delta"] / max(last_call - first_call, 1)
+    frame["size_per_call"] = frame["size_delta"] / max(last_call - first_call, 1)
     frame = frame[(frame["count_delta"] > 0) | (frame["size_delta"] > 0)]
     return frame.sort_values(["size_delta", "count_delta"], ascending=False).reset_index(drop=True)
 
 
-def _bytes_rate(ckpt: pd.DataFrame) -> tuple[float, float, float, str]:
+def _bytes_rate(ckpt: pd.DataFrame) -> tuple[Growth | None, float, float, float, str]:
+    """The bytes series a report uses (the first one measured, most complete first) and its rate."""
+    # tracemalloc first when it ran: exact for every Python allocation and numpy's buffers, while
+    # its own tables (a few dozen bytes per live block) blur malloc's count
     for column, source in (("traced_bytes", "tracemalloc, after GC"),
+                           ("allocated_bytes", "pymalloc + malloc in use, after GC"),
                            ("heap_bytes", "shallow size of all objects, from type summaries")):
+        if column not in ckpt.columns:
+            continue
         points = ckpt[["call", column]].dropna()
         if len(points) >= 4:
             g = classify(points["call"], points[column], floor=BYTES_FLOOR)
-            return g.rate, g.rate_low, g.rate_high, source
+            return g, g.rate, g.rate_low, g.rate_high, source
         if len(points) >= 2:
             dx = points["call"].iloc[-1] - points["call"].iloc[0]
             if dx > 0:
                 rate = (points[column].iloc[-1] - points[column].iloc[0]) / dx
-                return rate, math.nan, math.nan, source + " (two readings, no interval)"
-    return math.nan, math.nan, math.nan, "not measured"
+                return None, rate, math.nan, math.nan, source + (
+                    f" (two readings, calls {points['call'].iloc[0]:.0f} and {points['call'].iloc[-1]:.0f}: no interval)")
+    return None, math.nan, math.nan, math.nan, "not measured"
 
 
 def trace_report(rec: Recording, *, function: str,
@@ -203,13 +305,18 @@ def trace_report(rec: Recording, *, function: str,
         in_calls = float(outer["rss_delta"].sum()) if len(outer) else 0.0
         if native.verdict == "leak" and verdict in ("clean", "plateau") and in_calls >= 0.5 * rise:
             verdict, reason = "leak", f"process memory ({memory_col}) grows while Python's blocks do not: native memory"
-    rate, low, high, source = _bytes_rate(ckpt)
+    kept, rate, low, high, source = _bytes_rate(ckpt)
+    if (kept is not None and verdict in ("clean", "plateau") and source.startswith("pymalloc")
+            and classify(ckpt["call"], ckpt["allocated_bytes"], floor=BYTES_LEAK_FLOOR).verdict == "leak"):
+        # the same number of blocks holding more bytes: a buffer growing in place (bytearray,
+        # list, dict tables), or C code's malloc; the bytes series is as exact as the blocks
+        verdict, reason = "leak", "bytes kept grow while the number of blocks does not (a buffer growing in place, or malloc'd memory)"
     return TraceReport(
         function=function, verdict=verdict, calls=len(calls),
         errors=int(calls["error"].notna().sum()) if len(calls) else 0,
         blocks=blocks, bytes_per_call=rate, bytes_per_call_low=low, bytes_per_call_high=high,
         bytes_source=source, native=native, growing_types=types, reason=reason,
-        recording=rec)
+        recording=rec, bytes=kept, native_column=memory_col)
 
 
 def verdict(series: Any, calls: Any = None, *, floor: float = 0.0) -> Growth:

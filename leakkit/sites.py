@@ -19,6 +19,7 @@ are those of other threads (a complete traceback that never passes through the w
 - ``growth_loops``: ``loops - 1``, the denominator of ``growth_times``.
 - ``growth_bytes``: retained bytes at the end minus after the warm-up loop.
 - ``bytes_per_loop``: ``growth_bytes / growth_loops``.
+- ``bytes_per_call``: ``bytes_per_loop / calls_per_loop`` (comparable with trace's and bisect's rates).
 - ``final_bytes``, ``final_blocks``: retained at the end.
 - ``traceback``: the biggest traceback at that site, oldest frame first, one ``file:line`` per line.
 """
@@ -42,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ._errors import WorkloadError, check_options, expected
 from ._sizes import format_size
+from ._text import wrap_lines
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -173,45 +175,69 @@ class GrowthSites:
                 f"{self.nframes} frames")
         if self.frame.empty:
             return head + "\nno site grew"
-        lines = [head, f"{'#':>3}  {'grew':>6}  {'growth':>11}  {'per loop':>11}  {'final':>10}  site"]
+        per = "per call" if self.calls_per_loop > 1 else "per loop"
+        lines = [head, f"{'#':>3}  {'grew':>6}  {'growth':>11}  {per:>11}  {'final':>10}  site"]
         for rank, row in enumerate(self.frame.itertuples(index=False), start=1):
+            rate = row.bytes_per_call if self.calls_per_loop > 1 else row.bytes_per_loop
             lines.append(
                 f"{rank:>3}  {row.growth_times:>3}/{measured:<2}  {format_size(row.growth_bytes, signed=True):>11}  "
-                f"{format_size(row.bytes_per_loop, signed=True):>11}  {format_size(row.final_bytes):>10}  {row.site}"
+                f"{format_size(rate, signed=True):>11}  {format_size(row.final_bytes):>10}  {row.site}"
             )
             source = linecache.getline(row.file, row.line).strip()
             if source:
-                lines.append(f"{'':>50}  {source[:70]}")
+                lines.append(f"{'':>7}{source}")
             for frame_line in row.traceback.splitlines()[-4:][::-1][1:]:
-                lines.append(f"{'':>50}  <- {frame_line}")
-        return "\n".join(lines)
+                lines.append(f"{'':>7}<- {frame_line}")
+        return wrap_lines(lines)
 
     def _repr_html_(self) -> str:
         measured = self.loops - 1
         rows = "".join(
             f"<tr><td>{rank}</td><td>{row.growth_times}/{measured}</td><td>{format_size(row.growth_bytes, signed=True)}</td>"
-            f"<td>{format_size(row.bytes_per_loop, signed=True)}</td><td>{format_size(row.final_bytes)}</td>"
+            f"<td>{format_size(row.bytes_per_loop, signed=True)}</td><td>{format_size(row.bytes_per_call, signed=True)}</td>"
+            f"<td>{format_size(row.final_bytes)}</td>"
             f"<td><details><summary><code>{html.escape(row.site)}</code></summary><pre>{html.escape(row.traceback)}</pre>"
             f"</details></td></tr>"
             for rank, row in enumerate(self.frame.itertuples(index=False), start=1)
         )
         return (f"<p>growth sites: {self.loops} loops x {self.calls_per_loop} call(s), first loop left out</p>"
-                "<table><tr><th>#</th><th>grew</th><th>growth</th><th>per loop</th><th>final</th><th>site</th></tr>"
+                "<table><tr><th>#</th><th>grew</th><th>growth</th><th>per loop</th><th>per call</th><th>final</th>"
+                "<th>site</th></tr>"
                 f"{rows}</table>")
 
+    def __repr__(self) -> str:
+        top = "" if self.frame.empty else f", top {_short_site(self.frame['site'].iloc[0])}"
+        return f"<GrowthSites {len(self.frame)} growing sites over {self.loops} loops{top}>"
+
     def plot(self, ax: Any = None) -> Any:
-        """Retained bytes per loop of the ranked sites; returns the Axes."""
+        """Growth of each ranked site since the warm-up loop, on a log scale; returns the Axes.
+
+        A log scale, because the top site often grows a thousand times faster than the fifth: on a
+        linear axis every other line would lie flat at zero. Loops where a site had not grown yet
+        (zero or less) are left out of its line.
+        """
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        from .plots import size_tick
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(8, 4))
-        for site in self.series.columns:
-            ax.plot(self.series.index, self.series[site] / 1024, marker=".", label=_short_site(site))
+            _, ax = plt.subplots(figsize=(9, 4), layout="constrained")  # room for the legend on the right
+        grown = self.series - self.series.iloc[0] if len(self.series) else self.series
+        for site in grown.columns:
+            values = grown[site].astype(float).where(grown[site] > 0)
+            ax.plot(grown.index, values, marker=".", label=_short_site(site))
+        if grown.size and (grown > 0).to_numpy().any():
+            ax.set_yscale("log", base=2)
+            ax.yaxis.set_major_locator(LogLocator(base=2, numticks=8))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: size_tick(value)))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("loop")
-        ax.set_ylabel("retained (KiB)")
-        ax.set_title("growth sites")
-        if len(self.series.columns):
-            ax.legend(loc="best", fontsize="small")
+        ax.set_ylabel("grown since loop 0 (log)")
+        ax.set_title(f"growth sites: {self.loops} loops x {self.calls_per_loop} call(s)")
+        if len(grown.columns):
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", title="site")
+        ax.grid(alpha=0.3)
         return ax
 
 
@@ -323,6 +349,7 @@ def _rank(readings: list[dict], *, loops: int, calls_per_loop: int, nframes: int
             "growth_loops": loops - 1,
             "growth_bytes": growth,
             "bytes_per_loop": growth / (loops - 1),
+            "bytes_per_call": growth / (loops - 1) / calls_per_loop,
             "final_bytes": sizes[-1],
             "final_blocks": final[1] if final else 0,
             "traceback": _format(traceback),
@@ -331,7 +358,7 @@ def _rank(readings: list[dict], *, loops: int, calls_per_loop: int, nframes: int
     rows.sort(key=lambda row: (-row["growth_times"], -row["growth_bytes"], row["site"]))
     rows = rows[:top]
     columns = ["site", "file", "line", "growth_times", "growth_loops", "growth_bytes", "bytes_per_loop",
-               "final_bytes", "final_blocks", "traceback"]
+               "bytes_per_call", "final_bytes", "final_blocks", "traceback"]
     frame = pd.DataFrame([{c: row[c] for c in columns} for row in rows], columns=columns)
     series = pd.DataFrame({row["site"]: row["_sizes"] for row in rows}, index=pd.RangeIndex(loops, name="loop"))
     return GrowthSites(frame=frame, series=series, loops=loops, calls_per_loop=calls_per_loop, nframes=nframes)

@@ -23,12 +23,13 @@ import contextvars
 import functools
 import inspect
 import math
+import os
 import sys
 import threading
 import time
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 
@@ -38,6 +39,8 @@ from .recording import Recorder, Recording
 from .report import trace_report  # imported here, not at the last checkpoint: it would read as growth
 
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
+P = ParamSpec("P")
+R = TypeVar("R")
 _STARTUP_ALLOWANCE_S = 0.5
 _WALL_MIN_S = 0.05  # wall-time checkpoints: at most 20 a second ...
 _WALL_GROWTH = 0.02  # ... and 2% of the run apart (about 50 per tenfold of run time)
@@ -122,6 +125,7 @@ class Trace:
         self._census: dict[int, int] | None = None  # bounded containers' sizes at the baseline
         self._own_blocks = 0  # blocks and traced bytes that type summaries kept (leakkit's own)
         self._own_bytes = 0
+        self._own_allocated = 0
 
     # -- transparency ---------------------------------------------------------------------------
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
@@ -435,6 +439,7 @@ class Trace:
         name: done after the baseline, all of that would show up as growth at the next checkpoint.
         """
         _bias()
+        self._allocated()
         probes.process_memory()
         probes.fds()
         probes.gc_collections()
@@ -468,19 +473,22 @@ class Trace:
         # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
         blocks_now = probes.blocks()
         traced_now = probes.traced_bytes()
+        allocated_now = self._allocated()
         blocks_kept = blocks_now - self._own_blocks - self._recorder.own_blocks
         traced_kept = None if traced_now is None else traced_now - self._own_bytes
+        allocated_kept = None if allocated_now is None else allocated_now - self._own_allocated
         heap_bytes = None
         if self._want_summaries:
             if force_summary or self._last_ckpt_call < 0 or self._summary_cost <= self._budget * self._busy:
-                heap_bytes = self._summarize(n, blocks_now, traced_now)
+                heap_bytes = self._summarize(n, blocks_now, traced_now, allocated_now)
         memory = probes.process_memory()
         # the recorder's buffers (~47 B a call) are process memory too, and leakkit's own
         own = self._recorder.footprint()
         rss, uss, pss = ((None if v is None else v - own) for v in (memory.rss, memory.uss, memory.pss))
         row = {"call": n, "t": start - self._t0, "blocks": blocks_kept, "traced_bytes": traced_kept,
                "heap_bytes": heap_bytes, "rss": rss, "uss": uss, "pss": pss,
-               "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections()}
+               "swap": memory.swap, "fds": probes.fds(), "gc_collections": probes.gc_collections(),
+               "allocated_bytes": allocated_kept}
         self._recorder.add_checkpoint(row)
         del row, memory
         self._last_ckpt_call = n
@@ -488,7 +496,21 @@ class Trace:
         self._last_cpu = time.thread_time() - cpu0
         self._ckpt_cost += self._last_cost
 
-    def _summarize(self, n: int, blocks_before: int, traced_before: int | None) -> int | None:
+    def _allocated(self) -> int | None:
+        """Bytes held through pymalloc and malloc, less leakkit's own: the recorder's buffers (they
+        grow ~48 bytes a call) and tracemalloc's tables. Read first, before anything here allocates."""
+        import tracemalloc
+
+        total = probes.allocated_bytes()
+        if total is None:
+            return None
+        total -= self._recorder.own_heap_bytes()
+        if tracemalloc.is_tracing():
+            total -= tracemalloc.get_tracemalloc_memory()
+        return total
+
+    def _summarize(self, n: int, blocks_before: int, traced_before: int | None,
+                   allocated_before: int | None) -> int | None:
         """Take and store a type summary; what it leaves behind is counted as leakkit's, not the calls'.
 
         A summary keeps a little (new type names in the recorder's table, pandas and numpy caches
@@ -520,6 +542,9 @@ class Trace:
         traced_after = probes.traced_bytes()
         if traced_after is not None and traced_before is not None:
             self._own_bytes += traced_after - traced_before
+        allocated_after = self._allocated()
+        if allocated_after is not None and allocated_before is not None:
+            self._own_allocated += allocated_after - allocated_before
         self._summary_cost += _perf() - s0
         return heap_bytes
 
@@ -616,13 +641,45 @@ def _drop(depth: int) -> None:
                 pass
 
 
-def trace(func: Callable | None = None, **options: Any) -> Any:
+def _strict(func: Callable[P, R]) -> Callable[P, R]:
+    """Unknown keyword options raise UnknownOptionError naming the known ones (not a bare TypeError)."""
+    known = frozenset(name for name, parameter in inspect.signature(func).parameters.items()
+                      if parameter.kind is parameter.KEYWORD_ONLY)
+
+    @functools.wraps(func)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        check_options(func.__name__, {k: v for k, v in kwargs.items() if k != "func"}, known)
+        return func(*args, **kwargs)
+
+    return checked
+
+
+@_strict
+def trace(func: Callable | None = None, *, checkpoint_every: int | str = "auto", summaries: bool = True,
+          tracemalloc: bool = False, fds: bool = False, stream: str | os.PathLike | None = None,
+          overhead_budget: float = 0.05, name: str | None = None) -> Any:
     """Trace a function: ``@trace``, ``@trace(checkpoint_every=100)`` or ``traced = trace(func)``.
 
-    Options: ``checkpoint_every`` ('auto' or calls), ``summaries`` (type summaries at checkpoints),
-    ``tracemalloc`` (per-call traced bytes; slow), ``fds`` (per-call open descriptors; ~20 us a
-    call), ``stream`` (CSV path every row is appended to as it is recorded), ``overhead_budget``
-    (fraction of traced time checkpoints may take), ``name`` (the ``function`` column).
+    The wrapped callable behaves exactly like ``func`` (sync, async, methods, generators,
+    threads) and records what each call keeps; see :class:`Trace` for what it holds.
+
+    Args:
+        func: the function to trace; omitted, ``trace(...)`` returns a decorator.
+        checkpoint_every: ``"auto"`` (a schedule that keeps checkpoints within
+            ``overhead_budget``: after calls 1, 2, 4, ... 64, then as the budget allows) or a
+            number of calls between checkpoints. A checkpoint is a full garbage collection
+            followed by every probe.
+        summaries: take type summaries (type, count, size) at checkpoints, which name the
+            growing types.
+        tracemalloc: also record per-call traced bytes (``bytes_delta``); starts tracemalloc,
+            which slows every allocation 7-12x.
+        fds: also record per-call open file descriptors (``fds_delta``; ~20 us a call).
+        stream: a CSV path every row is appended to (and flushed) as it is recorded, so a crash
+            keeps every finished call; read it back with :func:`leakkit.load`.
+        overhead_budget: the fraction of the traced calls' own time checkpoints may take.
+        name: the ``function`` column and the report's name (default: the qualified name).
+
+    Unknown options raise :class:`~leakkit.UnknownOptionError`.
 
     Example::
 
@@ -633,7 +690,11 @@ def trace(func: Callable | None = None, **options: Any) -> Any:
         print(handle.report())      # leak / plateau / clean / inconclusive, with a rate per call
         handle.calls.head()         # one row per call
     """
-    check_options("trace", options, OPTIONS)
+    given = {"checkpoint_every": checkpoint_every, "summaries": summaries, "tracemalloc": tracemalloc,
+             "fds": fds, "stream": stream, "overhead_budget": overhead_budget, "name": name}
+    # the options given (not left at their defaults): what a Trace is built with, or refused for one
+    options = {key: value for key, value in given.items()
+               if not (type(value) is type(_DEFAULTS[key]) and value == _DEFAULTS[key])}
     if func is None:
         return lambda f: trace(f, **options)
     if isinstance(func, Trace):
@@ -642,6 +703,10 @@ def trace(func: Callable | None = None, **options: Any) -> Any:
                            "func", func)
         return func
     return Trace(func, **options)
+
+
+_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(trace).parameters.items()
+             if parameter.kind is parameter.KEYWORD_ONLY}
 
 
 def _without(summary: pd.DataFrame, own: list) -> pd.DataFrame:

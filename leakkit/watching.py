@@ -37,6 +37,7 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
+from . import _sidecar
 from ._errors import NotARecordingError, ProcessAccessError, RecordingStoppedWarning, describe, expected
 from ._sizes import format_size, parse_size
 from .mprof import FRAME_COLUMNS, MprofWriter, looks_like_mprofile, read_mprofile
@@ -151,15 +152,20 @@ def _sample(process: psutil.Process, children: bool) -> tuple[float, ...] | None
 
 
 class _CsvSink:
-    """Append one flushed CSV line per sample; a '# leakkit watch {json}' line records the context."""
+    """Append one flushed CSV line per sample; the context (pid, command, interval, limit) goes to
+    the JSON sidecar (:mod:`leakkit._sidecar`), so the CSV stays a plain header and rows."""
 
-    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+    def __init__(self, handle: IO[str], meta: dict[str, Any], path: str) -> None:
         self._handle = handle
-        fresh = handle.tell() == 0
-        handle.write(f"# leakkit watch {json.dumps(meta)}\n")
-        if fresh:
+        if handle.tell() == 0:
             handle.write(",".join(COLUMNS) + "\n")
-        handle.flush()
+            handle.flush()
+        try:
+            _sidecar.add_session(path, "watch", meta)
+        except OSError as error:  # the metadata is lost, not the samples: the CSV reads on its own
+            warnings.warn(f"leakkit watch: writing {_sidecar.path_for(path)!r} failed: {type(error).__name__}: "
+                          f"{error}; {path!r} goes on without its pid, command and limit", RecordingStoppedWarning,
+                          stacklevel=4)
 
     def write(self, row: Sequence[float]) -> None:
         cells = [f"{row[0]:.4f}", f"{row[1]:.4f}"]
@@ -171,7 +177,7 @@ class _CsvSink:
 class _DatSink:
     """mprof records one metric: RSS, what its default backend measures."""
 
-    def __init__(self, handle: IO[str], meta: dict[str, Any]) -> None:
+    def __init__(self, handle: IO[str], meta: dict[str, Any], path: str) -> None:
         self._writer = MprofWriter(handle, meta.get("cmdline"))
 
     def write(self, row: Sequence[float]) -> None:
@@ -245,8 +251,9 @@ def watch(
             Popen you pass is left running.
         interval: seconds between samples (> 0).
         duration: stop after this many seconds (None: until the process exits).
-        out: file to append each sample to as it is taken (flushed per line): a leakkit CSV, or
-            an mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
+        out: file to append each sample to as it is taken (flushed per line): a plain CSV (the
+            columns above; pid, command, interval and limit go to ``<out>.json`` beside it), or an
+            mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
         limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
             kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.forecasting.forecast`.
         children: sum the process's descendants into each sample and count them.
@@ -312,7 +319,7 @@ def watch(
                 return
             try:
                 if sink is None:
-                    sink = (_DatSink if os.fspath(out).endswith(".dat") else _CsvSink)(handle, meta)
+                    sink = (_DatSink if os.fspath(out).endswith(".dat") else _CsvSink)(handle, meta, os.fspath(out))
                 if row is not None:
                     sink.write(row)
             except (OSError, ValueError) as error:
@@ -487,6 +494,9 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
     if "unix_time_s" in frame.columns and len(frame) and frame["unix_time_s"].notna().all():
         # recompute t: appended sessions each restart their own t at 0
         frame["t"] = frame["unix_time_s"] - frame["unix_time_s"].iloc[0]
+    sidecar = _sidecar.read(path)
+    if sidecar is not None and sidecar["sessions"]:
+        meta = {**sidecar["sessions"][-1], "sessions": sidecar["sessions"]}
     frame.attrs.update({key: value for key, value in meta.items()}, source="leakkit", path=path, header_line=header_line)
     return frame
 
@@ -496,7 +506,9 @@ def load(path: str | os.PathLike) -> pd.DataFrame:
 
     Why one reader: forecasts and plots should not care which tool recorded the timeline.
     The watch shape is described in this module's docstring; monitor CSVs keep their own extra
-    columns. Raises NotARecordingError with the line number of the first malformed line; a
+    columns. ``attrs`` gets the metadata of the sidecar ``<path>.json`` (the latest session's
+    keys, and ``sessions``), or of a ``# leakkit ...`` first line in recordings made before
+    there were sidecars. Raises NotARecordingError with the line number of the first malformed line; a
     malformed last line without a newline (cut short by a crash mid-write) is dropped instead.
 
     Example::

@@ -1,4 +1,4 @@
-"""A scheduled crawler worker with the two leaks of DESIGN.md section 1, for the case-study notebook.
+"""A scheduled crawler worker with the two leaks of the story in docs/method.md, for the case-study notebook.
 
 Every tick the scheduler gathers a few request tasks (fetch a page, parse it) and one pipe message
 from the control pipe (a config reload). Each task keeps its connection info in ``CONTEXTS``, a

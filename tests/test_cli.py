@@ -60,7 +60,7 @@ def test_run_records_a_growing_command_then_report_reads_the_recording(workdir, 
 
     assert main(["report", "grow.csv", "--limit", "1GiB", "--plot", "forecast.png"]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith("linear leak: uss 1.0 GiB in ~")
+    assert out.startswith("linear leak: uss reaches 1.0 GiB in ~")
     assert "forecast.png" in err and (workdir / "forecast.png").exists()
 
 

@@ -167,3 +167,95 @@ def test_each_xdist_worker_checks_its_own_tests_and_the_summary_has_them_all(pro
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
     assert "3 tests judged, 1 leaking" in summary
     assert "LEAK test_things.py::test_leaks: " in summary and "culprit mypkg.register" in summary
+
+
+def test_culprits_in_a_packages_submodules_and_unittest_state_on_self(pytester):
+    # the package under test is a package: its functions live in submodules, which the bisect
+    # must search too; a unittest TestCase gets a fresh instance per repeated run, as unittest
+    # itself gives each run, so a counter kept on self does not make the test unrepeatable
+    package = pytester.mkpydir("deeppkg")
+    package.joinpath("store.py").write_text("KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytearray(64))\n")
+    pytester.makepyprojecttoml('[project]\nname = "deeppkg-not-installed"\n')
+    pytester.makepyfile(test_deep=textwrap.dedent("""
+        import unittest
+        from deeppkg import store
+
+        def test_remembers():
+            store.remember(1)
+
+        class CountsOnSelf(unittest.TestCase):
+            def next_id(self):
+                self.n = getattr(self, "n", 0) + 1
+                return self.n
+
+            def test_first_id_is_one(self):
+                self.assertEqual(self.next_id(), 1)
+    """))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leakcheck-all")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*leakcheck-all: test_deep.py::test_remembers keeps memory on every run; bisecting it*",
+                                 "*culprit: deeppkg.store.remember", "*deeppkg.store.KEPT*"])
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
+    assert "2 tests judged, 1 leaking, 0 not repeated" in summary, summary
+    assert "culprit deeppkg.store.remember; kept by deeppkg.store.KEPT[" in summary, summary
+
+
+def test_a_bad_bisect_budget_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leakcheck-all", "--leakcheck-bisect-budget=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--leakcheck-bisect-budget: expected a positive number of seconds, received 0.0*"])
+
+
+def test_anyio_tests_are_repeated_and_their_leak_bisected(pytester):
+    pytest.importorskip("anyio")
+    package = pytester.mkpydir("asyncpkg")
+    package.joinpath("store.py").write_text(
+        "import anyio\n\nKEPT = []\n\n\nasync def remember(n):\n    await anyio.sleep(0)\n    KEPT.append(bytearray(64))\n")
+    pytester.makepyprojecttoml('[project]\nname = "asyncpkg-not-installed"\n')
+    pytester.makepyfile(test_anyio_things=textwrap.dedent("""
+        import anyio
+        import pytest
+        from asyncpkg import store
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_remembers():
+            await store.remember(1)
+
+        @pytest.mark.anyio
+        async def test_awaits_its_work():
+            async with anyio.create_task_group() as group:
+                group.start_soon(anyio.sleep, 0)
+    """))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*culprit: asyncpkg.store.remember", "*asyncpkg.store.KEPT*"])
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
+    assert "2 tests judged, 1 leaking, 0 not repeated" in summary, summary
+
+
+def test_the_package_under_test_is_the_projects_package_not_its_tooling_modules(tmp_path, monkeypatch):
+    from leakkit._leakcheck_all import package_under_test
+
+    # a project with a package and tooling beside it (versioneer.py writes a file when imported:
+    # the evidence that it would have run), and one that is a single module
+    project = tmp_path / "proj"
+    (project / "projpkg").mkdir(parents=True)
+    (project / "projpkg" / "__init__.py").write_text("")
+    (project / "versioneer.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    (project / "tests").mkdir()
+    single = tmp_path / "single"
+    (single / "tests").mkdir(parents=True)
+    (single / "onemod.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.syspath_prepend(str(single))
+    found = package_under_test(str(project), str(project / "tests"))
+    assert [m.__name__ for m in found] == ["projpkg"]
+    assert not (tmp_path / "ran").exists()
+    assert [m.__name__ for m in package_under_test(str(single), str(single / "tests"))] == ["onemod"]

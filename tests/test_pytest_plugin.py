@@ -57,7 +57,7 @@ def test_marker_passes_a_clean_test_and_fails_leaking_ones_with_a_report(pyteste
     result.stdout.fnmatch_lines([
         "leakcheck: test_marked.py::test_leaks keeps memory on every run",
         "leakkit: test_marked.py::test_leaks: LEAK after 20 calls*",
-        "*blocks kept per call: +*",
+        "*kept per call: +*",
     ])
     # bisect: the culprit and the path that keeps its memory alive
     result.stdout.fnmatch_lines([

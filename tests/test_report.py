@@ -64,7 +64,7 @@ def test_text_and_html_say_the_verdict_and_the_rate():
     report = trace_report(synthetic(3.0), function="handler")
     text = str(report)
     assert text.startswith("leakkit: handler: LEAK after 200 calls")
-    assert "blocks kept per call: +3" in text and "list" in text
+    assert "kept per call: +3.0" in text and "blocks" in text and "list" in text
     page = report._repr_html_()
     assert "LEAK" in page and "<img" in page
 
@@ -116,3 +116,56 @@ def test_trace_plot_and_report_of_a_live_trace():
     assert report.verdict == "leak" and report.calls == 20
     assert isinstance(traced.plot(), plt.Axes)
     plt.close("all")
+
+
+def test_one_rate_in_text_attribute_and_plot():
+    rec = synthetic(3.0)
+    rec.checkpoints["allocated_bytes"] = 40e6 + 200.0 * rec.checkpoints["call"]
+    report = trace_report(rec, function="f")
+    assert report.bytes_source.startswith("pymalloc") and report.bytes_per_call == pytest.approx(200, rel=0.01)
+    shown = plots.format_rate(report.bytes_per_call, "bytes")
+    assert shown.removesuffix("/call") in str(report)
+    ax = report.plot()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert any(label.startswith(f"fit: {shown}") for label in labels), labels
+    assert "(KiB)" in ax.get_ylabel() and ax.yaxis.get_offset_text().get_text() == ""
+    plt.close("all")
+
+
+def test_a_clean_report_lists_no_growing_types():
+    rec = synthetic(0.0)
+    rec.summaries.loc[rec.summaries["call"] == 200, "count"] += 3  # a few objects of noise
+    report = trace_report(rec, function="f")
+    assert report.verdict == "clean"
+    assert "growing types" not in str(report)
+
+
+def test_process_memory_line_carries_no_verdict_word_next_to_a_leak():
+    report = trace_report(synthetic(3.0), function="f")
+    line = next(line for line in str(report).splitlines() if "process memory" in line)
+    assert not any(word in line for word in ("(clean)", "(leak)", "(inconclusive)", "(plateau)"))
+
+
+def test_reprs_read():
+    report = trace_report(synthetic(3.0), function="f")
+    assert repr(report).startswith("<TraceReport f: leak, ") and "DataFrame" not in repr(report)
+
+
+def test_deltas_plot_spans_every_call_when_memory_is_read_on_a_sample():
+    rec = synthetic(2.0)
+    rec.calls.loc[64:, "blocks_delta"] = np.nan
+    rec.calls.loc[64::13, "blocks_delta"] = 2.0
+    ax = plots.deltas(rec.calls)
+    assert ax.get_xlim()[1] >= 199
+    assert "memory read on" in ax.get_title()
+    assert any("running sum" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close("all")
+
+
+def test_humanize_shows_units_and_keeps_the_data():
+    frame = pd.DataFrame({"calls": [62.0], "retained_bytes_per_call": [65985.0], "rss": [209346560.0],
+                          "unix_time_s": [1.796151e9], "verdict": ["leak"]})
+    shown = leakkit.humanize(frame)
+    assert list(shown.iloc[0]) == ["62", "+64.4 KiB", "199.6 MiB", shown.iloc[0]["unix_time_s"], "leak"]
+    assert shown.iloc[0]["unix_time_s"].startswith("20")
+    assert frame["rss"].iloc[0] == 209346560.0

@@ -150,3 +150,26 @@ def test_workloads_that_cannot_be_measured_are_workload_errors():
 def test_bad_options_are_leakkit_errors(options):
     with pytest.raises(LeakkitError):
         growth_sites(leaky_request, **options)
+
+
+def test_the_plot_shows_every_site_on_a_log_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    from leakkit.sites import GrowthSites
+
+    series = pd.DataFrame({f"/app/m.py:{i}": np.arange(8) * 10.0 ** i for i in range(1, 7)},
+                          index=pd.RangeIndex(8, name="loop"))
+    sites = GrowthSites(frame=pd.DataFrame(), series=series, loops=8, calls_per_loop=1, nframes=1)
+    ax = sites.plot()
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    for line in ax.get_lines():
+        data = line.get_ydata()
+        assert np.nanmin(data) >= low and np.nanmax(data) <= high  # none pressed flat at zero
+    assert all("B" in t.get_text() for t in ax.get_yticklabels() if t.get_text())
+    plt.close("all")

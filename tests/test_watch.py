@@ -216,6 +216,55 @@ def test_a_popen_passed_in_is_left_running_when_the_watch_ends():
         child.wait()
 
 
+def test_the_watch_csv_reads_right_with_plain_readers_and_its_metadata_is_beside_it(tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "plain.csv"
+    frame = watch([PY, "-c", "import time; time.sleep(0.4)"], interval=0.05, out=out, limit="1GiB", progress=False)
+    plain = pd.read_csv(out)  # defaults: the first line is the header
+    assert list(plain.columns) == COLUMNS
+    assert len(plain) == len(frame) and (plain["rss"].to_numpy() == frame["rss"].to_numpy()).all()
+    sidecar = json.loads((tmp_path / "plain.csv.json").read_text())
+    assert sidecar["format"] == "leakkit watch" and sidecar["sessions"][0]["pid"] == frame.attrs["pid"]
+    again = load(out)
+    assert again.attrs["limit_bytes"] == 1 << 30 and again.attrs["interval"] == 0.05
+
+    watch([PY, "-c", "import time; time.sleep(0.2)"], interval=0.05, out=out, progress=False)  # appends
+    assert list(pd.read_csv(out).columns) == COLUMNS
+    both = load(out)
+    assert len(both.attrs["sessions"]) == 2 and both.attrs["limit_bytes"] is None  # the latest session's
+    assert both["t"].is_monotonic_increasing
+
+
+def test_a_sidecar_that_cannot_be_written_costs_the_metadata_not_the_samples(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    from leakkit._errors import RecordingStoppedWarning
+
+    out = tmp_path / "w.csv"
+    (tmp_path / "w.csv.json").mkdir()  # the sidecar cannot be replaced: a directory is in its place
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = watch([PY, "-c", "import time; time.sleep(0.4)"], interval=0.05, out=out, progress=False)
+    assert [w.category for w in caught] == [RecordingStoppedWarning] and "w.csv.json" in str(caught[0].message)
+    assert frame.attrs["out_error"] is None and len(frame) > 2
+    assert len(pd.read_csv(out)) == len(frame)  # every sample reached the CSV
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".leakkit-")] == []  # no scratch left
+
+
+def test_recordings_with_a_comment_line_before_the_header_still_load(tmp_path):
+    old = tmp_path / "old.csv"
+    old.write_text('# leakkit watch {"pid": 7, "interval": 0.5, "limit_bytes": 1048576}\n'
+                   + ",".join(COLUMNS) + "\n0.0,100.0,10,9,9,0,\n0.5,100.5,20,19,19,0,\n")
+    frame = load(old)
+    assert frame.attrs["pid"] == 7 and frame.attrs["limit_bytes"] == 1048576
+    assert list(frame["rss"]) == [10, 20]
+
+
 def test_a_watch_or_growth_sites_without_a_bar_leave_no_thread_behind():
     # a disabled tqdm still starts tqdm's monitor thread, which then wakes every 10 s for the life
     # of the process and shifts block counts under later short traces

@@ -1,6 +1,6 @@
 """Verdicts from a series of retained-memory readings: leak, plateau, clean or inconclusive.
 
-The rule combines three anchors (DESIGN.md section 4):
+The rule combines three anchors (docs/method.md, "Verdicts from series, not from two points"):
 
 * CPython's refleak hunter (``-R``): after warm-up, a leak is growth in *every* later interval.
   Taken literally this misses intermittent leaks, so it is one signal among three here.
@@ -157,7 +157,9 @@ def classify(
     common = dict(rate=slope, rate_low=low, rate_high=high, total=total, growth_times=growth_times,
                   intervals=intervals, laplace=laplace, noise=noise,
                   extra={"slope_all": all_slope, "slope_all_low": all_low, "slope_all_high": all_high,
-                         "tail_rise": tail_rise, "needed": needed})
+                         "tail_rise": tail_rise, "needed": needed,
+                         # the readings the rate is fitted to: from this call on, this many
+                         "tail_from": float(tail_x[0]), "tail_readings": len(tail_x)})
     tail_grows = tail_rise > needed and (
         (math.isfinite(low) and low > 0)
         # intermittent growth: steps with flat stretches between them tie the tail's slopes at
