@@ -35,7 +35,6 @@ def call(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     thread.join()
     ok, value = box.pop()
-    del box
     if ok:
         return value
     try:

@@ -233,7 +233,7 @@ class _Run:
         self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
         self.was_tracing = tracemalloc.is_tracing()
         try:
-            i = self._measure(self._prepare())
+            self._measure(self._prepare())
             self.atexit_after = _atexit_count()
             self.found.restore()  # before looking at references: our wrappers must not show up
             return self._analyse()
