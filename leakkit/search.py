@@ -156,7 +156,7 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
     missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
     if missing and time.perf_counter() < deadline:
-        _orphans(record, survivors, missing, ignore)
+        _orphans(record, survivors, missing, ignore, own, deadline)
 
 
 class _Found(list):
@@ -272,8 +272,11 @@ def _bias() -> int:
     return _REFCOUNT_BIAS
 
 
-def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int]) -> None:
-    """Survivors of the growing functions that no Python object refers to: held from C."""
+def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int],
+             modules: set[str], deadline: float) -> None:
+    """Survivors of the growing functions that no container that grew holds: the old object that
+    refers to most of them (an ``lru_cache`` whose links replaced old entries, so its length did
+    not change), else none: held from C."""
     _bias()
     by_function: dict[str, list[tuple[Any, str]]] = defaultdict(list)
     for obj, name, site in survivors:
@@ -283,21 +286,78 @@ def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missin
     for name, items in by_function.items():
         own.add(id(items))
         orphans, c_refs, kinds = 0, 0, set()
+        referred: list[Any] = []
         for obj, _site in items:
             python, elsewhere = _c_references(obj, own | {id(t) for t in items})
             if python <= 0 and elsewhere > 0:
                 orphans += 1
                 c_refs += elsewhere
                 kinds.add(type(obj).__name__)
+            elif python > 0:
+                referred.append(obj)
         if orphans:
             site = record.sites.get(name) or items[0][1]
             record.orphans[name] = Orphan(name, orphans, len(items), c_refs, site, sorted(kinds))
+        elif len(referred) >= 0.5 * len(items) and time.perf_counter() < deadline:
+            holder = _common_referrer(record, name, referred, own | {id(referred)}, modules, deadline)
+            if holder is not None:
+                record.holders.append(holder)
+        referred.clear()
     for name in missing:
         if name not in record.orphans and name in record.sites:
             # Nothing found holds it: no container grew with it, no object the run made refers to
             # it, and the targets' namespaces do not reach it (untracked objects cannot be counted).
             record.orphans[name] = Orphan(name, 0, 0, 0, record.sites[name], [])
     by_function.clear()
+
+
+def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[int], modules: set[str],
+                     deadline: float) -> HolderRecord | None:
+    """The object the run did not make that refers to most of ``objs`` (what ``name`` made and
+    kept), named from a root, with its bound; None when none refers to half of them."""
+    referrers = gc.get_referrers(*objs)
+    wanted = {id(o) for o in objs}
+    counts: dict[int, int] = defaultdict(int)
+    by_id: dict[int, Any] = {}
+    own = own | {id(referrers), id(counts), id(by_id), id(wanted)}
+    try:
+        for ref in referrers:
+            if id(ref) in own or C.is_a(ref, (types.FrameType, types.ModuleType)) or H.raw_traceback(ref) is not None:
+                continue  # ours, a frame, or made during the run (then it is one of the kept objects)
+            hits = sum(1 for child in gc.get_referents(ref) if id(child) in wanted)
+            if hits:
+                counts[id(ref)] += hits
+                by_id[id(ref)] = ref
+    finally:
+        del referrers
+    if not counts:
+        return None
+    best = max(counts, key=counts.__getitem__)
+    if counts[best] < 0.5 * len(objs):
+        return None
+    holder = by_id[best]
+    by_id.clear()
+    index = naming.ModuleIndex(modules)
+    partial: dict[int, list[Any]] = {}
+    roots = naming.find_roots([holder], index, ignore=own | {id(partial)}, deadline=max(deadline, time.perf_counter() + 1.0),
+                              partial=partial)
+    chain = roots.get(id(holder))
+    if chain is not None:
+        text, root = naming.render(chain), chain[0].name
+    elif id(holder) in partial:
+        text = naming.render_partial(partial[id(holder)])
+        root = text.split(".")[0].split("[")[0]
+    else:
+        text = root = f"<{type(holder).__name__}>"
+    series = record.self_bytes.get(name) or [0.0]
+    kept = int(max(series[-1] - series[0], 0) * counts[best] / len(objs))
+    bound = retention.bound_of(holder)
+    size = bound.size if bound is not None else C.container_len(holder)
+    del roots, partial
+    kind = type(holder).__name__
+    return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound, deep_bytes=None,
+                        deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 
 def _own_modules(run: _Run) -> set[str]:

@@ -287,6 +287,27 @@ def workload():
     assert report.verdict != "leak", report
 
 
+def test_a_full_lru_cache_replacing_entries_others_hold_is_not_a_leak(cleanup):
+    # typing's special forms, re.compile and many libraries memoize with a bounded lru_cache that
+    # the imports before the workload already filled: each new entry evicts an old one whose value
+    # something else still holds, so memory grows for maxsize calls with the cache's length flat.
+    cleanup.append("lk_full_lru")
+    module = make_module("lk_full_lru", '''
+import functools
+@functools.lru_cache(maxsize=96)
+def shape(key):
+    return [key] * 8
+HELD = [shape(("boot", i)) for i in range(96)]  # the cache is full before the workload runs
+_n = [0]
+def workload():
+    _n[0] += 1
+    shape(("request", _n[0]))
+''')
+    report = bisect(module, calls=40)
+    assert report.verdict in ("plateau", "inconclusive"), report
+    assert any("shape" in p and "lru" in p for p in map(str, report.retention[:2])), report
+
+
 def test_dead_weak_references_awaiting_a_prune_are_not_a_leak(cleanup):
     cleanup.append("lk_prune")
     module = make_module("lk_prune", '''
