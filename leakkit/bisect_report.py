@@ -40,6 +40,7 @@ import pandas as pd
 
 from . import plots
 from ._sizes import format_size
+from ._text import wrap_lines
 from .analysis import Growth
 
 
@@ -76,7 +77,15 @@ class BisectReport:
     retention_details: list = field(default_factory=list, repr=False)
     notes: list = field(default_factory=list)  # what was cut short or run on, side structures, C-held objects
 
+    def __repr__(self) -> str:
+        rate = (f", {format_size(self.total.rate, signed=True)}/call" if math.isfinite(self.total.rate) else "")
+        culprit = f" in {self.culprit}" if self.culprit else ""
+        return f"<BisectReport {self.verdict}{culprit}{rate}, {self.calls} calls>"
+
     def __str__(self) -> str:
+        return wrap_lines(self._lines())
+
+    def _lines(self) -> list[str]:
         lines = [f"leakkit bisect: {self.verdict.upper()} after {self.calls} calls "
                  f"(+{self.warmup} warm-up) in {self.seconds:.1f} s"]
         if self.reason:
@@ -122,14 +131,15 @@ class BisectReport:
         if self.errors:
             kinds = ", ".join(f"{k} x{v}" for k, v in self.error_types.items())
             lines.append(f"  the workload raised {self.errors} times: {kinds}")
-        return "\n".join(lines)
+        return lines
 
     def _repr_html_(self) -> str:
         from .report import _figure_html
 
         color = plots.LEAK_COLORS.get(self.verdict, "#333")
-        body = "".join(f"<div style='font-family:monospace;white-space:pre'>{html.escape(line)}</div>"
-                       for line in str(self).splitlines()[1:])
+        # pre-wrap: columns stay aligned, long lines wrap at the cell's edge instead of being cut
+        body = "".join(f"<div style='font-family:monospace;white-space:pre-wrap'>{html.escape(line)}</div>"
+                       for line in self._lines()[1:])
         return (f"<div><b>leakkit bisect</b>: <b style='color:{color}'>{self.verdict.upper()}</b> "
                 f"after {self.calls} calls{body}{_figure_html(self)}</div>")
 

@@ -169,3 +169,41 @@ def test_humanize_shows_units_and_keeps_the_data():
     assert list(shown.iloc[0]) == ["62", "+64.4 KiB", "199.6 MiB", shown.iloc[0]["unix_time_s"], "leak"]
     assert shown.iloc[0]["unix_time_s"].startswith("20")
     assert frame["rss"].iloc[0] == 209346560.0
+
+
+def test_bisect_report_repr_text_and_html_read_and_carry_one_rate():
+    import sys
+    import types
+
+    from leakkit._sizes import format_size
+
+    module = types.ModuleType("leak_with_a_rather_long_module_name_for_wrapping_the_report_lines_here")
+    module.KEPT = []
+
+    def keep_a_record_of_each_request_in_a_module_level_list_that_nobody_ever_empties():
+        module.KEPT.append(bytearray(3000))
+
+    keep_a_record_of_each_request_in_a_module_level_list_that_nobody_ever_empties.__module__ = module.__name__
+    module.keep = keep_a_record_of_each_request_in_a_module_level_list_that_nobody_ever_empties
+    sys.modules[module.__name__] = module
+    try:
+        report = leakkit.bisect(module.keep, targets=[module], calls=30, progress=False)
+    finally:
+        del sys.modules[module.__name__]
+    assert report.verdict == "leak", str(report)
+    rate = format_size(report.total.rate, signed=True)
+    assert repr(report) == f"<BisectReport leak in {report.culprit}, {rate}/call, {report.calls} calls>"
+    text = str(report)
+    # wrapped, not cut: only a single word longer than the width (a qualified name) stands out
+    assert all(len(line) <= 100 or " " not in line.strip() for line in text.splitlines()[1:]), text
+    assert len(text.splitlines()) > len(report._lines())
+    flat = " ".join(text.split())
+    assert rate in flat and " ".join(html_text(report._repr_html_()).split()).count(rate) == flat.count(rate)
+    assert "white-space:pre'" not in report._repr_html_()
+
+
+def html_text(page: str) -> str:
+    import html
+    import re
+
+    return html.unescape(re.sub(r"<[^>]+>", "", page))

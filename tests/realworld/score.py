@@ -82,7 +82,8 @@ def grade(got: dict) -> dict[str, bool]:
     verdict = got["verdict"] in expect["verdict"]
     culprit = culprit_ok(got["culprit"], expect["culprit"])
     root = not (is_leak and expect["root"]) or any(r in p for r in expect["root"] for p in got["retention"])
-    says = not expect.get("says") or any(w.lower() in got["text"].lower() for w in expect["says"])
+    text = " ".join(got["text"].lower().split())  # the report's long lines are wrapped
+    says = not expect.get("says") or any(w.lower() in text for w in expect["says"])
     return {"verdict": verdict, "culprit": culprit, "root": root, "says": says,
             "false_leak": not is_leak and got["verdict"] == "leak"}
 
