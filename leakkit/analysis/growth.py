@@ -251,6 +251,27 @@ def classify(
     return Growth("inconclusive", calls_to_decide=left, reason="growth not yet distinguishable from noise", **common)
 
 
+def _without_jumps(ys: list[float], most: int = 2) -> list[float]:
+    """``ys`` with its (at most ``most``) single jumps flattened to the typical step: a container
+    resizing its table (a dict doubling, a list's over-allocation) adds kilobytes at one reading of
+    a growth of bytes per call, and read in one half only it looks like a slope that slows down."""
+    steps = [b - a for a, b in zip(ys, ys[1:])]
+    if len(steps) < 6:
+        return ys
+    typical = sorted(abs(d) for d in steps)[len(steps) // 2]
+    if typical <= 0:
+        return ys
+    for _ in range(most):
+        k = max(range(len(steps)), key=lambda j: steps[j])
+        if steps[k] <= 4 * typical:
+            break
+        steps[k] = typical
+    out = [ys[0]]
+    for d in steps:
+        out.append(out[-1] + d)
+    return out
+
+
 def slowing_down(x: Sequence[float], y: Sequence[float], *, ratio: float = 0.5, clearly: bool = True) -> bool:
     """Growth whose second half rises at under ``ratio`` times the first half's rate: a cache
     filling up, not a leak. ``clearly`` also asks the second half's upper bound to be below the
@@ -263,6 +284,7 @@ def slowing_down(x: Sequence[float], y: Sequence[float], *, ratio: float = 0.5, 
     # and what comes from them is not a new allocation tracemalloc sees, so a steady leak reads
     # as slowing down over its first few readings.
     quarter, half = n // 4, n // 2
+    ys = _without_jumps(ys)
     first = theil_sen(xs[quarter: half + 1], ys[quarter: half + 1])[0]
     second, _, second_high = theil_sen(xs[half:], ys[half:])
     if not (math.isfinite(first) and first > 0 and math.isfinite(second)):
