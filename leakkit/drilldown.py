@@ -171,6 +171,7 @@ class _Run:
         self.froze = False
         self.was_tracing = False
         self.bar: Any = None
+        self.shallow: _shallow.Worker | None = None  # the analysis thread (leakkit._shallow)
         self.table: Any = None  # the containers' lengths after the warm-up
         self.young: containers.AddressSet | None = None  # the tracked objects the run made, if the heap was frozen
         self.site_of: dict[tuple, tuple[str, str] | None] = {}  # traceback -> (target, its line), memo
@@ -274,6 +275,7 @@ class _Run:
             i += 1
             self.bar and self.bar.update(1)
         self._afford_malloc_readings(time.perf_counter() - t_warm)
+        self.shallow = _shallow.Worker()  # before the containers' lengths are taken, and before tracing
         gc.collect()
         objects = gc.get_objects()
         self.table = containers.sizes(objects)  # how long every container is after the warm-up
@@ -296,7 +298,7 @@ class _Run:
 
     def _analyse(self) -> BisectReport:
         """Survivors, the retention search (each on a shallow stack: leakkit._shallow), the verdict."""
-        survivors = _shallow.call(self._survivors) if tracemalloc.is_tracing() else []
+        survivors = self.shallow.call(self._survivors) if tracemalloc.is_tracing() else []
         if self.froze:
             gc.unfreeze()
             self.froze = False
@@ -310,7 +312,7 @@ class _Run:
                 tracemalloc.stop()
 
         table, self.table = self.table, None
-        record = _shallow.call(search.build_record, self, survivors, table, time.perf_counter() + remaining, untrace)
+        record = self.shallow.call(search.build_record, self, survivors, table, time.perf_counter() + remaining, untrace)
         survivors.clear()
         del table
         from .judge import judge
@@ -320,6 +322,9 @@ class _Run:
     def _undo(self) -> None:
         """Give back what the run changed: wrappers, malloc readings, the freeze, tracemalloc, the loop."""
         self.table = None
+        if self.shallow is not None:
+            self.shallow.close()
+            self.shallow = None
         _instrument.malloc_readings(True)
         self.found.restore()
         if self.froze:
@@ -495,7 +500,7 @@ class _Run:
 
     def _checkpoint(self, n: int) -> None:
         """Read every trace after a collection (on a shallow stack: see leakkit._shallow)."""
-        _shallow.call(self._read_traces, n)
+        self.shallow.call(self._read_traces, n)
         # Reading made and dropped thousands of tuples (the traces): the free lists keep them, and
         # the workload's next tuples would reuse their blocks, traced as ours, so what it keeps of
         # them would not be seen. A full collection empties the free lists (cheap: the heap is frozen).

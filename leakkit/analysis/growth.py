@@ -255,7 +255,7 @@ def _without_jumps(ys: list[float], most: int = 2) -> list[float]:
     """``ys`` with its (at most ``most``) single jumps flattened to the typical step: a container
     resizing its table (a dict doubling, a list's over-allocation) adds kilobytes at one reading of
     a growth of bytes per call, and read in one half only it looks like a slope that slows down."""
-    steps = [b - a for a, b in zip(ys, ys[1:])]
+    steps = [b - a for a, b in zip(ys, ys[1:], strict=False)]
     if len(steps) < 6:
         return ys
     typical = sorted(abs(d) for d in steps)[len(steps) // 2]
