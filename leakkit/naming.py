@@ -65,7 +65,12 @@ class ModuleIndex:
             if module is None or name.startswith("leakkit") or not C.is_a(module, types.ModuleType):
                 continue
             attrs = C.instance_dict(module)
-            if attrs is not None and id(attrs) not in self.by_dict:
+            if attrs is None:
+                continue
+            # a module under several names (an alias package re-exporting another's modules):
+            # the name the module gives itself wins
+            own = dict.get(attrs, "__name__")
+            if id(attrs) not in self.by_dict or (type(own) is str and own == name):
                 self.by_dict[id(attrs)] = name
         self.targets = set(targets)
 

@@ -238,6 +238,19 @@ def workload():
 
 
 # -- 6. the culprit made what the holder keeps -----------------------------------------------------
+def test_a_module_under_an_alias_is_named_by_its_own_name(cleanup):
+    # toolz's tlz package puts toolz's modules in sys.modules under tlz.* names too: a registry in
+    # toolz._signatures must read toolz._signatures.signatures, whichever name came first
+    cleanup.extend(["lk_alias_first", "lk_aliased_mod"])
+    module = types.ModuleType("lk_aliased_mod")
+    sys.modules["lk_alias_first"] = module
+    exec("SEEN = {}\ndef workload():\n    SEEN[len(SEEN)] = ('x', len(SEEN)) * 4\n", module.__dict__)
+    sys.modules["lk_aliased_mod"] = module
+    report = bisect(module, calls=30)
+    assert report.verdict == "leak"
+    assert str(report.retention[0]).startswith("lk_aliased_mod.SEEN["), report.retention
+
+
 def test_weak_reference_side_structures_are_not_blamed(cleanup):
     cleanup.append("lk_side")
     module = make_module("lk_side", '''
