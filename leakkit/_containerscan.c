@@ -73,6 +73,11 @@ static int visit_size(PyObject *ref, void *arg) {
     return 0;
 }
 
+static int compare_addresses(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int compare_entries(const void *a, const void *b) {
     uintptr_t x = ((const Entry *)a)->addr, y = ((const Entry *)b)->addr;
     return (x > y) - (x < y);
@@ -183,6 +188,103 @@ static PyObject *grown(PyObject *self, PyObject *args) {
     return state.out;
 }
 
+/* addresses(objects) -> bytes: the sorted addresses of `objects`, for has(table, obj).  One
+ * allocation whatever the count: under tracemalloc every Python int id() makes costs a traceback. */
+static PyObject *addresses(PyObject *self, PyObject *objects) {
+    if (!PyList_Check(objects)) {
+        PyErr_SetString(PyExc_TypeError, "objects: expected a list");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(uintptr_t));
+    if (out == NULL) return NULL;
+    uintptr_t *items = (uintptr_t *)PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) items[i] = (uintptr_t)PyList_GET_ITEM(objects, i);
+    qsort(items, (size_t)n, sizeof(uintptr_t), compare_addresses);
+    return out;
+}
+
+static PyObject *has(PyObject *self, PyObject *args) {
+    PyObject *table, *obj;
+    if (!PyArg_ParseTuple(args, "SO", &table, &obj)) return NULL;
+    const uintptr_t *items = (const uintptr_t *)PyBytes_AS_STRING(table);
+    Py_ssize_t lo = 0, hi = PyBytes_GET_SIZE(table) / (Py_ssize_t)sizeof(uintptr_t);
+    uintptr_t addr = (uintptr_t)obj;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (items[mid] < addr) lo = mid + 1; else hi = mid;
+    }
+    return PyBool_FromLong(lo < PyBytes_GET_SIZE(table) / (Py_ssize_t)sizeof(uintptr_t) && items[lo] == addr);
+}
+
+/* A growing set of addresses, for walks that must look at each object once: a Python set of
+ * id()s makes an int per object, and under tracemalloc each costs a traceback of the whole stack.
+ * seen_new() -> capsule; seen_add(capsule, obj) -> True if obj's address was not in it yet. */
+typedef struct {
+    size_t mask;  /* slots - 1, slots a power of two */
+    size_t used;
+    uintptr_t *slots;  /* 0: empty (no object lives at address 0) */
+} Seen;
+
+static void seen_free(PyObject *capsule) {
+    Seen *seen = (Seen *)PyCapsule_GetPointer(capsule, "leakkit.seen");
+    if (seen != NULL) {
+        PyMem_RawFree(seen->slots);
+        PyMem_RawFree(seen);
+    }
+}
+
+static PyObject *seen_new(PyObject *self, PyObject *unused) {
+    Seen *seen = (Seen *)PyMem_RawCalloc(1, sizeof(Seen));
+    if (seen == NULL) return PyErr_NoMemory();
+    seen->mask = 1023;
+    seen->slots = (uintptr_t *)PyMem_RawCalloc(seen->mask + 1, sizeof(uintptr_t));
+    if (seen->slots == NULL) {
+        PyMem_RawFree(seen);
+        return PyErr_NoMemory();
+    }
+    PyObject *capsule = PyCapsule_New(seen, "leakkit.seen", seen_free);
+    if (capsule == NULL) {
+        PyMem_RawFree(seen->slots);
+        PyMem_RawFree(seen);
+    }
+    return capsule;
+}
+
+static size_t seen_slot(const Seen *seen, uintptr_t addr) {
+    size_t i = (size_t)((addr >> 4) * 11400714819323198485ull) & seen->mask;
+    while (seen->slots[i] != 0 && seen->slots[i] != addr) i = (i + 1) & seen->mask;
+    return i;
+}
+
+static int seen_grow(Seen *seen) {
+    Seen bigger = {seen->mask * 2 + 1, seen->used, NULL};
+    bigger.slots = (uintptr_t *)PyMem_RawCalloc(bigger.mask + 1, sizeof(uintptr_t));
+    if (bigger.slots == NULL) return -1;
+    for (size_t i = 0; i <= seen->mask; i++) {
+        if (seen->slots[i] != 0) bigger.slots[seen_slot(&bigger, seen->slots[i])] = seen->slots[i];
+    }
+    PyMem_RawFree(seen->slots);
+    *seen = bigger;
+    return 0;
+}
+
+static PyObject *seen_add(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "seen_add(seen, obj): expected 2 arguments");
+        return NULL;
+    }
+    Seen *seen = (Seen *)PyCapsule_GetPointer(args[0], "leakkit.seen");
+    if (seen == NULL) return NULL;
+    uintptr_t addr = (uintptr_t)args[1];
+    size_t i = seen_slot(seen, addr);
+    if (seen->slots[i] == addr) Py_RETURN_FALSE;
+    seen->slots[i] = addr;
+    seen->used++;
+    if (seen->used * 2 > seen->mask && seen_grow(seen) < 0) return PyErr_NoMemory();
+    Py_RETURN_TRUE;
+}
+
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
 PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
 
@@ -196,6 +298,11 @@ static PyObject *managed_traceback(PyObject *self, PyObject *obj) {
 #endif
 
 static PyMethodDef methods[] = {
+    {"addresses", addresses, METH_O, "addresses(objects) -> bytes: sorted addresses, for has()"},
+    {"has", has, METH_VARARGS, "has(table, obj) -> bool: obj's address is in addresses()'s table"},
+    {"seen_new", seen_new, METH_NOARGS, "seen_new() -> an empty growing address set, for seen_add()"},
+    {"seen_add", (PyCFunction)(void (*)(void))seen_add, METH_FASTCALL,
+     "seen_add(seen, obj) -> bool: True if obj's address was not in seen (it is now)"},
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
     {"managed_traceback", managed_traceback, METH_O, "managed_traceback(obj) -> frames or None (3.11)"},
 #endif

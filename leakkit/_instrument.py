@@ -306,7 +306,30 @@ class _Stack(threading.local):
 
 _stack = _Stack()
 _rss = probes.rss
-_malloc = malloc_in_use if malloc_in_use() is not None else (lambda: 0)
+_HAS_MALLOC = malloc_in_use() is not None
+_malloc = malloc_in_use if _HAS_MALLOC else (lambda: 0)
+
+
+def malloc_readings(on: bool) -> None:
+    """Whether the wrappers read malloc's bytes in use around each call. ``mallinfo2`` walks the
+    allocator's free lists: in a big, fragmented heap it costs ~100 us, which a workload making
+    thousands of target calls cannot afford; RSS is still read."""
+    global _malloc
+    _malloc = malloc_in_use if on and _HAS_MALLOC else (lambda: 0)
+
+
+def malloc_reading_cost() -> float:
+    """Seconds one ``mallinfo2`` reading takes here, now (the median of 15)."""
+    import time
+
+    if not _HAS_MALLOC:
+        return 0.0
+    times = []
+    for _ in range(15):
+        t0 = time.perf_counter()
+        malloc_in_use()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[7]
 
 
 def _enter() -> tuple[int, int, list[int]]:

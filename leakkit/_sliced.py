@@ -40,7 +40,7 @@ def objects() -> list[Any]:
 
 def type_summary(objs: list[Any]) -> pd.DataFrame:
     """``type``, ``count``, ``size`` of ``objs`` (but frames) and their untracked referents, in slices."""
-    from .heap import _summary_rows, _table
+    from .heap import _SEPARATE_INSTANCE_DICTS, _summary_rows, _table, _untracked_instance_dicts
 
     totals: dict[str, list[int]] = {}
     untracked: list[Any] = []
@@ -60,7 +60,11 @@ def type_summary(objs: list[Any]) -> pd.DataFrame:
     try:
         for start in range(0, len(objs), SLICE):
             piece = [o for o in objs[start:start + SLICE] if type(o) is not frame_type]
-            found = list(filterfalse(gc.is_tracked, _compat.referents(*piece)))
+            refs = _compat.referents(*piece)
+            if _SEPARATE_INSTANCE_DICTS:  # 3.10: as heap_summary counts them (see heap.py)
+                refs.extend(gc.get_referents(*_untracked_instance_dicts(piece)))
+            found = list(filterfalse(gc.is_tracked, refs))
+            del refs
             untracked.extend(found)
             ids.append(np.fromiter(map(id, found), dtype=np.uint64, count=len(found)))
             add(piece)

@@ -32,7 +32,9 @@ class HolderRecord:
     bound: Bound | None
     deep_bytes: int | None  # the whole holder, everything it reaches
     deep_complete: bool
-    how: str  # 'grown' (a container that grew), 'forward' (reached from the targets), 'atexit', 'C'
+    # 'grown' (a container that grew), 'forward' (reached from the targets), 'referrer' (the old
+    # object referring to most of the kept objects), 'atexit', 'C'
+    how: str
     entry_makers: dict[str, int] = field(default_factory=dict)  # function -> new entries whose value it made
 
     @property

@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import _compat, _instrument, containers, probes, search
+from . import _compat, _instrument, _shallow, containers, probes, search
 from ._errors import WorkloadError, check_options, expected
 from ._malloc import malloc_in_use
 from .analysis import classify, slowing_down
@@ -42,8 +42,8 @@ DEFAULT_TIME_BUDGET = 15.0
 _RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
 _MAX_CHECKPOINTS = 60
 _BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
-_TRACED_MIN = 8  # traced calls of a heavy workload, to name the culprit: at least
-_TRACED_MAX = 16  # ... and at most (the verdict comes from the untraced calls)
+_TRACED_MIN = 6  # traced calls of a heavy workload, to name the culprit: at least
+_TRACED_MAX = 10  # ... and at most (the verdict comes from the untraced calls)
 
 
 def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup: int = 2,
@@ -85,6 +85,18 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup
         print(report)     # LEAK in worker.index_user, kept by worker.USER_INDEX['u42']
     """
     check_options("bisect", unknown, OPTIONS)
+    # the checks in a function of their own: this frame stays small beneath every traced
+    # allocation of the workload (see _Run.run)
+    max_calls = _checked(workload, calls, warmup, checkpoints, nframe, progress, freeze, time_budget, max_calls)
+    found = _instrument.collect(targets)
+    run = _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(checkpoints, calls), nframe=nframe,
+               progress=progress, freeze=freeze, time_budget=float(time_budget), max_calls=max_calls)
+    return run.run()
+
+
+def _checked(workload: Any, calls: Any, warmup: Any, checkpoints: Any, nframe: Any, progress: Any, freeze: Any,
+             time_budget: Any, max_calls: Any) -> int:
+    """bisect's arguments checked (a clear error for each); returns ``max_calls``."""
     if not callable(workload):
         raise expected("a zero-argument function or async function", "workload", workload)
     _check_zero_args(workload)
@@ -107,10 +119,7 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup
         max_calls = 8 * calls
     if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < calls:
         raise expected(f"an int >= calls ({calls})", "max_calls", max_calls)
-    found = _instrument.collect(targets)
-    run = _Run(workload, found, calls=calls, warmup=warmup, n_ckpt=min(checkpoints, calls), nframe=nframe,
-               progress=progress, freeze=freeze, time_budget=float(time_budget), max_calls=max_calls)
-    return run.run()
+    return max_calls
 
 
 OPTIONS = frozenset({"warmup", "checkpoints", "nframe", "progress", "freeze", "time_budget", "max_calls"})
@@ -160,7 +169,12 @@ class _Run:
         self.notes: list[str] = []
         self.heavy = False
         self.froze = False
-        self.young: set[int] | None = None  # ids of the tracked objects the run made, if the heap was frozen
+        self.was_tracing = False
+        self.bar: Any = None
+        self.shallow: _shallow.Worker | None = None  # the analysis thread (leakkit._shallow)
+        self.table: Any = None  # the containers' lengths after the warm-up
+        self.young: containers.AddressSet | None = None  # the tracked objects the run made, if the heap was frozen
+        self.site_of: dict[tuple, tuple[str, str] | None] = {}  # traceback -> (target, its line), memo
         self.cheap_x = array("d")
         self.cheap_blocks = array("d")
         self.cheap_rss = array("d")
@@ -213,78 +227,135 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> BisectReport:
+        # Each phase is a small method, and the measured calls come first in the ones beneath them:
+        # under tracemalloc every allocation the workload makes scans the line table of every frame
+        # on the stack up to its current line (measured: a figure per call traced 40% slower
+        # beneath one large frame).
         self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
-        was_tracing = tracemalloc.is_tracing()
-        froze = False
-        bar = None
-        table = None
+        self.was_tracing = tracemalloc.is_tracing()
+        try:
+            self._measure(self._prepare())
+            self.atexit_after = _atexit_count()
+            self.found.restore()  # before looking at references: our wrappers must not show up
+            return self._analyse()
+        finally:
+            self._undo()
+
+    def _measure(self, i: int) -> int:
+        """The measured calls. The first traced one tells what tracing costs here: the call and a
+        checkpoint, timed apart (a checkpoint under a test runner costs a hundred times a quick call)."""
+        before = self._elapsed()
+        self._one(i, measured=True)
+        i += 1
+        self.measured += 1
+        self.bar and self.bar.update(1)
+        traced_call_s = self._elapsed() - before
+        self._checkpoint(1)
+        checkpoint_s = self._elapsed() - before - traced_call_s
+        planned = traced_call_s * self.calls + checkpoint_s * self.calls / self.every
+        if not self.was_tracing and planned > self.time_budget * _RUN_SHARE / 3:
+            return self._heavy_run(i, self.bar, traced_call_s)
+        i = self._calls(i, self.calls, self.every, self.bar)
+        return self._run_on(i, self.bar, self._should_run_on, self._calls)
+
+    def _prepare(self) -> int:
+        """Loop, progress bar, warm-up, the containers' lengths, the freeze, tracemalloc; returns
+        the number of calls made."""
         if self.is_async:
             if _loop_running():
                 # Inside a running loop (a Jupyter kernel, an async test): ours runs in a thread.
                 self.loop_thread = _LoopThread()
             else:
                 self.loop = asyncio.new_event_loop()
-        try:
-            bar = _progress_bar(self.progress, self.warmup + self.calls)
-            i = 0
-            for _ in range(self.warmup):
-                self._one(i, measured=False)
-                i += 1
-                bar and bar.update(1)
-            gc.collect()
-            objects = gc.get_objects()
-            table = containers.sizes(objects)  # how long every container is after the warm-up
-            del objects
-            if self.freeze:
-                # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
-                # immortal start-up objects do not count (see leakkit._compat.freeze).
-                froze = self.froze = _compat.freeze()
-                if not froze:
-                    self.notes.append("objects frozen before bisect (gc.freeze) were left frozen: every "
-                                      "collection scanned the whole heap, which is slower")
-            bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
-                                 _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
-            self.attribute = Attributor(self.found.lines, bridge)
-            self.atexit_before = _atexit_count()
-            if not was_tracing:
-                tracemalloc.start(self.nframe)
-            self._checkpoint(0)
-            before = self._elapsed()
-            i = self._calls(i, 1, self.every, bar)  # the first traced call tells what tracing costs here
-            traced_call_s = self._elapsed() - before
-            if not was_tracing and traced_call_s * self.calls > self.time_budget * _RUN_SHARE / 3:
-                i = self._heavy_run(i, bar, traced_call_s)
-            else:
-                i = self._calls(i, self.calls, self.every, bar)
-                i = self._run_on(i, bar, self._should_run_on, self._calls)
-            self.atexit_after = _atexit_count()
-            self.found.restore()  # before looking at references: our wrappers must not show up
-            survivors = self._survivors() if tracemalloc.is_tracing() else []
-            if froze:
-                gc.unfreeze()
-                froze = False
-            remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
-            record = search.build_record(self, survivors, table, time.perf_counter() + remaining)
-            survivors.clear()
-            table = None
-            from .judge import judge
+        self.bar = _progress_bar(self.progress, self.warmup + self.calls)
+        i = 0
+        t_warm = time.perf_counter()
+        for _ in range(self.warmup):
+            self._one(i, measured=False)
+            i += 1
+            self.bar and self.bar.update(1)
+        self._afford_malloc_readings(time.perf_counter() - t_warm)
+        self.shallow = _shallow.Worker()  # before the containers' lengths are taken, and before tracing
+        gc.collect()
+        objects = gc.get_objects()
+        self.table = containers.sizes(objects)  # how long every container is after the warm-up
+        del objects
+        if self.freeze:
+            # Not when someone else froze objects (unfreezing would thaw theirs); 3.12's own
+            # immortal start-up objects do not count (see leakkit._compat.freeze).
+            self.froze = _compat.freeze()
+            if not self.froze:
+                self.notes.append("objects frozen before bisect (gc.freeze) were left frozen: every "
+                                  "collection scanned the whole heap, which is slower")
+        bridge = code_lines([_Run._call_workload.__code__, _Run._one.__code__, _Run._calls.__code__,
+                             _Run._measure.__code__, _Run._cheap_calls.__code__, *(_instrument.WRAPPER_CODES)])
+        self.attribute = Attributor(self.found.lines, bridge)
+        self.atexit_before = _atexit_count()
+        if not self.was_tracing:
+            tracemalloc.start(self.nframe)
+        self._checkpoint(0)
+        return i
 
-            return judge(record)
-        finally:
-            table = None
-            self.found.restore()
-            if froze:
-                gc.unfreeze()
+    def _analyse(self) -> BisectReport:
+        """Survivors, the retention search (each on a shallow stack: leakkit._shallow), the verdict."""
+        survivors = self.shallow.call(self._survivors) if tracemalloc.is_tracing() else []
+        if self.froze:
+            gc.unfreeze()
+            self.froze = False
+        remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
+        was_tracing = self.was_tracing
+
+        def untrace() -> None:
+            # what the search needs from tracemalloc is read: the rest runs untraced (every
+            # allocation under tracemalloc pays for a traceback, ten times its own cost)
             if not was_tracing and tracemalloc.is_tracing():
                 tracemalloc.stop()
-            if self.loop is not None:
-                _close_loop(self.loop)
-                self.loop = None
-            if self.loop_thread is not None:
-                self.loop_thread.close()
-                self.loop_thread = None
-            if bar is not None:
-                bar.close()
+
+        table, self.table = self.table, None
+        record = self.shallow.call(search.build_record, self, survivors, table, time.perf_counter() + remaining, untrace)
+        survivors.clear()
+        del table
+        from .judge import judge
+
+        return judge(record)
+
+    def _undo(self) -> None:
+        """Give back what the run changed: wrappers, malloc readings, the freeze, tracemalloc, the loop."""
+        self.table = None
+        if self.shallow is not None:
+            self.shallow.close()
+            self.shallow = None
+        _instrument.malloc_readings(True)
+        self.found.restore()
+        if self.froze:
+            gc.unfreeze()
+            self.froze = False
+        if not self.was_tracing and tracemalloc.is_tracing():
+            tracemalloc.stop()
+        if self.loop is not None:
+            _close_loop(self.loop)
+            self.loop = None
+        if self.loop_thread is not None:
+            self.loop_thread.close()
+            self.loop_thread = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _afford_malloc_readings(self, warm_s: float) -> None:
+        """Turn off the wrappers' malloc readings when they would cost over a fifth of a call and
+        over a twentieth of the budget over the planned calls (a workload making thousands of
+        target calls in a fragmented heap), and say so. A call of microseconds keeps them: their
+        milliseconds in all are what finds a small native leak."""
+        if not self.warmup:
+            return
+        calls = sum(stats.calls for stats in self.found.stats.values()) / self.warmup
+        cost = 2 * calls * _instrument.malloc_reading_cost()
+        if cost > 0.2 * (warm_s / self.warmup) and cost * self.calls > 0.05 * self.time_budget:
+            _instrument.malloc_readings(False)
+            self.notes.append(f"malloc's count was not read around each of the {calls:.0f} target calls a "
+                              f"workload call makes (it would cost {cost * 1e3:.1f} ms a call): native "
+                              "memory is attributed to functions by RSS only")
 
     def _run_on(self, i: int, bar: Any, unsettled: Callable[[], str | None], calls: Callable) -> int:
         """Growth not settled after the planned calls: run on in doubling stages, while it stays
@@ -317,6 +388,7 @@ class _Run:
         cheap), then a few traced calls to name the culprit and what keeps its memory, only if
         something grows."""
         tracemalloc.stop()  # drops the traces of the probe call
+        _instrument.malloc_readings(False)  # mallinfo2 around every target call of a heavy workload costs too much
         self._reset_series()
         self.heavy = True
         self._cheap_checkpoint(self.measured)
@@ -331,10 +403,16 @@ class _Run:
         if grows:
             tracemalloc.start(self.nframe)
             self._checkpoint(self.measured)
+            if self.froze:
+                # The untraced calls' objects have no traceback to look up: frozen (our freeze
+                # already owns the permanent generation; the one unfreeze thaws both), they cost the
+                # traced calls' collections and the survivors scan nothing, and ``young`` is what
+                # the traced calls made (a look-up calls the others untraced: neither is charged).
+                gc.freeze()
             start = self.measured
             budget, self.time_budget = self.time_budget, float("inf")  # the traced calls were budgeted above
             try:
-                i = self._calls(i, start + k, max(1, k // 5), bar)  # a checkpoint reads every trace: few
+                i = self._calls(i, start + k, max(2, k // 4), bar)  # a checkpoint reads every trace: few
             finally:
                 self.time_budget = budget
         return i
@@ -421,6 +499,14 @@ class _Run:
         return undecided
 
     def _checkpoint(self, n: int) -> None:
+        """Read every trace after a collection (on a shallow stack: see leakkit._shallow)."""
+        self.shallow.call(self._read_traces, n)
+        # Reading made and dropped thousands of tuples (the traces): the free lists keep them, and
+        # the workload's next tuples would reuse their blocks, traced as ours, so what it keeps of
+        # them would not be seen. A full collection empties the free lists (cheap: the heap is frozen).
+        gc.collect()
+
+    def _read_traces(self, n: int) -> None:
         _compat.settle()  # 3.10/3.11: attribute names the type cache keeps are not the workload's
         gc.collect()
         traces = tracemalloc._get_traces()
@@ -431,6 +517,7 @@ class _Run:
         paths: dict[tuple, int] = defaultdict(int)
         sites: dict[tuple[str, str], int] = defaultdict(int)
         lines = self.found.lines
+        site_of = self.site_of
         total = blocks = large = 0
         for tb, size, count, big in _group_traces(traces):
             large += big  # over pymalloc's limit: these bytes came from malloc
@@ -446,9 +533,12 @@ class _Run:
                 for fn in on_path:
                     incl[fn] += size
                 paths[path] += size
-                site = next((f for f in tb if lines.get(f) == name), None)
+                site = site_of.get(tb, _UNSEEN)
+                if site is _UNSEEN:  # the same tracebacks come back at every checkpoint
+                    frame = next((f for f in tb if lines.get(f) == name), None)
+                    site = site_of[tb] = None if frame is None else (name, f"{frame[0]}:{frame[1]}")
                 if site is not None:
-                    sites[(name, f"{site[0]}:{site[1]}")] += size
+                    sites[site] += size
         del traces
         k = len(self.x)
         self.x.append(n)
@@ -479,30 +569,53 @@ class _Run:
         gc.collect()
         new = gc.get_objects()  # after our freeze: only what the run created
         if self.froze:
-            self.young = {id(o) for o in new}
+            self.young = containers.AddressSet(new)
         out: list[tuple[Any, str, str]] = []
         seen: set[int] = set()
+        made: dict[tuple, tuple[str, str] | None] = {}
         lines = self.found.lines
-        # a share of what the budget leaves: a heavy run leaves many objects, most of them old
-        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / 4
-        for k, obj in enumerate(new):
-            if k % 4096 == 0 and time.perf_counter() > deadline:
-                self.notes.append(f"survivors listed for {k} of {len(new)} objects the run left (time budget)")
+        # a share of what the budget leaves: a heavy run leaves many objects, most of them old.
+        # Under tracemalloc every allocation costs a traceback: objects the run did not trace are
+        # passed over without making one (no id(), no counter per object).
+        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / (16 if self.heavy else 4)
+        for start in range(0, len(new), 4096):
+            if time.perf_counter() > deadline:
+                self.notes.append(f"survivors listed for {start} of {len(new)} objects the run left (time budget)")
                 break
-            for candidate in (obj, *(_untracked_referents(obj))):
-                if id(candidate) in seen:
-                    continue
-                seen.add(id(candidate))
-                tb = object_traceback(candidate)
+            for obj in new[start:start + 4096]:
+                tb = object_traceback(obj)
                 if tb is None:
-                    continue
-                for frame in tb:  # most recent first
-                    name = lines.get(frame)
-                    if name is not None:
-                        out.append((candidate, name, f"{frame[0]}:{frame[1]}"))
-                        break
+                    continue  # made before tracing (a heavy run's untraced calls): so, mostly, is what it holds
+                for candidate, frames in ((obj, tb), *((r, None) for r in _untracked_referents(obj))):
+                    if frames is None:
+                        if id(candidate) in seen:
+                            continue
+                        seen.add(id(candidate))
+                        frames = object_traceback(candidate)
+                    if not frames:
+                        continue
+                    # objects made by one line share its traceback (hashed in C): the frames
+                    # are searched once per distinct traceback, not once per object
+                    site = made.get(frames, _UNSEEN)
+                    if site is _UNSEEN:
+                        site = made[frames] = _made_by(frames, lines)
+                    if site is not None:
+                        out.append((candidate, *site))
         del new
+        made.clear()
         return out
+
+
+_UNSEEN = object()
+
+
+def _made_by(frames: tuple, lines: dict) -> tuple[str, str] | None:
+    """The target function (and ``file:line``) nearest the allocation in ``frames`` (most recent first)."""
+    for frame in frames:
+        name = lines.get(frame)
+        if name is not None:
+            return name, f"{frame[0]}:{frame[1]}"
+    return None
 
 
 def _untracked_referents(obj: Any) -> list[Any]:

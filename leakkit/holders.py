@@ -126,7 +126,7 @@ def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     who = who_made(obj, attribute)
     if who != UNTRACED or not C.is_a(obj, (dict, list, tuple, set)):
         return who
-    items = C.members(obj)[:4]
+    items = C.first_members(obj, 4)
     values: list[Any] = [v for _, v in items]
     if C.is_a(obj, dict):
         values += [k for k, _ in items]
@@ -172,16 +172,16 @@ class _Charger:
     tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
     allocation is itself traced (a figure's 4 000 objects would take seconds).
 
-    ``young``: ids of the tracked objects the run made (the unfrozen ones), when known. Past the
+    ``young``: the tracked objects the run made (the unfrozen ones, an AddressSet), when known. Past the
     look-up budget, a young object is charged to whoever made the object holding it.
     """
 
-    def __init__(self, attribute: Callable[[tuple], Any], young: set[int] | None, lookup_s: float) -> None:
+    def __init__(self, attribute: Callable[[tuple], Any], young: Any, lookup_s: float) -> None:
         self.attribute = attribute
         self.young = young
         self.until = time.perf_counter() + lookup_s
         self.lookups = 0
-        self.seen: set[int] = set()
+        self.seen = C.Seen()
 
     def looking(self) -> bool:
         """Whether look-ups are still within their time (checked every 64)."""
@@ -195,12 +195,12 @@ class _Charger:
             who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
             return None if who == UNTRACED else who
         if self.young is not None and gc.is_tracked(obj):
-            return parent_maker if id(obj) in self.young else None
+            return parent_maker if obj in self.young else None
         return None
 
 
 def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
-                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: set[int] | None = None,
+                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: Any = None,
                  lookup_s: float = 1.5) -> list[Holder]:
     """Holders whose new entries keep objects the run made, biggest first. Objects are counted
     once, under the first holder that reaches them. ``lookup_s``: seconds of tracemalloc look-ups
@@ -287,15 +287,14 @@ def _lru_of(container: Any) -> Any:
 
 def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
     """Charge the objects made in the run under ``root`` to their makers; returns how many."""
-    seen = charger.seen
-    if id(root) in seen:
+    seen = charger.seen.add
+    if not seen(root):
         return 0
     who = made_in_run(root, charger.attribute)
     if who is None or who == UNTRACED:
         return 0
     counted = 0
     stack = [(root, who)]
-    seen.add(id(root))
     lines = getattr(charger.attribute, "lines", None)
     while stack and counted < budget:
         obj, maker = stack.pop()
@@ -306,9 +305,8 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
         holder.objects[maker] += 1
         counted += 1
         for child in _referents(obj):
-            if id(child) in seen or C.is_a(child, _NO_WALK):
-                continue
-            seen.add(id(child))  # looked at once: an old object shared by many new ones costs one look
+            if C.is_a(child, _NO_WALK) or not seen(child):
+                continue  # looked at once: an old object shared by many new ones costs one look
             inner = charger.maker(child, maker)
             if inner is not None:
                 stack.append((child, inner))

@@ -235,6 +235,8 @@ def judge(record: BisectRecord) -> BisectReport:
     elif culprit is None and verdict == "clean":
         verdict, reason, calls_to_decide, retention_paths = _no_culprit(
             record, total, growth, verdicts, why, bounds, suspects, retention_paths)
+    if culprit is None and not retention_paths and bounded and verdict in ("plateau", "inconclusive"):
+        retention_paths = [_retention_path(b) for b in bounded[:3]]  # what the growth was found in
     if native is None:
         native = classify(x, record.native_rss, floor=NATIVE_FLOOR)
     types_frame = _growing_types(record, culprit, retention_paths)

@@ -65,7 +65,12 @@ class ModuleIndex:
             if module is None or name.startswith("leakkit") or not C.is_a(module, types.ModuleType):
                 continue
             attrs = C.instance_dict(module)
-            if attrs is not None and id(attrs) not in self.by_dict:
+            if attrs is None:
+                continue
+            # a module under several names (an alias package re-exporting another's modules):
+            # the name the module gives itself wins
+            own = dict.get(attrs, "__name__")
+            if id(attrs) not in self.by_dict or (type(own) is str and own == name):
                 self.by_dict[id(attrs)] = name
         self.targets = set(targets)
 
@@ -204,11 +209,15 @@ def _children_wanted(ref: Any, wanted: dict[int, list[tuple[Any, int]]]) -> list
 
 
 def _old_first(obj: Any) -> int:
-    """Referrers the run did not create first: a path from a root goes through what was there."""
+    """Class namespaces first (one step from a root: ``logging.Logger.manager`` beats the
+    hundreds of loggers that also refer to the manager), then referrers the run did not create:
+    a path from a root goes through what was there."""
     try:
-        return 0 if raw_traceback(obj) is None else 1
+        if type(obj) is dict and type(dict.get(obj, "__module__")) is str:
+            return 0
+        return 1 if raw_traceback(obj) is None else 2
     except Exception:
-        return 1
+        return 2
 
 
 def _root_of(ref: Any, index: ModuleIndex) -> Root | None:

@@ -37,28 +37,36 @@ _NAMED = 8  # holders named from a root: the biggest ones
 
 def object_traceback(obj: Any) -> tuple | None:
     """Where ``obj`` was allocated (raw frames, most recent first), or None if it is older than
-    the run; an instance whose block tracemalloc cannot find (reused memory) is charged to where
-    its first traceable attribute was made: the same constructor call."""
+    the run (3.11's managed-dict instances included: :func:`leakkit.holders.raw_traceback`)."""
     try:
-        tb = H.raw_traceback(obj)
+        return H.raw_traceback(obj)
     except Exception:
         return None
-    if tb is not None or C.is_a(obj, type) or not (type(obj).__flags__ & (1 << 4)):
-        return tb
-    for _, value in list(C.attributes(obj))[:8]:
-        if not C.is_a(value, (int, float, bool, type(None), type)):
-            try:
-                tb = H.raw_traceback(value)
-            except Exception:
-                continue
-            if tb is not None:
-                return tb
-    return None
 
 
-def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float) -> BisectRecord:
+def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float,
+                 untrace: Any = None) -> BisectRecord:
+    """The record of ``run``. ``untrace()`` is called once nothing more is needed from tracemalloc."""
+    # Kept small, the search called early in it: under tracemalloc every allocation the search
+    # makes scans the line table of each frame on the stack up to its current line (leakkit._shallow).
+    record = _record_of(run)
+    untrace = untrace or (lambda: None)
+    try:
+        if len(record.x) >= 2:  # something was traced
+            _search(run, record, survivors, table, deadline, _own_modules(run), untrace)
+    except Exception as error:  # user objects can misbehave in any way: the verdict stands
+        record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
+    finally:
+        untrace()
+    record.survivors = _survivor_table(survivors)
+    record.seconds = time.perf_counter() - run.t_start
+    return record
+
+
+def _record_of(run: _Run) -> BisectRecord:
+    """What the run measured, copied into a record (the search adds what keeps it)."""
     x = list(run.x)
-    record = BisectRecord(
+    return BisectRecord(
         planned_calls=run.calls, calls=run.measured, warmup=run.warmup, seconds=0.0, x=x,
         total_bytes=list(run.total), total_blocks=list(run.total_blocks), rss=list(run.rss),
         native_rss=list(run.native), native_malloc=list(run.native_malloc),
@@ -74,31 +82,35 @@ def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, d
         error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on, notes=list(run.notes),
         unsettled=run.unsettled, heavy=run.heavy, cheap_x=list(run.cheap_x), cheap_blocks=list(run.cheap_blocks),
         cheap_rss=list(run.cheap_rss), cheap_malloc=list(run.cheap_malloc))
-    growing = [name for name, series in record.self_bytes.items()
-               if classify(x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive") and series[-1] > series[0]]
-    own = _own_modules(run)
-    try:
-        if len(x) >= 2:  # something was traced
-            _search(run, record, survivors, table, deadline, growing, own)
-    except Exception as error:  # user objects can misbehave in any way: the verdict stands
-        record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
-    record.survivors = _survivor_table(survivors)
-    record.seconds = time.perf_counter() - run.t_start
-    return record
+
+
+def _growing(record: BisectRecord) -> list[str]:
+    return [name for name, series in record.self_bytes.items()
+            if classify(record.x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive")
+            and series[-1] > series[0]]
 
 
 def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadline: float,
-            growing: list[str], own: set[str]) -> None:
-    objects = gc.get_objects()
-    try:
-        grown = C.grown(objects, table)
-    finally:
-        del objects
-    ignore = {id(grown), id(survivors), id(record), id(run)}
-    lookup_s = min(1.5, max(0.2, (deadline - time.perf_counter()) / 3))
-    found = H.find_holders(grown, run.attribute, ignore=ignore, deadline=deadline, young=run.young, lookup_s=lookup_s)
-    grown_ids = {id(c) for c, _, _ in grown}
-    del grown
+            own: set[str], untrace: Any) -> None:
+    found = _holders(run, survivors, table, deadline)
+    growing = _growing(record)
+    grown_ids = found.grown_ids
+    ignore = found.ignore
+    ignore.add(id(record))
+    # Every function with objects under a holder's new entries is explained by it (side structures
+    # explain their makers' growth too); the others are looked for from the targets' namespaces,
+    # the last step that needs tracemalloc.
+    explained = {name for h in found for name in h.made}
+    missing = [n for n in growing if n not in explained and n != OUTSIDE]
+    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    if total > 0 and sum(h.kept_bytes for h in found if h.side is None) >= 0.8 * total:
+        missing = []  # the holders found keep most of what grew: the rest is most likely in them too
+    fallback: list[HolderRecord] = []
+    if missing and time.perf_counter() < deadline:
+        fallback = _forward_fallback(run, record, missing, grown_ids, own, deadline)
+        explained |= {name for h in fallback for name in h.made}
+        missing = [n for n in missing if n not in explained]
+    untrace()
     # the biggest non-side holders, and the side structures of the growing functions
     chosen = [h for h in found if h.side is None and h.kept_bytes > 0][:_NAMED]
     chosen += [h for h in found if h.side is not None and any(h.made.get(n) for n in growing)][:3]
@@ -126,32 +138,49 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
             root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
             del near
         else:
-            if naming.referrer_count(anchor, ignore) == 0:
+            python, elsewhere = _c_references(anchor, ignore)
+            if python <= 0 and elsewhere > 0:
                 text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
             else:
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
-        deep = H.deep_size(holder.container, limit=100_000) if time.perf_counter() < deadline else (None, False)
+        deep = H.deep_size(holder.container, limit=20_000) if time.perf_counter() < deadline else (None, False)
         record.holders.append(HolderRecord(
             path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
             entry_makers=dict(holder.entry_makers)))
     del anchors, chosen, roots, partial
-    # every function with objects under a holder's new entries is explained by it (side structures
-    # explain their makers' growth too)
-    explained = {name for h in record.holders for name in h.made}
-    missing = [n for n in growing if n not in explained and n != OUTSIDE]
-    if missing and time.perf_counter() < deadline:
-        _forward_fallback(run, record, missing, grown_ids, own, deadline)
-        explained |= {name for h in record.holders for name in h.made}
-        missing = [n for n in missing if n not in explained]
+    record.holders.extend(fallback)
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
-    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
     missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
     if missing and time.perf_counter() < deadline:
-        _orphans(record, survivors, missing, ignore)
+        _orphans(record, survivors, missing, ignore, own, deadline)
+
+
+class _Found(list):
+    """The holders found, with the containers that grew and what the search leaves out."""
+
+    grown_ids: set[int]
+    ignore: set[int]
+
+
+def _holders(run: _Run, survivors: list, table: Any, deadline: float) -> _Found:
+    """Holders of what the run made, from the containers that grew since the warm-up."""
+    objects = gc.get_objects()
+    try:
+        grown = C.grown(objects, table)
+    finally:
+        del objects
+    found = _Found()
+    found.ignore = {id(grown), id(survivors), id(found), id(run)}
+    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    found.extend(H.find_holders(grown, run.attribute, ignore=found.ignore, deadline=deadline, young=run.young,
+                                lookup_s=lookup_s))
+    found.grown_ids = {id(c) for c, _, _ in grown}
+    del grown
+    return found
 
 
 def _growing_call(run: _Run, holder: H.Holder) -> str:
@@ -184,7 +213,7 @@ def _entry_label(holder: H.Holder) -> str:
 
 
 def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
-                      deadline: float) -> None:
+                      deadline: float) -> list[HolderRecord]:
     """Objects the growing functions made, reached from the targets' namespaces without any
     container growing on the way (``LOG += line`` rebinds a global to a bigger object)."""
     wanted = set(missing)
@@ -198,6 +227,7 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
         who = run.attribute(tb)
         return who[0] if who is not None and who[0] in wanted else None
 
+    out: list[HolderRecord] = []
     hits = retention.forward(_namespaces(run), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
     for name, paths in hits.items():
         series = record.self_bytes.get(name) or [0.0]
@@ -206,12 +236,13 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
             if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
-            record.holders.append(HolderRecord(
+            out.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
                 else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
                     C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
                 bound=retention.bounds_along(chain), deep_bytes=None, deep_complete=False, how="forward"))
     hits.clear()
+    return out
 
 
 _REFCOUNT_BIAS: int | None = None
@@ -241,8 +272,11 @@ def _bias() -> int:
     return _REFCOUNT_BIAS
 
 
-def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int]) -> None:
-    """Survivors of the growing functions that no Python object refers to: held from C."""
+def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int],
+             modules: set[str], deadline: float) -> None:
+    """Survivors of the growing functions that no container that grew holds: the old object that
+    refers to most of them (an ``lru_cache`` whose links replaced old entries, so its length did
+    not change), else none: held from C."""
     _bias()
     by_function: dict[str, list[tuple[Any, str]]] = defaultdict(list)
     for obj, name, site in survivors:
@@ -252,21 +286,78 @@ def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missin
     for name, items in by_function.items():
         own.add(id(items))
         orphans, c_refs, kinds = 0, 0, set()
+        referred: list[Any] = []
         for obj, _site in items:
             python, elsewhere = _c_references(obj, own | {id(t) for t in items})
             if python <= 0 and elsewhere > 0:
                 orphans += 1
                 c_refs += elsewhere
                 kinds.add(type(obj).__name__)
+            elif python > 0:
+                referred.append(obj)
         if orphans:
             site = record.sites.get(name) or items[0][1]
             record.orphans[name] = Orphan(name, orphans, len(items), c_refs, site, sorted(kinds))
+        elif len(referred) >= 0.5 * len(items) and time.perf_counter() < deadline:
+            holder = _common_referrer(record, name, referred, own | {id(referred)}, modules, deadline)
+            if holder is not None:
+                record.holders.append(holder)
+        referred.clear()
     for name in missing:
         if name not in record.orphans and name in record.sites:
             # Nothing found holds it: no container grew with it, no object the run made refers to
             # it, and the targets' namespaces do not reach it (untracked objects cannot be counted).
             record.orphans[name] = Orphan(name, 0, 0, 0, record.sites[name], [])
     by_function.clear()
+
+
+def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[int], modules: set[str],
+                     deadline: float) -> HolderRecord | None:
+    """The object the run did not make that refers to most of ``objs`` (what ``name`` made and
+    kept), named from a root, with its bound; None when none refers to half of them."""
+    referrers = gc.get_referrers(*objs)
+    wanted = {id(o) for o in objs}
+    counts: dict[int, int] = defaultdict(int)
+    by_id: dict[int, Any] = {}
+    own = own | {id(referrers), id(counts), id(by_id), id(wanted)}
+    try:
+        for ref in referrers:
+            if id(ref) in own or C.is_a(ref, (types.FrameType, types.ModuleType)) or H.raw_traceback(ref) is not None:
+                continue  # ours, a frame, or made during the run (then it is one of the kept objects)
+            hits = sum(1 for child in gc.get_referents(ref) if id(child) in wanted)
+            if hits:
+                counts[id(ref)] += hits
+                by_id[id(ref)] = ref
+    finally:
+        del referrers
+    if not counts:
+        return None
+    best = max(counts, key=counts.__getitem__)
+    if counts[best] < 0.5 * len(objs):
+        return None
+    holder = by_id[best]
+    by_id.clear()
+    index = naming.ModuleIndex(modules)
+    partial: dict[int, list[Any]] = {}
+    roots = naming.find_roots([holder], index, ignore=own | {id(partial)}, deadline=max(deadline, time.perf_counter() + 1.0),
+                              partial=partial)
+    chain = roots.get(id(holder))
+    if chain is not None:
+        text, root = naming.render(chain), chain[0].name
+    elif id(holder) in partial:
+        text = naming.render_partial(partial[id(holder)])
+        root = text.split(".")[0].split("[")[0]
+    else:
+        text = root = f"<{type(holder).__name__}>"
+    series = record.self_bytes.get(name) or [0.0]
+    kept = int(max(series[-1] - series[0], 0) * counts[best] / len(objs))
+    bound = retention.bound_of(holder)
+    size = bound.size if bound is not None else C.container_len(holder)
+    del roots, partial
+    kind = type(holder).__name__
+    return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound, deep_bytes=None,
+                        deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 
 def _own_modules(run: _Run) -> set[str]:

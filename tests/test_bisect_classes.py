@@ -238,6 +238,19 @@ def workload():
 
 
 # -- 6. the culprit made what the holder keeps -----------------------------------------------------
+def test_a_module_under_an_alias_is_named_by_its_own_name(cleanup):
+    # toolz's tlz package puts toolz's modules in sys.modules under tlz.* names too: a registry in
+    # toolz._signatures must read toolz._signatures.signatures, whichever name came first
+    cleanup.extend(["lk_alias_first", "lk_aliased_mod"])
+    module = types.ModuleType("lk_aliased_mod")
+    sys.modules["lk_alias_first"] = module
+    exec("SEEN = {}\ndef workload():\n    SEEN[len(SEEN)] = ('x', len(SEEN)) * 4\n", module.__dict__)
+    sys.modules["lk_aliased_mod"] = module
+    report = bisect(module, calls=30)
+    assert report.verdict == "leak"
+    assert str(report.retention[0]).startswith("lk_aliased_mod.SEEN["), report.retention
+
+
 def test_weak_reference_side_structures_are_not_blamed(cleanup):
     cleanup.append("lk_side")
     module = make_module("lk_side", '''
@@ -285,6 +298,27 @@ def workload():
     # ground truth: the cache settles (at most 400 glyphs)
     report = bisect(module, calls=60)
     assert report.verdict != "leak", report
+
+
+def test_a_full_lru_cache_replacing_entries_others_hold_is_not_a_leak(cleanup):
+    # typing's special forms, re.compile and many libraries memoize with a bounded lru_cache that
+    # the imports before the workload already filled: each new entry evicts an old one whose value
+    # something else still holds, so memory grows for maxsize calls with the cache's length flat.
+    cleanup.append("lk_full_lru")
+    module = make_module("lk_full_lru", '''
+import functools
+@functools.lru_cache(maxsize=96)
+def shape(key):
+    return [key] * 8
+HELD = [shape(("boot", i)) for i in range(96)]  # the cache is full before the workload runs
+_n = [0]
+def workload():
+    _n[0] += 1
+    shape(("request", _n[0]))
+''')
+    report = bisect(module, calls=40)
+    assert report.verdict in ("plateau", "inconclusive"), report
+    assert any("shape" in p and "lru" in p for p in map(str, report.retention[:2])), report
 
 
 def test_dead_weak_references_awaiting_a_prune_are_not_a_leak(cleanup):

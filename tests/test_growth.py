@@ -113,3 +113,14 @@ def test_verdict_takes_a_pandas_series():
 
     g = leakkit.verdict(pd.Series(100 + 5 * np.arange(30)))
     assert g.verdict == "leak" and g.rate == pytest.approx(5)
+
+
+def test_a_warm_up_then_a_late_step_under_the_floor_is_clean_and_over_it_a_plateau():
+    # bisect's schedule; the first call's +600 B, then a one-time +186 B near call 48 (3.10 builds
+    # a function's opcache after its 1024th call) stays within a 512 B floor: clean. The same
+    # late step at 1.5 KiB is growth that stopped.
+    x = [0, 1, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36, 39, 42, 45, 48, 51, 54, 57, 60]
+    small = [0, 600] + [600] * 3 + [628] * 11 + [762, 814, 814, 814, 814, 814]
+    assert classify(x, small, floor=512).verdict == "clean"
+    big = [0, 600] + [600] * 3 + [628] * 11 + [1628, 2128, 2128, 2128, 2128, 2128]
+    assert classify(x, big, floor=512).verdict == "plateau"

@@ -38,11 +38,8 @@ KNOWN_FAILING: dict[str, str] = {
 # case -> how the answer varies between runs of the current engine (non-strict xfails)
 FLAKY: dict[str, str] = {
     "rw02_warnings_registry": "5: the root __warningregistry__ found in 2 of 3 runs, no retention path in the other",
-    "rw16_typing_cache": "7: plateau in 3 of 5 runs, false leak (culprit typing._SpecialForm.__getitem__) in others",
     "rw31_email_parser_warmup": "7: false leak (culprit email.headerregistry.DateHeader.parse) in 2 of 3 runs, "
                                 "plateau in the other; 17-22 s",
-    "rw17_re_cache": "7: inconclusive (right) in 1 of 3 runs, false leak in the others (culprit re._compile or "
-                     "the app's route)",
 }
 
 CASES = score.cases()

@@ -159,10 +159,15 @@ _FAST = textwrap.dedent("""
         out[func.__name__] = [dense, traced._recorder.checkpoint_count() - 1, verdict]
 
     traced = leakkit.trace(lambda: None, name="tiny")
-    stop = time.perf_counter() + 4
+    # until checkpoints have come (at least 4 past the baseline and the first), 4 s at least: on a
+    # busy machine eight threads make fewer calls a second, so time alone is not the condition;
+    # the deadline only ends a broken run
+    start = time.perf_counter()
+    give_up = start + 90
 
     def work():
-        while time.perf_counter() < stop:
+        while time.perf_counter() < give_up and (
+                time.perf_counter() < start + 4 or traced._recorder.checkpoint_count() < 6):
             traced()
 
     threads = [threading.Thread(target=work) for _ in range(8)]
