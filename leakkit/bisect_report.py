@@ -147,9 +147,16 @@ class BisectReport:
         """Kept bytes per checkpoint: all user memory, and each top suspect's own, so the one that
         grows stands out from the ones that fill up and stop."""
         s = self.series
-        ax = plots.retained(s["call"], s["retained_bytes"], verdict=self.verdict, rate=self.total.rate,
+        t = self.total
+        # the rate, interval and fitted readings the text gives ("Python heap kept per call")
+        ax = plots.retained(s["call"], s["retained_bytes"], verdict=self.verdict, rate=t.rate,
+                            interval=(t.rate_low, t.rate_high), fit_from=t.extra.get("tail_from"),
                             label="all traced user memory", title=f"bisect: {self.verdict}"
                             + (f" in {self.culprit}" if self.culprit else ""), ax=ax)
+        if not len(s):  # every call too slow to trace: judged on allocated blocks of untraced calls
+            ax.text(0.5, 0.5, "no call traced: the verdict comes from allocated blocks\nafter each "
+                    "collection, over untraced calls (see the notes)", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
         for name, group in self.function_series.groupby("function", sort=False):
             short = name.rsplit(".", 1)[-1] if "<locals>" not in name else name.split(".", 1)[-1]
             style = "-" if name == self.culprit else ":"

@@ -200,6 +200,13 @@ def test_bisect_report_repr_text_and_html_read_and_carry_one_rate():
     flat = " ".join(text.split())
     assert rate in flat and " ".join(html_text(report._repr_html_()).split()).count(rate) == flat.count(rate)
     assert "white-space:pre'" not in report._repr_html_()
+    legend = " ".join(t.get_text() for t in report.plot().get_legend().get_texts())
+    assert f"fit: {rate}/call [" in legend  # the text's rate and interval
+    import dataclasses
+
+    untraced = dataclasses.replace(report, series=report.series.iloc[:0], function_series=report.function_series.iloc[:0])
+    assert any("no call traced" in t.get_text() for t in untraced.plot().texts)  # not an empty frame
+    plt.close("all")
 
 
 def html_text(page: str) -> str:
