@@ -5,7 +5,8 @@ full disk, a file-size limit, an I/O error, another process on the same file) mu
 stream stopped, the recording goes on in memory, one warning", never in an exception out of the
 traced call or of ``stop()``.
 
-Appending: a non-empty file must be a leakkit recording (magic line and header). The new rows
+Appending: a non-empty file must be a leakkit recording (its header; or, written before the
+plain CSV, the magic line and the header). The new rows
 continue its call numbering, so one file never holds two calls with the same id; a line cut
 short by a writer that died is cut off first. Two processes: the first to write holds an
 exclusive ``flock`` on the file; another process (a fork included) streams to a sibling file
@@ -38,11 +39,16 @@ def check_stream_path(path: Any, magic: str, header: list[str]) -> str:
     check_writable_target(path, "stream")
     if os.path.exists(path) and os.path.getsize(path) > 0:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            first, second = handle.readline(len(magic) + 2).rstrip("\r\n"), handle.readline(4096).rstrip("\r\n")
-        if first != magic or second != ",".join(header):
-            raise InvalidArgumentError(f"stream: expected a new file or a leakkit recording to append to (first "
-                                       f"line {magic!r}), received {path!r}, which starts {first[:40]!r}")
+            first, second = handle.readline(4096).rstrip("\r\n"), handle.readline(4096).rstrip("\r\n")
+        if not _starts_a_recording(first, second, magic, header):
+            raise InvalidArgumentError(f"stream: expected a new file or a leakkit recording to append to (header "
+                                       f"{','.join(header[:4])},...), received {path!r}, which starts {first[:40]!r}")
     return path
+
+
+def _starts_a_recording(first: str, second: str, magic: str, header: list[str]) -> bool:
+    """A recording's first lines: its header, or (written before the plain CSV) the magic line, then the header."""
+    return first == ",".join(header) or (first == magic and second == ",".join(header))
 
 
 class Stream:
@@ -153,10 +159,10 @@ class Stream:
         """Write the header of a new file, or check an existing one and find its next call id."""
         size = os.fstat(fd).st_size
         if size == 0:
-            os.write(fd, (self._magic + "\n" + ",".join(self._header) + "\r\n").encode())
+            os.write(fd, (",".join(self._header) + "\r\n").encode())
             return 0
-        head = os.pread(fd, len(self._magic) + 4096, 0).decode("utf-8", "replace").split("\n")
-        if head[0].rstrip("\r") != self._magic or len(head) < 2 or head[1].rstrip("\r") != ",".join(self._header):
+        head = os.pread(fd, len(self._magic) + 8192, 0).decode("utf-8", "replace").split("\n") + ["", ""]
+        if not _starts_a_recording(head[0].rstrip("\r"), head[1].rstrip("\r"), self._magic, self._header):
             raise ValueError("the file is no longer a leakkit recording")
         start = max(0, size - _TAIL)
         tail = os.pread(fd, size - start, start)
@@ -166,7 +172,7 @@ class Stream:
                 raise ValueError("the file ends in a line longer than 64 KiB")
             os.ftruncate(fd, start + cut + 1)
             tail = tail[: cut + 1]
-        return _next_call(tail.decode("utf-8", "replace").splitlines()[1:])  # the first: the magic line, or cut
+        return _next_call(tail.decode("utf-8", "replace").splitlines()[1:])  # the first: the header, or cut
 
 
 def _next_call(lines: list[str]) -> int:

@@ -3,7 +3,10 @@
 Per-call rows live in typed columns, in chunks of memory maps (47 bytes a call, so 1 M calls take ~47 MB) and become
 pandas DataFrames on demand. A recording can stream append-only to a CSV file, one flushed line per
 row, so a crash loses no finished call; it can be saved as CSV (always) or Parquet (with pyarrow)
-and loaded back.
+and loaded back. The CSV is plain (one header, then rows; ``pandas.read_csv`` reads it with its
+defaults): column ``table`` (calls, checkpoints or summaries) says which frame a row belongs to,
+and the other columns are the union of the three frames'. Recordings written before it begin
+with a ``# leakkit recording v1`` line; they still load and take appended rows.
 
 DataFrame columns (bytes are bytes, times are seconds):
 
@@ -47,7 +50,8 @@ CHECKPOINT_COLUMNS = ["call", "t", "blocks", "traced_bytes", "heap_bytes", "rss"
                       "fds", "gc_collections", "allocated_bytes"]
 SUMMARY_COLUMNS = ["call", "type", "count", "size"]
 FILE_COLUMNS = ["table"] + CALL_COLUMNS + [c for c in CHECKPOINT_COLUMNS if c != "call"] + ["type", "count", "size"]
-MAGIC = "# leakkit recording v1"
+HEADER = ",".join(FILE_COLUMNS)
+MAGIC = "# leakkit recording v1"  # the first line of recordings written before the plain CSV (still read)
 _TYPE_CODES: dict[str, int] = {}
 _TYPE_NAMES: list[str] = []
 _NAMES_SIZE = [0, 0]  # type names whose sizes are summed, and their bytes
@@ -76,7 +80,7 @@ class Recorder:
         self._pending: list[tuple] = []
         # checked now, when the trace is built: not at its first call, inside the user's code
         self._stream = None if stream is None else Stream(check_stream_path(stream, MAGIC, FILE_COLUMNS),
-                                                          MAGIC, FILE_COLUMNS)
+                                                          MAGIC, FILE_COLUMNS)  # MAGIC: old files append
         self._clear()
 
     @property
@@ -418,8 +422,14 @@ def _combined(rec: Recording) -> pd.DataFrame:
     return frame[FILE_COLUMNS]
 
 
+def is_recording_header(line: str) -> bool:
+    """Whether ``line`` is the header of a leakkit recording (a CSV whose columns start table,call,function)."""
+    return line.rstrip("\r\n").split(",")[:3] == FILE_COLUMNS[:3]
+
+
 def save(rec: Recording, path: str | os.PathLike, *, format: str | None = None) -> str:
-    """Write a recording: CSV (a magic first line, then one table of all rows) or Parquet."""
+    """Write a recording: CSV (one header, one table of all rows: plain readers read it with their
+    defaults; ``table`` says which frame a row belongs to) or Parquet."""
     path = os.fspath(path)
     fmt = (format or ("parquet" if path.endswith((".parquet", ".pq")) else "csv")).lower()
     frame = _combined(rec)
@@ -432,7 +442,6 @@ def save(rec: Recording, path: str | os.PathLike, *, format: str | None = None) 
         frame.to_parquet(path, index=False)
     elif fmt == "csv":
         with open(path, "w", newline="", encoding="utf-8") as handle:
-            handle.write(MAGIC + "\n")
             frame.to_csv(handle, index=False)
     else:
         raise expected("'csv' or 'parquet'", "format", format)
@@ -455,13 +464,18 @@ def load(path: str | os.PathLike) -> Recording:
             raise NotARecordingError(f"{path}: expected a leakkit recording in Parquet, could not read it: {error}") from error
     else:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            first = handle.readline(len(MAGIC) + 2).rstrip("\r\n")
-            if first != MAGIC:
+            first = handle.readline(4096)
+            if first.rstrip("\r\n") == MAGIC:  # written before the plain CSV: the header is next
+                first_line, text = 3, handle.read()
+                if not text.strip():
+                    raise NotARecordingError(
+                        f"{path}:2: expected the column header line after {MAGIC!r}, received the end of the file")
+            elif is_recording_header(first):
+                first_line, text = 2, first + handle.read()
+            else:
                 raise NotARecordingError(
-                    f"{path}:1: expected a leakkit recording starting with {MAGIC!r}, received {first[:60]!r}")
-            text = handle.read()
-        if not text.strip():
-            raise NotARecordingError(f"{path}:2: expected the column header line after {MAGIC!r}, received the end of the file")
+                    f"{path}:1: expected a leakkit recording (a CSV header starting {','.join(FILE_COLUMNS[:4])},...), "
+                    f"received {first.rstrip(chr(13) + chr(10))[:60]!r}")
         if text and not text.endswith("\n"):  # the writer died mid-line: keep every finished row
             text = text[: text.rfind("\n") + 1]
         try:
@@ -470,7 +484,8 @@ def load(path: str | os.PathLike) -> Recording:
                                 dtype={c: object for c in ("table", "function", "thread", "error", "type")})
         except Exception as error:
             raise NotARecordingError(f"{path}: expected CSV rows after the header line: {error}") from error
-    return _tables(frame, path, first_line=3 if not path.endswith((".parquet", ".pq")) else 1)
+        return _tables(frame, path, first_line=first_line)
+    return _tables(frame, path, first_line=1)
 
 
 _TABLES = {"calls": CALL_COLUMNS, "checkpoints": CHECKPOINT_COLUMNS, "summaries": SUMMARY_COLUMNS}

@@ -80,6 +80,42 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     assert trace_report(loaded, function="work").verdict == traced.report(checkpoint=False).verdict
 
 
+def test_saved_and_streamed_recordings_read_right_with_plain_readers(tmp_path):
+    from leakkit.recording import FILE_COLUMNS
+
+    traced = leakkit.trace(lambda n: [n] * 10, summaries=True, checkpoint_every=5, name="work",
+                           stream=tmp_path / "stream.csv")
+    for i in range(12):
+        traced(i)
+    traced.checkpoint()
+    traced.stop()
+    saved = traced.save(tmp_path / "rec.csv")
+    for path in (saved, tmp_path / "stream.csv"):
+        plain = pd.read_csv(path)  # defaults: the first line is the header
+        assert list(plain.columns) == FILE_COLUMNS, path
+        calls = plain[plain["table"] == "calls"]
+        assert list(calls["call"]) == list(traced.calls["call"]) and calls["function"].eq("work").all()
+        assert (plain["table"] == "checkpoints").sum() == len(traced.checkpoints)
+
+
+def test_recordings_written_with_the_old_magic_line_still_load_and_take_appended_rows(tmp_path):
+    from leakkit.recording import MAGIC
+
+    traced = _traced_recording(tmp_path)
+    new = traced.save(tmp_path / "new.csv")
+    old = tmp_path / "old.csv"
+    old.write_text(MAGIC + "\n" + open(new, newline="").read(), newline="")
+    loaded = load(old)
+    pd.testing.assert_frame_equal(loaded.calls, load(new).calls)
+    appended = leakkit.trace(lambda: None, summaries=False, stream=old, name="more")
+    for _ in range(3):
+        appended()
+    appended.stop()
+    calls = load(old).calls
+    assert list(calls["call"]) == list(range(len(loaded.calls) + 3))
+    assert open(old).readline().rstrip("\n") == MAGIC  # appended to as it was, not rewritten
+
+
 def test_loading_a_file_that_is_not_a_recording_says_what_it_expected(tmp_path):
     other = tmp_path / "other.csv"
     other.write_text("a,b\n1,2\n")

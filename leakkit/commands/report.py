@@ -11,13 +11,14 @@ from ._common import check_plot_path, leaks, note, save_plot
 
 def is_trace_recording(path: str) -> bool:
     """Whether ``path`` holds a ``leakkit.trace`` recording (rather than a watch/monitor CSV or mprof .dat)."""
-    from ..recording import MAGIC
+    from ..recording import MAGIC, is_recording_header
 
     if path.endswith((".parquet", ".pq")):
         return True
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.readline(len(MAGIC) + 2).rstrip("\r\n") == MAGIC
+            first = handle.readline(4096)
+        return first.rstrip("\r\n") == MAGIC or is_recording_header(first)
     except OSError as error:
         raise NotARecordingError(f"expected a readable recording file, received {path!r}: {error}") from None
 
