@@ -5,9 +5,11 @@ production code does, with the library's own modules among ``TARGETS`` (the way 
 dependency). Its ``EXPECT`` comes from a ground truth measured without leakkit
 (tests/realworld/test_ground_truth.py). A case passes when the verdict, culprit and root match as
 in the reference scorer, and the bisect itself (timed inside the child) takes at most
-``BISECT_BOUND_S``. Issue 9 asks for <= 10 s per case; the bound asserted here is twice that, so
-that a slower machine does not turn a right answer red (tests/realworld/score.py prints the
-cases over 10 s).
+``BISECT_BOUND_S`` of CPU time. Issue 9 asks for <= 10 s per case; the bound asserted here is
+twice that, so that a slower machine does not turn a right answer red (tests/realworld/score.py
+prints the cases over 10 s of wall time). CPU time, because on a machine whose every core is busy
+the wall time of the same work doubles or triples (bisect's own budget counts CPU time for the
+same reason); the child's timeout is only a hang guard.
 
 Cases the current engine gets wrong are listed once, in ``KNOWN_FAILING`` (case -> failure class
 of issue 9). They are strict xfails: when a fix makes one pass, the test fails until its entry
@@ -29,7 +31,7 @@ import score  # noqa: E402  (tests/realworld/score.py: the runner the lead uses 
 sys.path.pop(0)
 
 BISECT_BOUND_S = 2 * score.TARGET_S
-CASE_TIMEOUT_S = 30.0
+CASE_TIMEOUT_S = 120.0  # a hang guard: 6x the CPU bound, for a machine whose cores are all busy
 
 # case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
 KNOWN_FAILING: dict[str, str] = {
@@ -71,4 +73,4 @@ def test_bisect_gets_the_real_answer(path: str) -> None:
     assert g["culprit"], f"culprit {got['culprit']}, expected one of {got['expect']['culprit']}" + detail
     assert g["root"], f"no retention path names one of {got['expect']['root']}" + detail
     assert g["says"], f"the report says none of {got['expect'].get('says')}" + detail
-    assert got["seconds"] <= BISECT_BOUND_S, f"bisect took {got['seconds']:.1f} s" + detail
+    assert got["cpu_s"] <= BISECT_BOUND_S, f"bisect took {got['cpu_s']:.1f} s of CPU ({got['seconds']:.1f} s)" + detail

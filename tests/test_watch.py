@@ -247,6 +247,9 @@ def test_a_sidecar_that_cannot_be_written_costs_the_metadata_not_the_samples(tmp
 
     out = tmp_path / "w.csv"
     (tmp_path / "w.csv.json").mkdir()  # the sidecar cannot be replaced: a directory is in its place
+    import gc
+
+    gc.collect()  # earlier tests' unclosed garbage warns now, not inside the block below
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frame = watch([PY, "-c", "import time; time.sleep(0.4)"], interval=0.05, out=out, progress=False)

@@ -33,13 +33,14 @@ module = importlib.util.module_from_spec(spec)
 sys.modules[name] = module
 spec.loader.exec_module(module)
 import leakkit
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 report = leakkit.bisect(module.workload, targets=module.TARGETS, calls=int(sys.argv[2]))
-elapsed = time.perf_counter() - t0
+elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
 culprit = report.culprit
 print("RW-JSON " + json.dumps({"verdict": str(report.verdict), "culprit": None if culprit is None else str(culprit),
                               "retention": [str(p) for p in list(report.retention or [])[:3]],
-                              "seconds": elapsed, "expect": module.EXPECT, "text": str(report)}), flush=True)
+                              "seconds": elapsed, "cpu_s": cpu, "expect": module.EXPECT,
+                              "text": str(report)}), flush=True)
 """
 
 
@@ -125,7 +126,8 @@ def main(argv: list[str]) -> int:
                      "retention": got["retention"][:1]})
         first = (got["retention"][:1] or ["-"])[0][:60]
         print(f"{name:30s} {'ok  ' if ok else 'MISS'} verdict={got['verdict']:12s} culprit={got['culprit']!s:40.40s} "
-              f"retention={first}  bisect {got['seconds']:.1f}s{' SLOW' if got['seconds'] > TARGET_S else ''}", flush=True)
+              f"retention={first}  bisect {got['seconds']:.1f}s ({got['cpu_s']:.1f}s CPU)"
+              f"{' SLOW' if got['seconds'] > TARGET_S else ''}", flush=True)
     print(f"score: verdicts {verdicts}/{n} culprits {culprits}/{leaks} roots {roots}/{with_root} "
           f"says {says}/{with_says} false-leaks {false_leaks} errors {errors} over-10s {slow} seconds {total_s:.0f}")
     if as_json:
