@@ -165,8 +165,13 @@ class HeapNativeReport:
         process = calls["rss"] - calls["tracemalloc_bytes"] - base["rss"] + base["tracemalloc_bytes"]
         heap = calls["traced_bytes"] - base["traced_bytes"]
         name, divisor = byte_unit(list(process) + list(heap))
-        ax.plot(calls["call"], process / divisor, ".-", label="process (RSS)")
-        ax.plot(calls["call"], heap / divisor, ".-", label="Python heap (traced)")
+        # the legend carries the text's figures: growth over the calls, and per call
+        ax.plot(calls["call"], process / divisor, ".-",
+                label=f"process (RSS): {format_size(self.process_bytes, signed=True)}, "
+                      f"{format_size(self.process_bytes_per_call, signed=True)}/call")
+        ax.plot(calls["call"], heap / divisor, ".-",
+                label=f"Python heap (traced): {format_size(self.heap_bytes, signed=True)}, "
+                      f"{format_size(self.heap_bytes_per_call, signed=True)}/call")
         if self.trimmed_bytes is not None:
             last = calls["call"].iloc[-1]
             ax.plot([last], [(self.process_bytes - self.trimmed_bytes) / divisor], "v", color="C3",

@@ -377,6 +377,8 @@ def watch(
         finished = ended_by == "exit"
     finally:
         if bar is not None:
+            if finished:  # the process ended before the duration: the bar is full, not failed (a red bar)
+                bar.total = bar.n
             bar.close()
         if handle is not None:
             _close_quietly(handle)

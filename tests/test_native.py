@@ -51,6 +51,22 @@ def test_a_python_list_leak_is_python(python_leak):
     report = heap_vs_native(python_leak, calls=12)
     assert report.verdict == "python"
     assert report.heap_bytes > 8 * MIB
+    # the plot carries the text's figures, and its heap line ends at the growth the text gives
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from leakkit._sizes import format_size
+
+    ax = report.plot()
+    per_call = format_size(report.heap_bytes_per_call, signed=True)
+    assert per_call in str(report) and any(per_call in t.get_text() for t in ax.get_legend().get_texts())
+    heap_line = next(line for line in ax.get_lines() if line.get_label().startswith("Python heap"))
+    unit = ax.get_ylabel().rsplit("(", 1)[1].rstrip(")")
+    divisor = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
+    assert heap_line.get_ydata()[-1] * divisor == pytest.approx(report.heap_bytes)
+    plt.close("all")
 
 
 def test_allocate_then_free_is_retention_or_clean_and_trim_is_reported():

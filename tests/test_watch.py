@@ -49,6 +49,16 @@ def test_watching_a_leaking_command_records_growth_in_frame_and_csv(tmp_path):
     assert again.attrs["pid"] == frame.attrs["pid"]
 
 
+def test_a_command_that_exits_before_the_duration_leaves_a_full_bar_not_a_failed_one(capsys):
+    import re
+
+    frame = watch([PY, "-c", "import time; time.sleep(0.5)"], interval=0.1, duration=30, progress=True)
+    assert frame.attrs["ended_by"] == "exit"
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    done, total = map(float, re.search(r"([0-9.]+)/([0-9.]+) s", last).groups())
+    assert done == total < 30, last  # tqdm's notebook bar turns red when it closes short of its total
+
+
 def test_a_command_given_as_a_string_stops_at_the_duration_and_is_terminated():
     frame = watch(f"{shlex.quote(PY)} -c {shlex.quote(SLEEPER)}", interval=0.05, duration=1.2, progress=False)
     assert frame.attrs["ended_by"] == "duration"
