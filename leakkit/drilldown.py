@@ -339,6 +339,8 @@ class _Run:
             self.loop_thread.close()
             self.loop_thread = None
         if self.bar is not None:
+            if self.bar.total is not None and self.bar.n != self.bar.total:
+                self.bar.total = self.bar.n  # cut short or run on: the bar ends full, not red
             self.bar.close()
             self.bar = None
 
