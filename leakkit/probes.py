@@ -122,7 +122,16 @@ def process_memory(pid: int | None = None) -> ProcessMemory:
     except (psutil.Error, OSError, AttributeError) as error:  # pragma: no cover - platform specific
         _unavailable("uss", str(error))
         return ProcessMemory(rss(), None, None, None)
-    return ProcessMemory(info.rss, getattr(info, "uss", None), getattr(info, "pss", None), getattr(info, "swap", None))
+    uss = getattr(info, "uss", None)
+    resident = info.rss
+    if uss is not None and uss > resident:
+        # psutil reads RSS first and USS from smaps after it: memory that grew in between (another
+        # thread allocating) gives USS > RSS; the RSS at the end of the reading is the consistent one
+        try:
+            resident = max(resident, proc.memory_info().rss)
+        except (psutil.Error, OSError):
+            pass
+    return ProcessMemory(resident, uss, getattr(info, "pss", None), getattr(info, "swap", None))
 
 
 def gc_counts() -> tuple[int, int, int]:
