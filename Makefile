@@ -43,7 +43,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml leakkit/_heapscan.c leakkit/_containerscan.c
+$(STAMP): $(PY) pyproject.toml leakkit/probes/_heapscan.c leakkit/probes/_containerscan.c
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(PY) -m ipykernel install --sys-prefix --name leakkit --display-name "Python (leakkit)"
 	touch $(STAMP)

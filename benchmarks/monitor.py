@@ -20,8 +20,8 @@ import argparse  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from leakkit.monitoring import monitor  # noqa: E402
-from leakkit.watching import load  # noqa: E402
+from leakkit.recording.monitor import monitor  # noqa: E402
+from leakkit.recording.watch import load  # noqa: E402
 
 
 def busy_worker(seconds: float) -> int:

@@ -26,7 +26,7 @@ import tracemalloc  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
 import leakkit  # noqa: E402
-from leakkit.recording import Recorder  # noqa: E402
+from leakkit.recording.recorder import Recorder  # noqa: E402
 
 
 def work(n: int = 0) -> int:

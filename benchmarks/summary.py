@@ -24,7 +24,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 from pympler import muppy, summary  # noqa: E402
 
-from leakkit.heap import heap_summary  # noqa: E402
+from leakkit.probes.heap import heap_summary  # noqa: E402
 
 
 class Node:

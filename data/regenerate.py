@@ -34,7 +34,7 @@ for tick in range(250):         # steady state: reads only, temporaries freed at
 
 def crawler_worker_csv(path: pathlib.Path) -> None:
     """A leakkit watch CSV: the case study's crawler worker, leaking at 20 ticks/s for 12 s."""
-    from leakkit.watching import watch
+    from leakkit.recording.watch import watch
 
     argv = [sys.executable, "crawler_worker.py", "--seconds", "12", "--rate", "20"]
     worker = subprocess.Popen(argv, cwd=NOTEBOOKS, stdout=subprocess.PIPE, text=True)
@@ -127,7 +127,7 @@ def _shrink_summaries(path: pathlib.Path, keep: int = 40) -> None:
     the growing ones, and the file stays small.
     """
     import leakkit
-    from leakkit.recording import Recording, save
+    from leakkit.recording.recorder import Recording, save
 
     rec = leakkit.load(path)
     summaries = rec.summaries

@@ -13,11 +13,11 @@ _MARKER = re.compile(r"^<!-- leakkit:help (?P<name>[^>]+?) -->$", re.M)
 
 def _help(name: str) -> str:
     if name.startswith("%"):
-        from leakkit import magics
+        from leakkit.frontends import magics
 
         parser = {"%leakcheck": magics.LEAKCHECK, "%leaktrace": magics.LEAKTRACE}[name]
         return parser.format_help()
-    from leakkit.cli import _parser
+    from leakkit.frontends.cli import _parser
 
     parser = _parser("leakkit")
     words = name.split()[1:]

@@ -22,14 +22,15 @@ from ._errors import (
 # Everything else loads on first use (PEP 562), so that ``import leakkit`` (and pytest, which
 # loads the plugin in every run) does not pay for pandas, numpy and matplotlib until asked.
 _LAZY = {
-    "BisectReport": "bisect_report", "Forecast": "forecasting", "Growth": "analysis",
-    "GrowthSites": "sites", "HeapNativeReport": "native", "Monitor": "monitoring", "Recording": "recording",
-    "Trace": "tracing", "TraceReport": "report", "bisect": "drilldown", "classify_readings": "native",
-    "forecast": "forecasting", "growth_sites": "sites", "heap_summary": "heap", "heap_vs_native": "native",
-    "humanize": "_text",
-    "load": "recording", "load_watch": ("watching", "load"), "malloc_trim": "native", "monitor": "monitoring",
-    "read_mprofile": "mprof", "summary_diff": "heap", "trace": "tracing", "verdict": "report",
-    "watch": "watching", "write_mprofile": "mprof",
+    "BisectReport": "reports.bisect_report", "Forecast": "analysis.forecast", "Growth": "analysis",
+    "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
+    "Recording": "recording.recorder", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
+    "bisect": "engine.run", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
+    "growth_sites": "tracing.sites", "heap_summary": "probes.heap", "heap_vs_native": "tracing.native",
+    "humanize": "_text", "load": "recording.recorder", "load_watch": ("recording.watch", "load"),
+    "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
+    "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
+    "watch": "recording.watch", "write_mprofile": "recording.mprof",
 }
 
 
@@ -52,19 +53,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from ._text import humanize
     from .analysis import Growth
-    from .bisect_report import BisectReport
-    from .drilldown import bisect
-    from .forecasting import Forecast, forecast
-    from .heap import heap_summary, summary_diff
-    from .monitoring import Monitor, monitor
-    from .mprof import read_mprofile, write_mprofile
-    from .native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
-    from .recording import Recording, load
-    from .report import TraceReport, verdict
-    from .sites import GrowthSites, growth_sites
-    from .tracing import Trace, trace
-    from .watching import load as load_watch
-    from .watching import watch
+    from .analysis.forecast import Forecast, forecast
+    from .engine.run import bisect
+    from .probes.heap import heap_summary, summary_diff
+    from .recording.monitor import Monitor, monitor
+    from .recording.mprof import read_mprofile, write_mprofile
+    from .recording.recorder import Recording, load
+    from .recording.watch import load as load_watch
+    from .recording.watch import watch
+    from .reports.bisect_report import BisectReport
+    from .reports.trace_report import TraceReport, verdict
+    from .tracing.native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
+    from .tracing.sites import GrowthSites, growth_sites
+    from .tracing.trace import Trace, trace
 
 __version__ = "0.1.0"
 
@@ -79,5 +80,5 @@ __all__ = [
 
 
 def load_ipython_extension(ipython):  # %load_ext leakkit
-    from .magics import load_ipython_extension as _load
+    from .frontends.magics import load_ipython_extension as _load
     _load(ipython)

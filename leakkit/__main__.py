@@ -1,6 +1,6 @@
-"""``python -m leakkit``: the same command line as ``leakkit`` (see :mod:`leakkit.cli`)."""
+"""``python -m leakkit``: the same command line as ``leakkit`` (see :mod:`leakkit.frontends.cli`)."""
 import sys
 
-from .cli import main
+from .frontends.cli import main
 
 sys.exit(main(prog="python -m leakkit"))

@@ -18,8 +18,8 @@ import pytest
 
 import leakkit
 from leakkit import LeakkitError, UnknownOptionError
-from leakkit.cli import main
-from leakkit.recording import FILE_COLUMNS, MAGIC
+from leakkit.frontends.cli import main
+from leakkit.recording.recorder import FILE_COLUMNS, MAGIC
 
 pytest_plugins = ["pytester"]
 
@@ -313,7 +313,7 @@ def test_cli_bad_input_exits_2_with_a_message_and_no_traceback(files, index, tmp
 
 
 def test_leakkits_own_failure_exits_3_with_one_line_and_a_debug_hint(monkeypatch, capsys, tmp_path):
-    from leakkit.commands import report
+    from leakkit.frontends.commands import report
 
     def broken(*args, **kwargs):
         raise RuntimeError("something inside leakkit broke\nover two lines")

@@ -315,7 +315,7 @@ def workload():
 ''')
     module.__name__ = "__main__"
     try:
-        from leakkit.judge import _module_namespace
+        from leakkit.engine.judge import _module_namespace
 
         names = [name for name, _ in _module_namespace(module)]
         assert "__main__.HISTORY" in names

@@ -15,7 +15,8 @@ import weakref
 import pytest
 
 import leakkit
-from leakkit import containers, holders
+from leakkit.probes import containers
+from leakkit.retention import holders
 
 
 def make_module(name: str, source: str) -> types.ModuleType:

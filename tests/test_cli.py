@@ -10,7 +10,7 @@ import pytest
 from _watched import command
 
 import leakkit
-from leakkit.cli import main
+from leakkit.frontends.cli import main
 
 WORKER = """
 HISTORY = []

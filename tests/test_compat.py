@@ -18,7 +18,9 @@ import types
 import pytest
 
 import leakkit
-from leakkit import _compat, probes, retention
+from leakkit import _compat
+from leakkit.probes import process as probes
+from leakkit.retention import paths as retention
 
 
 def _run(source: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -106,7 +108,7 @@ def test_module_referents_never_reach_asyncios_free_list() -> None:
 
 ASYNC_THEN_EVERYTHING = """
     import asyncio, gc, sys, time
-    import leakkit, leakkit.heap as heap
+    import leakkit, leakkit.probes.heap as heap
 
     async def fill_the_free_list():      # freed future iterators go to _asyncio's free list
         loop = asyncio.get_running_loop()
@@ -185,8 +187,8 @@ def _compiler() -> str | None:
 def test_the_c_extension_is_built_where_a_compiler_is() -> None:
     # Building it is optional (setuptools drops it silently on a compile error): a machine that
     # has a compiler must have it, or a C API change went unnoticed.
-    import leakkit._containerscan as growth
-    import leakkit._heapscan as scan
+    import leakkit.probes._containerscan as growth
+    import leakkit.probes._heapscan as scan
 
     assert callable(scan.scan) and callable(scan.group_traces)
     assert callable(growth.sizes) and callable(growth.grown)
@@ -196,7 +198,7 @@ def test_the_c_extension_is_built_where_a_compiler_is() -> None:
 @pytest.mark.skipif(_compiler() is None, reason="no C compiler")
 @pytest.mark.parametrize("name", ["_heapscan.c", "_containerscan.c"])
 def test_the_c_extension_compiles_without_warnings(tmp_path, name) -> None:
-    source = os.path.join(os.path.dirname(leakkit.__file__), name)
+    source = os.path.join(os.path.dirname(leakkit.__file__), "probes", name)
     include = sysconfig.get_paths()["include"]
     proc = subprocess.run([_compiler(), "-fsyntax-only", "-Wall", "-Werror=implicit-function-declaration",
                            "-Wdeprecated-declarations", f"-I{include}", source],

@@ -16,7 +16,7 @@ import pytest
 
 import leakkit
 from leakkit import InvalidArgumentError
-from leakkit.cli import main
+from leakkit.frontends.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux faults (tmpfs, RLIMIT_FSIZE, /proc)")
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -282,7 +282,7 @@ def test_a_read_only_directory_is_refused_before_anything_runs(read_only_dir, tm
 
 _UNPRIVILEGED = textwrap.dedent("""
     import os, sys
-    import leakkit, leakkit.tracing, leakkit._stream, leakkit._files  # as root: nobody cannot read root's Python
+    import leakkit, leakkit.tracing.trace, leakkit.recording.stream, leakkit.recording.files  # as root: nobody cannot read root's Python
     os.setgid(65534)
     os.setuid(65534)  # nobody: permission bits apply again
     try:

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from pympler import muppy, summary
 
-import leakkit.heap as heap_module
+import leakkit.probes.heap as heap_module
 from leakkit import _compat
 from leakkit._errors import InvalidArgumentError
-from leakkit.heap import heap_summary, summary_diff
+from leakkit.probes.heap import heap_summary, summary_diff
 
 
 @pytest.fixture(params=["c-scan", "python"])
@@ -25,7 +25,7 @@ def scan_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Run a whole-heap test through the C scan and through the pure-Python path."""
     if request.param == "c-scan":
         if heap_module._heapscan is None:
-            pytest.skip("leakkit._heapscan is not built")
+            pytest.skip("leakkit.probes._heapscan is not built")
     else:
         monkeypatch.setattr(heap_module, "_heapscan", None)
     return request.param

@@ -131,8 +131,8 @@ def test_without_the_flag_every_test_runs_once(pytester):
 
 
 def test_the_plugin_imports_nothing_heavy_until_asked():
-    code = ("import sys, leakkit.pytest_plugin\n"
-            "print(sorted(m for m in ('pandas', 'numpy', 'leakkit._leakcheck_all', 'leakkit.drilldown') "
+    code = ("import sys, leakkit.frontends.pytest_plugin\n"
+            "print(sorted(m for m in ('pandas', 'numpy', 'leakkit.frontends.leakcheck_all', 'leakkit.engine.run') "
             "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -241,7 +241,7 @@ def test_anyio_tests_are_repeated_and_their_leak_bisected(pytester):
 
 
 def test_the_package_under_test_is_the_projects_package_not_its_tooling_modules(tmp_path, monkeypatch):
-    from leakkit._leakcheck_all import package_under_test
+    from leakkit.frontends.leakcheck_all import package_under_test
 
     # a project with a package and tooling beside it (versioneer.py writes a file when imported:
     # the evidence that it would have run), and one that is a single module

@@ -13,8 +13,8 @@ import tracemalloc
 import pytest
 
 from leakkit._errors import LeakkitError
-from leakkit.monitoring import COLUMNS, growth_confirmed, monitor
-from leakkit.watching import load
+from leakkit.recording.monitor import COLUMNS, growth_confirmed, monitor
+from leakkit.recording.watch import load
 
 MIB = 1024 * 1024
 
@@ -70,7 +70,7 @@ def test_growth_is_confirmed_in_a_leaking_worker_and_a_report_written(tmp_path):
     script = textwrap.dedent(
         f"""
         import time
-        from leakkit.monitoring import monitor
+        from leakkit.recording.monitor import monitor
         mon = monitor({str(tmp_path / 'leaky.csv')!r}, interval=0.03, window=12, min_growth="3MiB")
         class Session:
             def __init__(self):
@@ -110,9 +110,9 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
 
 
 def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
-    monitor_module = sys.modules["leakkit.monitoring"]
+    monitor_module = sys.modules["leakkit.recording.monitor"]
 
-    monkeypatch.setitem(sys.modules, "leakkit.heap", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "leakkit.probes.heap", None)  # import now fails
     kept = [frozenset([i]) for i in range(5_000)]
     summary = monitor_module._type_summary()
     assert list(summary.columns) == ["type", "count", "size"]

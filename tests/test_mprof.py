@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from leakkit._errors import NotARecordingError
-from leakkit.mprof import read_mprofile, write_mprofile
-from leakkit.watching import load, watch
+from leakkit.recording.mprof import read_mprofile, write_mprofile
+from leakkit.recording.watch import load, watch
 
 MIB = 1024 * 1024
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from leakkit._errors import LeakkitError, WorkloadError
-from leakkit.native import classify_growth, classify_readings, heap_vs_native, malloc_trim
+from leakkit.tracing.native import classify_growth, classify_readings, heap_vs_native, malloc_trim
 
 MIB = 1024 * 1024
 libc = ctypes.CDLL(None)

@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 import leakkit
-from leakkit import ProbeUnavailableWarning, probes
+from leakkit import ProbeUnavailableWarning
+from leakkit.probes import process as probes
 
 
 @pytest.fixture(autouse=True)
@@ -89,12 +90,12 @@ def test_an_unavailable_probe_warns_once_by_name_and_tracing_carries_on(monkeypa
 
 
 def test_a_failing_type_summary_warns_and_tracing_carries_on(monkeypatch):
-    import leakkit.heap
+    import leakkit.probes.heap
 
     def broken(*args, **kwargs):
         raise RuntimeError("heap walk failed")
 
-    monkeypatch.setattr(leakkit.heap, "heap_summary", broken)
+    monkeypatch.setattr(leakkit.probes.heap, "heap_summary", broken)
     with pytest.warns(ProbeUnavailableWarning, match="type summary"):
         traced = leakkit.trace(lambda n: n, checkpoint_every=2)
         for i in range(5):

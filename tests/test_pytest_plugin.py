@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from leakkit.commands._common import DEFAULT_CALLS
+from leakkit.frontends.commands._common import DEFAULT_CALLS
 
 pytest_plugins = ["pytester"]
 
@@ -93,7 +93,7 @@ def test_fixture_returns_the_report_and_fails_on_a_leak(pytester):
 
 
 SETTINGS_TEST = """
-from leakkit.pytest_plugin import MANAGER
+from leakkit.frontends.pytest_plugin import MANAGER
 
 def test_settings(request):
     manager = request.config.pluginmanager.get_plugin(MANAGER)

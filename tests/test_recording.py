@@ -13,7 +13,7 @@ import pytest
 
 import leakkit
 from leakkit import NotARecordingError
-from leakkit.recording import CALL_COLUMNS, Recorder, load
+from leakkit.recording.recorder import CALL_COLUMNS, Recorder, load
 
 
 def _add(rec: Recorder, n: int, thread: str = "MainThread", error: str | None = None) -> None:
@@ -75,13 +75,13 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     pd.testing.assert_frame_equal(loaded.summaries, traced.summaries, check_dtype=False)
     assert loaded.calls["function"].eq("work").all()
     # a loaded recording gets the same verdict as the live one (no heap to look at: no holder check)
-    from leakkit.report import trace_report
+    from leakkit.reports.trace_report import trace_report
 
     assert trace_report(loaded, function="work").verdict == traced.report(checkpoint=False).verdict
 
 
 def test_saved_and_streamed_recordings_read_right_with_plain_readers(tmp_path):
-    from leakkit.recording import FILE_COLUMNS
+    from leakkit.recording.recorder import FILE_COLUMNS
 
     traced = leakkit.trace(lambda n: [n] * 10, summaries=True, checkpoint_every=5, name="work",
                            stream=tmp_path / "stream.csv")
@@ -99,7 +99,7 @@ def test_saved_and_streamed_recordings_read_right_with_plain_readers(tmp_path):
 
 
 def test_recordings_written_with_the_old_magic_line_still_load_and_take_appended_rows(tmp_path):
-    from leakkit.recording import MAGIC
+    from leakkit.recording.recorder import MAGIC
 
     traced = _traced_recording(tmp_path)
     new = traced.save(tmp_path / "new.csv")

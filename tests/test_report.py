@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import leakkit  # noqa: E402
-from leakkit import plots  # noqa: E402
-from leakkit.recording import CALL_COLUMNS, CHECKPOINT_COLUMNS, Recording  # noqa: E402
-from leakkit.report import growing_types, trace_report  # noqa: E402
+from leakkit.recording.recorder import CALL_COLUMNS, CHECKPOINT_COLUMNS, Recording  # noqa: E402
+from leakkit.reports import plots  # noqa: E402
+from leakkit.reports.trace_report import growing_types, trace_report  # noqa: E402
 
 
 def synthetic(blocks_per_call: float, calls: int = 200, every: int = 20, seed: int = 0) -> Recording:

@@ -10,7 +10,7 @@ import pytest
 
 import leakkit
 from leakkit._errors import LeakkitError, WorkloadError
-from leakkit.sites import growth_sites, is_own
+from leakkit.tracing.sites import growth_sites, is_own
 
 LEAKED: list = []
 WARM: dict = {}
@@ -60,7 +60,7 @@ def test_leakkit_and_tracemalloc_allocations_are_left_out():
 
 
 def test_is_own_walks_from_the_allocating_frame_to_the_workload_call():
-    import leakkit.sites as sites
+    import leakkit.tracing.sites as sites
 
     call = next(iter(sites._CALL_FRAMES))
     here = (os.path.abspath(__file__), 1)
@@ -160,7 +160,7 @@ def test_the_plot_shows_every_site_on_a_log_scale():
     import numpy as np
     import pandas as pd
 
-    from leakkit.sites import GrowthSites
+    from leakkit.tracing.sites import GrowthSites
 
     series = pd.DataFrame({f"/app/m.py:{i}": np.arange(8) * 10.0 ** i for i in range(1, 7)},
                           index=pd.RangeIndex(8, name="loop"))

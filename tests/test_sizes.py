@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import leakkit
-from leakkit import _malloc
+from leakkit.probes import malloc as _malloc
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 SLOT = 8  # one list entry per kept object (amortized over-allocation aside)

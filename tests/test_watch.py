@@ -15,7 +15,7 @@ import pytest
 from _watched import command, read_marks
 
 from leakkit._errors import LeakkitError, NotARecordingError, ProcessAccessError
-from leakkit.watching import COLUMNS, load, watch
+from leakkit.recording.watch import COLUMNS, load, watch
 
 MIB = 1024 * 1024
 PY = sys.executable
@@ -116,7 +116,7 @@ def test_a_watcher_killed_mid_watch_leaves_every_flushed_sample(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        from leakkit.watching import watch
+        from leakkit.recording.watch import watch
         watch([sys.executable, "-c", {SLEEPER!r}], interval=0.05, out={str(out)!r}, progress=False)
         """
     )

@@ -1,0 +1,416 @@
+"""After a bisect run: find what keeps the memory, and fill the plain record the judge reads.
+
+In this order, each step paid for by what grew, not by the size of the heap:
+
+1. the containers that grew since the warm-up (one C pass, :mod:`leakkit.probes.containers`);
+2. what their new entries keep, charged to the functions that made it (:mod:`leakkit.retention.holders`);
+3. the name of each holder from a root (:mod:`leakkit.retention.naming`), and its bound if it has one;
+4. for a function whose kept memory grows with no container growing (an object replaced by a
+   bigger one each call): a shallow walk from the targets' namespaces (:func:`retention.forward`);
+5. for survivors no Python object refers to: the count of references held from C (a reference
+   leak in an extension), which no referrer search can name.
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import types
+import weakref
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from ..analysis import classify
+from ..analysis.attribution import OUTSIDE
+from ..probes import containers as C
+from ..retention import holders as H
+from ..retention import naming
+from ..retention import paths as retention
+from .record import BisectRecord, HolderRecord, Orphan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import _Run
+
+BYTES_FLOOR = 1024  # over the second half of the run
+FUNC_FLOOR = 512
+_NAMED = 8  # holders named from a root: the biggest ones
+
+
+def object_traceback(obj: Any) -> tuple | None:
+    """Where ``obj`` was allocated (raw frames, most recent first), or None if it is older than
+    the run (3.11's managed-dict instances included: :func:`leakkit.retention.holders.raw_traceback`)."""
+    try:
+        return H.raw_traceback(obj)
+    except Exception:
+        return None
+
+
+def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float,
+                 untrace: Any = None) -> BisectRecord:
+    """The record of ``run``. ``untrace()`` is called once nothing more is needed from tracemalloc."""
+    # Kept small, the search called early in it: under tracemalloc every allocation the search
+    # makes scans the line table of each frame on the stack up to its current line (leakkit.engine.worker).
+    record = _record_of(run)
+    untrace = untrace or (lambda: None)
+    try:
+        if len(record.x) >= 2:  # something was traced
+            _search(run, record, survivors, table, deadline, _own_modules(run), untrace)
+    except Exception as error:  # user objects can misbehave in any way: the verdict stands
+        record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
+    finally:
+        untrace()
+    record.survivors = _survivor_table(survivors)
+    record.seconds = time.perf_counter() - run.t_start
+    return record
+
+
+def _record_of(run: _Run) -> BisectRecord:
+    """What the run measured, copied into a record (the search adds what keeps it)."""
+    x = list(run.x)
+    return BisectRecord(
+        planned_calls=run.calls, calls=run.measured, warmup=run.warmup, seconds=0.0, x=x,
+        total_bytes=list(run.total), total_blocks=list(run.total_blocks), rss=list(run.rss),
+        native_rss=list(run.native), native_malloc=list(run.native_malloc),
+        self_bytes={k: list(v) for k, v in run.self_bytes.items()},
+        self_blocks={k: list(v) for k, v in run.self_blocks.items()},
+        incl_bytes={k: list(v) for k, v in run.incl_bytes.items()},
+        path_bytes={k: list(v) for k, v in run.path_bytes.items()},
+        rss_self={k: list(v) for k, v in run.rss_self.items()},
+        malloc_self={k: list(v) for k, v in run.malloc_self.items()},
+        call_counts={name: stats.calls for name, stats in run.found.stats.items()},
+        functions=list(run.found.functions), sites=_top_sites(run),
+        atexit_added=run.atexit_after - run.atexit_before, errors=sum(run.error_types.values()),
+        error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on, notes=list(run.notes),
+        unsettled=run.unsettled, heavy=run.heavy, cheap_x=list(run.cheap_x), cheap_blocks=list(run.cheap_blocks),
+        cheap_rss=list(run.cheap_rss), cheap_malloc=list(run.cheap_malloc))
+
+
+def _growing(record: BisectRecord) -> list[str]:
+    return [name for name, series in record.self_bytes.items()
+            if classify(record.x, series, floor=FUNC_FLOOR).verdict in ("leak", "inconclusive")
+            and series[-1] > series[0]]
+
+
+def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadline: float,
+            own: set[str], untrace: Any) -> None:
+    found = _holders(run, survivors, table, deadline)
+    growing = _growing(record)
+    grown_ids = found.grown_ids
+    ignore = found.ignore
+    ignore.add(id(record))
+    # Every function with objects under a holder's new entries is explained by it (side structures
+    # explain their makers' growth too); the others are looked for from the targets' namespaces,
+    # the last step that needs tracemalloc.
+    explained = {name for h in found for name in h.made}
+    missing = [n for n in growing if n not in explained and n != OUTSIDE]
+    total = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    if total > 0 and sum(h.kept_bytes for h in found if h.side is None) >= 0.8 * total:
+        missing = []  # the holders found keep most of what grew: the rest is most likely in them too
+    fallback: list[HolderRecord] = []
+    if missing and time.perf_counter() < deadline:
+        fallback = _forward_fallback(run, record, missing, grown_ids, own, deadline)
+        explained |= {name for h in fallback for name in h.made}
+        missing = [n for n in missing if n not in explained]
+    untrace()
+    # the biggest non-side holders, and the side structures of the growing functions
+    chosen = [h for h in found if h.side is None and h.kept_bytes > 0][:_NAMED]
+    chosen += [h for h in found if h.side is not None and any(h.made.get(n) for n in growing)][:3]
+    found.clear()
+    anchors = [h.parent if h.parent is not None else h.container for h in chosen]
+    ignore |= {id(anchors), id(chosen), *(id(h) for h in chosen)}
+    index = naming.ModuleIndex(own)
+    partial: dict[int, list[Any]] = {}
+    ignore.add(id(partial))
+    # naming is what the user reads first: it gets its time even when the search before it ran long
+    naming_deadline = max(deadline, time.perf_counter() + 1.5)
+    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_deadline, partial=partial)
+    for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
+        holder, anchor = chosen[k], anchors[k]
+        chain = roots.get(id(anchor))
+        if chain is not None:
+            if holder.parent is not None:
+                chain = [*chain, holder.container]
+            text = naming.render(chain)
+            root = chain[0].name
+            bound = retention.bounds_along(chain[1:])
+        elif id(anchor) in partial:  # referrers, but no root within the limits: from the nearest object
+            near = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
+            text = naming.render_partial(near)
+            root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
+            del near
+        else:
+            python, elsewhere = _c_references(anchor, ignore)
+            if python <= 0 and elsewhere > 0:
+                text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
+            else:
+                text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
+            root, bound = "C", retention.bound_of(holder.container)
+        newest = _entry_label(holder)
+        deep = H.deep_size(holder.container, limit=20_000) if time.perf_counter() < deadline else (None, False)
+        record.holders.append(HolderRecord(
+            path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
+            new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
+            bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
+            entry_makers=dict(holder.entry_makers)))
+    del anchors, chosen, roots, partial
+    record.holders.extend(fallback)
+    # only growth that matters is looked for further (a few bytes a call inside a library is noise)
+    missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
+    if missing and time.perf_counter() < deadline:
+        _orphans(record, survivors, missing, ignore, own, deadline)
+
+
+class _Found(list):
+    """The holders found, with the containers that grew and what the search leaves out."""
+
+    grown_ids: set[int]
+    ignore: set[int]
+
+
+def _holders(run: _Run, survivors: list, table: Any, deadline: float) -> _Found:
+    """Holders of what the run made, from the containers that grew since the warm-up."""
+    objects = gc.get_objects()
+    try:
+        grown = C.grown(objects, table)
+    finally:
+        del objects
+    found = _Found()
+    found.ignore = {id(grown), id(survivors), id(found), id(run)}
+    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    found.extend(H.find_holders(grown, run.attribute, ignore=found.ignore, deadline=deadline, young=run.young,
+                                lookup_s=lookup_s))
+    found.grown_ids = {id(c) for c, _, _ in grown}
+    del grown
+    return found
+
+
+def _growing_call(run: _Run, holder: H.Holder) -> str:
+    """Where the entries' maker grows other than where it makes them: the call into the code
+    that adds them (``codecs.register(search)``), spelled from the source."""
+    import linecache
+
+    maker = max(holder.entry_makers, key=holder.entry_makers.__getitem__) if holder.entry_makers else None
+    if maker is None:
+        return ""
+    made_at = {f"{file}:{line}" for file, line in holder.made_at}
+    grew = [(series[-1] - series[0], site) for (name, site), series in run.site_bytes.items()
+            if name == maker and site not in made_at and len(series) and series[-1] > series[0]]
+    if not grew:
+        return ""
+    site = max(grew)[1]
+    file, _, line = site.rpartition(":")
+    source = linecache.getline(file, int(line)).strip() if line.isdigit() else ""
+    return f"; it grows at {site}" + (f": {source}" if source else "")
+
+
+def _entry_label(holder: H.Holder) -> str:
+    if holder.newest is None or not holder.entries:
+        return ""
+    if C.is_a(holder.container, dict):
+        return f"[{naming.short(holder.newest)}]"
+    if C.is_a(holder.container, (set, frozenset)):
+        return f" ∋ {naming.short(holder.newest)}"
+    return f"[{holder.newest}]"
+
+
+def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
+                      deadline: float) -> list[HolderRecord]:
+    """Objects the growing functions made, reached from the targets' namespaces without any
+    container growing on the way (``LOG += line`` rebinds a global to a bigger object)."""
+    wanted = set(missing)
+
+    def attribute(obj: Any) -> str | None:
+        if C.is_a(obj, weakref.ref):  # a weak reference keeps nothing
+            return None
+        tb = object_traceback(obj)
+        if tb is None:
+            return None
+        who = run.attribute(tb)
+        return who[0] if who is not None and who[0] in wanted else None
+
+    out: list[HolderRecord] = []
+    hits = retention.forward(_namespaces(run), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
+    for name, paths in hits.items():
+        series = record.self_bytes.get(name) or [0.0]
+        grew = series[-1] - series[0]
+        for path, chain, count in paths[:2]:
+            if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
+                continue  # an object that was there, not what grew (a counter rebound each call)
+            root = path.split("[")[0].split(" ")[0]
+            out.append(HolderRecord(
+                path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
+                else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
+                    C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
+                bound=retention.bounds_along(chain), deep_bytes=None, deep_complete=False, how="forward"))
+    hits.clear()
+    return out
+
+
+_REFCOUNT_BIAS: int | None = None
+
+
+def _c_references(obj: Any, ignore: set[int]) -> tuple[int, int]:
+    """(Python referrers, references held elsewhere: C code) of ``obj``, leakkit's own excluded."""
+    referrers = gc.get_referrers(obj)
+    try:
+        python = sum(1 for r in referrers if not C.is_a(r, types.FrameType))
+        ours = sum(1 for r in referrers if id(r) in ignore)
+    finally:
+        del referrers
+    return python - ours, sys.getrefcount(obj) - python - _bias()
+
+
+def _bias() -> int:
+    """References our own call chain holds (the caller's loop variable, the argument), measured
+    the same way on an object that only a list holds."""
+    global _REFCOUNT_BIAS
+    if _REFCOUNT_BIAS is None:
+        _REFCOUNT_BIAS = 0
+        probe = [[None]]
+        for obj in probe:
+            bias = _c_references(obj, set())[1]
+        _REFCOUNT_BIAS = bias
+    return _REFCOUNT_BIAS
+
+
+def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int],
+             modules: set[str], deadline: float) -> None:
+    """Survivors of the growing functions that no container that grew holds: the old object that
+    refers to most of them (an ``lru_cache`` whose links replaced old entries, so its length did
+    not change), else none: held from C."""
+    _bias()
+    by_function: dict[str, list[tuple[Any, str]]] = defaultdict(list)
+    for obj, name, site in survivors:
+        if name in missing and len(by_function[name]) < 40 and gc.is_tracked(obj):
+            by_function[name].append((obj, site))
+    own = ignore | {id(survivors), id(by_function), *(id(t) for t in survivors)}
+    for name, items in by_function.items():
+        own.add(id(items))
+        orphans, c_refs, kinds = 0, 0, set()
+        referred: list[Any] = []
+        for obj, _site in items:
+            python, elsewhere = _c_references(obj, own | {id(t) for t in items})
+            if python <= 0 and elsewhere > 0:
+                orphans += 1
+                c_refs += elsewhere
+                kinds.add(type(obj).__name__)
+            elif python > 0:
+                referred.append(obj)
+        if orphans:
+            site = record.sites.get(name) or items[0][1]
+            record.orphans[name] = Orphan(name, orphans, len(items), c_refs, site, sorted(kinds))
+        elif len(referred) >= 0.5 * len(items) and time.perf_counter() < deadline:
+            holder = _common_referrer(record, name, referred, own | {id(referred)}, modules, deadline)
+            if holder is not None:
+                record.holders.append(holder)
+        referred.clear()
+    for name in missing:
+        if name not in record.orphans and name in record.sites:
+            # Nothing found holds it: no container grew with it, no object the run made refers to
+            # it, and the targets' namespaces do not reach it (untracked objects cannot be counted).
+            record.orphans[name] = Orphan(name, 0, 0, 0, record.sites[name], [])
+    by_function.clear()
+
+
+def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[int], modules: set[str],
+                     deadline: float) -> HolderRecord | None:
+    """The object the run did not make that refers to most of ``objs`` (what ``name`` made and
+    kept), named from a root, with its bound; None when none refers to half of them."""
+    referrers = gc.get_referrers(*objs)
+    wanted = {id(o) for o in objs}
+    counts: dict[int, int] = defaultdict(int)
+    by_id: dict[int, Any] = {}
+    own = own | {id(referrers), id(counts), id(by_id), id(wanted)}
+    try:
+        for ref in referrers:
+            if id(ref) in own or C.is_a(ref, (types.FrameType, types.ModuleType)) or H.raw_traceback(ref) is not None:
+                continue  # ours, a frame, or made during the run (then it is one of the kept objects)
+            hits = sum(1 for child in gc.get_referents(ref) if id(child) in wanted)
+            if hits:
+                counts[id(ref)] += hits
+                by_id[id(ref)] = ref
+    finally:
+        del referrers
+    if not counts:
+        return None
+    best = max(counts, key=counts.__getitem__)
+    if counts[best] < 0.5 * len(objs):
+        return None
+    holder = by_id[best]
+    by_id.clear()
+    index = naming.ModuleIndex(modules)
+    partial: dict[int, list[Any]] = {}
+    roots = naming.find_roots([holder], index, ignore=own | {id(partial)}, deadline=max(deadline, time.perf_counter() + 1.0),
+                              partial=partial)
+    chain = roots.get(id(holder))
+    if chain is not None:
+        text, root = naming.render(chain), chain[0].name
+    elif id(holder) in partial:
+        text = naming.render_partial(partial[id(holder)])
+        root = text.split(".")[0].split("[")[0]
+    else:
+        text = root = f"<{type(holder).__name__}>"
+    series = record.self_bytes.get(name) or [0.0]
+    kept = int(max(series[-1] - series[0], 0) * counts[best] / len(objs))
+    bound = retention.bound_of(holder)
+    size = bound.size if bound is not None else C.container_len(holder)
+    del roots, partial
+    kind = type(holder).__name__
+    return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound, deep_bytes=None,
+                        deep_complete=False, how="referrer", entry_makers={name: counts[best]})
+
+
+def _own_modules(run: _Run) -> set[str]:
+    names = {m.__name__ for m in run.found.modules} | {C.type_dict(c).get("__module__", "") for c in run.found.classes}
+    for func in run.found.functions.values():
+        module = getattr(func, "__module__", None) if C.is_a(func, types.FunctionType) else None
+        if isinstance(module, str):
+            names.add(module)
+    return names
+
+
+def _namespaces(run: _Run) -> list[tuple[str, Any]]:
+    """Roots to walk forward from: the target modules' globals (dunder names included), the
+    target classes, and the globals of the modules the target functions live in."""
+    from .judge import module_namespace
+
+    spaces: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    modules = list(run.found.modules) + [sys.modules.get(getattr(f, "__module__", "") or "")
+                                         for f in run.found.functions.values() if C.is_a(f, types.FunctionType)]
+    for module in modules:
+        if module is not None and module.__name__ not in seen:
+            seen.add(module.__name__)
+            spaces.extend(module_namespace(module))
+    for cls in run.found.classes:
+        spaces.append((f"{C.type_dict(cls).get('__module__')}.{cls.__qualname__}", cls))
+    return spaces
+
+
+def _top_sites(run: _Run) -> dict[str, str]:
+    """Per function, the source line whose kept bytes grew most over the run."""
+    best: dict[str, tuple[float, str]] = {}
+    for (name, site), series in run.site_bytes.items():
+        growth = series[-1] - series[0] if len(series) else 0.0
+        if name not in best or growth > best[name][0]:
+            best[name] = (growth, site)
+    return {name: site for name, (growth, site) in best.items() if growth > 0}
+
+
+def _survivor_table(survivors: list[tuple[Any, str, str]]) -> list[tuple[str, str, str, int, int]]:
+    table: dict[tuple[str, str, str], list[int]] = {}
+    for obj, name, site in survivors:
+        tp = type(obj)
+        try:
+            module = type.__dict__["__module__"].__get__(tp, type)
+        except Exception:
+            module = "builtins"
+        kind = tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
+        entry = table.setdefault((kind, name, site), [0, 0])
+        entry[0] += 1
+        entry[1] += C.shallow_size(obj)
+    return [(kind, name, site, count, size) for (kind, name, site), (count, size) in table.items()]
+
+
+__all__ = ["build_record", "object_traceback", "BYTES_FLOOR", "FUNC_FLOOR"]

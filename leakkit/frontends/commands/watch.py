@@ -1,0 +1,89 @@
+"""``leakkit watch``: sample a process's memory from outside, then forecast when it meets its limit."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..._errors import InvalidArgumentError, printable
+from ._common import check_plot_path, leaks, note, save_plot
+
+EXIT_COMMAND_FAILED = 2  # the command watched or run failed and no leak was found (see leakkit.frontends.cli)
+
+
+def add_watch_options(parser: argparse.ArgumentParser, *, interval: float) -> None:
+    """Options ``watch`` and ``run`` share."""
+    parser.add_argument("--interval", type=float, default=interval, metavar="SECONDS",
+                        help=f"seconds between samples (default: {interval:g})")
+    parser.add_argument("--limit", metavar="SIZE",
+                        help="memory limit such as 512MiB or 2GB: stop there, and forecast when it is reached")
+    parser.add_argument("--children", action="store_true", help="add the memory of child processes")
+    parser.add_argument("--plot", metavar="PNG", help="save the timeline and forecast as an image")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def summarize(frame: Any, *, limit: str | None, plot: str | None, picked_plot: bool = False) -> int:
+    """Print what a watch saw and its forecast; returns the exit code.
+
+    1 if it reached the limit or grows steadily; else 2 if a command the watch started failed
+    (a non-zero exit code, or killed by a signal): CI must not read a crashed worker as a pass;
+    else 0.
+    """
+    from ... import forecast
+
+    attrs = frame.attrs
+    command = printable(" ".join(attrs.get("cmdline") or []) or f"pid {attrs.get('pid')}")
+    duration = float(frame["t"].iloc[-1]) if len(frame) else 0.0
+    print(f"leakkit watch: {command}: {len(frame)} samples over {duration:.1f} s, ended by {attrs.get('ended_by')}")
+    returncode = attrs.get("returncode")
+    failed = attrs.get("ended_by") == "exit" and returncode not in (None, 0)
+    if failed:
+        how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        print(f"  the command {how}")
+    if attrs.get("out_error"):
+        print(f"  recording stopped early: {printable(attrs['out_error'])} (every sample is in this summary)")
+    if attrs.get("path"):
+        print(f"  recording: {printable(attrs['path'])}")
+    reached = attrs.get("ended_by") == "limit"
+    otherwise = EXIT_COMMAND_FAILED if failed else 0
+    try:
+        result = forecast(frame, limit)
+    except InvalidArgumentError as error:  # too short to judge: say so, it is not a finding
+        note(f"leakkit: no forecast: {error}")
+        return 1 if reached else otherwise
+    print(f"  {result}")
+    if plot:
+        note(f"leakkit: plot saved to {printable(save_plot(result, plot, picked=picked_plot))}")
+    return 1 if reached or leaks(result) else otherwise
+
+
+class WatchCommand:
+    """Watch a running process (PID) or a command (after --) and forecast its memory.
+
+    Samples RSS, USS, PSS and swap every --interval seconds until the process exits, --duration
+    passes or --limit is reached, then classifies the timeline (linear leak, step, sawtooth,
+    plateau, flat) and estimates when it meets the limit. Exit code 1 when memory grows steadily
+    (linear or step growth, or the limit was reached); else 2 when a command given after --
+    exited with a non-zero code or was killed; else 0.
+
+    Examples: leakkit watch 4242 --duration 600 --limit 2GiB --out worker.csv
+              leakkit watch --interval 0.5 -- python worker.py
+    """
+
+    def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("pid", nargs="?", type=int, help="process id to watch (or give a command after --)")
+        parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until exit)")
+        parser.add_argument("--out", metavar="FILE",
+                            help="append every sample to FILE as it is taken (.csv, or .dat for mprof)")
+        add_watch_options(parser, interval=1.0)
+
+    def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        from ... import watch
+
+        if (args.pid is None) == (not args.command):
+            parser.error("expected a PID or a command after --, and not both")
+        if args.plot:
+            check_plot_path(args.plot)
+        target: Any = args.pid if args.pid is not None else args.command
+        frame = watch(target, interval=args.interval, duration=args.duration, out=args.out, limit=args.limit,
+                      children=args.children, progress=False if args.quiet else None)
+        return summarize(frame, limit=args.limit, plot=args.plot)

@@ -1,0 +1,331 @@
+"""The holders of a leak: containers that grew during a bisect run, and what their new entries keep.
+
+Led by growth, not by what exists: :func:`leakkit.probes.containers.grown` names the containers that are
+longer than after the warm-up; only their *new* entries are looked at, and only objects the run
+created (traced by tracemalloc since the warm-up) are counted under them. A 2 M-object index
+beside a one-entry-per-call registry costs one C pass, not a walk.
+
+For each holder the new objects under its new entries are charged to the function whose code
+allocated them (the innermost target frame, as in the checkpoints), so the culprit is the function
+that made what the growing holder keeps. Entries that are weak references are a side structure
+(an ABC cache, a WeakSet): they exist because other objects exist, and dead ones only wait for a
+prune, so they are reported as such and never blamed.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import sys
+import time
+import tracemalloc
+import types
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..probes import containers as C
+
+_get_object_traceback = tracemalloc._get_object_traceback
+
+
+def _managed_dict_lookup() -> Any:
+    """CPython 3.11's tracemalloc misses objects with a managed dict: their memory block starts
+    two pointers before the GC header. Look the block up where it starts (3.10 has no managed
+    dicts; 3.12 and later find it themselves): in C when built, else through ctypes (slower)."""
+    if sys.version_info[:2] != (3, 11):
+        return None
+    if C._containerscan is not None and hasattr(C._containerscan, "managed_traceback"):
+        return C._containerscan.managed_traceback
+    try:
+        import ctypes
+
+        func = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except (ImportError, AttributeError):  # pragma: no cover - not CPython
+        return None
+    func.restype = ctypes.py_object
+    func.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    offset = 16 + 2 * ctypes.sizeof(ctypes.c_void_p)  # PyGC_Head + the managed dict's two pointers
+    return lambda obj: func(0, id(obj) - offset)
+
+
+_managed = _managed_dict_lookup()
+_MANAGED_DICT = 1 << 4
+
+
+def raw_traceback(obj: Any) -> tuple | None:
+    """Raw frames (most recent first) of where ``obj`` was allocated, or None if untraced."""
+    tb = _get_object_traceback(obj)
+    if tb is None and _managed is not None and type(obj).__flags__ & _MANAGED_DICT and not C.is_a(obj, type):
+        tb = _managed(obj)
+    return tb
+_NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
+_ATOMS = (int, float, complex, bool, str, bytes, type(None))
+_WEAK = (weakref.ref,)
+_LRU = functools._lru_cache_wrapper
+UNTRACED = "<untraced>"
+
+
+@dataclass(slots=True)
+class Holder:
+    """A container that grew during the run, and who made the new objects its new entries keep."""
+
+    container: Any
+    parent: Any  # the tracked object holding an untracked container, else None
+    old_len: int
+    new_len: int
+    newest: Any = None  # key (dict), index (sequence) or member (set) of the newest new entry
+    made: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> bytes
+    objects: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> objects
+    entry_makers: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # function -> new entries
+    made_at: set = field(default_factory=set)  # (file, line) where the objects under the new entries were made
+    entries: int = 0  # new entries that hold objects the run created
+    weak: int = 0  # new entries that are weak references
+    dead_weak: int = 0  # ... whose referent is gone: pending cleanup, not kept memory
+
+    @property
+    def added(self) -> int:
+        return self.new_len - self.old_len
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(self.made.values())
+
+    @property
+    def side(self) -> str | None:
+        """Why this holder is a side structure and not where the leak is, or None."""
+        looked = self.entries + self.weak
+        if looked and self.weak >= 0.8 * looked:
+            if self.dead_weak >= 0.5 * self.weak:
+                return "dead weak references awaiting a prune (pending cleanup, not kept memory)"
+            return "weak references to objects kept elsewhere (a cache keyed by them, not their holder)"
+        return None
+
+    def kind(self) -> str:
+        return type(self.container).__name__
+
+
+def who_made(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
+    """The function whose code allocated ``obj`` (or ``<outside targets>``); None for leakkit's own
+    objects; :data:`UNTRACED` for objects older than the run (or reused from a free list)."""
+    try:
+        raw = raw_traceback(obj)
+    except Exception:
+        return UNTRACED
+    if raw is None:
+        return UNTRACED
+    who = attribute(raw)
+    return None if who is None else who[0]
+
+
+def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
+    """Like :func:`who_made`, but an untraced container or instance whose members were made in the
+    run counts as made with them: free-listed dicts and lists, and 3.11 instances (whose managed
+    pre-header tracemalloc cannot look up) are made by the same call as what they hold."""
+    who = who_made(obj, attribute)
+    if who != UNTRACED or not C.is_a(obj, (dict, list, tuple, set)):
+        return who
+    items = C.first_members(obj, 4)
+    values: list[Any] = [v for _, v in items]
+    if C.is_a(obj, dict):
+        values += [k for k, _ in items]
+    for value in values:
+        if C.is_a(value, (int, float, bool, type(None), type)):
+            continue
+        inner = who_made(value, attribute)
+        if inner != UNTRACED:
+            return inner
+    return UNTRACED
+
+
+def _new_entries(container: Any, old_len: int) -> list[tuple[Any, Any]]:
+    """The entries most likely added since the table was taken: the newest of a dict (insertion
+    order), both ends of a sequence, every member of a set (unordered; capped)."""
+    items = C.members(container)
+    added = max(len(items) - old_len, 0)
+    if not items or not added:
+        return []
+    span = min(len(items), 2 * added + 16)
+    if C.is_a(container, dict):
+        return items[-span:]
+    if C.is_a(container, (set, frozenset)):
+        return items[:50_000]
+    if span >= len(items):
+        return items
+    return items[:span] + items[-span:]
+
+
+def _referents(obj: Any) -> list[Any]:
+    import gc
+
+    if C.is_a(obj, _NO_WALK) or C.is_a(obj, _ATOMS):
+        return []
+    try:
+        return gc.get_referents(obj)
+    except Exception:
+        return []
+
+
+class _Charger:
+    """Charges what new entries keep to the functions that made it, within a budget of
+    tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
+    allocation is itself traced (a figure's 4 000 objects would take seconds).
+
+    ``young``: the tracked objects the run made (the unfrozen ones, an AddressSet), when known. Past the
+    look-up budget, a young object is charged to whoever made the object holding it.
+    """
+
+    def __init__(self, attribute: Callable[[tuple], Any], young: Any, lookup_s: float) -> None:
+        self.attribute = attribute
+        self.young = young
+        self.until = time.perf_counter() + lookup_s
+        self.lookups = 0
+        self.seen = C.Seen()
+
+    def looking(self) -> bool:
+        """Whether look-ups are still within their time (checked every 64)."""
+        self.lookups += 1
+        if self.lookups % 64 == 0 and time.perf_counter() > self.until:
+            self.until = 0.0
+        return self.until > 0.0 or self.young is None
+
+    def maker(self, obj: Any, parent_maker: str) -> str | None:
+        if self.looking():
+            who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
+            return None if who == UNTRACED else who
+        if self.young is not None and gc.is_tracked(obj):
+            return parent_maker if obj in self.young else None
+        return None
+
+
+def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
+                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: Any = None,
+                 lookup_s: float = 1.5) -> list[Holder]:
+    """Holders whose new entries keep objects the run made, biggest first. Objects are counted
+    once, under the first holder that reaches them. ``lookup_s``: seconds of tracemalloc look-ups
+    for the objects inside the entries, after which ``young`` (if known) tells what the run made."""
+    charger = _Charger(attribute, young, lookup_s)
+    out: list[Holder] = []
+    budget = max_objects
+    for container, parent, old_len in grown:
+        if id(container) in ignore or (parent is not None and id(parent) in ignore):
+            continue
+        if budget <= 0 or time.perf_counter() > deadline:
+            break
+        holder = Holder(container, parent, old_len, C.container_len(container))
+        is_dict = C.is_a(container, dict)
+        for key, value in _new_entries(container, old_len):
+            weak = value if C.is_a(value, _WEAK) else None
+            if weak is None and is_dict and C.is_a(key, _WEAK):
+                # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
+                # table): charge it; the entry is a side structure only if it keeps nothing made here
+                if _charge(value, holder, charger, budget):
+                    holder.entries += 1
+                    holder.newest = key
+                    continue
+                weak = key
+            if weak is not None:
+                # charged to its maker like any entry, so the maker is known to feed a side structure
+                maker = who_made(weak, attribute)
+                if maker is None or maker == UNTRACED:
+                    continue
+                holder.weak += 1
+                holder.made[maker] += C.shallow_size(weak)
+                holder.objects[maker] += 1
+                try:
+                    holder.dead_weak += weakref.ref.__call__(weak) is None
+                except Exception:
+                    pass
+                continue
+            roots = (value, key) if is_dict else (value,)
+            counted = 0
+            for root in roots:
+                counted += _charge(root, holder, charger, budget)
+            # the entry's maker: who made the value it adds (the key's maker when the value is old)
+            maker = next((m for m in (made_in_run(r, attribute) for r in roots) if m is not None and m != UNTRACED),
+                         None)
+            if maker is not None:
+                holder.entry_makers[maker] += 1
+            if counted:
+                budget -= counted
+                holder.entries += 1
+                holder.newest = key
+        cache = parent if parent is not None and C.is_a(parent, _LRU) else _lru_of(container)
+        if cache is not None:
+            # an lru_cache's table maps keys to C links the GC cannot see into; the cache itself
+            # reports the keys and results it keeps
+            own = C.instance_dict(cache)
+            wrapped = own.get("__wrapped__") if own is not None else None
+            for value in _referents(cache):
+                if value is not container and value is not own and value is not wrapped and \
+                        not C.is_a(value, types.FunctionType):
+                    counted = _charge(value, holder, charger, budget)
+                    budget -= counted
+                    holder.entries += bool(counted)
+        if holder.entries or holder.weak:
+            out.append(holder)
+    out.sort(key=lambda h: (h.side is not None, -h.kept_bytes))
+    return out
+
+
+def _lru_of(container: Any) -> Any:
+    """The ``lru_cache`` whose table ``container`` is (its values are the cache's C links)."""
+    if not C.is_a(container, dict):
+        return None
+    values = [v for _, v in C.members(container)[-3:]]
+    if not values or any(type(v).__name__ != "_lru_list_elem" for v in values):
+        return None
+    import gc
+
+    referrers = gc.get_referrers(container)
+    try:
+        return next((r for r in referrers if C.is_a(r, _LRU)), None)
+    finally:
+        del referrers
+
+
+def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
+    """Charge the objects made in the run under ``root`` to their makers; returns how many."""
+    seen = charger.seen.add
+    if not seen(root):
+        return 0
+    who = made_in_run(root, charger.attribute)
+    if who is None or who == UNTRACED:
+        return 0
+    counted = 0
+    stack = [(root, who)]
+    lines = getattr(charger.attribute, "lines", None)
+    while stack and counted < budget:
+        obj, maker = stack.pop()
+        if lines is not None and holder.objects[maker] < 64 and charger.looking():
+            frames = raw_traceback(obj) or ()
+            holder.made_at.update(f for f in frames[:16] if lines.get(f) == maker)
+        holder.made[maker] += C.shallow_size(obj)
+        holder.objects[maker] += 1
+        counted += 1
+        for child in _referents(obj):
+            if C.is_a(child, _NO_WALK) or not seen(child):
+                continue  # looked at once: an old object shared by many new ones costs one look
+            inner = charger.maker(child, maker)
+            if inner is not None:
+                stack.append((child, inner))
+    return counted
+
+
+def deep_size(obj: Any, *, limit: int = 200_000) -> tuple[int, bool]:
+    """Bytes of ``obj`` and everything it reaches (pympler's ``asizeof``, without running any of the
+    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects."""
+    seen: set[int] = {id(obj)}
+    stack = [obj]
+    total = 0
+    while stack:
+        if len(seen) > limit:
+            return total, False
+        item = stack.pop()
+        total += C.shallow_size(item)
+        for child in _referents(item):
+            if id(child) not in seen and not C.is_a(child, _NO_WALK + (type, types.FunctionType)):
+                seen.add(id(child))
+                stack.append(child)
+    return total, True

@@ -1,0 +1,268 @@
+"""Bounds of the containers that hold growth, and a shallow walk from the targets' namespaces.
+
+A holder with a known bound turns rising memory into a plateau (full) or an open question (still
+filling): ``deque(maxlen)``, ``lru_cache(maxsize)``, the ``re`` module's caches, ``Queue(maxsize)``,
+and any cache object that keeps its limit in a plain attribute (``maxsize``, ``capacity``,
+``max_entries``, ...: cachetools, jinja2, SQLAlchemy and most hand-written LRU classes do).
+
+The growth-led search (:mod:`leakkit.retention.holders`, :mod:`leakkit.retention.naming`) finds holders that grew. What
+it cannot see is memory kept without any container growing: an object replaced by a bigger one
+(``LOG += line``). :func:`forward` looks for those, from the targets' namespaces, a few levels
+deep, never expanding a big container that did not grow, and never running the objects' code.
+"""
+from __future__ import annotations
+
+import collections
+import contextvars
+import functools
+import re
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..probes import containers as C
+from .naming import short
+
+_LOCAL = type(threading.local())
+_LRU = functools._lru_cache_wrapper
+_ATOMS = (int, float, complex, bool, str, bytes, bytearray, type(None))
+_SKIP = (types.FrameType, types.ModuleType, types.CodeType, type(len))
+_LIMIT_NAME = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entries|max_?items|size_?limit|"
+                         r"max_?count|cache_?size|limit)$")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A container with a known maximum size, and how full it is."""
+
+    kind: str  # 'deque(maxlen)', 'lru_cache(maxsize)', 're cache', 'Queue(maxsize)', 'Cls.capacity'
+    maxsize: int
+    size: int
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.maxsize
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.maxsize}, holding {self.size}"
+
+
+@dataclass(frozen=True)
+class RetentionPath:
+    """One reference path: ``path`` is what a person would type, root first."""
+
+    path: str
+    root: str
+    holder_count: int  # new entries found under the same holder
+    bound: Bound | None
+    how: str  # 'grown', 'forward', 'atexit', 'C'
+    holder: str = ""  # the path without the newest entry
+    kind: str = ""  # the holder's type
+    old_len: int | None = None
+    new_len: int | None = None
+    kept_bytes: int | None = None  # objects the run made under the new entries
+    deep_bytes: int | None = None  # the whole holder
+    side: str | None = None  # why it is a side structure (weak references), not the leak
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def _re_caches() -> list[tuple[Any, int]]:
+    """The ``re`` module's caches and their bounds: ``_cache`` (``_MAXCACHE``) and, since 3.12,
+    ``_cache2`` (``_MAXCACHE2``), read from the module so every version gets its own numbers."""
+    module = sys.modules.get("re")
+    space = C.instance_dict(module) if module is not None else None
+    if space is None:
+        return []
+    out = []
+    for name, limit_name, default in (("_cache", "_MAXCACHE", 512), ("_cache2", "_MAXCACHE2", 256)):
+        cache = space.get(name)
+        if cache is not None:
+            limit = space.get(limit_name, default)
+            out.append((cache, limit if type(limit) is int else default))
+    return out
+
+
+def bound_of(obj: Any) -> Bound | None:
+    """The known bound of a container, or None when it has none (or we do not know it)."""
+    if C.is_a(obj, collections.deque) and obj.maxlen is not None:
+        return Bound("deque(maxlen)", obj.maxlen, len(obj))
+    if C.is_a(obj, _LRU):
+        try:
+            info = obj.cache_info()
+        except Exception:
+            return None
+        if info.maxsize is not None:
+            return Bound("lru_cache(maxsize)", info.maxsize, info.currsize)
+        return None
+    for cache, limit in _re_caches():
+        if obj is cache:
+            return Bound("re cache", limit, C.container_len(obj))
+    queue = sys.modules.get("queue")
+    if queue is not None and C.is_a(obj, queue.Queue):
+        maxsize = C.instance_dict(obj).get("maxsize") if C.instance_dict(obj) is not None else None
+        if type(maxsize) is int and maxsize > 0:
+            return Bound("Queue(maxsize)", maxsize, obj.qsize())
+        return None
+    return _attribute_bound(obj)
+
+
+def _attribute_bound(obj: Any) -> Bound | None:
+    """A cache object that keeps its limit in a plain int attribute (``capacity``, ``maxsize``...),
+    holding its entries in a builtin container: the size is that container's length."""
+    if C.is_a(obj, _ATOMS + _SKIP + (type, dict, list, set, tuple)):
+        return None
+    attrs = list(C.attributes(obj))
+    limit = None
+    for name, value in attrs:
+        if type(value) is int and value > 0 and _LIMIT_NAME.search(name):
+            limit = (name.rsplit("__", 1)[-1], value)
+            break
+    if limit is None:
+        return None
+    sizes = [C.container_len(v) for _, v in attrs if C.container_len(v) >= 0]
+    if not sizes:
+        return None
+    return Bound(f"{type(obj).__name__}.{limit[0]}", limit[1], max(sizes))
+
+
+def bounds_along(chain: Iterable[Any]) -> Bound | None:
+    """The first container with a known bound along a chain of objects."""
+    for obj in chain:
+        try:
+            found = bound_of(obj)
+        except Exception:
+            found = None
+        if found is not None:
+            return found
+    return None
+
+
+# -- the shallow forward walk ----------------------------------------------------------------------
+def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
+    """(label, child) pairs a person could type, for the kinds of holders leaks live in."""
+    if C.is_a(obj, dict):
+        for key, value in C.members(obj):
+            yield f"[{short(key)}]", value
+            if not C.is_a(key, (int, float, bool, type(None))):
+                yield f"[{short(key)}]", key  # the key is part of the entry it names
+    elif C.is_a(obj, (list, tuple, collections.deque)):
+        for i, value in C.members(obj):
+            yield f"[{i}]", value
+    elif C.is_a(obj, (set, frozenset)):
+        for value, _ in C.members(obj):
+            yield f" ∋ {short(value)}", value
+    elif C.is_a(obj, type):
+        try:
+            module = type.__dict__["__module__"].__get__(obj, type)
+        except Exception:
+            return
+        if module in own_modules:
+            for key, value in list(C.type_dict(obj).items()):
+                if not (key.startswith("__") and key.endswith("__")):
+                    yield f".{key}", value
+    elif C.is_a(obj, types.FunctionType):
+        if obj.__module__ in own_modules:
+            names = obj.__code__.co_freevars
+            for i, cell in enumerate(obj.__closure__ or ()):
+                try:
+                    contents = cell.cell_contents
+                except ValueError:
+                    continue
+                yield f".__closure__[{i}].cell_contents (closure variable {names[i]!r})", contents
+            for i, value in enumerate(obj.__defaults__ or ()):
+                yield f".__defaults__[{i}]", value
+            for key, value in (obj.__kwdefaults__ or {}).items():
+                yield f".__kwdefaults__[{key!r}]", value
+            yield from ((f".{k}", v) for k, v in C.attributes(obj))
+    elif C.is_a(obj, _LRU):
+        import gc
+
+        own = C.instance_dict(obj)
+        wrapped = own.get("__wrapped__") if own is not None else None
+        for value in gc.get_referents(obj):
+            if value is not wrapped and not C.is_a(value, (dict, types.FunctionType)):
+                yield " (lru_cache entry)", value
+            elif C.is_a(value, dict) and value is not own:
+                yield " (lru_cache table)", value
+        if wrapped is not None:
+            yield from _children(wrapped, own_modules)
+    elif C.is_a(obj, contextvars.ContextVar):
+        try:
+            yield ".get()", obj.get()
+        except LookupError:
+            return
+    elif C.is_a(obj, types.MethodType):
+        yield ".__self__", obj.__self__
+    elif C.is_a(obj, functools.partial):
+        yield ".func", obj.func
+        for i, value in enumerate(obj.args):
+            yield f".args[{i}]", value
+        for key, value in obj.keywords.items():
+            yield f".keywords[{key!r}]", value
+    elif C.is_a(obj, _LOCAL):
+        import gc
+
+        # Every thread's attributes, not just this thread's: the per-thread dicts hang off the
+        # local object's table of {weak reference to the thread's dummy: that thread's dict}.
+        for table in gc.get_referents(obj):
+            if C.is_a(table, dict):
+                for _, per_thread in C.members(table):
+                    if C.is_a(per_thread, dict):
+                        for key, value in C.members(per_thread):
+                            yield f".{key}", value
+    elif not C.is_a(obj, _ATOMS + _SKIP):
+        yield from ((f".{k}", v) for k, v in C.attributes(obj))
+
+
+def forward(namespaces: list[tuple[str, Any]], attribute: Callable[[Any], str | None], *, own_modules: set[str],
+            grown: set[int], max_depth: int = 4, max_nodes: int = 50_000, big: int = 1000,
+            deadline: float | None = None) -> dict[str, list[tuple[str, list[Any], int]]]:
+    """Breadth-first from named roots to objects ``attribute(obj)`` names (None for the others).
+
+    A container longer than ``big`` is expanded only if it grew (``grown``: ids): the standing
+    heap costs nothing. Returns ``{name: [(path, chain, hits under the same holder), ...]}``.
+    """
+    queue: collections.deque = collections.deque()
+    seen: set[int] = set()
+    for name, value in namespaces:
+        queue.append((value, name, 1, None, (value,)))
+    hits: dict[str, dict[str, list]] = {}
+    nodes = 0
+    while queue and nodes < max_nodes:
+        obj, path, depth, holder_path, chain = queue.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        nodes += 1
+        if deadline and nodes % 256 == 0 and time.perf_counter() > deadline:
+            break
+        key = attribute(obj) if depth > 1 else None
+        if key is not None:
+            holders = hits.setdefault(key, {})
+            holder = holder_path or path
+            entry = holders.get(holder)
+            if entry is None:
+                holders[holder] = [path, list(chain), 1]
+            else:
+                entry[2] += 1
+                entry[0], entry[1] = path, list(chain)
+            continue
+        if depth >= max_depth or C.is_a(obj, _ATOMS):
+            continue
+        length = C.container_len(obj)
+        if length > big and id(obj) not in grown:
+            continue
+        try:
+            for label, child in _children(obj, own_modules):
+                if id(child) not in seen and not C.is_a(child, _SKIP):
+                    queue.append((child, path + label, depth + 1, path, chain + (child,)))
+        except Exception:  # a container that changes or misbehaves while walked: skip it
+            continue
+    return {key: sorted((tuple(v) for v in holders.values()), key=lambda item: -item[2])
+            for key, holders in hits.items()}
