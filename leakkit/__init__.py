@@ -25,7 +25,7 @@ _LAZY = {
     "BisectReport": "reports.bisect_report", "Forecast": "analysis.forecast", "Growth": "analysis",
     "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
     "Recording": "recording.recorder", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
-    "bisect": "engine.run", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
+    "bisect": "engine.bisect", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
     "growth_sites": "tracing.sites", "heap_summary": "probes.heap", "heap_vs_native": "tracing.native",
     "humanize": "_text", "load": "recording.recorder", "load_watch": ("recording.watch", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from ._text import humanize
     from .analysis import Growth
     from .analysis.forecast import Forecast, forecast
-    from .engine.run import bisect
+    from .engine.bisect import bisect
     from .probes.heap import heap_summary, summary_diff
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile

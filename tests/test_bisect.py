@@ -315,9 +315,9 @@ def workload():
 ''')
     module.__name__ = "__main__"
     try:
-        from leakkit.engine.judge import _module_namespace
+        from leakkit.retention.paths import module_namespace
 
-        names = [name for name, _ in _module_namespace(module)]
+        names = [name for name, _ in module_namespace(module)]
         assert "__main__.HISTORY" in names
         assert "__main__.In" not in names and "__main__.Out" not in names
         assert "__main__._" not in names and "__main__._i3" not in names

@@ -18,9 +18,6 @@ The rules, in order:
 from __future__ import annotations
 
 import math
-import re
-import sys
-from typing import Any
 
 import pandas as pd
 
@@ -35,35 +32,6 @@ BYTES_FLOOR = 1024
 FUNC_FLOOR = 512
 NATIVE_FLOOR = 768 << 10  # RSS: clean runs here move RSS-minus-traced by < 150 KiB (threads: ~470)
 MALLOC_FLOOR = 160 << 10  # malloc's count is exact: 4 KiB a call over 60 calls is 240 KiB
-
-# In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
-_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
-_SHELL_HISTORY = re.compile(r"^_(?:_{0,2}|i{1,3}|ih|oh|dh|i?\d+)$")  # _, __, ___, _i, _ii, _ih, _oh, _dh, _i5, _5
-_SHELL_MODULES = ("IPython", "ipykernel", "jupyter_client", "zmq", "traitlets", "tornado")
-_SKIP_GLOBALS = frozenset({"__builtins__", "__loader__", "__spec__", "__doc__", "__name__", "__package__",
-                           "__file__", "__cached__", "__path__", "__annotations__"})
-
-
-def module_namespace(module: Any) -> list[tuple[str, Any]]:
-    """A module's globals as (path, value) roots: dunder registries (``__warningregistry__``)
-    included, the import machinery's own entries and modules left out."""
-    from ..probes import containers as C
-
-    spaces = []
-    main = module.__name__ == "__main__"
-    space = C.instance_dict(module) or {}
-    for key, value in list(space.items()):
-        if key in _SKIP_GLOBALS or C.is_a(value, type(sys)):
-            continue
-        if main and (key in _SHELL_NAMES or _SHELL_HISTORY.match(key)
-                     or type(value).__module__.startswith(_SHELL_MODULES)):
-            continue
-        spaces.append((f"{module.__name__}.{key}", value))
-    return spaces
-
-
-_module_namespace = module_namespace  # the name tests and older code use
-
 
 def _retention_path(h: HolderRecord) -> RetentionPath:
     return RetentionPath(h.path, h.root, h.new_len - h.old_len, h.bound, h.how, holder=h.holder, kind=h.kind,

@@ -18,71 +18,52 @@ import time
 import types
 import weakref
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..analysis import classify
 from ..analysis.attribution import OUTSIDE
 from ..probes import containers as C
 from ..retention import holders as H
-from ..retention import naming
+from ..retention import naming, spelling
 from ..retention import paths as retention
 from .record import BisectRecord, HolderRecord, Orphan
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .run import _Run
+from .survivors import object_traceback
 
 BYTES_FLOOR = 1024  # over the second half of the run
 FUNC_FLOOR = 512
 _NAMED = 8  # holders named from a root: the biggest ones
 
 
-def object_traceback(obj: Any) -> tuple | None:
-    """Where ``obj`` was allocated (raw frames, most recent first), or None if it is older than
-    the run (3.11's managed-dict instances included: :func:`leakkit.retention.holders.raw_traceback`)."""
-    try:
-        return H.raw_traceback(obj)
-    except Exception:
-        return None
+@dataclass
+class Leads:
+    """What the search needs from the run, as plain values (the run itself stays in the engine)."""
+
+    attribute: Callable[[tuple], Any]  # raw traceback -> (target, call path, targets on it), or None
+    heavy: bool  # a heavy run: few traced calls, less time for look-ups
+    young: Any  # the addresses of the tracked objects the run made (frozen heap), or None
+    site_bytes: dict = field(default_factory=dict)  # (target, "file:line") -> kept bytes per checkpoint
+    modules: list = field(default_factory=list)  # the target modules
+    classes: list = field(default_factory=list)  # the target classes
+    functions: dict = field(default_factory=dict)  # qualified name -> target function
 
 
-def build_record(run: _Run, survivors: list[tuple[Any, str, str]], table: Any, deadline: float,
-                 untrace: Any = None) -> BisectRecord:
-    """The record of ``run``. ``untrace()`` is called once nothing more is needed from tracemalloc."""
+def explain(record: BisectRecord, leads: Leads, survivors: list[tuple[Any, str, str]], table: Any,
+            deadline: float, untrace: Any = None) -> BisectRecord:
+    """Add to ``record`` what keeps the survivors: holders, their names and bounds, orphans.
+    ``untrace()`` is called once nothing more is needed from tracemalloc."""
     # Kept small, the search called early in it: under tracemalloc every allocation the search
     # makes scans the line table of each frame on the stack up to its current line (leakkit.engine.worker).
-    record = _record_of(run)
     untrace = untrace or (lambda: None)
     try:
         if len(record.x) >= 2:  # something was traced
-            _search(run, record, survivors, table, deadline, _own_modules(run), untrace)
+            _search(leads, record, survivors, table, deadline, _own_modules(leads), untrace)
     except Exception as error:  # user objects can misbehave in any way: the verdict stands
         record.notes.append(f"the retention search failed ({type(error).__name__}: {error})")
     finally:
         untrace()
-    record.survivors = _survivor_table(survivors)
-    record.seconds = time.perf_counter() - run.t_start
     return record
-
-
-def _record_of(run: _Run) -> BisectRecord:
-    """What the run measured, copied into a record (the search adds what keeps it)."""
-    x = list(run.x)
-    return BisectRecord(
-        planned_calls=run.calls, calls=run.measured, warmup=run.warmup, seconds=0.0, x=x,
-        total_bytes=list(run.total), total_blocks=list(run.total_blocks), rss=list(run.rss),
-        native_rss=list(run.native), native_malloc=list(run.native_malloc),
-        self_bytes={k: list(v) for k, v in run.self_bytes.items()},
-        self_blocks={k: list(v) for k, v in run.self_blocks.items()},
-        incl_bytes={k: list(v) for k, v in run.incl_bytes.items()},
-        path_bytes={k: list(v) for k, v in run.path_bytes.items()},
-        rss_self={k: list(v) for k, v in run.rss_self.items()},
-        malloc_self={k: list(v) for k, v in run.malloc_self.items()},
-        call_counts={name: stats.calls for name, stats in run.found.stats.items()},
-        functions=list(run.found.functions), sites=_top_sites(run),
-        atexit_added=run.atexit_after - run.atexit_before, errors=sum(run.error_types.values()),
-        error_types=dict(run.error_types), cut_short=run.cut_short, ran_on=run.ran_on, notes=list(run.notes),
-        unsettled=run.unsettled, heavy=run.heavy, cheap_x=list(run.cheap_x), cheap_blocks=list(run.cheap_blocks),
-        cheap_rss=list(run.cheap_rss), cheap_malloc=list(run.cheap_malloc))
 
 
 def _growing(record: BisectRecord) -> list[str]:
@@ -91,9 +72,9 @@ def _growing(record: BisectRecord) -> list[str]:
             and series[-1] > series[0]]
 
 
-def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadline: float,
+def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, deadline: float,
             own: set[str], untrace: Any) -> None:
-    found = _holders(run, survivors, table, deadline)
+    found = _holders(leads, survivors, table, deadline)
     growing = _growing(record)
     grown_ids = found.grown_ids
     ignore = found.ignore
@@ -108,7 +89,7 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
         missing = []  # the holders found keep most of what grew: the rest is most likely in them too
     fallback: list[HolderRecord] = []
     if missing and time.perf_counter() < deadline:
-        fallback = _forward_fallback(run, record, missing, grown_ids, own, deadline)
+        fallback = _forward_fallback(leads, record, missing, grown_ids, own, deadline)
         explained |= {name for h in fallback for name in h.made}
         missing = [n for n in missing if n not in explained]
     untrace()
@@ -130,7 +111,7 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
         if chain is not None:
             if holder.parent is not None:
                 chain = [*chain, holder.container]
-            text = naming.render(chain)
+            text = spelling.render(chain)
             root = chain[0].name
             bound = retention.bounds_along(chain[1:])
         elif id(anchor) in partial:  # referrers, but no root within the limits: from the nearest object
@@ -141,7 +122,7 @@ def _search(run: _Run, record: BisectRecord, survivors: list, table: Any, deadli
         else:
             python, elsewhere = _c_references(anchor, ignore)
             if python <= 0 and elsewhere > 0:
-                text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(run, holder)}>"
+                text = f"<{holder.kind()} with no Python referrer: held from C{_growing_call(leads, holder)}>"
             else:
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
@@ -167,7 +148,7 @@ class _Found(list):
     ignore: set[int]
 
 
-def _holders(run: _Run, survivors: list, table: Any, deadline: float) -> _Found:
+def _holders(leads: Leads, survivors: list, table: Any, deadline: float) -> _Found:
     """Holders of what the run made, from the containers that grew since the warm-up."""
     objects = gc.get_objects()
     try:
@@ -175,16 +156,16 @@ def _holders(run: _Run, survivors: list, table: Any, deadline: float) -> _Found:
     finally:
         del objects
     found = _Found()
-    found.ignore = {id(grown), id(survivors), id(found), id(run)}
-    lookup_s = min(0.5 if run.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
-    found.extend(H.find_holders(grown, run.attribute, ignore=found.ignore, deadline=deadline, young=run.young,
+    found.ignore = {id(grown), id(survivors), id(found), id(leads)}
+    lookup_s = min(0.5 if leads.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    found.extend(H.find_holders(grown, leads.attribute, ignore=found.ignore, deadline=deadline, young=leads.young,
                                 lookup_s=lookup_s))
     found.grown_ids = {id(c) for c, _, _ in grown}
     del grown
     return found
 
 
-def _growing_call(run: _Run, holder: H.Holder) -> str:
+def _growing_call(leads: Leads, holder: H.Holder) -> str:
     """Where the entries' maker grows other than where it makes them: the call into the code
     that adds them (``codecs.register(search)``), spelled from the source."""
     import linecache
@@ -193,7 +174,7 @@ def _growing_call(run: _Run, holder: H.Holder) -> str:
     if maker is None:
         return ""
     made_at = {f"{file}:{line}" for file, line in holder.made_at}
-    grew = [(series[-1] - series[0], site) for (name, site), series in run.site_bytes.items()
+    grew = [(series[-1] - series[0], site) for (name, site), series in leads.site_bytes.items()
             if name == maker and site not in made_at and len(series) and series[-1] > series[0]]
     if not grew:
         return ""
@@ -207,13 +188,13 @@ def _entry_label(holder: H.Holder) -> str:
     if holder.newest is None or not holder.entries:
         return ""
     if C.is_a(holder.container, dict):
-        return f"[{naming.short(holder.newest)}]"
+        return f"[{spelling.short(holder.newest)}]"
     if C.is_a(holder.container, (set, frozenset)):
-        return f" ∋ {naming.short(holder.newest)}"
+        return f" ∋ {spelling.short(holder.newest)}"
     return f"[{holder.newest}]"
 
 
-def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
+def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
                       deadline: float) -> list[HolderRecord]:
     """Objects the growing functions made, reached from the targets' namespaces without any
     container growing on the way (``LOG += line`` rebinds a global to a bigger object)."""
@@ -225,11 +206,11 @@ def _forward_fallback(run: _Run, record: BisectRecord, missing: list[str], grown
         tb = object_traceback(obj)
         if tb is None:
             return None
-        who = run.attribute(tb)
+        who = leads.attribute(tb)
         return who[0] if who is not None and who[0] in wanted else None
 
     out: list[HolderRecord] = []
-    hits = retention.forward(_namespaces(run), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
+    hits = retention.forward(_namespaces(leads), attribute, own_modules=own, grown=grown_ids, deadline=deadline)
     for name, paths in hits.items():
         series = record.self_bytes.get(name) or [0.0]
         grew = series[-1] - series[0]
@@ -344,7 +325,7 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
                               partial=partial)
     chain = roots.get(id(holder))
     if chain is not None:
-        text, root = naming.render(chain), chain[0].name
+        text, root = spelling.render(chain), chain[0].name
     elif id(holder) in partial:
         text = naming.render_partial(partial[id(holder)])
         root = text.split(".")[0].split("[")[0]
@@ -361,56 +342,29 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
                         deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 
-def _own_modules(run: _Run) -> set[str]:
-    names = {m.__name__ for m in run.found.modules} | {C.type_dict(c).get("__module__", "") for c in run.found.classes}
-    for func in run.found.functions.values():
+def _own_modules(leads: Leads) -> set[str]:
+    names = {m.__name__ for m in leads.modules} | {C.type_dict(c).get("__module__", "") for c in leads.classes}
+    for func in leads.functions.values():
         module = getattr(func, "__module__", None) if C.is_a(func, types.FunctionType) else None
         if isinstance(module, str):
             names.add(module)
     return names
 
 
-def _namespaces(run: _Run) -> list[tuple[str, Any]]:
+def _namespaces(leads: Leads) -> list[tuple[str, Any]]:
     """Roots to walk forward from: the target modules' globals (dunder names included), the
     target classes, and the globals of the modules the target functions live in."""
-    from .judge import module_namespace
-
     spaces: list[tuple[str, Any]] = []
     seen: set[str] = set()
-    modules = list(run.found.modules) + [sys.modules.get(getattr(f, "__module__", "") or "")
-                                         for f in run.found.functions.values() if C.is_a(f, types.FunctionType)]
+    modules = list(leads.modules) + [sys.modules.get(getattr(f, "__module__", "") or "")
+                                         for f in leads.functions.values() if C.is_a(f, types.FunctionType)]
     for module in modules:
         if module is not None and module.__name__ not in seen:
             seen.add(module.__name__)
-            spaces.extend(module_namespace(module))
-    for cls in run.found.classes:
+            spaces.extend(retention.module_namespace(module))
+    for cls in leads.classes:
         spaces.append((f"{C.type_dict(cls).get('__module__')}.{cls.__qualname__}", cls))
     return spaces
 
 
-def _top_sites(run: _Run) -> dict[str, str]:
-    """Per function, the source line whose kept bytes grew most over the run."""
-    best: dict[str, tuple[float, str]] = {}
-    for (name, site), series in run.site_bytes.items():
-        growth = series[-1] - series[0] if len(series) else 0.0
-        if name not in best or growth > best[name][0]:
-            best[name] = (growth, site)
-    return {name: site for name, (growth, site) in best.items() if growth > 0}
-
-
-def _survivor_table(survivors: list[tuple[Any, str, str]]) -> list[tuple[str, str, str, int, int]]:
-    table: dict[tuple[str, str, str], list[int]] = {}
-    for obj, name, site in survivors:
-        tp = type(obj)
-        try:
-            module = type.__dict__["__module__"].__get__(tp, type)
-        except Exception:
-            module = "builtins"
-        kind = tp.__qualname__ if module == "builtins" else f"{module}.{tp.__qualname__}"
-        entry = table.setdefault((kind, name, site), [0, 0])
-        entry[0] += 1
-        entry[1] += C.shallow_size(obj)
-    return [(kind, name, site, count, size) for (kind, name, site), (count, size) in table.items()]
-
-
-__all__ = ["build_record", "object_traceback", "BYTES_FLOOR", "FUNC_FLOOR"]
+__all__ = ["BYTES_FLOOR", "FUNC_FLOOR", "Leads", "explain"]

@@ -36,8 +36,12 @@ def _managed_dict_lookup() -> Any:
     dicts; 3.12 and later find it themselves): in C when built, else through ctypes (slower)."""
     if sys.version_info[:2] != (3, 11):
         return None
-    if C._containerscan is not None and hasattr(C._containerscan, "managed_traceback"):
-        return C._containerscan.managed_traceback
+    try:
+        from ..probes import _containerscan
+    except ImportError:
+        _containerscan = None
+    if _containerscan is not None and hasattr(_containerscan, "managed_traceback"):
+        return _containerscan.managed_traceback
     try:
         import ctypes
 

@@ -25,7 +25,31 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..probes import containers as C
-from .naming import short
+from .spelling import short
+
+# In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
+_SHELL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
+_SHELL_HISTORY = re.compile(r"^_(?:_{0,2}|i{1,3}|ih|oh|dh|i?\d+)$")  # _, __, ___, _i, _ii, _ih, _oh, _dh, _i5, _5
+_SHELL_MODULES = ("IPython", "ipykernel", "jupyter_client", "zmq", "traitlets", "tornado")
+_SKIP_GLOBALS = frozenset({"__builtins__", "__loader__", "__spec__", "__doc__", "__name__", "__package__",
+                           "__file__", "__cached__", "__path__", "__annotations__"})
+
+
+def module_namespace(module: Any) -> list[tuple[str, Any]]:
+    """A module's globals as (path, value) roots: dunder registries (``__warningregistry__``)
+    included, the import machinery's own entries and modules left out."""
+    spaces = []
+    main = module.__name__ == "__main__"
+    space = C.instance_dict(module) or {}
+    for key, value in list(space.items()):
+        if key in _SKIP_GLOBALS or C.is_a(value, type(sys)):
+            continue
+        if main and (key in _SHELL_NAMES or _SHELL_HISTORY.match(key)
+                     or type(value).__module__.startswith(_SHELL_MODULES)):
+            continue
+        spaces.append((f"{module.__name__}.{key}", value))
+    return spaces
+
 
 _LOCAL = type(threading.local())
 _LRU = functools._lru_cache_wrapper

@@ -1,4 +1,5 @@
-"""Find the functions of bisect targets, map their source lines, and wrap them for counting.
+"""Find the functions of bisect targets, map their source lines, and wrap them for counting
+(the wrappers themselves: :mod:`leakkit.engine.wrappers`).
 
 Two mechanisms, because each misses what the other sees:
 
@@ -12,10 +13,8 @@ Two mechanisms, because each misses what the other sees:
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
-import threading
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,34 +22,10 @@ from typing import Any
 
 from .._errors import expected
 from ..probes import containers as C
-from ..probes import process as probes
-from ..probes.malloc import malloc_in_use
+from .wrappers import Patch, Stats, patch, restore
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
 _LRU = functools._lru_cache_wrapper
-
-
-@dataclass
-class Patch:
-    """One attribute we replaced: ``setattr(owner, name, original)`` undoes it."""
-
-    owner: Any
-    name: str
-    original: Any  # the raw attribute (staticmethod/classmethod objects included)
-    replacement: Any  # what we put there: restored only if it is still there
-
-
-@dataclass
-class Stats:
-    """Per-function counters the wrappers update (thread-safe enough under the GIL)."""
-
-    name: str
-    calls: int = 0
-    errors: int = 0
-    rss_incl: int = 0
-    rss_self: int = 0
-    malloc_incl: int = 0
-    malloc_self: int = 0
 
 
 @dataclass
@@ -74,26 +49,7 @@ class Targets:
         """Put every replaced attribute back, newest first, whatever happened; an attribute the
         workload itself replaced meanwhile is left as the workload set it."""
         self.wrappers.clear()
-        originals = {id(p.replacement): p for p in self.patches}
-        owners = {id(p.owner): p.owner for p in self.patches}
-        while self.patches:
-            patch = self.patches.pop()
-            try:
-                space = _namespace(patch.owner)
-                if space is not None and space.get(patch.name) is patch.replacement:
-                    _set(patch.owner, patch.name, patch.original)
-            except Exception:  # pragma: no cover - an owner that changed beyond repair
-                pass
-        # A wrapper the workload copied under another name (``helper = replacement``) goes too.
-        for owner in owners.values():
-            try:
-                space = _namespace(owner)
-                for name, value in list(space.items()) if space is not None else ():
-                    patch = originals.get(id(value))
-                    if patch is not None and value is patch.replacement:
-                        _set(owner, name, patch.original)
-            except Exception:  # pragma: no cover
-                pass
+        restore(self.patches)
 
 
 def _qualname(func: Any) -> str:
@@ -261,7 +217,12 @@ def collect(targets: Any) -> Targets:
         raise expected("targets that contain at least one Python function", "targets", targets)
     try:
         for owner, attr, raw, name in plan:
-            _patch(result, owner, attr, raw, name)
+            stats = result.stats.setdefault(name, Stats(name))
+            replaced = patch(owner, attr, raw, stats)
+            if replaced is not None:
+                result.patches.append(replaced)
+                new = replaced.replacement
+                result.wrappers[id(raw)] = new if not C.is_a(new, (staticmethod, classmethod)) else new.__func__
     except BaseException:
         result.restore()
         raise
@@ -296,128 +257,6 @@ def _owner_of(func: Any) -> tuple[Any, str | None]:
 
 def _is_bounded_cache(obj: Any) -> bool:
     return C.is_a(obj, _LRU)
-
-
-# -- wrappers ------------------------------------------------------------------------------------
-class _Stack(threading.local):
-    def __init__(self) -> None:
-        self.frames: list[list[int]] = []  # per active call: [children's inclusive rss, malloc]
-
-
-_stack = _Stack()
-_rss = probes.rss
-_HAS_MALLOC = malloc_in_use() is not None
-_malloc = malloc_in_use if _HAS_MALLOC else (lambda: 0)
-
-
-def malloc_readings(on: bool) -> None:
-    """Whether the wrappers read malloc's bytes in use around each call. ``mallinfo2`` walks the
-    allocator's free lists: in a big, fragmented heap it costs ~100 us, which a workload making
-    thousands of target calls cannot afford; RSS is still read."""
-    global _malloc
-    _malloc = malloc_in_use if on and _HAS_MALLOC else (lambda: 0)
-
-
-def malloc_reading_cost() -> float:
-    """Seconds one ``mallinfo2`` reading takes here, now (the median of 15)."""
-    import time
-
-    if not _HAS_MALLOC:
-        return 0.0
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        malloc_in_use()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[7]
-
-
-def _enter() -> tuple[int, int, list[int]]:
-    frame = [0, 0]
-    _stack.frames.append(frame)
-    return (_rss() or 0), (_malloc() or 0), frame
-
-
-def _leave(stats: Stats, r0: int, m0: int, frame: list[int], failed: bool) -> None:
-    m1 = _malloc() or 0
-    incl = (_rss() or 0) - r0
-    mincl = m1 - m0
-    frames = _stack.frames
-    if frames and frames[-1] is frame:
-        frames.pop()
-    stats.calls += 1
-    stats.errors += failed
-    stats.rss_incl += incl
-    stats.rss_self += incl - frame[0]
-    stats.malloc_incl += mincl
-    stats.malloc_self += mincl - frame[1]
-    if frames:
-        frames[-1][0] += incl
-        frames[-1][1] += mincl
-
-
-def _wrap(func: Callable, stats: Stats) -> Callable:
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            stats.calls += 1  # interleaved tasks make per-call memory meaningless: count only
-            return await func(*args, **kwargs)
-        return async_wrapper
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        @functools.wraps(func)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            stats.calls += 1
-            return func(*args, **kwargs)
-        return gen_wrapper
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        r0, m0, frame = _enter()
-        failed = True
-        try:
-            result = func(*args, **kwargs)
-            failed = False
-            return result
-        finally:
-            _leave(stats, r0, m0, frame, failed)
-    return wrapper
-
-
-WRAPPER_CODES = frozenset({_wrap.__code__, *(c for c in _wrap.__code__.co_consts if isinstance(c, types.CodeType)),
-                           _enter.__code__, _leave.__code__})
-
-
-def _namespace(owner: Any) -> Any:
-    if C.is_a(owner, types.ModuleType):
-        return C.instance_dict(owner)
-    if C.is_a(owner, type):
-        return C.type_dict(owner)
-    return None
-
-
-def _set(owner: Any, attr: str, value: Any) -> None:
-    """Write a module's or class's attribute without their own ``__setattr__`` (a metaclass or a
-    module class may forbid it, or run code on it)."""
-    if C.is_a(owner, types.ModuleType):
-        C.instance_dict(owner)[attr] = value
-    else:
-        type.__setattr__(owner, attr, value)
-
-
-def _patch(targets: Targets, owner: Any, attr: str, raw: Any, name: str) -> None:
-    stats = targets.stats.setdefault(name, Stats(name))
-    try:
-        if C.is_a(raw, staticmethod):
-            new: Any = staticmethod(_wrap(raw.__func__, stats))
-        elif C.is_a(raw, classmethod):
-            new = classmethod(_wrap(raw.__func__, stats))
-        else:
-            new = _wrap(raw, stats)
-        _set(owner, attr, new)
-    except Exception:  # a read-only owner (a C type), or one that refuses: line map only
-        return
-    targets.patches.append(Patch(owner, attr, raw, new))
-    targets.wrappers[id(raw)] = new if not C.is_a(new, (staticmethod, classmethod)) else new.__func__
 
 
 def stdlib_prefixes() -> tuple[str, ...]:
