@@ -6,8 +6,8 @@ CSV the watcher appends to (one flushed line per sample) and acts on sample coun
 writes a marks file saying which samples came after what it did:
 
     python _watched.py grow CSV MARKS CHUNKS CHUNK_BYTES [hold]
-        one chunk per new sample (CHUNKS 0: until MemoryError), then waits for a sample taken
-        after the last chunk; with ``hold`` it then sleeps until it is ended.
+        one chunk per new sample (CHUNKS 0: until MemoryError, then exit 1), then waits for a sample
+        taken after the last chunk; with ``hold`` it then sleeps until it is ended.
     python _watched.py plateau CSV MARKS BYTES SAMPLES
         all BYTES at once, then waits for SAMPLES samples taken after it, then exits.
     python _watched.py parent CSV MARKS BYTES
@@ -98,9 +98,13 @@ def main(argv: list[str]) -> None:
         chunks, chunk_bytes = int(argv[3]), int(argv[4])
         keep = []
         seen = rows(csv)
-        while chunks == 0 or len(keep) < chunks:
-            seen = wait_rows(csv, seen + 1)
-            keep.append(bytearray(chunk_bytes))
+        try:
+            while chunks == 0 or len(keep) < chunks:
+                seen = wait_rows(csv, seen + 1)
+                keep.append(bytearray(chunk_bytes))
+        except MemoryError:  # CHUNKS 0: at its limit; a sample taken while it holds it all, then exit 1
+            settle(csv, marks, begin)
+            sys.exit(1)
         settle(csv, marks, begin)
         if argv[5:] == ["hold"]:
             hold()
