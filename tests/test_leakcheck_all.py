@@ -241,7 +241,7 @@ def test_anyio_tests_are_repeated_and_their_leak_bisected(pytester):
 
 
 def test_the_package_under_test_is_the_projects_package_not_its_tooling_modules(tmp_path, monkeypatch):
-    from leakkit.frontends.leakcheck_all import package_under_test
+    from leakkit.frontends.leakcheck_all.project import package_under_test
 
     # a project with a package and tooling beside it (versioneer.py writes a file when imported:
     # the evidence that it would have run), and one that is a single module
