@@ -5,8 +5,6 @@ which every repeated run adds to (a real leak of the nested session, not of the 
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -130,13 +128,7 @@ def test_without_the_flag_every_test_runs_once(pytester):
     assert "leakcheck-all" not in result.stdout.str()
 
 
-def test_the_plugin_imports_nothing_heavy_until_asked():
-    code = ("import sys, leakkit.frontends.pytest_plugin\n"
-            "print(sorted(m for m in ('pandas', 'numpy', 'leakkit.frontends.leakcheck_all', 'leakkit.engine.run') "
-            "if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+# that the plugin imports nothing heavy until asked: tests/test_public_api.py
 
 
 def test_async_tests_are_repeated_and_pending_tasks_counted(pytester):
