@@ -288,7 +288,15 @@ def trace_report(rec: Recording, *, function: str,
         rise = float(points[memory_col].iloc[-1] - points[memory_col].iloc[0])
         in_calls = float(outer["rss_delta"].sum()) if len(outer) else 0.0
         if native.verdict == "leak" and verdict in ("clean", "plateau") and in_calls >= 0.5 * rise:
-            verdict, reason = "leak", f"process memory ({memory_col}) grows while Python's blocks do not: native memory"
+            held = _allocator_rise(ckpt, first, last)
+            if held is not None and held < 0.5 * rise:
+                # Pages the allocator keeps are not memory code holds: per-thread malloc arenas
+                # touched by many threads, fragmentation. What C code keeps, malloc counts.
+                reason = (f"{reason}; process memory ({memory_col}) grew by {format_size(rise)} while the "
+                          f"bytes malloc and pymalloc hand out grew by {format_size(held)}: memory the "
+                          "allocator keeps (per-thread arenas, fragmentation), not kept by code")
+            else:
+                verdict, reason = "leak", f"process memory ({memory_col}) grows while Python's blocks do not: native memory"
     kept, rate, low, high, source = _bytes_rate(ckpt)
     if (kept is not None and verdict in ("clean", "plateau") and source.startswith("pymalloc")
             and classify(ckpt["call"], ckpt["allocated_bytes"], floor=BYTES_LEAK_FLOOR).verdict == "leak"):
@@ -301,6 +309,17 @@ def trace_report(rec: Recording, *, function: str,
         blocks=blocks, bytes_per_call=rate, bytes_per_call_low=low, bytes_per_call_high=high,
         bytes_source=source, native=native, growing_types=types, reason=reason,
         recording=rec, bytes=kept, native_column=memory_col)
+
+
+def _allocator_rise(ckpt: Any, first: int, last: int) -> float | None:
+    """Growth of the bytes pymalloc and malloc hand out between calls ``first`` and ``last``
+    (None where malloc's count cannot be read)."""
+    if "allocated_bytes" not in ckpt:
+        return None
+    span = ckpt[(ckpt["call"] >= first) & (ckpt["call"] <= last)][["call", "allocated_bytes"]].dropna()
+    if len(span) < 2:
+        return None
+    return float(span["allocated_bytes"].iloc[-1] - span["allocated_bytes"].iloc[0])
 
 
 def verdict(series: Any, calls: Any = None, *, floor: float = 0.0) -> Growth:
