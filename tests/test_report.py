@@ -209,6 +209,51 @@ def test_bisect_report_repr_text_and_html_read_and_carry_one_rate():
     plt.close("all")
 
 
+@pytest.mark.parametrize("closes", [False, True])
+def test_a_heavy_bisect_plots_the_untraced_calls_blocks(closes):
+    """A workload too heavy to trace every call (pyplot figures: ~0.3 s a traced call) is judged on
+    allocated blocks after each collection over untraced calls; its plot draws that series, in
+    blocks and said so, with the few traced calls' bytes on an axis of their own."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "realworld"))
+    try:
+        import rw05_pyplot_unclosed as case
+    finally:
+        sys.path.pop(0)
+    try:
+        report = leakkit.bisect(case.workload_fixed if closes else case.workload, targets=case.TARGETS, calls=60,
+                                progress=False)
+    finally:
+        case.release()
+    assert report.verdict == ("clean" if closes else "leak"), str(report)
+    readings = len(report.untraced)
+    assert readings >= 10 and list(report.untraced.columns) == ["call", "allocated_blocks", "rss", "malloc_bytes"]
+    assert len(report.series) < readings  # traced: a few calls at most
+    ax = report.plot()
+    blocks = [line for line in ax.get_lines() if len(line.get_xdata()) == readings]
+    assert blocks and "blocks" in blocks[0].get_label() and "blocks" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    rate = plots.format_rate(report.untraced_blocks.rate, "blocks")
+    assert any(text.startswith(f"fit: {rate}") for text in legend), legend  # the note's figure
+    assert any(rate in note for note in report.notes), report.notes
+    twins = [other for other in ax.figure.axes if other is not ax]
+    if closes:  # nothing grew, so nothing was traced: the blocks are the whole plot
+        assert not len(report.series) and not twins
+    else:
+        (traced,) = twins
+        assert "KiB" in traced.get_ylabel() or "MiB" in traced.get_ylabel()
+        lines = {line.get_label(): line for line in traced.get_lines()}
+        total = lines.pop("all traced user memory")
+        assert len(total.get_xdata()) == len(report.series)
+        own = [line for label, line in lines.items() if label.endswith("(own code)")]
+        # every byte series on one scale: a function's own code keeps at most what all user code does
+        assert own and all(max(line.get_ydata()) <= 1.01 * max(total.get_ydata()) for line in own)
+    assert report._repr_html_().count("<img") == 1
+    plt.close("all")
+
+
 def html_text(page: str) -> str:
     import html
     import re

@@ -25,6 +25,7 @@ from .._sizes import format_size
 from ..analysis import Growth, classify, slowing_down, theil_sen
 from ..analysis.attribution import OUTSIDE
 from ..reports.bisect_report import BisectReport
+from ..reports.plots import format_rate
 from ..retention.paths import Bound, RetentionPath
 from .record import BisectRecord, HolderRecord
 
@@ -119,7 +120,7 @@ def judge(record: BisectRecord) -> BisectReport:
     if record.heavy:
         cheap = classify(record.cheap_x, record.cheap_blocks, floor=16)
         notes.append(f"allocated blocks over {int(record.cheap_x[-1]) if record.cheap_x else 0} untraced calls: "
-                     f"{cheap.verdict}, {cheap.rate:+.1f} blocks per call ({cheap.reason})")
+                     f"{cheap.verdict}, {format_rate(cheap.rate, 'blocks')} ({cheap.reason})")
         if cheap.verdict != "leak":
             leaking = []
         elif not leaking:
@@ -217,7 +218,9 @@ def judge(record: BisectRecord) -> BisectReport:
         function_series=_function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
         series=_series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
         calls=record.calls, warmup=record.warmup, errors=sum(errors.values()), error_types=errors,
-        calls_to_decide=calls_to_decide, seconds=record.seconds, notes=notes)
+        calls_to_decide=calls_to_decide, seconds=record.seconds, notes=notes, untraced_blocks=cheap,
+        untraced=pd.DataFrame({"call": record.cheap_x, "allocated_blocks": record.cheap_blocks, "rss": record.cheap_rss,
+                               "malloc_bytes": record.cheap_malloc}))
 
 
 def _no_culprit(record: BisectRecord, total: Growth, growth: dict[str, Growth], verdicts: dict[str, str],

@@ -28,6 +28,11 @@ Columns:
     warm-up, after GC), ``rss``, ``native_bytes`` (RSS minus traced memory and tracemalloc's own),
     ``malloc_native_bytes`` (bytes malloc has handed out, minus Python's large blocks and
     tracemalloc's own: sees native leaks that reuse resident memory; NaN without glibc).
+``untraced``
+    ``call``, ``allocated_blocks`` (``sys.getallocatedblocks()`` after a collection: a count of
+    blocks, not bytes), ``rss``, ``malloc_bytes`` (malloc's bytes in use, NaN without glibc): one
+    row per reading of the untraced calls a heavy workload's verdict comes from (see
+    ``untraced_blocks``, its growth in blocks per call); empty when every call was traced.
 """
 from __future__ import annotations
 
@@ -77,6 +82,8 @@ class BisectReport:
     seconds: float
     retention_details: list = field(default_factory=list, repr=False)
     notes: list = field(default_factory=list)  # what was cut short or run on, side structures, C-held objects
+    untraced: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # a heavy workload's untraced calls
+    untraced_blocks: Growth | None = None  # their allocated blocks' growth: the verdict of a heavy run
 
     def __repr__(self) -> str:
         rate = (f", {format_size(self.total.rate, signed=True)}/call" if math.isfinite(self.total.rate) else "")
@@ -144,22 +151,53 @@ class BisectReport:
 
     def plot(self, ax: Any = None) -> Any:
         """Kept bytes per checkpoint: all user memory, and each top suspect's own, so the one that
-        grows stands out from the ones that fill up and stop."""
+        grows stands out from the ones that fill up and stop. For a heavy workload the verdict's
+        series comes first: allocated blocks after each collection over the untraced calls (left
+        axis, blocks), with the few traced calls' bytes on a right axis."""
         s = self.series
         t = self.total
+        title = f"bisect: {self.verdict}" + (f" in {self.culprit}" if self.culprit else "")
+        lines: list = []
+        if len(self.untraced):
+            g = self.untraced_blocks
+            rate, interval = (g.rate, (g.rate_low, g.rate_high)) if g is not None else (float("nan"), None)
+            ax = plots.retained(self.untraced["call"], self.untraced["allocated_blocks"], verdict=self.verdict,
+                                rate=rate, interval=interval, unit="blocks", label="allocated blocks, untraced calls",
+                                fit_from=g.extra.get("tail_from") if g is not None else None, title=title, ax=ax)
+            ax.set_ylabel("allocated blocks since first reading")
+            lines = ax.get_lines()
+            if not len(s):
+                return ax
+            main, ax = ax, ax.twinx()  # the traced calls' bytes, on an axis of their own
+        values = [s["retained_bytes"] - s["retained_bytes"].iloc[0]] if len(s) else []
+        groups = list(self.function_series.groupby("function", sort=False))
+        values += [group["retained_bytes"] - group["retained_bytes"].iloc[0] for _, group in groups]
+        unit, divisor = plots.byte_unit(pd.concat(values)) if values else ("B", 1.0)
         # the rate, interval and fitted readings the text gives ("Python heap kept per call")
         ax = plots.retained(s["call"], s["retained_bytes"], verdict=self.verdict, rate=t.rate,
                             interval=(t.rate_low, t.rate_high), fit_from=t.extra.get("tail_from"),
-                            label="all traced user memory", title=f"bisect: {self.verdict}"
-                            + (f" in {self.culprit}" if self.culprit else ""), ax=ax)
-        if not len(s):  # every call too slow to trace: judged on allocated blocks of untraced calls
+                            label="all traced user memory", title=title, scale=(unit, divisor), ax=ax,
+                            color="#2c3e50" if lines else None)
+        if not len(s) and not lines:  # nothing to draw: say why instead of an empty frame
             ax.text(0.5, 0.5, "no call traced: the verdict comes from allocated blocks\nafter each "
                     "collection, over untraced calls (see the notes)", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
-        for name, group in self.function_series.groupby("function", sort=False):
+        for name, group in groups:
             short = name.rsplit(".", 1)[-1] if "<locals>" not in name else name.split(".", 1)[-1]
             style = "-" if name == self.culprit else ":"
-            ax.plot(group["call"], group["retained_bytes"], style, linewidth=1.5 if name == self.culprit else 1,
-                    label=f"{short} (own code)")
+            ax.plot(group["call"], (group["retained_bytes"] - group["retained_bytes"].iloc[0]) / divisor, style,
+                    linewidth=1.5 if name == self.culprit else 1, label=f"{short} (own code)")
+        if lines:  # heavy: one legend for both axes
+            ax.set_ylabel(f"traced calls: kept ({unit})")
+            ax.set_xlabel("")
+            ax.set_title("")
+            ax.grid(False)
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+            both = lines + ax.get_lines()
+            main.legend(both, [line.get_label() for line in both], loc="upper center", bbox_to_anchor=(0.5, -0.15),
+                        ncol=2, fontsize="small")  # below: two series rise across the frame
+            main.set_title(title)
+            return main
         ax.legend(loc="upper left", fontsize="small")
         return ax

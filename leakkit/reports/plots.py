@@ -58,7 +58,7 @@ def format_rate(rate: float, unit: str) -> str:
 def retained(x: Any, y: Any, *, verdict: str = "", rate: float = float("nan"), unit: str = "bytes",
              label: str = "kept after GC", title: str | None = None, fit_from: float | None = None,
              interval: tuple[float, float] | None = None, scale: tuple[str, float] | None = None,
-             ax: Any = None) -> Any:
+             color: str | None = None, ax: Any = None) -> Any:
     """Memory kept since the first reading against calls, with the fitted rate as a dashed line.
 
     Args:
@@ -69,13 +69,14 @@ def retained(x: Any, y: Any, *, verdict: str = "", rate: float = float("nan"), u
         interval: the rate's interval, for the legend.
         scale: (unit name, divisor) for the y axis, when other series share it; default: the
             unit that suits ``y`` (see :func:`byte_unit`).
+        color: of the readings; default: the verdict's.
     """
     ax = _axes(ax)
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
     xs, ys = xs[ok], ys[ok]
-    color = LEAK_COLORS.get(verdict, "#2c3e50")
+    color = color or LEAK_COLORS.get(verdict, "#2c3e50")
     base = ys[0] if len(ys) else 0.0
     name, divisor = scale or (byte_unit(ys - base) if unit == "bytes" else (unit, 1.0))
     ax.plot(xs, (ys - base) / divisor, "o-", color=color, label=label, markersize=3)
