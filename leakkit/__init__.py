@@ -24,10 +24,10 @@ from ._errors import (
 _LAZY = {
     "BisectReport": "reports.bisect_report", "Forecast": "analysis.forecast", "Growth": "analysis",
     "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
-    "Recording": "recording.recorder", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
+    "Recording": "recording.tables", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
     "bisect": "engine.run", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
     "growth_sites": "tracing.sites", "heap_summary": "probes.heap", "heap_vs_native": "tracing.native",
-    "humanize": "_text", "load": "recording.recorder", "load_watch": ("recording.watch", "load"),
+    "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.watch", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
     "watch": "recording.watch", "write_mprofile": "recording.mprof",
@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .probes.heap import heap_summary, summary_diff
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
-    from .recording.recorder import Recording, load
+    from .recording.tables import Recording, load
     from .recording.watch import load as load_watch
     from .recording.watch import watch
     from .reports.bisect_report import BisectReport

@@ -13,7 +13,7 @@ import pytest
 
 import leakkit
 from leakkit import InvalidArgumentError
-from leakkit.recording.recorder import MAGIC
+from leakkit.recording.tables import MAGIC
 
 
 # -- item 8: @trace over @staticmethod / @classmethod ---------------------------------------------

@@ -13,7 +13,7 @@ import pandas as pd
 from .._sizes import format_size
 from .._text import interval, wrap_lines
 from ..analysis import Growth, classify
-from ..recording.recorder import Recording
+from ..recording.tables import Recording
 from . import plots
 
 BLOCKS_FLOOR = 8  # noise after a full collection, in blocks (a shell or test runner adds a few)
