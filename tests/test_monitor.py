@@ -112,7 +112,7 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
 def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
     monitor_module = sys.modules["leakkit.recording.monitor"]
 
-    monkeypatch.setitem(sys.modules, "leakkit.probes.heap", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "leakkit.probes.heap_scan", None)  # import now fails
     kept = [frozenset([i]) for i in range(5_000)]
     summary = monitor_module._type_summary()
     assert list(summary.columns) == ["type", "count", "size"]

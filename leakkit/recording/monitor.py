@@ -97,7 +97,7 @@ def _type_summary(objs: list[Any] | None = None) -> pd.DataFrame:
     which is exactly the stall an always-on monitor must not cause.
     """
     try:
-        from ..probes.heap import _summarize  # noqa: F401 - what _sliced sums with
+        from ..probes.heap_scan import summarize  # noqa: F401 - what _sliced sums with
         from . import monitor_heap as _sliced
     except ImportError:  # leakkit.probes.heap (numpy) missing: a gc type count, in slices too
         counts: collections.Counter[str] = collections.Counter()
@@ -148,7 +148,7 @@ def _retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], p
     the others cannot be enumerated without walking the whole heap). ``objs``: the tracked objects
     (``gc.get_objects()``, taken once for the snapshot); ``own``: ids of leakkit's objects, never
     sampled nor walked through. Every pass over the heap is sliced (:mod:`leakkit.recording.monitor_heap`)."""
-    from ..probes.heap import _type_name
+    from ..probes.heap_scan import type_name as _type_name
     from ..retention import naming
     from . import monitor_heap as _sliced
 
