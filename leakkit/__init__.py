@@ -27,7 +27,7 @@ _LAZY = {
     "Recording": "recording.tables", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
     "bisect": "engine.run", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
     "growth_sites": "tracing.sites", "heap_summary": "probes.heap", "heap_vs_native": "tracing.native",
-    "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.watch", "load"),
+    "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.timeline", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
     "watch": "recording.watch", "write_mprofile": "recording.mprof",
@@ -59,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
-    from .recording.watch import load as load_watch
+    from .recording.timeline import load as load_watch
     from .recording.watch import watch
     from .reports.bisect_report import BisectReport
     from .reports.trace_report import TraceReport, verdict

@@ -14,7 +14,7 @@ import pytest
 
 from leakkit._errors import LeakkitError
 from leakkit.recording.monitor import COLUMNS, growth_confirmed, monitor
-from leakkit.recording.watch import load
+from leakkit.recording.timeline import load
 
 MIB = 1024 * 1024
 

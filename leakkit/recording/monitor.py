@@ -6,7 +6,7 @@ reads cheap counters every ``interval`` seconds (about 0.1 ms per sample: no hea
 collection) and appends them to a CSV, one flushed line each, so a crash loses at most the
 last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots.
 
-CSV columns, a plain header and rows (read it back with :func:`leakkit.recording.watch.load`, or any CSV
+CSV columns, a plain header and rows (read it back with :func:`leakkit.recording.timeline.load`, or any CSV
 reader; forecast it with :func:`leakkit.analysis.forecast.forecast`); pid, argv and interval of each
 session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.recording.sidecar`):
 
@@ -259,9 +259,9 @@ class Monitor:
 
         check_writable_target(self.path, "path")
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            from .watch import _first_record_line
+            from .timeline import first_record_line
 
-            if _first_record_line(self.path) != ",".join(COLUMNS):
+            if first_record_line(self.path) != ",".join(COLUMNS):
                 raise expected(f"a new file or a leakkit monitor CSV (header {','.join(COLUMNS)})", "path", self.path)
         handle = os.fdopen(open_append(self.path, "path"), "a", encoding="utf-8")
         try:
@@ -509,7 +509,7 @@ class Monitor:
 
     def read(self) -> pd.DataFrame:
         """The recording so far as a DataFrame (the CSV columns above)."""
-        from .watch import load
+        from .timeline import load
 
         return load(self.path)
 

@@ -40,7 +40,12 @@ def objects() -> list[Any]:
 
 def type_summary(objs: list[Any]) -> pd.DataFrame:
     """``type``, ``count``, ``size`` of ``objs`` (but frames) and their untracked referents, in slices."""
-    from ..probes.heap_scan import SEPARATE_INSTANCE_DICTS, summary_rows, summary_table, untracked_instance_dicts
+    from ..probes.heap_scan import (
+        SEPARATE_INSTANCE_DICTS,
+        summary_rows,
+        summary_table,
+        untracked_instance_dicts,
+    )
 
     totals: dict[str, list[int]] = {}
     untracked: list[Any] = []
