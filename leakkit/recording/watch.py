@@ -176,7 +176,7 @@ def watch(
             columns above; pid, command, interval and limit go to ``<out>.json`` beside it), or an
             mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
         limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
-            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.analysis.forecast.forecast`.
+            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.reports.forecast.forecast`.
         children: sum the process's descendants into each sample and count them.
         progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
 
