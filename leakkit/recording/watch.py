@@ -173,7 +173,7 @@ def watch(
         interval: seconds between samples (> 0).
         duration: stop after this many seconds (None: until the process exits).
         out: file to append each sample to as it is taken (flushed per line): a plain CSV (the
-            columns above; pid, command, interval and limit go to ``<out>.json`` beside it), or an
+            frame's columns; pid, command, interval and limit go to ``<out>.json`` beside it), or an
             mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
         limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
             kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.reports.forecast.forecast`.
