@@ -17,9 +17,9 @@ def _help(name: str) -> str:
 
         parser = {"%leakcheck": magics.LEAKCHECK, "%leaktrace": magics.LEAKTRACE}[name]
         return parser.format_help()
-    from leakkit.frontends.cli import _parser
+    from leakkit.frontends.cli import build_parser
 
-    parser = _parser("leakkit")
+    parser = build_parser("leakkit")
     words = name.split()[1:]
     if not words:
         return parser.format_help()

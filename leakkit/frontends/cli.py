@@ -1,4 +1,4 @@
-"""The ``leakkit`` command: ``watch``, ``run``, ``report`` and ``bisect`` (see leakkit/commands/).
+"""The ``leakkit`` command: ``watch``, ``run``, ``report`` and ``bisect`` (see leakkit/frontends/commands/).
 
 Exit codes (what CI reads, so a crash of leakkit never reads as a leak):
 
@@ -31,7 +31,9 @@ EPILOG = """exit codes:
 """
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def build_parser(prog: str = "leakkit") -> argparse.ArgumentParser:
+    """The command line's parser, one subparser per command; the docs render its help, so the
+    reference is what the command accepts."""
     parser = argparse.ArgumentParser(
         prog=prog, description="Find which function makes a long-running Python process grow, "
         "and what keeps the memory alive.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,7 +62,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "leakkit") -> int:
     if "--" in argv:  # everything after -- is the command to watch or run, options included
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
-    parser = _parser(prog)
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse printed usage (2) or help (0)

@@ -19,7 +19,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .._errors import LeakkitError
-from .commands._common import DEFAULT_CALLS, DEFAULT_WARMUP, check, resolve_all
+from .check import DEFAULT_CALLS, DEFAULT_WARMUP, check
+from .targets import resolve_all
 
 
 class _Help(Exception):

@@ -19,6 +19,11 @@ from typing import Any
 
 import pytest
 
+from .._errors import LeakkitError, expected
+from .check import DEFAULT_CALLS, DEFAULT_WARMUP, check, leaks
+from .pytest_settings import flag, read_int
+from .targets import resolve_all
+
 MANAGER = "leakkit-leakcheck-manager"
 ALL_MANAGER = "leakkit-leakcheck-all"
 _SETTINGS = {"calls": "number of measured runs of a leakcheck test (at least 12)",
@@ -44,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(f"--leakcheck-{name}", type=int, default=None, dest=f"leakcheck_{name}", metavar="N",
                         help=f"{help_text} (overrides the ini setting leakcheck_{name})")
         parser.addini(f"leakcheck_{name}", help=help_text, default=None)
-    # --leakcheck-all and friends (leakkit/_leakcheck_all.py): default None, so the ini can say true
+    # --leakcheck-all and friends (leakkit/frontends/leakcheck_all/): default None, so the ini can say true
     group.addoption("--leakcheck-all", action="store_const", const=True, default=None, dest="leakcheck_all",
                     help="repeat every test and fail those that keep memory, threads, fds or tasks on every run, "
                          "with the culprit function and what keeps it (ini: leakcheck_all = true)")
@@ -66,58 +71,38 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, marker in MARKERS.items():
         signature = ", ".join(f"{p}=..." for p in inspect.signature(marker).parameters)
         config.addinivalue_line("markers", f"{name}({signature}): {inspect.getdoc(marker)}")
-    config.pluginmanager.register(LeakcheckManager(config), MANAGER)
-    if _flag(config, "leakcheck_all"):
+    manager = LeakcheckManager(config)
+    config.pluginmanager.register(manager, MANAGER)
+    if flag(config, "leakcheck_all"):
         from .leakcheck_all import LeakcheckAll  # only then: the plugin costs nothing unless asked
 
-        config.pluginmanager.register(LeakcheckAll(config), ALL_MANAGER)
+        config.pluginmanager.register(LeakcheckAll(config, manager), ALL_MANAGER)
 
 
-def _flag(config: pytest.Config, name: str) -> bool:
-    """A flag from the command line, else the ini file (the option defaults to None, not False)."""
-    value = config.getoption(name)
-    return bool(config.getini(name)) if value is None else bool(value)
+def _min_calls() -> int:
+    """The fewest calls a verdict needs; bisect's engine is imported only when a count is given."""
+    from ..engine.run import MIN_CALLS
+
+    return MIN_CALLS
 
 
 class LeakcheckManager:
     """The plugin's state: the settings read once per session, and the check every test goes through."""
 
     def __init__(self, config: pytest.Config) -> None:
-        from ..engine.run import MIN_CALLS
-        from .commands._common import DEFAULT_CALLS, DEFAULT_WARMUP
-
         self.config = config
         # read once, at configure time, so that a bad value stops the session before any test runs
-        self.settings = {"calls": self._read("calls", DEFAULT_CALLS, MIN_CALLS),
-                         "warmup": self._read("warmup", DEFAULT_WARMUP, 0)}
+        self.settings = {"calls": read_int(config, "leakcheck_calls", default=DEFAULT_CALLS, minimum=_min_calls),
+                         "warmup": read_int(config, "leakcheck_warmup", default=DEFAULT_WARMUP, minimum=0)}
 
     def setting(self, name: str) -> int:
         """``calls`` or ``warmup``: the command line's, else the ini file's, else leakkit's default."""
         return self.settings[name]
 
-    def _read(self, name: str, default: int, minimum: int) -> int:
-        value = self.config.getoption(f"leakcheck_{name}")
-        source = f"--leakcheck-{name}"
-        if value is None:
-            text = self.config.getini(f"leakcheck_{name}")
-            if text is None or str(text).strip() == "":
-                return default
-            source = f"ini setting leakcheck_{name}"
-            try:
-                value = int(str(text).strip())
-            except ValueError:
-                raise pytest.UsageError(f"{source}: expected an int, received {text!r}") from None
-        if value < minimum:
-            raise pytest.UsageError(f"{source}: expected an int >= {minimum}, received {value}")
-        return value
-
     def check(self, func: Callable[[], Any], *, calls: int | None = None, warmup: int | None = None,
               targets: Any = None, fail: bool = True, name: str | None = None,
               namespace: dict[str, Any] | None = None) -> Any:
         """Run ``func`` repeatedly through leakkit (bisect with ``targets``, else trace); fail the test on a leak."""
-        from .._errors import LeakkitError, expected
-        from .commands._common import check, leaks, resolve_all
-
         calls = self.setting("calls") if calls is None else calls
         warmup = self.setting("warmup") if warmup is None else warmup
         try:

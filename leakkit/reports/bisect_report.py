@@ -42,6 +42,7 @@ from .._sizes import format_size
 from .._text import wrap_lines
 from ..analysis import Growth
 from . import plots
+from .html import figure_html
 
 
 def _real_leaks(frame: pd.DataFrame) -> pd.DataFrame:
@@ -134,14 +135,12 @@ class BisectReport:
         return lines
 
     def _repr_html_(self) -> str:
-        from .trace_report import _figure_html
-
         color = plots.LEAK_COLORS.get(self.verdict, "#333")
         # pre-wrap: columns stay aligned, long lines wrap at the cell's edge instead of being cut
         body = "".join(f"<div style='font-family:monospace;white-space:pre-wrap'>{html.escape(line)}</div>"
                        for line in self._lines()[1:])
         return (f"<div><b>leakkit bisect</b>: <b style='color:{color}'>{self.verdict.upper()}</b> "
-                f"after {self.calls} calls{body}{_figure_html(self)}</div>")
+                f"after {self.calls} calls{body}{figure_html(self)}</div>")
 
     def plot(self, ax: Any = None) -> Any:
         """Kept bytes per checkpoint: all user memory, and each top suspect's own, so the one that

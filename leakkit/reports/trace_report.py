@@ -15,6 +15,7 @@ from .._text import interval, wrap_lines
 from ..analysis import Growth, classify
 from ..recording.tables import Recording
 from . import plots
+from .html import figure_html
 
 BLOCKS_FLOOR = 8  # noise after a full collection, in blocks (a shell or test runner adds a few)
 BYTES_FLOOR = 512
@@ -134,7 +135,7 @@ class TraceReport:
         rows = "".join(f"<li>{item}</li>" for item in items)
         return (f"<div style='white-space:normal'><b>leakkit</b> {html.escape(self.function)}: "
                 f"<b style='color:{color}'>{self.verdict.upper()}</b> after {self.calls} calls "
-                f"({html.escape(self.reason)})<ul>{rows}</ul>{_figure_html(self)}</div>")
+                f"({html.escape(self.reason)})<ul>{rows}</ul>{figure_html(self)}</div>")
 
     def plot(self, ax: Any = None, *, series: str = "auto") -> Any:
         """Memory kept after GC at each checkpoint, with the fitted rate per call the text gives.
@@ -188,23 +189,6 @@ def _notable(types: pd.DataFrame) -> pd.DataFrame:
 
 _BYTE_COLUMNS = {"pymalloc + malloc in use, after GC": "allocated_bytes", "tracemalloc, after GC": "traced_bytes",
                  "shallow size of all objects, from type summaries": "heap_bytes"}
-
-
-def _figure_html(report: Any) -> str:
-    try:
-        import base64
-        import io
-
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3))
-        report.plot(ax=ax)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        return f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'/>"
-    except Exception:  # a plot is a nicety: never let it hide the verdict
-        return ""
 
 
 def growing_types(summaries: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,9 @@ import os
 import sys
 
 from ..._errors import expected, printable
-from ._common import check_plot_path, leaks, note, resolve, resolve_all, save_plot
+from ..check import leaks
+from ..targets import resolve, resolve_all
+from ._common import check_plot_path, note, save_plot
 
 
 def _bisect_default(name: str) -> int:

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from ..._errors import NotARecordingError, printable
-from ._common import check_plot_path, leaks, note, save_plot
+from ..check import leaks
+from ._common import check_plot_path, note, save_plot
 
 
 def is_trace_recording(path: str) -> bool:

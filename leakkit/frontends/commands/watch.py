@@ -5,7 +5,8 @@ import argparse
 from typing import Any
 
 from ..._errors import InvalidArgumentError, printable
-from ._common import check_plot_path, leaks, note, save_plot
+from ..check import leaks
+from ._common import check_plot_path, note, save_plot
 
 EXIT_COMMAND_FAILED = 2  # the command watched or run failed and no leak was found (see leakkit.frontends.cli)
 
