@@ -94,8 +94,9 @@ def overhead(rounds: int, batch: int) -> dict[str, float]:
         print(f"  {name:28s} {value * 1e6:8.1f} us   {value / base:5.2f}x")
     if memray_run is None:
         print("  memray                       not installed (pip install memray to compare)")
-    print(f"  leakkit read memory on 1 call in {traced._read_every} (sys.getallocatedblocks costs "
-          f"{_cost_us(sys.getallocatedblocks):.1f} us in this process); "
+    timed = traced.calls["blocks_delta"].iloc[-rounds * batch:]  # the timed batches' calls
+    print(f"  leakkit read memory on 1 call in {len(timed) / max(timed.notna().sum(), 1):.0f} "
+          f"(sys.getallocatedblocks costs {_cost_us(sys.getallocatedblocks):.1f} us in this process); "
           f"{len(traced.checkpoints)} checkpoints over {len(traced.calls)} calls")
     return {name: value / base for name, value in medians.items()}
 

@@ -61,8 +61,9 @@ def test_leakkit_and_tracemalloc_allocations_are_left_out():
 
 def test_is_own_walks_from_the_allocating_frame_to_the_workload_call():
     import leakkit.tracing.sites as sites
+    from leakkit.tracing.workload import CALL_FRAMES
 
-    call = next(iter(sites._CALL_FRAMES))
+    call = next(iter(CALL_FRAMES))
     here = (os.path.abspath(__file__), 1)
     inside = (os.path.join(os.path.dirname(sites.__file__), "sites.py"), 99)
     assert is_own([inside, call]) and not is_own([here, call, inside]) and not is_own([here])

@@ -12,6 +12,7 @@ import warnings
 import pytest
 
 import leakkit
+import leakkit.probes.process
 from leakkit import InvalidArgumentError
 from leakkit.recording.tables import MAGIC
 
@@ -293,7 +294,7 @@ def test_a_fault_inside_a_checkpoint_never_reaches_the_traced_call(monkeypatch):
     def broken(*args, **kwargs):
         raise MemoryError("probe failed")
 
-    monkeypatch.setattr(leakkit.tracing.trace.probes, "process_memory", broken)
+    monkeypatch.setattr(leakkit.probes.process, "process_memory", broken)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert [traced(i) for i in range(20)] == list(range(1, 21))
@@ -304,7 +305,7 @@ def test_a_fault_inside_a_checkpoint_never_reaches_the_traced_call(monkeypatch):
 
 def test_warnings_as_errors_do_not_turn_leakkits_fault_into_the_callers_exception(tmp_path, monkeypatch):
     traced = leakkit.trace(lambda: "ok", summaries=False)
-    monkeypatch.setattr(leakkit.tracing.trace.probes, "process_memory", lambda: 1 / 0)
+    monkeypatch.setattr(leakkit.probes.process, "process_memory", lambda: 1 / 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert traced() == "ok" and traced() == "ok"

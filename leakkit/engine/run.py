@@ -688,8 +688,15 @@ class _LoopThread:
         import threading
 
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="leakkit-bisect-loop", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="leakkit-bisect-loop", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        """The thread's body: the loop runs beneath this frame of leakkit's, so what it allocates with no
+        target function on the stack (its handles and wake-ups, the futures that carry each call across
+        threads, the frame and block caches they fill over the first few hundred calls) is leakkit's,
+        as when the loop runs in the caller's thread beneath bisect's frames (analysis.attribution)."""
+        self.loop.run_forever()
 
     def run(self, factory: Callable[[], Any]) -> Any:
         async def call() -> Any:

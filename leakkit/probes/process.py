@@ -165,8 +165,8 @@ class BoundedHolder:
         return self.size >= self.bound
 
 
-def _type_name(kind: type) -> str:
-    # pympler's naming of a type (as in heap summaries): "<class 'x.Y'>" -> "x.Y"
+def type_name(kind: type) -> str:
+    """pympler's name for a type, as heap summaries give it: "<class 'x.Y'>" -> "x.Y"."""
     text = str(kind)
     if text.startswith("<class '") and text.endswith("'>"):
         return text[8:-2]
@@ -254,7 +254,7 @@ def bounded_holders(type_names: list[str], baseline: dict[int, int]) -> list[Bou
                 if id(obj) in seen:
                     continue
                 seen.add(id(obj))
-                name = _type_name(type(obj))
+                name = type_name(type(obj))
                 if name in wanted:
                     explained[name] += share
             first = second = None

@@ -43,7 +43,7 @@ from .._errors import WorkloadError, expected
 from .._sizes import format_size, parse_size
 from .._text import wrap_lines
 from ..probes.malloc import malloc_in_use
-from .sites import _Caller, _check_count, _check_workload
+from .workload import Caller, check_count, check_workload
 
 VERDICTS = ("python", "native", "allocator retention", "clean")
 
@@ -245,16 +245,16 @@ def heap_vs_native(
         report = heap_vs_native(lambda: lib.handle(message), calls=50)
         print(report)   # heap vs native: native: ...; native kept per call: +1.0 MiB (+50.0 MiB over 50 calls)
     """
-    is_async = _check_workload(workload)
-    calls = _check_count(calls, "calls", 1)
-    warmup = _check_count(warmup, "warmup", 0)
+    is_async = check_workload(workload)
+    calls = check_count(calls, "calls", 1)
+    warmup = check_count(warmup, "warmup", 0)
     if not isinstance(trim, bool):
         raise expected("True or False", "trim", trim)
     tolerance_bytes = parse_size(tolerance, "tolerance")
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start(1)
-    caller = _Caller(workload, is_async)
+    caller = Caller(workload, is_async)
     table = _Readings(calls + 2)
     try:
         def call(index: int) -> None:

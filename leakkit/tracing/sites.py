@@ -25,14 +25,11 @@ are those of other threads (a complete traceback that never passes through the w
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import html
-import inspect
 import linecache
 import os
 import sys
-import threading
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,24 +41,9 @@ from tqdm.auto import tqdm
 from .._errors import WorkloadError, check_options, expected
 from .._sizes import format_size
 from .._text import wrap_lines
+from .workload import CALL_FRAMES, Caller, check_count, check_workload
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # leakkit/
-
-
-def _run_sync(workload: Callable[[], Any]) -> Any:
-    return workload()
-
-
-def _run_async(loop: asyncio.AbstractEventLoop, workload: Callable[[], Any]) -> Any:
-    return loop.run_until_complete(workload())
-
-
-def _last_line(func: Callable[..., Any]) -> int:
-    return max(line for _, _, line in func.__code__.co_lines() if line is not None)
-
-
-#: The frames through which leakkit calls the workload: allocations below them are the user's.
-_CALL_FRAMES = {(os.path.abspath(__file__), _last_line(_run_sync)), (os.path.abspath(__file__), _last_line(_run_async))}
 _TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__)
 
 
@@ -69,70 +51,11 @@ def is_own(frames: list[tuple[str, int]]) -> bool:
     """True when an allocation is leakkit's: walking from the allocating frame outwards, a leakkit
     frame (or tracemalloc's module) comes before the call into the workload."""
     for filename, lineno in frames:
-        if (filename, lineno) in _CALL_FRAMES:
+        if (filename, lineno) in CALL_FRAMES:
             return False
         if filename.startswith(_PACKAGE) or filename == _TRACEMALLOC_FILE:
             return True
     return False
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise expected(f"an int >= {minimum}", name, value)
-    return value
-
-
-def _check_workload(workload: Any) -> bool:
-    """Whether it is async; raises WorkloadError if it cannot be called without arguments."""
-    if not callable(workload):
-        raise expected("a zero-argument function or async function", "workload", workload)
-    try:
-        signature = inspect.signature(workload)
-    except (TypeError, ValueError):
-        return False
-    required = [
-        p.name for p in signature.parameters.values()
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    if required:
-        raise WorkloadError(f"workload: expected a function of no arguments, received one that needs {', '.join(required)}")
-    return inspect.iscoroutinefunction(workload)
-
-
-class _Caller:
-    """Calls the workload; async ones run on an event loop leakkit owns (on a helper thread when
-    this thread already runs a loop, as in Jupyter)."""
-
-    def __init__(self, workload: Callable[[], Any], is_async: bool) -> None:
-        self.workload = workload
-        self.loop = asyncio.new_event_loop() if is_async else None
-
-    def __call__(self) -> None:
-        if self.loop is None:
-            _run_sync(self.workload)
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            _run_async(self.loop, self.workload)
-            return
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                _run_async(self.loop, self.workload)
-            except BaseException as error:  # handed back to the caller's thread
-                errors.append(error)
-
-        thread = threading.Thread(target=target, name="leakkit-growth-sites")
-        thread.start()
-        thread.join()
-        if errors:
-            raise errors[0]
-
-    def close(self) -> None:
-        if self.loop is not None:
-            self.loop.close()
 
 
 def _outside(traceback: tracemalloc.Traceback, frames: list[tuple[str, int]]) -> bool:
@@ -140,7 +63,7 @@ def _outside(traceback: tracemalloc.Traceback, frames: list[tuple[str, int]]) ->
     thread's stack (a notebook kernel's, a progress bar's). Truncated ones get the benefit of the doubt."""
     total = traceback.total_nframe
     complete = total is None or total <= len(frames)
-    return complete and not any(frame in _CALL_FRAMES for frame in frames)
+    return complete and not any(frame in CALL_FRAMES for frame in frames)
 
 
 def _reduce(snapshot: tracemalloc.Snapshot, threads: bool) -> dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]]:
@@ -282,11 +205,11 @@ def growth_sites(
     """
     check_options("growth_sites", unknown,
                   frozenset({"loops", "calls_per_loop", "nframes", "top", "threads", "progress"}))
-    is_async = _check_workload(workload)
-    loops = _check_count(loops, "loops", 3)
-    calls_per_loop = _check_count(calls_per_loop, "calls_per_loop", 1)
-    nframes = _check_count(nframes, "nframes", 1)
-    top = _check_count(top, "top", 1)
+    is_async = check_workload(workload)
+    loops = check_count(loops, "loops", 3)
+    calls_per_loop = check_count(calls_per_loop, "calls_per_loop", 1)
+    nframes = check_count(nframes, "nframes", 1)
+    top = check_count(top, "top", 1)
     if not isinstance(threads, bool):
         raise expected("True or False", "threads", threads)
     if progress is not None and not isinstance(progress, bool):
@@ -296,7 +219,7 @@ def growth_sites(
     if started:
         tracemalloc.start(nframes)
     depth = tracemalloc.get_traceback_limit()
-    caller = _Caller(workload, is_async)
+    caller = Caller(workload, is_async)
     readings: list[dict[tuple[str, int], tuple[int, int, tracemalloc.Traceback, int]]] = []
     try:
         # no tqdm object unless shown: a disabled one still starts tqdm's monitor thread for good
@@ -324,7 +247,7 @@ def growth_sites(
 def _format(traceback: tracemalloc.Traceback) -> str:
     """Oldest frame first, from the user's side of the call into the workload (leakkit's frames cut)."""
     frames = [(frame.filename, frame.lineno) for frame in traceback]
-    calls = [i for i, frame in enumerate(frames) if frame in _CALL_FRAMES]
+    calls = [i for i, frame in enumerate(frames) if frame in CALL_FRAMES]
     if calls:
         frames = frames[calls[-1] + 1:]
     return "\n".join(f"{filename}:{lineno}" for filename, lineno in frames)
