@@ -21,7 +21,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from leakkit.recording.monitor import monitor  # noqa: E402
-from leakkit.recording.watch import load  # noqa: E402
+from leakkit.recording.timeline import load  # noqa: E402
 
 
 def busy_worker(seconds: float) -> int:

@@ -127,7 +127,7 @@ def _shrink_summaries(path: pathlib.Path, keep: int = 40) -> None:
     the growing ones, and the file stays small.
     """
     import leakkit
-    from leakkit.recording.recorder import Recording, save
+    from leakkit.recording.tables import Recording, save
 
     rec = leakkit.load(path)
     summaries = rec.summaries

@@ -22,12 +22,12 @@ from ._errors import (
 # Everything else loads on first use (PEP 562), so that ``import leakkit`` (and pytest, which
 # loads the plugin in every run) does not pay for pandas, numpy and matplotlib until asked.
 _LAZY = {
-    "BisectReport": "reports.bisect_report", "Forecast": "analysis.forecast", "Growth": "analysis",
+    "BisectReport": "reports.bisect_report", "Forecast": "reports.forecast", "Growth": "analysis",
     "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
-    "Recording": "recording.recorder", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
-    "bisect": "engine.bisect", "classify_readings": "tracing.native", "forecast": "analysis.forecast",
+    "Recording": "recording.tables", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
+    "bisect": "engine.bisect", "classify_readings": "tracing.native", "forecast": "reports.forecast",
     "growth_sites": "tracing.sites", "heap_summary": "probes.heap", "heap_vs_native": "tracing.native",
-    "humanize": "_text", "load": "recording.recorder", "load_watch": ("recording.watch", "load"),
+    "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.timeline", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
     "watch": "recording.watch", "write_mprofile": "recording.mprof",
@@ -53,15 +53,15 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from ._text import humanize
     from .analysis import Growth
-    from .analysis.forecast import Forecast, forecast
     from .engine.bisect import bisect
     from .probes.heap import heap_summary, summary_diff
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
-    from .recording.recorder import Recording, load
-    from .recording.watch import load as load_watch
+    from .recording.tables import Recording, load
+    from .recording.timeline import load as load_watch
     from .recording.watch import watch
     from .reports.bisect_report import BisectReport
+    from .reports.forecast import Forecast, forecast
     from .reports.trace_report import TraceReport, verdict
     from .tracing.native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
     from .tracing.sites import GrowthSites, growth_sites

@@ -19,7 +19,7 @@ import pytest
 import leakkit
 from leakkit import LeakkitError, UnknownOptionError
 from leakkit.frontends.cli import main
-from leakkit.recording.recorder import FILE_COLUMNS, MAGIC
+from leakkit.recording.tables import FILE_COLUMNS, MAGIC
 
 pytest_plugins = ["pytester"]
 

@@ -10,8 +10,9 @@ import pytest
 from _watched import command, read_marks
 
 from leakkit._errors import LeakkitError
-from leakkit.analysis.forecast import forecast, format_rate, theil_sen
+from leakkit.analysis.forecast import theil_sen
 from leakkit.recording.watch import watch
+from leakkit.reports.forecast import forecast, format_rate
 
 matplotlib.use("Agg")
 MIB = 1024 * 1024
@@ -167,7 +168,7 @@ def test_independent_samples_keep_sens_interval():
 
 
 def test_an_interval_never_reads_from_x_to_x():
-    from leakkit.analysis.forecast import duration_range
+    from leakkit.reports.forecast import duration_range
 
     assert duration_range(178.0, 179.4) == "2 min 58 s to 2 min 59 s"
     assert duration_range(16.2, 16.4) == "16.2 s to 16.4 s"

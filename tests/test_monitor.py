@@ -13,8 +13,9 @@ import tracemalloc
 import pytest
 
 from leakkit._errors import LeakkitError
-from leakkit.recording.monitor import COLUMNS, growth_confirmed, monitor
-from leakkit.recording.watch import load
+from leakkit.recording.monitor import COLUMNS, monitor
+from leakkit.recording.monitor_snapshot import growth_confirmed
+from leakkit.recording.timeline import load
 
 MIB = 1024 * 1024
 
@@ -110,11 +111,11 @@ def test_a_flat_worker_gets_no_growth_report(tmp_path):
 
 
 def test_without_leakkit_heap_the_report_falls_back_to_a_gc_type_count(monkeypatch):
-    monitor_module = sys.modules["leakkit.recording.monitor"]
+    snapshot_module = sys.modules["leakkit.recording.monitor_snapshot"]
 
-    monkeypatch.setitem(sys.modules, "leakkit.probes.heap", None)  # import now fails
+    monkeypatch.setitem(sys.modules, "leakkit.probes.heap_scan", None)  # import now fails
     kept = [frozenset([i]) for i in range(5_000)]
-    summary = monitor_module._type_summary()
+    summary = snapshot_module.type_summary()
     assert list(summary.columns) == ["type", "count", "size"]
     assert summary.set_index("type").loc["frozenset", "count"] >= 5_000
     del kept

@@ -10,7 +10,8 @@ import pytest
 
 from leakkit._errors import NotARecordingError
 from leakkit.recording.mprof import read_mprofile, write_mprofile
-from leakkit.recording.watch import load, watch
+from leakkit.recording.timeline import load
+from leakkit.recording.watch import watch
 
 MIB = 1024 * 1024
 

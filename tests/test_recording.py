@@ -13,7 +13,8 @@ import pytest
 
 import leakkit
 from leakkit import NotARecordingError
-from leakkit.recording.recorder import CALL_COLUMNS, Recorder, load
+from leakkit.recording.recorder import Recorder
+from leakkit.recording.tables import CALL_COLUMNS, load
 
 
 def _add(rec: Recorder, n: int, thread: str = "MainThread", error: str | None = None) -> None:
@@ -81,7 +82,7 @@ def test_save_and_load_round_trip(tmp_path, suffix):
 
 
 def test_saved_and_streamed_recordings_read_right_with_plain_readers(tmp_path):
-    from leakkit.recording.recorder import FILE_COLUMNS
+    from leakkit.recording.tables import FILE_COLUMNS
 
     traced = leakkit.trace(lambda n: [n] * 10, summaries=True, checkpoint_every=5, name="work",
                            stream=tmp_path / "stream.csv")
@@ -99,7 +100,7 @@ def test_saved_and_streamed_recordings_read_right_with_plain_readers(tmp_path):
 
 
 def test_recordings_written_with_the_old_magic_line_still_load_and_take_appended_rows(tmp_path):
-    from leakkit.recording.recorder import MAGIC
+    from leakkit.recording.tables import MAGIC
 
     traced = _traced_recording(tmp_path)
     new = traced.save(tmp_path / "new.csv")

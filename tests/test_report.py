@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import leakkit  # noqa: E402
-from leakkit.recording.recorder import CALL_COLUMNS, CHECKPOINT_COLUMNS, Recording  # noqa: E402
+from leakkit.recording.tables import CALL_COLUMNS, CHECKPOINT_COLUMNS, Recording  # noqa: E402
 from leakkit.reports import plots  # noqa: E402
 from leakkit.reports.trace_report import growing_types, trace_report  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 import leakkit
 import leakkit.probes.process
 from leakkit import InvalidArgumentError
-from leakkit.recording.recorder import MAGIC
+from leakkit.recording.tables import MAGIC
 
 
 # -- item 8: @trace over @staticmethod / @classmethod ---------------------------------------------

@@ -15,7 +15,8 @@ import pytest
 from _watched import command, read_marks
 
 from leakkit._errors import LeakkitError, NotARecordingError, ProcessAccessError
-from leakkit.recording.watch import COLUMNS, load, watch
+from leakkit.recording.timeline import COLUMNS, load
+from leakkit.recording.watch import watch
 
 MIB = 1024 * 1024
 PY = sys.executable

@@ -4,10 +4,11 @@ Why: a leak that needs hours to show cannot be reproduced on demand; the worker 
 its own timeline and, when growth is confirmed, what was growing at that moment. A daemon thread
 reads cheap counters every ``interval`` seconds (about 0.1 ms per sample: no heap walk, no
 collection) and appends them to a CSV, one flushed line each, so a crash loses at most the
-last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots.
+last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots: when
+they are due and what they say is :mod:`leakkit.recording.monitor_snapshot`.
 
-CSV columns, a plain header and rows (read it back with :func:`leakkit.recording.watch.load`, or any CSV
-reader; forecast it with :func:`leakkit.analysis.forecast.forecast`); pid, argv and interval of each
+CSV columns, a plain header and rows (read it back with :func:`leakkit.recording.timeline.load`, or any CSV
+reader; forecast it with :func:`leakkit.reports.forecast.forecast`); pid, argv and interval of each
 session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.recording.sidecar`):
 
 - ``t`` (s since the monitor started), ``unix_time_s``.
@@ -17,25 +18,11 @@ session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.recording.sidecar`
 - ``open_fds``, ``threads``.
 - ``traced_bytes`` (tracemalloc's traced heap; empty when it is off).
 - ``monitor_cpu_s`` (CPU time the monitor thread has used: its own overhead).
-
-Growth rule (``auto_snapshot``): over the last ``window`` samples, split into four quarters,
-growth is confirmed when each quarter's highest RSS is above the previous quarter's (sustained,
-not one jump; a sawtooth whose peaks rise still counts), and the last quarter's median RSS is at
-least ``min_growth`` above the first quarter's. After a growth snapshot, the next one needs a new
-full window and RSS ``min_growth`` above the RSS at that snapshot, so a steady leak gives one
-report per ``min_growth`` of growth, not one per sample.
-
-Snapshot reports are text files next to the recording: ``<name>.snapshot-001.txt``, ... with the
-reason, the counters, the types that grew since the previous snapshot (or the start)
-from :func:`leakkit.probes.heap.heap_summary` (a ``gc.get_objects()`` type count if that module is
-missing), and, if tracemalloc is tracing, the allocation sites that grew.
 """
 from __future__ import annotations
 
 import atexit
 import collections
-import datetime
-import gc
 import os
 import signal as signal_module
 import statistics
@@ -46,155 +33,25 @@ import tracemalloc
 from typing import IO, Any
 
 import pandas as pd
-import psutil
 
-from .. import _compat
 from .._errors import InvalidArgumentError, check_options, expected
 from .._sizes import format_size, parse_size
 from . import sidecar as _sidecar
+from .monitor_counters import Counters
+from .monitor_snapshot import (
+    allocation_traces,
+    growing_types,
+    growth_confirmed,
+    header_lines,
+    site_lines,
+    type_lines,
+    type_summary,
+    write_snapshot,
+)
 
 COLUMNS = ["t", "unix_time_s", "rss", "allocated_blocks", "gc0", "gc1", "gc2", "gc_collections",
            "open_fds", "threads", "traced_bytes", "monitor_cpu_s"]
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # leakkit/
 _OPTIONS = frozenset({"interval", "window", "min_growth", "auto_snapshot", "signal", "baseline", "top"})
-
-
-class _Counters:
-    """The cheap readings, with the /proc file kept open so a sample costs one pread."""
-
-    def __init__(self) -> None:
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        try:
-            self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            self._statm = None
-        self._process = psutil.Process()
-        self._fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else None
-
-    def rss(self) -> int:
-        if self._statm is not None:
-            return int(os.pread(self._statm, 128, 0).split()[1]) * self._page
-        return self._process.memory_info().rss
-
-    def open_fds(self) -> int:
-        if self._fd_dir is not None:
-            return len(os.listdir(self._fd_dir)) - 1  # listdir's own descriptor
-        try:
-            return self._process.num_fds()
-        except (AttributeError, psutil.Error):
-            return -1
-
-    def close(self) -> None:
-        if self._statm is not None:
-            os.close(self._statm)
-            self._statm = None
-
-
-def _type_summary(objs: list[Any] | None = None) -> pd.DataFrame:
-    """type, count, size of the live objects, computed in slices (see :mod:`leakkit.recording.monitor_heap`).
-
-    No full collection first: on a big heap it holds the GIL for a tenth of a second or more,
-    which is exactly the stall an always-on monitor must not cause.
-    """
-    try:
-        from ..probes.heap import _summarize  # noqa: F401 - what _sliced sums with
-        from . import monitor_heap as _sliced
-    except ImportError:  # leakkit.probes.heap (numpy) missing: a gc type count, in slices too
-        counts: collections.Counter[str] = collections.Counter()
-        sizes: collections.Counter[str] = collections.Counter()
-        objects = gc.get_objects() if objs is None else objs
-        try:
-            for start in range(0, len(objects), 4000):
-                for obj in objects[start:start + 4000]:
-                    name = type(obj).__qualname__
-                    counts[name] += 1
-                    sizes[name] += sys.getsizeof(obj, 0)
-                time.sleep(0.0005)
-        finally:
-            del objects
-        return pd.DataFrame({"type": list(counts), "count": list(counts.values()),
-                             "size": [sizes[name] for name in counts]})
-    if objs is None:
-        objs = _sliced.objects()
-    return _sliced.type_summary(objs)
-
-
-def _growing_types(before: pd.DataFrame | None, after: pd.DataFrame, top: int) -> pd.DataFrame:
-    if before is None:
-        return after.sort_values("size", ascending=False).head(top).assign(count_delta=pd.NA, size_delta=pd.NA)
-    merged = pd.merge(after.groupby("type")[["count", "size"]].sum(), before.groupby("type")[["count", "size"]].sum(),
-                      left_index=True, right_index=True, how="outer", suffixes=("", "_before")).fillna(0)
-    merged["count_delta"] = merged["count"] - merged["count_before"]
-    merged["size_delta"] = merged["size"] - merged["size_before"]
-    grown = merged[(merged["count_delta"] > 0) | (merged["size_delta"] > 0)]
-    grown = grown.sort_values(["size_delta", "count_delta"], ascending=False).head(top)
-    return grown.reset_index()[["type", "count", "size", "count_delta", "size_delta"]]
-
-
-def _reachable(start: Any, depth: int = 5) -> set[int]:
-    """Ids of objects reachable from ``start`` within ``depth`` references: leakkit's own state."""
-    seen: set[int] = {id(start)}
-    level = [start]
-    for _ in range(depth):
-        nxt = [o for o in _compat.referents(*level) if id(o) not in seen and not isinstance(o, type)]
-        seen.update(map(id, nxt))
-        level = nxt
-    return seen
-
-
-def _retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], per_type: int = 8,
-                     budget_s: float = 1.0) -> list[str]:
-    """Reference paths from roots to the newest instances of each growing type (GC-tracked types:
-    the others cannot be enumerated without walking the whole heap). ``objs``: the tracked objects
-    (``gc.get_objects()``, taken once for the snapshot); ``own``: ids of leakkit's objects, never
-    sampled nor walked through. Every pass over the heap is sliced (:mod:`leakkit.recording.monitor_heap`)."""
-    from ..probes.heap import _type_name
-    from ..retention import naming
-    from . import monitor_heap as _sliced
-
-    wanted = set(type_names)
-    names: dict[type, str] = {}
-    samples: dict[str, list[Any]] = {name: [] for name in type_names}
-    done = False
-    # the youngest generation first: the newest objects come first
-    for start in range(0, len(objs), _sliced.SLICE):
-        for obj in objs[start:start + _sliced.SLICE]:
-            kind = type(obj)
-            name = names.get(kind)
-            if name is None:
-                name = names[kind] = _type_name(kind)
-            if name in wanted and len(samples[name]) < per_type and id(obj) not in own:
-                samples[name].append(obj)
-                if all(len(v) >= per_type for v in samples.values()):
-                    done = True
-                    break
-        if done:
-            break
-        _sliced.pause()
-    lines: list[str] = []
-    index = naming.ModuleIndex()
-    deadline = time.perf_counter() + budget_s
-    for name, found in samples.items():
-        if not found or time.perf_counter() > deadline:
-            continue
-        chains = naming.find_roots(found, index, ignore=own | {id(samples), id(found), id(names), id(objs)},
-                                   deadline=deadline, referrers=lambda frontier: _sliced.referrers(frontier, objs))
-        for chain in list(chains.values())[:2]:
-            lines.append(f"  {name}: {naming.render(chain)}")
-        del chains
-    samples.clear()
-    return lines
-
-
-def growth_confirmed(values: list[float], *, min_growth: float) -> bool:
-    """The monitor's growth rule over one window of RSS samples (see the module docstring)."""
-    if len(values) < 8:
-        return False
-    size = len(values) // 4
-    quarters = [values[i * size:(i + 1) * size] for i in range(3)] + [values[3 * size:]]
-    peaks = [max(q) for q in quarters]
-    rising = all(b > a for a, b in zip(peaks, peaks[1:], strict=False))
-    return rising and statistics.median(quarters[-1]) - statistics.median(quarters[0]) >= min_growth
 
 
 class Monitor:
@@ -217,7 +74,7 @@ class Monitor:
         self.snapshots: list[str] = []
         self.last_error: Exception | None = None  # the thread's last failure (a report, the CSV); it goes on
         self._baseline_wanted = baseline
-        self._counters: _Counters | None = None
+        self._counters: Counters | None = None
         self._recent: collections.deque[float] = collections.deque(maxlen=window)
         self._last_types: pd.DataFrame | None = None
         self._last_traces: tracemalloc.Snapshot | None = None
@@ -236,7 +93,7 @@ class Monitor:
         self._warned = False
         self._handle: IO[str] | None = self._open()  # checked first: nothing else is open yet if it fails
         try:
-            self._counters = _Counters()
+            self._counters = Counters()
             if signal:
                 self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
             self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
@@ -259,9 +116,9 @@ class Monitor:
 
         check_writable_target(self.path, "path")
         if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            from .watch import _first_record_line
+            from .timeline import first_record_line
 
-            if _first_record_line(self.path) != ",".join(COLUMNS):
+            if first_record_line(self.path) != ",".join(COLUMNS):
                 raise expected(f"a new file or a leakkit monitor CSV (header {','.join(COLUMNS)})", "path", self.path)
         handle = os.fdopen(open_append(self.path, "path"), "a", encoding="utf-8")
         try:
@@ -309,22 +166,6 @@ class Monitor:
             except OSError:  # the last flush on a full disk
                 pass
 
-    def _sample(self) -> dict[str, float]:
-        counts = gc.get_count()
-        traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
-        return {
-            "t": time.monotonic() - self._start,
-            "unix_time_s": time.time(),
-            "rss": self._counters.rss(),
-            "allocated_blocks": sys.getallocatedblocks(),
-            "gc0": counts[0], "gc1": counts[1], "gc2": counts[2],
-            "gc_collections": sum(s["collections"] for s in gc.get_stats()),
-            "open_fds": self._counters.open_fds(),
-            "threads": threading.active_count(),
-            "traced_bytes": traced,
-            "monitor_cpu_s": self._cpu_s,
-        }
-
     def _write(self, row: dict[str, Any]) -> None:
         handle = self._handle
         if handle is None:
@@ -346,15 +187,15 @@ class Monitor:
         try:
             if self._baseline_wanted:
                 with self._lock:
-                    self._last_types = _type_summary()
+                    self._last_types = type_summary()
                     if tracemalloc.is_tracing():
-                        self._last_traces = self._traces()
+                        self._last_traces = allocation_traces()
         except Exception as error:  # no baseline: the first report compares with nothing
             self.last_error = error
         due = time.monotonic()
         while not self._stopping:
             try:
-                row = self._sample()
+                row = self._counters.sample(self._start, self._cpu_s)
                 self._write(row)
                 self._recent.append(row["rss"])
                 self._since_snapshot += 1
@@ -382,82 +223,31 @@ class Monitor:
         return growth_confirmed(list(self._recent), min_growth=self.min_growth)
 
     # -- snapshots ---------------------------------------------------------------------------
-    @staticmethod
-    def _traces() -> tracemalloc.Snapshot:
-        return tracemalloc.take_snapshot().filter_traces([
-            tracemalloc.Filter(False, tracemalloc.__file__),
-            tracemalloc.Filter(False, os.path.join(_PACKAGE, "*")),
-        ])
-
     def _report(self, reason: str, row: dict[str, Any] | None = None) -> str:
         with self._lock:
             if row is None:
-                row = self._sample()
-            from . import monitor_heap as _sliced
+                row = self._counters.sample(self._start, self._cpu_s)
+            from . import monitor_heap
 
-            objs = _sliced.objects()  # once for the summary and the paths; dropped before we return
+            number = len(self.snapshots) + 1
+            lines = header_lines(number, reason, row)
+            objs = monitor_heap.objects()  # once for the summary and the paths; dropped before we return
             try:
-                types = _type_summary(objs)
-                growing = _growing_types(self._last_types, types, self.top)
+                types = type_summary(objs)
+                growing = growing_types(self._last_types, types, self.top)
                 since = "the previous snapshot" if self.snapshots else ("the start" if self._last_types is not None else None)
                 self._last_types = types
-                lines = [
-                    f"leakkit monitor snapshot {len(self.snapshots) + 1}: {reason}",
-                    f"time: {datetime.datetime.fromtimestamp(row['unix_time_s']).isoformat(timespec='seconds')} "
-                    f"(t = {row['t']:.1f} s), pid {os.getpid()}",
-                    f"rss: {format_size(row['rss'])}; allocated blocks: {row['allocated_blocks']}; open fds: "
-                    f"{row['open_fds']}; threads: {row['threads']}; gc collections: {row['gc_collections']}",
-                    "",
-                    f"growing types since {since}:" if since else "largest types (no earlier summary to compare):",
-                    growing.to_string(index=False) if len(growing) else "(none)",
-                ]
-                grown = [t for t, d in zip(growing["type"], growing["count_delta"], strict=True)
-                         if not pd.isna(d) and d > 0]
-                # the user's own classes first: a growing dict or str is more often a symptom of them
-                grown_names = sorted(grown, key=lambda t: "." not in t)[:3]
-                if grown_names:
-                    paths = _retention_lines(grown_names, objs, own=_reachable(self) | {id(objs)})
-                    lines += ["", "what keeps the newest of them alive (reference paths from roots):"]
-                    lines += paths or ["  (no path to a module global found: held from a frame, a C extension or the interpreter)"]
+                lines += type_lines(growing, since, objs, self)
             finally:
                 del objs
             if tracemalloc.is_tracing():
-                traces = self._traces()
-                if self._last_traces is not None:
-                    stats = [s for s in traces.compare_to(self._last_traces, "lineno") if s.size_diff > 0][: self.top]
-                    lines += ["", "growth sites (tracemalloc, since the previous snapshot):"]
-                else:
-                    stats = traces.statistics("lineno")[: self.top]
-                    lines += ["", "largest allocation sites (tracemalloc):"]
-                lines += [f"  {stat}" for stat in stats] or ["  (none)"]
+                traces = allocation_traces()
+                lines += site_lines(traces, self._last_traces, self.top)
                 self._last_traces = traces
-            path = self._write_snapshot("\n".join(lines) + "\n")
+            path = write_snapshot(self.path, number, "\n".join(lines) + "\n")
             self.snapshots.append(path)
             self._since_snapshot = 0
             return path
-
-    def _write_snapshot(self, text: str) -> str:
-        """A new ``<stem>.snapshot-NNN.txt``, mode 0600 (it names the user's types and dict keys).
-
-        Created exclusively and never through a link: the name is leakkit's, often in a shared
-        directory, and leakkit often runs as root. A number already taken (an earlier run's
-        report, or a link someone planted) is skipped, never overwritten.
-        """
-        from .files import create_new
-
-        stem = os.path.splitext(self.path)[0]
-        number = len(self.snapshots) + 1
-        for _ in range(10_000):
-            path = f"{stem}.snapshot-{number:03d}.txt"
-            try:
-                fd = create_new(path, "snapshot", mode=0o600)
-            except FileExistsError:
-                number += 1
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            return path
-        raise InvalidArgumentError(f"snapshot: expected a free name {stem}.snapshot-NNN.txt, received 10000 taken")
 
     def snapshot(self, reason: str = "on demand") -> str:
         """Write a snapshot report now (from the calling thread); returns its path."""
@@ -509,7 +299,7 @@ class Monitor:
 
     def read(self) -> pd.DataFrame:
         """The recording so far as a DataFrame (the CSV columns above)."""
-        from .watch import load
+        from .timeline import load
 
         return load(self.path)
 
@@ -547,7 +337,7 @@ def monitor(
     Args:
         path: the CSV to append to (created if missing).
         interval: seconds between samples (> 0).
-        window: samples the growth rule looks at (see the module docstring).
+        window: samples the growth rule looks at (:mod:`leakkit.recording.monitor_snapshot`).
         min_growth: RSS growth over a window that counts ("16MiB", bytes).
         auto_snapshot: write a snapshot report when growth is confirmed.
         signal: write a snapshot on SIGUSR2 (opt-in: it replaces that signal's handler until

@@ -40,7 +40,12 @@ def objects() -> list[Any]:
 
 def type_summary(objs: list[Any]) -> pd.DataFrame:
     """``type``, ``count``, ``size`` of ``objs`` (but frames) and their untracked referents, in slices."""
-    from ..probes.heap import _SEPARATE_INSTANCE_DICTS, _summary_rows, _table, _untracked_instance_dicts
+    from ..probes.heap_scan import (
+        SEPARATE_INSTANCE_DICTS,
+        summary_rows,
+        summary_table,
+        untracked_instance_dicts,
+    )
 
     totals: dict[str, list[int]] = {}
     untracked: list[Any] = []
@@ -49,7 +54,7 @@ def type_summary(objs: list[Any]) -> pd.DataFrame:
 
     def add(piece: list[Any]) -> None:
         if piece:
-            for name, count, size in zip(*_summary_rows(piece), strict=True):
+            for name, count, size in zip(*summary_rows(piece), strict=True):
                 row = totals.get(name)
                 if row is None:
                     totals[name] = [count, size]
@@ -61,8 +66,8 @@ def type_summary(objs: list[Any]) -> pd.DataFrame:
         for start in range(0, len(objs), SLICE):
             piece = [o for o in objs[start:start + SLICE] if type(o) is not frame_type]
             refs = _compat.referents(*piece)
-            if _SEPARATE_INSTANCE_DICTS:  # 3.10: as heap_summary counts them (see heap.py)
-                refs.extend(gc.get_referents(*_untracked_instance_dicts(piece)))
+            if SEPARATE_INSTANCE_DICTS:  # 3.10: as heap_summary counts them (see heap_scan.py)
+                refs.extend(gc.get_referents(*untracked_instance_dicts(piece)))
             found = list(filterfalse(gc.is_tracked, refs))
             del refs
             untracked.extend(found)
@@ -80,7 +85,7 @@ def type_summary(objs: list[Any]) -> pd.DataFrame:
     finally:
         untracked.clear()
     names = list(totals)
-    return _table(names, [totals[n][0] for n in names], [totals[n][1] for n in names])
+    return summary_table(names, [totals[n][0] for n in names], [totals[n][1] for n in names])
 
 
 def referrers(frontier: list[Any], objs: list[Any]) -> list[Any]:

@@ -81,7 +81,7 @@ def parse_mprofile(lines: Iterable[str], path: str = "<mprof>") -> MprofRecordin
 
 
 def looks_like_mprofile(first_line: str) -> bool:
-    """True when a file's first non-empty line is an mprof record (how :func:`leakkit.recording.watch.load` dispatches)."""
+    """True when a file's first non-empty line is an mprof record (how :func:`leakkit.recording.timeline.load` dispatches)."""
     return first_line.split(" ", 1)[0] in {"CMDLINE", "MEM", "FUNC", "CHLD"}
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from .._sizes import format_size
 from .._text import interval, wrap_lines
 from ..analysis import Growth, classify
-from ..recording.recorder import Recording
+from ..recording.tables import Recording
 from . import plots
 from .html import figure_html
 

@@ -29,7 +29,8 @@ import pandas as pd
 
 from .._errors import check_options, expected
 from ..probes import process as probes
-from ..recording.recorder import Recorder, Recording
+from ..recording.recorder import Recorder
+from ..recording.tables import Recording
 from ..reports.trace_report import (
     trace_report,  # imported here, not at the last checkpoint: it would read as growth
 )

@@ -12,7 +12,7 @@ from ._common import check_plot_path, note, save_plot
 
 def is_trace_recording(path: str) -> bool:
     """Whether ``path`` holds a ``leakkit.trace`` recording (rather than a watch/monitor CSV or mprof .dat)."""
-    from ...recording.recorder import MAGIC, is_recording_header
+    from ...recording.tables import MAGIC, is_recording_header
 
     if path.endswith((".parquet", ".pq")):
         return True
