@@ -17,7 +17,7 @@ DataFrame columns (bytes are bytes, times are seconds):
     ``call`` (0-based), ``function`` (qualname), ``thread`` (thread name), ``start`` (s since the
     recording started), ``duration_s``, ``blocks_delta`` (allocated blocks kept by the call,
     leakkit's own readings subtracted; NaN on the calls whose memory was not read: fast functions
-    in a big heap get it read on a sample of calls, see :meth:`leakkit.tracing.trace.Trace._adapt`),
+    in a big heap get it read on a sample of calls, see :class:`leakkit.tracing.checkpoints.Checkpoints`),
     ``bytes_delta`` (traced bytes kept, NaN unless tracemalloc
     was on), ``rss_delta``, ``fds_delta`` (NaN unless per-call fds were asked for), ``error``
     (exception type name or None), ``depth`` (0 for an outermost call, 1 for a call made inside
