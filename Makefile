@@ -98,7 +98,9 @@ CHECK_SKIP ?= --ignore=tests/test_bisect_scenarios.py --ignore=tests/test_pytest
   --deselect=tests/test_monitor.py::test_snapshot_names_what_keeps_the_growing_type_alive \
   --deselect=tests/test_sizes.py::test_leakcheck_magic_reports_the_bytes_each_call_keeps \
   --deselect=tests/test_trace_hardening.py::test_fast_functions_get_checkpoints_by_wall_time_and_a_right_verdict \
-  --deselect=tests/test_cli.py::test_bisect_names_the_culprit_and_exits_1_on_a_leak
+  --deselect=tests/test_cli.py::test_bisect_names_the_culprit_and_exits_1_on_a_leak \
+  --deselect=tests/test_notebooks.py::test_a_progress_bar_in_the_lab_is_a_widget_with_no_warning \
+  --deselect=tests/test_notebooks.py::test_an_executed_notebook_strips_back_to_the_committed_file
 check: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest tests -q -x $(if $(filter-out 0 1,$(CHECK_JOBS)),-n $(CHECK_JOBS)) $(CHECK_SKIP)
 
