@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import functools
 import os
+import sys
 import time
 import warnings
 
@@ -29,6 +30,43 @@ def test_every_probe_reads_something_plausible():
     memory = probes.process_memory()
     assert memory.rss > 1 << 20 and memory.uss is not None and 0 < memory.uss <= memory.rss
     assert len(probes.gc_counts()) == 3 and probes.gc_collections() >= 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="no smaps_rollup here")
+def test_the_rollup_reading_is_one_consistent_walk_that_agrees_with_psutil():
+    import threading
+
+    stop = threading.Event()
+
+    def churn():  # another thread touching and freeing pages while we read
+        while not stop.is_set():
+            block = bytearray(8 << 20)
+            block[::4096] = b"x" * len(block[::4096])
+            del block
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        readings = [probes.process_memory() for _ in range(200)]
+    finally:
+        stop.set()
+        worker.join()
+    assert all(0 < m.uss <= m.rss and m.pss is not None and m.swap is not None for m in readings)
+    ours, theirs = probes.smaps_rollup(), psutil.Process().memory_full_info()
+    assert abs(ours.uss - theirs.uss) < 8 << 20 and abs(ours.pss - theirs.pss) < 8 << 20
+    assert abs(ours.rss - theirs.rss) < 8 << 20
+
+
+def test_a_gone_pid_is_no_such_process_and_a_zombie_is_left_to_psutil():
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.01)
+    assert probes.smaps_rollup(child.pid) in (None, probes.ProcessMemory(0, 0, 0, 0))
+    child.wait()
+    with pytest.raises(psutil.NoSuchProcess):
+        probes.smaps_rollup(child.pid)
 
 
 def test_cheap_probes_are_cheaper_than_the_smaps_reading():
@@ -72,11 +110,13 @@ def test_fds_follow_open_files(tmp_path):
             h.close()
 
 
-def test_an_unavailable_probe_warns_once_by_name_and_tracing_carries_on(monkeypatch):
-    def denied(self):
+@pytest.mark.parametrize("rollup", [True, False], ids=["smaps_rollup", "psutil"])
+def test_an_unavailable_probe_warns_once_by_name_and_tracing_carries_on(monkeypatch, rollup):
+    def denied(self_or_pid=None):
         raise psutil.AccessDenied(os.getpid())
 
     monkeypatch.setattr(psutil.Process, "memory_full_info", denied)
+    monkeypatch.setattr(probes, "smaps_rollup", denied if rollup else lambda pid=None: None)
     traced = leakkit.trace(lambda n: n, summaries=False, checkpoint_every=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

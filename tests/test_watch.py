@@ -14,6 +14,7 @@ import psutil
 import pytest
 from _watched import command, read_marks
 
+import leakkit.probes.process
 from leakkit._errors import LeakkitError, NotARecordingError, ProcessAccessError
 from leakkit.recording.timeline import COLUMNS, load
 from leakkit.recording.watch import watch
@@ -172,11 +173,13 @@ def test_a_pid_that_does_not_exist_is_a_process_access_error():
         watch(gone.pid, interval=0.05)
 
 
-def test_a_pid_we_may_not_read_is_a_process_access_error(monkeypatch):
-    def denied(self):
-        raise psutil.AccessDenied(self.pid)
+@pytest.mark.parametrize("rollup", [True, False], ids=["smaps_rollup", "psutil"])
+def test_a_pid_we_may_not_read_is_a_process_access_error(monkeypatch, rollup):
+    def denied(self_or_pid=None):
+        raise psutil.AccessDenied(os.getpid())
 
     monkeypatch.setattr(psutil.Process, "memory_full_info", denied)
+    monkeypatch.setattr(leakkit.probes.process, "smaps_rollup", denied if rollup else lambda pid=None: None)
     with pytest.raises(ProcessAccessError, match="access denied"):
         watch(os.getpid(), interval=0.05)
 

@@ -8,8 +8,9 @@ every sample to a file as it goes (:mod:`leakkit.recording.timeline`), which
 Why a module of its own: sampling another process is its own trade. It may exit (or become a
 zombie) between two readings, refuse to be read, or be a command watch() started and must not
 leave running; a sample must never be of its teardown. memory-profiler's ``memory_usage``
-samples one metric per run, so leakkit reads psutil directly (one ``memory_full_info`` per
-process per sample gives rss, uss, pss and swap) and keeps mprof's file format.
+samples one metric per run, so leakkit reads each process once per sample (rss, uss, pss and swap
+from one ``smaps_rollup`` walk where Linux has it, else psutil's ``memory_full_info``) and keeps
+mprof's file format.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .._errors import ProcessAccessError, RecordingStoppedWarning, expected
 from .._sizes import format_size, parse_size
+from ..probes import process as probes
 from .timeline import COLUMNS, close_quietly, open_out, open_sink
 
 
@@ -72,7 +74,7 @@ def _start(argv: list[str]) -> tuple[psutil.Process, subprocess.Popen]:
 def _attach(pid: int) -> psutil.Process:
     try:
         process = psutil.Process(pid)
-        process.memory_full_info()
+        _memory(process)
         return process
     except psutil.AccessDenied as error:
         raise ProcessAccessError(
@@ -82,10 +84,20 @@ def _attach(pid: int) -> psutil.Process:
         raise ProcessAccessError(f"pid_or_command: expected a running process, received pid {pid} (no such process)") from error
 
 
+def _memory(process: psutil.Process) -> Any:
+    """One consistent reading (USS never above RSS) where the kernel gives a rollup, else psutil's."""
+    return probes.smaps_rollup(process.pid) or process.memory_full_info()
+
+
+def _figure(info: Any, name: str) -> float:
+    value = getattr(info, name, None)
+    return math.nan if value is None else float(value)
+
+
 def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | None:
-    """rss, uss, pss, swap of one process; None once it is gone (or a zombie, which psutil reads as zeros)."""
+    """rss, uss, pss, swap of one process; None once it is gone (or a zombie, which reads as zeros)."""
     try:
-        info = process.memory_full_info()
+        info = _memory(process)
         if info.rss == 0 and process.status() == psutil.STATUS_ZOMBIE:
             return None
     except psutil.NoSuchProcess:  # includes ZombieProcess
@@ -94,9 +106,9 @@ def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | N
         raise ProcessAccessError(f"pid {process.pid}: expected a process we may read (access denied)") from error
     return (
         float(info.rss),
-        float(getattr(info, "uss", math.nan)),
-        float(getattr(info, "pss", math.nan)),
-        float(getattr(info, "swap", math.nan)),
+        _figure(info, "uss"),
+        _figure(info, "pss"),
+        _figure(info, "swap"),
     )
 
 
