@@ -166,6 +166,11 @@ def _run_batch(specs: list[str]) -> None:
                 _results[got["target"]] = got
                 current = None
         sel.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
         todo = [t for t in todo if t not in _results]
 
 

@@ -256,23 +256,35 @@ def test_the_watch_csv_reads_right_with_plain_readers_and_its_metadata_is_beside
 
 
 def test_a_sidecar_that_cannot_be_written_costs_the_metadata_not_the_samples(tmp_path):
-    import warnings
+    import json
 
     import pandas as pd
 
-    from leakkit._errors import RecordingStoppedWarning
-
     out = tmp_path / "w.csv"
     (tmp_path / "w.csv.json").mkdir()  # the sidecar cannot be replaced: a directory is in its place
-    import gc
-
-    gc.collect()  # earlier tests' unclosed garbage warns now, not inside the block below
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        frame = watch([PY, "-c", "import time; time.sleep(0.4)"], interval=0.05, out=out, progress=False)
-    assert [w.category for w in caught] == [RecordingStoppedWarning] and "w.csv.json" in str(caught[0].message)
-    assert frame.attrs["out_error"] is None and len(frame) > 2
-    assert len(pd.read_csv(out)) == len(frame)  # every sample reached the CSV
+    # In a fresh interpreter: catch_warnings records every thread's warnings, and in a full run a
+    # ResourceWarning from another test's object freed meanwhile was recorded here once under load.
+    script = textwrap.dedent(f"""
+        import json, os, sys, warnings
+        from leakkit.recording.watch import watch
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame = watch([sys.executable, "-c", "import time; time.sleep(0.4)"], interval=0.05,
+                          out={str(out)!r}, progress=False)
+        held = [os.readlink(f"/proc/self/fd/{{fd}}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{{fd}}")]
+        print(json.dumps({{"warnings": [[w.category.__name__, str(w.message)] for w in caught],
+                          "out_error": frame.attrs["out_error"], "rows": len(frame),
+                          "held": [p for p in held if p.startswith({str(tmp_path)!r})]}}))
+    """)
+    done = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [category for category, _ in got["warnings"]] == ["RecordingStoppedWarning"], got["warnings"]
+    assert "w.csv.json" in got["warnings"][0][1]
+    assert got["out_error"] is None and got["rows"] > 2
+    assert got["held"] == []  # no descriptor left open on the recording's files
+    assert len(pd.read_csv(out)) == got["rows"]  # every sample reached the CSV
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".leakkit-")] == []  # no scratch left
 
 
