@@ -118,7 +118,8 @@ def smaps_rollup(pid: int | None = None) -> ProcessMemory | None:
 
     All four come from the same page walk, so USS <= RSS always holds. psutil pairs the rollup's
     USS with RSS from ``statm``, whose counters the kernel keeps per CPU and sums lazily: under
-    load that RSS lagged the walk by 1.8 MiB (USS 348979200 > RSS 347119616). Raises :class:`psutil.NoSuchProcess` or :class:`psutil.AccessDenied` as psutil would.
+    load that RSS lagged the walk by 1.8 MiB (USS 348979200 > RSS 347119616). Raises
+    :class:`psutil.NoSuchProcess` or :class:`psutil.AccessDenied` as psutil would.
     """
     where = "self" if pid is None else str(int(pid))
     try:
@@ -144,22 +145,26 @@ def smaps_rollup(pid: int | None = None) -> ProcessMemory | None:
     return ProcessMemory(fields.get(b"Rss", 0), uss, fields.get(b"Pss"), fields.get(b"Swap"))
 
 
-def process_memory(pid: int | None = None) -> ProcessMemory:
+def read_memory(pid: int | None = None) -> ProcessMemory:
     """RSS/USS/PSS/swap of a process (this one by default): one smaps_rollup read where Linux has
-    it (~230 us, as psutil's), else psutil's full memory info (~250 us)."""
+    it (~230 us, as psutil's), else psutil's full memory info. Raises psutil's errors."""
+    memory = smaps_rollup(pid)
+    if memory is not None:
+        return memory
+    info = (_proc() if pid is None else psutil.Process(pid)).memory_full_info()
+    return ProcessMemory(info.rss, getattr(info, "uss", None), getattr(info, "pss", None), getattr(info, "swap", None))
+
+
+def process_memory(pid: int | None = None) -> ProcessMemory:
+    """:func:`read_memory` for checkpoints: a reading this platform refuses warns once and leaves
+    USS/PSS/swap out (RSS from statm)."""
     try:
-        memory = smaps_rollup(pid)
-        if memory is not None:
-            return memory
-        proc = _proc() if pid is None else psutil.Process(pid)
-        info = proc.memory_full_info()
+        return read_memory(pid)
     except psutil.AccessDenied as error:
         _unavailable("uss", f"access denied: {error}")
-        return ProcessMemory(rss(), None, None, None)
     except (psutil.Error, OSError, AttributeError) as error:  # pragma: no cover - platform specific
         _unavailable("uss", str(error))
-        return ProcessMemory(rss(), None, None, None)
-    return ProcessMemory(info.rss, getattr(info, "uss", None), getattr(info, "pss", None), getattr(info, "swap", None))
+    return ProcessMemory(rss(), None, None, None)
 
 
 def gc_counts() -> tuple[int, int, int]:

@@ -74,7 +74,7 @@ def _start(argv: list[str]) -> tuple[psutil.Process, subprocess.Popen]:
 def _attach(pid: int) -> psutil.Process:
     try:
         process = psutil.Process(pid)
-        _memory(process)
+        probes.read_memory(pid)
         return process
     except psutil.AccessDenied as error:
         raise ProcessAccessError(
@@ -82,11 +82,6 @@ def _attach(pid: int) -> psutil.Process:
         ) from error
     except psutil.NoSuchProcess as error:
         raise ProcessAccessError(f"pid_or_command: expected a running process, received pid {pid} (no such process)") from error
-
-
-def _memory(process: psutil.Process) -> Any:
-    """One consistent reading (USS never above RSS) where the kernel gives a rollup, else psutil's."""
-    return probes.smaps_rollup(process.pid) or process.memory_full_info()
 
 
 def _figure(info: Any, name: str) -> float:
@@ -97,7 +92,7 @@ def _figure(info: Any, name: str) -> float:
 def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | None:
     """rss, uss, pss, swap of one process; None once it is gone (or a zombie, which reads as zeros)."""
     try:
-        info = _memory(process)
+        info = probes.read_memory(process.pid)
         if info.rss == 0 and process.status() == psutil.STATUS_ZOMBIE:
             return None
     except psutil.NoSuchProcess:  # includes ZombieProcess
