@@ -134,7 +134,7 @@ def run(options: Options, *, progress: Callable[[str], None], wait: Callable[[fl
         result["types"] = growing
         progress(f"{len(growing)} growing types; searching what keeps the top ones alive")
         result["paths"] = paths(walk2, growing, options, pacer, naming)
-        result["holders"] = sites.holders[:options.top]
+        result["holders"] = holder_paths(walk2, sites, options, pacer, naming)
     finally:
         for walk in (walk1, walk2):
             if walk is not None:
@@ -223,3 +223,22 @@ def paths(walk: HeapWalk, growing: list[dict[str, Any]], options: Options, pacer
                         "note": "no path from a module global: held from a frame, a C extension or the interpreter"})
         del chains, found, partial
     return out
+
+
+def holder_paths(walk: HeapWalk, sites: Sites, options: Options, pacer: Pacer, naming: Any) -> list[dict[str, Any]]:
+    """The grown holders, the path of the few that grew most spelled from a root (the census's own
+    spelling, by position where it went through an object, stays for the others)."""
+    rows = [dict(h) for h in sites.holders[:options.top]]
+    objs = list(sites.holder_objects)
+    if objs:
+        tracked = walk.tracked
+        chains = naming.find_roots(objs, naming.ModuleIndex(), ignore={id(objs), id(sites.holder_objects)},
+                                   deadline=time.perf_counter() + options.path_budget_s / 2,
+                                   referrers=lambda frontier: referrers(frontier, tracked, pacer))
+        for row, obj in zip(rows, objs, strict=False):
+            chain = chains.get(id(obj))
+            if chain:
+                row["path"] = naming.render(chain)
+        del chains
+    objs.clear()
+    return rows

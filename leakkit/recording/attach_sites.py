@@ -8,12 +8,12 @@ tracing stops, and the sites are read first, from the few places new objects are
 - **the young objects**: the GC's two young generations hold what was made last (a leak that
   goes on always has young instances), and their untracked referents (the ``str``, ``bytes``,
   ``bytearray`` inside a new object);
-- **the newest entries of grown holders**: before the window, a bounded walk by names from the
-  modules' globals (attributes, class attributes, string keys) notes the length of every
-  container it meets, by its path (``leaky_app.SESSIONS``) and id: no reference is kept across
-  the window. At its end each path is read again (a few dict lookups, no walk) and the holders
-  that grew give their newest entries (a ``bytes`` value added to an old module-level dict is
-  found there and nowhere else), and their path is the holder's name in the report.
+- **the newest entries of grown holders**: before the window, a bounded walk from the modules'
+  globals (by name through dicts and classes, by position among the referents elsewhere) notes
+  the length of every container it meets, by its path and id: no reference is kept across the
+  window. At its end each path is read again (lookups, no walk) and the holders that grew give
+  their newest entries (a ``bytes`` value added to an old module-level dict is found there and
+  nowhere else); the few that grew most are held a few seconds more, for their reference paths.
 
 Not ``gc.freeze()`` to list the window's objects: a full collection while frozen resets the
 collector's full-collection threshold to the few unfrozen objects, and the next full collection
@@ -40,33 +40,34 @@ from ..probes import containers as C
 from .heap_walk import Pacer, Seen
 
 _OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_SKIP = (types.ModuleType, types.FrameType, types.CodeType, types.BuiltinFunctionType)
+_SKIP = (types.ModuleType, types.FrameType, types.CodeType, types.BuiltinFunctionType, types.WrapperDescriptorType,
+         types.MethodDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)
 _CONTAINERS = (dict, list, set, collections.deque)
 SPAN = 256  # newest entries looked at in a grown holder
 MIN_LEN = 8  # shorter containers are not noted: instance dicts, small lists; a holder worth naming is longer
 
 
-Step = tuple  # ("attr", name) or ("item", key): how a holder is reached from its module
-
-
-def _space(obj: Any) -> Any:
-    """The namespace a step looks into: a dict itself, a class's own namespace, an instance's dict."""
+def _children(obj: Any, kind: str) -> list[tuple[tuple, Any]]:
+    """(step, child) of ``obj``: a dict's string keys and a class's attributes by name; anything
+    else by its position among its referents. Never ``obj.__dict__``: reading it makes a dict for
+    an object that had none (a function, a 3.11+ instance with inline values), a change to the
+    process."""
     if type(obj) is dict:
-        return obj
+        return [((kind, k), v) for k, v in dict.items(obj) if type(k) is str]
     if C.is_a(obj, type):
-        return C.type_dict(obj)
-    if C.is_a(obj, _SKIP) or C.is_a(obj, (str, bytes, int, float, tuple, frozenset)):
-        return None
-    return C.instance_dict(obj)
+        return [(("attr", k), v) for k, v in C.type_dict(obj).items() if type(k) is str]
+    if C.is_a(obj, _SKIP) or not gc.is_tracked(obj):
+        return []
+    return [(("ref", i), r) for i, r in enumerate(_compat.referents(obj)) if gc.is_tracked(r) and not C.is_a(r, type)]
 
 
-def census(pacer: Pacer, *, limit: int = 50_000, depth: int = 4) -> dict[tuple, tuple[int, int, type]]:
+def census(pacer: Pacer, *, limit: int = 50_000, depth: int = 5) -> dict[tuple, tuple[int, int, type]]:
     """{(module, step, ...): (id, length, type)} of the containers of at least :data:`MIN_LEN`
-    entries reached from a module's globals by names (attributes, class attributes, string keys
-    of dicts), at most ``depth`` steps and ``limit`` objects in; no reference is kept."""
+    entries reached from a module's globals (by name through dicts and classes, by position
+    through other objects), at most ``depth`` steps and ``limit`` objects in; no reference is kept."""
     table: dict[tuple, tuple[int, int, type]] = {}
     seen = Seen()
-    level: list[tuple[tuple, Any, str]] = []  # (path, namespace or dict, how its keys are spelled)
+    level: list[tuple[tuple, Any, str]] = []
     for name, module in list(sys.modules.items()):
         space = _compat.module_dict(module) if module is not None and not name.startswith("leakkit") else None
         if space is not None and seen.add(id(space)):
@@ -74,29 +75,25 @@ def census(pacer: Pacer, *, limit: int = 50_000, depth: int = 4) -> dict[tuple, 
     count = 0
     for _ in range(depth):
         nxt: list[tuple[tuple, Any, str]] = []
-        for path, space, kind in level:
+        for path, obj, kind in level:
             try:
-                items = list(dict.items(space) if type(space) is dict else space.items())
+                children = _children(obj, kind)
             except RuntimeError:  # changed size while read
                 continue
-            for key, value in items:
-                if type(key) is not str or not seen.add(id(value)):
+            for step, value in children:
+                if not seen.add(id(value)):
                     continue
                 count += 1
-                step = path + ((kind, key),)
+                where = path + (step,)
                 if C.is_a(value, _CONTAINERS):
                     n = C.container_len(value)
                     if n >= MIN_LEN:
-                        table[step] = (id(value), n, type(value))
-                    if type(value) is dict:
-                        nxt.append((step, value, "item"))
-                else:
-                    inner = _space(value)
-                    if inner is not None and seen.add(id(inner)):
-                        nxt.append((step, inner, "attr"))
+                        table[where] = (id(value), n, type(value))
+                if gc.is_tracked(value) and not C.is_a(value, _SKIP):
+                    nxt.append((where, value, "item"))
                 if count % 64 == 0 and pacer.due():
                     pacer.pause()
-            del items
+            del children
             if count >= limit:
                 break
         level = nxt
@@ -107,27 +104,32 @@ def census(pacer: Pacer, *, limit: int = 50_000, depth: int = 4) -> dict[tuple, 
 
 
 def resolve(path: tuple) -> Any:
-    """The object a census path leads to now (None if a step is gone); reads namespaces only."""
+    """The object a census path leads to now (None if a step is gone): lookups only, no walk."""
     module = sys.modules.get(path[0])
     obj: Any = _compat.module_dict(module) if module is not None else None
     for kind, key in path[1:]:
-        space = obj if kind == "item" else _space(obj)
-        if space is None or (kind == "item" and type(space) is not dict):
+        if obj is None:
             return None
         try:
-            obj = dict.get(space, key) if type(space) is dict else space.get(key)
+            if kind == "ref":
+                refs = _compat.referents(obj)
+                obj = refs[key] if key < len(refs) else None
+            elif type(obj) is dict:
+                obj = dict.get(obj, key)
+            elif C.is_a(obj, type):
+                obj = C.type_dict(obj).get(key)
+            else:
+                return None
         except Exception:
-            return None
-        if obj is None:
             return None
     return obj
 
 
 def spell(path: tuple) -> str:
-    """``module.NAME.attr['key']`` for a census path."""
+    """``module.NAME['key']...`` for a census path (``.<n>`` for a step by position)."""
     out = path[0]
     for kind, key in path[1:]:
-        out += f"[{key!r}]" if kind == "item" else f".{key}"
+        out += f"[{key!r}]" if kind == "item" else f".{key}" if kind == "attr" else f".<{key}>"
     return out
 
 
@@ -143,6 +145,7 @@ class Sites:
         self.frames: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.stacks: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.holders: list[dict[str, Any]] = []
+        self.holder_objects: list[Any] = []  # the holders that grew most, for their reference paths
 
     def add(self, obj: Any, name_of: Callable[[type], str]) -> bool:
         """Note where ``obj`` was made if it was traced; False if it was not, was seen already, or
@@ -182,6 +185,7 @@ class Sites:
     def release(self) -> None:
         self.seen.pages.clear()
         self.names.clear()
+        self.holder_objects.clear()
 
 
 def scan(table: dict[tuple, tuple[int, int, type]], sites: Sites, pacer: Pacer, *,
@@ -218,6 +222,8 @@ def scan(table: dict[tuple, tuple[int, int, type]], sites: Sites, pacer: Pacer, 
         _note(values, sites, pacer, name_of, budget)
         sites.holders.append({"path": spell(path), "type": name_of(type(holder)), "old_len": old_len,
                               "len": old_len + added, "entries": dict(kinds.most_common(5))})
+        if len(sites.holder_objects) < keep:  # long-lived registries: held for seconds, for their paths
+            sites.holder_objects.append(holder)
         del entries, values, holder
     grown.clear()
 
