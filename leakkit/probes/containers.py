@@ -39,6 +39,7 @@ _MISSING = object()
 _dict_descr: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _slot_descr: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _C_SIZEOF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinFunctionType)
 
 
 def is_a(obj: Any, cls: type | tuple[type, ...]) -> bool:
@@ -150,8 +151,10 @@ def shallow_size(obj: Any) -> int:
     tp = type(obj)
     c_sizeof = _C_SIZEOF.get(tp)
     if c_sizeof is None:
+        # only a C slot or C method counts: a mock's ``__sizeof__`` is an object of its own whose
+        # call makes a child mock (and each MagicMock has a class of its own)
         method = static_lookup(tp, "__sizeof__")
-        c_sizeof = _C_SIZEOF[tp] = not isinstance(method, types.FunctionType)
+        c_sizeof = _C_SIZEOF[tp] = type(method) in _C_METHODS
     try:
         return sys.getsizeof(obj) if c_sizeof else object.__sizeof__(obj) + (16 if gc.is_tracked(obj) else 0)
     except Exception:
