@@ -8,7 +8,6 @@ since they are most of what a leak keeps and the collector does not list them.
 from __future__ import annotations
 
 import gc
-import time
 from typing import Any
 
 from .. import _compat
@@ -27,7 +26,7 @@ def object_traceback(obj: Any) -> tuple | None:
         return None
 
 
-def survivors(lines: dict, deadline: float, notes: list[str],
+def survivors(lines: dict, deadline: Any, notes: list[str],
               frozen: bool) -> tuple[list[tuple[Any, str, str]], containers.AddressSet | None]:
     """(object, target, ``file:line``) for each object the run left that a target made, stopping
     at ``deadline`` (and saying so in ``notes``); with, when the heap was ``frozen`` before the
@@ -41,8 +40,8 @@ def survivors(lines: dict, deadline: float, notes: list[str],
     # Under tracemalloc every allocation costs a traceback: objects the run did not trace are
     # passed over without making one (no id(), no counter per object).
     for start in range(0, len(new), 4096):
-        if time.perf_counter() > deadline:
-            notes.append(f"survivors listed for {start} of {len(new)} objects the run left (time budget)")
+        if deadline.over():
+            notes.append(f"survivors listed for {start} of {len(new)} objects the run left (the time budget)")
             break
         for obj in new[start:start + 4096]:
             tb = object_traceback(obj)

@@ -278,3 +278,38 @@ def first_members(obj: Any, n: int) -> list[tuple[Any, Any]]:
     except RuntimeError:
         return []
     return []
+
+
+def newest_members(obj: Any, n: int) -> list[tuple[Any, Any]]:
+    """The last ``n`` of :func:`members` of a dict (insertion order) or a list, without copying the rest."""
+    try:
+        if is_a(obj, dict):
+            last = list(islice(reversed(dict.items(obj)), n))
+            last.reverse()
+            return last
+        if is_a(obj, list):
+            length = list.__len__(obj)
+            start = max(length - n, 0)
+            return list(enumerate(list.__getitem__(obj, slice(start, length)), start))
+    except RuntimeError:
+        return []
+    return members(obj)[-n:]
+
+
+def iter_members(obj: Any) -> Iterator[tuple[Any, Any]]:
+    """:func:`members` one at a time, without copying a container of millions (a search for one
+    entry stops where it finds it); ends early if the container changes size meanwhile."""
+    try:
+        if is_a(obj, dict):
+            yield from dict.items(obj)
+        elif is_a(obj, list):
+            yield from enumerate(list.__iter__(obj))
+        elif is_a(obj, tuple):
+            yield from enumerate(tuple.__iter__(obj))
+        elif is_a(obj, _DEQUE):
+            yield from enumerate(_DEQUE.__iter__(obj))
+        elif is_a(obj, (set, frozenset)):
+            for item in set.__iter__(obj) if is_a(obj, set) else frozenset.__iter__(obj):
+                yield item, item
+    except RuntimeError:
+        return
