@@ -24,6 +24,7 @@ from ..reports.bisect_report import BisectReport
 from ..retention.budget import Clock, analysis_deadline
 from . import search, worker, wrappers
 from .calling import Caller
+from .codes import display_site
 from .judge import judge
 from .readings import Readings
 from .record import BisectRecord
@@ -343,7 +344,8 @@ class Run:
             rss_self={k: list(v) for k, v in r.rss_self.items()},
             malloc_self={k: list(v) for k, v in r.malloc_self.items()},
             call_counts={name: stats.calls for name, stats in self.found.stats.items()},
-            functions=list(self.found.functions), sites=r.top_sites(),
+            functions=list(self.found.functions),
+            sites={name: display_site(site) for name, site in r.top_sites().items()},
             atexit_added=self.atexit_after - self.atexit_before, errors=sum(self.caller.error_types.values()),
             error_types=dict(self.caller.error_types), cut_short=self.cut_short, ran_on=self.ran_on,
             notes=list(self.notes), unsettled=self.unsettled, heavy=self.heavy, cheap_x=list(r.cheap_x),

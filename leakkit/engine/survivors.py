@@ -13,6 +13,7 @@ from typing import Any
 from .. import _compat
 from ..probes import containers
 from ..retention import holders as H
+from .codes import display_site
 
 _UNSEEN = object()
 
@@ -94,4 +95,4 @@ def survivor_table(found: list[tuple[Any, str, str]]) -> list[tuple[str, str, st
         entry = table.setdefault((kind, name, site), [0, 0])
         entry[0] += 1
         entry[1] += containers.shallow_size(obj)
-    return [(kind, name, site, count, size) for (kind, name, site), (count, size) in table.items()]
+    return [(kind, name, display_site(site), count, size) for (kind, name, site), (count, size) in table.items()]

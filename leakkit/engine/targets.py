@@ -22,6 +22,7 @@ from typing import Any
 
 from .._errors import expected
 from ..probes import containers as C
+from .codes import Renames
 from .wrappers import Patch, Stats, patch, restore
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
@@ -40,6 +41,7 @@ class Targets:
     stats: dict[str, Stats] = field(default_factory=dict)
     bounded_wrappers: dict[int, Any] = field(default_factory=dict)
     wrappers: dict[int, Callable] = field(default_factory=dict)  # id(original) -> its wrapper
+    renames: Renames = field(default_factory=Renames)  # code given a filename of its own for the run
 
     def wrapped(self, func: Callable) -> Callable:
         """The instrumented twin of ``func`` if we patched it (so calls to it are counted)."""
@@ -50,6 +52,7 @@ class Targets:
         workload itself replaced meanwhile is left as the workload set it."""
         self.wrappers.clear()
         restore(self.patches)
+        self.renames.restore()
 
 
 def _qualname(func: Any) -> str:
@@ -202,6 +205,8 @@ def collect(targets: Any) -> Targets:
         else:
             raise expected("targets that are modules, classes or functions", "targets", item)
     plan: list[tuple[Any, str, Any, str]] = []
+    # code typed at the REPL or exec'd shares its filename: each its own for the run (engine.codes)
+    result.renames.apply(_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType))
     for owner, attr, raw in found:
         inner = _unwrap(raw)
         name = _qualname(inner)
