@@ -35,6 +35,7 @@ from .targets import Targets
 MIN_CALLS = 12
 _RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
 _CALLS_END = 0.6  # ... and past this share no call is made, even below MIN_CALLS
+_SEARCH_END = 0.9  # the search ends here: the verdict and the report take the rest
 _ANALYSIS_MIN = 0.1  # the analysis's least share, even when the calls overran (one call is never cut)
 _MAX_CHECKPOINTS = 60
 _BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
@@ -301,7 +302,7 @@ class Run:
     def _analyse(self) -> BisectReport:
         """Survivors, the retention search (each on a shallow stack: leakkit.engine.worker), the verdict."""
         # the budget's end, or a least share of it when the calls overran (a call is never cut)
-        end = max(self.time_budget, self._elapsed() + _ANALYSIS_MIN * self.time_budget)
+        end = max(_SEARCH_END * self.time_budget, self._elapsed() + _ANALYSIS_MIN * self.time_budget)
         deadline = analysis_deadline(self.clock, end)
         found, self.young = (self.shallow.call(survivors, self.found.lines, deadline.sooner(1 / 16 if self.heavy else 1 / 4),
                                                self.notes, self.froze)

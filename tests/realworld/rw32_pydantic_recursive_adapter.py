@@ -13,6 +13,7 @@ allocates no native memory that stays.
 import sys
 
 import pydantic
+import pydantic._internal._generate_schema
 import pydantic.plugin._schema_validator
 import pydantic.type_adapter
 from pydantic import BaseModel, TypeAdapter
@@ -42,7 +43,8 @@ def workload_fixed():
     ADAPTER.validate_python([{"sku": {"code": "a1"}, "lines": []}])  # one adapter, built once
 
 
-TARGETS = [sys.modules[__name__], pydantic.type_adapter, pydantic.plugin._schema_validator]
+TARGETS = [sys.modules[__name__], pydantic.type_adapter, pydantic.plugin._schema_validator,
+           pydantic._internal._generate_schema]
 EXPECT = {"verdict": ["leak"], "culprit": ["TypeAdapter.__init__", "create_schema_validator"], "root": [],
           "says": ["native", "outside python"]}
 TRUTH = {"kind": "native", "calls": 300, "min_bytes_per_call": 3000}
