@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .._errors import ProcessAccessError
 
 SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
+REMOTE_EXEC = (3, 14)  # from here on, sys.remote_exec is the way in (untested: no such Python here)
 _LIBPYTHON = re.compile(r"/libpython(\d+)\.(\d+)[a-z]*\.so")
 _EXE_VERSION = re.compile(r"python(\d+)\.(\d+)")
 
@@ -120,8 +121,8 @@ def check_attachable(target: Target) -> None:
         raise ProcessAccessError(f"pid {target.pid} ({target.command[:80]}): expected a CPython process, received "
                                  f"one with no libpython and no python executable: leakkit attaches to Python "
                                  f"processes only")
-    if target.python not in SUPPORTED:
-        raise ProcessAccessError(f"pid {target.pid}: expected CPython 3.10-3.13, received Python "
+    if target.python not in SUPPORTED and target.python < REMOTE_EXEC:
+        raise ProcessAccessError(f"pid {target.pid}: expected CPython 3.10-3.13 (or 3.14+), received Python "
                                  f"{target.python[0]}.{target.python[1]} ({target.exe}): leakkit cannot drive it")
     me = os.geteuid()
     if me != 0 and target.uid != me:
