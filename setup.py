@@ -18,6 +18,7 @@ class BuildPyWithPth(build_py):
 
     def run(self):
         super().run()
+        self.mkpath(self.build_lib)
         self.copy_file(PTH, os.path.join(self.build_lib, PTH), preserve_mode=0)
 
     def get_outputs(self, include_bytecode=True):

@@ -8,7 +8,8 @@ C work (one ``gc.get_referents`` over a slice of objects, a slice of a long list
 :data:`HOLD_S`; it records the longest hold it saw, which the report gives.
 
 What is walked: objects reachable from the roots code can name (the loaded modules, every frame of
-every thread, ``gc.garbage``). Objects only C code holds (a registry inside an extension, a
+every thread with its local variables where they can be read without a change (3.10, 3.13:
+:func:`running_locals`), ``gc.garbage``). Objects only C code holds (a registry inside an extension, a
 reference leaked by a missing ``Py_DECREF``) and cyclic garbage not collected yet are not reached,
 so a cycle waiting for the collector never reads as growth; leakkit's own modules
 and threads are never walked, so nothing of leakkit counts. Each object is counted once: a set of
@@ -162,7 +163,27 @@ def roots(skip: set[int]) -> list[Any]:
                 frames.append(frame)
             frame = frame.f_back
     modules = [m for m in list(sys.modules.values()) if m is not None and id(m) not in skip]
-    return modules + frames + list(gc.garbage)
+    return modules + frames + running_locals(frames) + list(gc.garbage)
+
+
+def running_locals(frames: list[Any]) -> list[Any]:
+    """What the running functions' local variables refer to, where it can be read without a change.
+
+    From 3.11 a frame that is running shows the collector nothing of its locals; 3.13's
+    ``f_locals`` is a view of them (PEP 667); 3.11 and 3.12's would copy them into a dict kept
+    in the frame until it returns (holding values the function later drops), so there they are
+    not read, and what only a running function's locals refer to is not counted. 3.10's frames
+    show their locals to the collector.
+    """
+    if sys.version_info < (3, 13):
+        return []
+    found: list[Any] = []
+    for frame in frames:
+        try:
+            found.extend(frame.f_locals.values())
+        except Exception:
+            continue
+    return found
 
 
 class Chunks:
@@ -294,7 +315,9 @@ class HeapWalk:
             if kind is not frame_type:
                 row = totals.get(kind)
                 if row is None:
-                    row = totals[kind] = [0, 0, _sizer(kind), 0, 0, []]
+                    row = totals[kind] = [0, 0, _sizer(kind), 0, 0, [], type_name(kind).startswith("leakkit.")]
+                if row[6]:  # an object of leakkit's own (a monitor a user keeps): neither counted nor walked
+                    continue
                 try:
                     size = row[2](obj)
                 except Exception:
@@ -317,6 +340,8 @@ class HeapWalk:
         of the same name add up."""
         out: dict[str, list[int]] = {}
         for kind, row in self.totals.items():
+            if row[6]:
+                continue
             total = out.setdefault(type_name(kind), [0, 0, 0, 0])
             for i, j in enumerate((0, 1, 3, 4)):
                 total[i] += row[j]

@@ -4,7 +4,8 @@ Endpoints: ``/work`` opens a cart (kept forever in ``shop_sessions.SESSIONS`` un
 ``/ping`` answers at once, ``/status`` tells what the tests check from outside: RSS, threads,
 tracemalloc, the modules of leakkit loaded, the carts kept, the worst gap a thread ticking every
 millisecond saw since the last ``/status?reset=1``. ``--heap N`` builds N objects first (a heap
-of about N objects for the stall measurement). Prints its port on stdout, then serves.
+of about N objects for the stall measurement); ``--blob B`` is what each cart keeps; ``--block-main``
+serves from a thread while the main thread waits in C for good. Prints its port, then serves.
 """
 from __future__ import annotations
 
@@ -80,8 +81,12 @@ def main() -> None:
     parser.add_argument("--fixed", action="store_true")
     parser.add_argument("--heap", type=int, default=0, help="objects of ballast (about)")
     parser.add_argument("--ticker", action="store_true")
+    parser.add_argument("--blob", type=int, default=4096, help="bytes each cart keeps")
+    parser.add_argument("--block-main", action="store_true",
+                        help="serve from a thread while the main thread waits in C for good")
     args = parser.parse_args()
     shop_sessions.FIXED = args.fixed
+    shop_sessions.BLOB = args.blob
     if args.heap:
         n = args.heap // 4
         BALLAST.extend(Node(i) for i in range(n))  # a Node, its str: ~2 objects; dicts and lists below
@@ -93,6 +98,9 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
+    if args.block_main:  # a main thread that never runs Python code again (3.10/3.11 run injected code there)
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="serve", daemon=True).start()
+        threading.Event().wait()
     server.serve_forever(poll_interval=0.05)
 
 

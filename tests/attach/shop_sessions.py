@@ -3,13 +3,14 @@ from __future__ import annotations
 
 SESSIONS: dict[str, CartSession] = {}
 FIXED = False  # the fixed server forgets the cart when the request is done
+BLOB = 4096  # bytes each cart keeps
 
 
 class CartSession:
     def __init__(self, number: int) -> None:
         self.number = number
         self.items = [f"sku-{number}-{i}" for i in range(4)]
-        self.blob = bytearray(4096)  # the bulk of what is kept: 4 KiB a request
+        self.blob = bytearray(BLOB)  # the bulk of what is kept: BLOB bytes a request
 
 
 def open_cart(number: int) -> CartSession:

@@ -27,7 +27,7 @@ import tempfile
 from typing import Any
 
 PROTOCOL = 1
-MAX_LINE = 64 * 1024 * 1024  # a result with its tables is well under this
+MAX_LINE = 16 * 1024 * 1024  # a result with its tables is well under this
 PREFIX = "agent-"
 
 
@@ -49,22 +49,29 @@ class Lines:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.scanned = 0  # bytes of the buffer known to hold no newline
 
     def pending(self) -> bool:
         """A whole line is already buffered."""
-        return b"\n" in self.buffer
+        return self.buffer.find(b"\n", self.scanned) >= 0
 
     def read(self) -> dict[str, Any] | None:
         """The next message, or None at the end of the stream."""
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
+        while True:
+            end = self.buffer.find(b"\n", self.scanned)
+            if end >= 0:
+                break
+            self.scanned = len(self.buffer)
+            if self.scanned > MAX_LINE:
+                raise ValueError(f"a message over {MAX_LINE} bytes")
+            chunk = self.sock.recv(1 << 20)
             if not chunk:
                 return None
             self.buffer += chunk
-            if len(self.buffer) > MAX_LINE:
-                raise ValueError(f"a message over {MAX_LINE} bytes")
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end + 1]
+        self.scanned = 0
         message = json.loads(line)
         if not isinstance(message, dict):
             raise ValueError(f"expected a JSON object, received {type(message).__name__}")
