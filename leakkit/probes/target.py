@@ -117,6 +117,10 @@ def check_attachable(target: Target) -> None:
     if target.state in ("Z", "X"):
         raise ProcessAccessError(f"pid {target.pid}: expected a running process, received one that has exited "
                                  f"(state {target.state}): nothing to attach to")
+    me = os.geteuid()
+    if me != 0 and target.uid != me:  # first: another user's maps and executable are not ours to read
+        raise ProcessAccessError(f"pid {target.pid}: expected a process of your user (uid {me}), received one of "
+                                 f"{target.user} (uid {target.uid}): run leakkit attach as {target.user} or as root")
     if target.python is None:
         raise ProcessAccessError(f"pid {target.pid} ({target.command[:80]}): expected a CPython process, received "
                                  f"one with no libpython and no python executable: leakkit attaches to Python "
@@ -124,7 +128,3 @@ def check_attachable(target: Target) -> None:
     if target.python not in SUPPORTED and target.python < REMOTE_EXEC:
         raise ProcessAccessError(f"pid {target.pid}: expected CPython 3.10-3.13 (or 3.14+), received Python "
                                  f"{target.python[0]}.{target.python[1]} ({target.exe}): leakkit cannot drive it")
-    me = os.geteuid()
-    if me != 0 and target.uid != me:
-        raise ProcessAccessError(f"pid {target.pid}: expected a process of your user (uid {me}), received one of "
-                                 f"{target.user} (uid {target.uid}): run leakkit attach as {target.user} or as root")

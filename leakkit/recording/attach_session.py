@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .attach_sites import Sites, census, scan
-from .heap_walk import Aborted, HeapWalk, Pacer, referrers, type_name
+from .heap_referrers import referrers
+from .heap_walk import Aborted, HeapWalk, Pacer, type_name
 
 FORMAT = 1  # the result's layout; the report loader checks it
 

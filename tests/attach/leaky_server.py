@@ -37,6 +37,18 @@ def ticker() -> None:
         last = now
 
 
+LONG_COLLECTIONS: list = []  # (generation, seconds, thread) of the collections over 20 ms, with --ticker
+_GC_START = [0.0]
+
+
+def watch_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _GC_START[0] = time.perf_counter()
+    elif time.perf_counter() - _GC_START[0] > 0.02:
+        LONG_COLLECTIONS.append((info["generation"], round(time.perf_counter() - _GC_START[0], 4), round(time.time() % 1000, 2),
+                                 threading.current_thread().name))
+
+
 def rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -55,10 +67,12 @@ class Handler(BaseHTTPRequestHandler):
                 "tracing": tracemalloc.is_tracing(), "carts": len(shop_sessions.SESSIONS),
                 "leakkit_modules": sorted(m for m in sys.modules if m.startswith("leakkit")),
                 "worst_gap_s": GAPS["worst"], "ticks": GAPS["ticks"], "freeze_count": gc.get_freeze_count(),
+                "long_collections": LONG_COLLECTIONS,
             }).encode()
             if "reset=1" in self.path:
                 GAPS["worst"] = 0.0
                 GAPS["ticks"] = 0
+                LONG_COLLECTIONS.clear()
         else:
             body = b"pong"
         self.send_response(200)
@@ -95,6 +109,7 @@ def main() -> None:
         gc.collect()
     if args.ticker:
         threading.Thread(target=ticker, name="ticker", daemon=True).start()
+        gc.callbacks.append(watch_gc)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)

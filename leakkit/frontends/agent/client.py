@@ -133,6 +133,21 @@ def options(duration: float, top: int, frames: int, max_trace_memory: Any) -> di
             "max_trace_bytes": parse_size(max_trace_memory, "max_trace_memory")}
 
 
+def out_dir(out: str | os.PathLike | None) -> str:
+    """The report's directory, made if missing, checked before anything is done to the process."""
+    from ..._errors import InvalidArgumentError
+
+    directory = os.fspath(out) if out is not None else "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise InvalidArgumentError(f"out: expected a directory to write the report in, received {directory!r}: "
+                                   f"{error.strerror}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"out: expected a writable directory, received {directory!r}")
+    return directory
+
+
 def way_in(pid: int, *, inject: bool, progress: Progress) -> tuple[str, str, Any]:
     """(socket path, how leakkit got in, the target) trying the ways in order; says each one tried."""
     from ...probes.target import check_attachable, read_target
@@ -184,11 +199,12 @@ def attach(pid: int, *, duration: float = 30.0, out: str | os.PathLike | None = 
         report.types.head()     # what grew
         print(report)           # with allocation sites and reference paths
     """
-    from ...reports.attach_report import AttachReport, default_name
-
     say = progress or (lambda message: None)
     request = {"op": "attach", "options": options(duration, top, frames, max_trace_memory)}
+    out = out_dir(out)
     path, how, target = way_in(pid, inject=inject, progress=say)
+    from ...reports.attach_report import AttachReport, default_name
+
     _greeting, message = run_session(path, request, progress=say, finish=finish)
     report = AttachReport(result=message["report"], way_in=how,
                           target={"pid": pid, "user": target.user, "exe": target.exe, "command": target.command})
@@ -200,11 +216,12 @@ def snapshot(pid: int, *, reason: str = "on demand", duration: float = 10.0, out
              inject: bool = True, progress: Progress | None = None) -> Any:
     """The running monitor's snapshot of ``pid`` (its report's path and text, as a dict), or, without
     a monitor, an attach of ``duration`` seconds (an :class:`~leakkit.reports.attach_report.AttachReport`)."""
-    from ...reports.attach_report import AttachReport, default_name
-
     say = progress or (lambda message: None)
     request = {"op": "snapshot", "reason": reason, "options": options(duration, 15, 10, "16MiB")}
+    out = out_dir(out)
     path, how, target = way_in(pid, inject=inject, progress=say)
+    from ...reports.attach_report import AttachReport, default_name
+
     _greeting, message = run_session(path, request, progress=say)
     if message.get("event") == "snapshot":
         return {"path": message.get("path"), "text": message.get("text"), "way_in": how}

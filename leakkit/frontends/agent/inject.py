@@ -30,7 +30,7 @@ from ..._errors import LeakkitError
 from . import pending
 from .protocol import socket_dir
 
-WAIT_S = {(3, 10): 15.0, (3, 11): 15.0}  # main thread only: it must reach Python code
+WAIT_S = {(3, 10): 10.0, (3, 11): 10.0}  # main thread only: it must reach Python code
 WAIT_DEFAULT_S = 10.0
 SACRIFICE = ("import sys, time\nsys.stdout.write('ready\\n'); sys.stdout.flush()\n"
              "end = time.monotonic() + 120\nwhile time.monotonic() < end:\n    time.sleep(0.01)\n")

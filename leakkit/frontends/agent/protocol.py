@@ -23,7 +23,6 @@ import json
 import os
 import socket
 import struct
-import tempfile
 from typing import Any
 
 PROTOCOL = 1
@@ -31,9 +30,19 @@ MAX_LINE = 16 * 1024 * 1024  # a result with its tables is well under this
 PREFIX = "agent-"
 
 
+def temp_dir() -> str:
+    """``$TMPDIR`` (or ``$TEMP``, ``$TMP``) when it is a directory, else /tmp: tempfile's first
+    choices, without importing tempfile in the target (it brings shutil, random, bz2, lzma)."""
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        value = os.environ.get(name)
+        if value and os.path.isdir(value):
+            return value
+    return "/tmp"
+
+
 def socket_dir(uid: int | None = None) -> str:
     """The directory of the agents of user ``uid`` (this process's user by default)."""
-    return os.path.join(tempfile.gettempdir(), f"leakkit-{os.getuid() if uid is None else uid}")
+    return os.path.join(temp_dir(), f"leakkit-{os.getuid() if uid is None else uid}")
 
 
 def socket_path(pid: int | None = None, uid: int | None = None) -> str:

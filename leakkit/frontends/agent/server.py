@@ -16,6 +16,7 @@ One session at a time: a second ``attach`` or ``snapshot`` while one runs is ans
 """
 from __future__ import annotations
 
+import _tracemalloc  # the C module: tracemalloc.py would import pickle, fnmatch and linecache into the target
 import atexit
 import os
 import select
@@ -23,7 +24,6 @@ import socket
 import stat
 import threading
 import time
-import tracemalloc
 from typing import Any
 
 from .protocol import PROTOCOL, Lines, peer_uid, send, socket_path
@@ -80,8 +80,8 @@ def _after_fork() -> None:
     if parent is None:
         return
     parent.forget()
-    if parent.session is not None and parent.session.get("started_tracing") and tracemalloc.is_tracing():
-        tracemalloc.stop()  # the parent's session started it; nobody would stop it here
+    if parent.session is not None and parent.session.get("started_tracing") and _tracemalloc.is_tracing():
+        _tracemalloc.stop()  # the parent's session started it; nobody would stop it here
     if not parent.once:
         try:
             start()
@@ -195,7 +195,7 @@ class Agent:
                         f"{self.pid}: one at a time; wait for it to end"})
             return
         try:
-            self.session = {"peer": peer_pid, "since": time.time(), "started_tracing": not tracemalloc.is_tracing()}
+            self.session = {"peer": peer_pid, "since": time.time(), "started_tracing": not _tracemalloc.is_tracing()}
             send(conn, {"ok": True, "protocol": PROTOCOL})
             from .session import serve
 
