@@ -121,7 +121,8 @@ def test_the_agent_of_a_server_started_with_LEAKKIT_AGENT_names_the_planted_root
         done, after = _attach_twice(srv, tmp_path)
         assert "way in 1/2: the agent in pid" in done.stderr
         _check_report(done, tmp_path / "second")
-        assert [t for t in after["threads"] if t.startswith("leakkit")] == ["leakkit-agent"]  # dormant again
+        assert wait_for(lambda: [t for t in srv.status()["threads"] if t.startswith("leakkit")] == ["leakkit-agent"]), \
+            srv.status()["threads"]  # dormant again
         assert "left behind: the dormant agent, waiting" in done.stdout
 
 
@@ -133,7 +134,8 @@ def test_injection_into_a_server_started_without_leakkit_names_the_planted_root_
         assert not set(states) & {"t", "T"}, states  # never stopped: no ptrace stop, no SIGSTOP
         assert "way in 2/2: injection" in done.stderr and "sacrificial process" in done.stderr
         _check_report(done, tmp_path / "second")
-        assert not [t for t in after["threads"] if t.startswith("leakkit")], after["threads"]  # gone
+        assert wait_for(lambda: not [t for t in srv.status()["threads"] if t.startswith("leakkit")]), \
+            srv.status()["threads"]  # its threads end once the report is sent
         assert "left behind: nothing but imported modules" in done.stdout
         assert not glob.glob(os.path.join(socket_dir(), f"boot-{srv.pid}-*"))  # the boot file is gone
 
@@ -239,7 +241,7 @@ def test_root_injects_into_another_users_server_as_that_user(tmp_path):
         done, after = _attach_while_serving(srv, tmp_path)
         assert "user nobody" in done.stderr, done.stderr  # the sacrificial process ran as the target's user
         _check_report(done, tmp_path)
-        assert not [t for t in after["threads"] if t.startswith("leakkit")]
+        assert wait_for(lambda: not [t for t in srv.status()["threads"] if t.startswith("leakkit")])
 
 
 def test_injection_when_no_thread_can_run_it_in_time_is_refused_and_the_server_goes_on(tmp_path):
