@@ -260,3 +260,27 @@ def test_injection_when_no_thread_can_run_it_in_time_is_refused_and_the_server_g
             assert status["leakkit_modules"] == [] and not status["tracing"]
         else:
             _check_report(done, tmp_path)
+
+
+def test_injection_into_a_gunicorn_worker_started_without_leakkit_names_its_planted_root(tmp_path):
+    """A real prefork server (tests/servers: gunicorn sync workers, Flask): one worker attached to
+    while the harness's load runs; the others, and that one afterwards, keep answering."""
+    pytest.importorskip("gunicorn")
+    pytest.importorskip("flask")
+    from servers.harness import driving as drive
+    from servers.harness import gunicorn
+
+    with open(os.path.join(HERE, "servers", "leakapp_core.py")) as handle:
+        site = next(i for i, line in enumerate(handle, 1) if "context = RequestContext(path, headers)" in line)
+    with gunicorn("sync", workers=2) as srv:
+        worker = srv.wait_ready()[0]
+        with drive(srv, seconds=300, rate=30) as load:
+            done = leakkit("attach", str(worker), "--duration", "4", "--out", str(tmp_path))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert srv.workers() == sorted(srv.seen)  # no worker died or was replaced
+        statuses = {srv.request("GET", "/health")[0] for _ in range(6)}
+    assert load.failures == 0 and load.total > 0 and set(load.statuses) == {200}, load
+    assert statuses == {200}
+    assert "way in 2/2: injection" in done.stderr
+    assert "leakapp_core.CONTEXTS['req-" in done.stdout, done.stdout
+    assert f"leakapp_core.py:{site}" in done.stdout, done.stdout
