@@ -284,3 +284,46 @@ def test_injection_into_a_gunicorn_worker_started_without_leakkit_names_its_plan
     assert "way in 2/2: injection" in done.stderr
     assert "leakapp_core.CONTEXTS['req-" in done.stdout, done.stdout
     assert f"leakapp_core.py:{site}" in done.stdout, done.stdout
+
+
+def _idle(code: str, *, agent: bool = True) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEAKKIT")}, "LEAKKIT_AGENT": "1" if agent else "0"}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd="/tmp", start_new_session=True)
+
+
+def test_a_forked_child_gets_an_agent_of_its_own_and_the_parents_goes_on():
+    proc = _idle("import os, sys\npid = os.fork()\nprint(os.getpid(), flush=True)\nsys.stdin.readline()\n"
+                 "if pid:\n    os.waitpid(pid, 0)\n")
+    try:
+        pids = {int(proc.stdout.readline()), int(proc.stdout.readline())}
+        assert proc.pid in pids
+        child = (pids - {proc.pid}).pop()
+        paths = {pid: wait_for(lambda pid=pid: find_socket(pid)) for pid in pids}
+        assert paths[child] != paths[proc.pid]
+        assert hello(paths[child])["pid"] == child and hello(paths[proc.pid])["pid"] == proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(60)
+    assert not os.path.exists(paths[proc.pid]) and not os.path.exists(paths[child])  # each removed its own at exit
+
+
+def test_snapshot_returns_the_running_monitors_report_when_there_is_one(tmp_path):
+    """The contract with the monitor: the agent asks ``leakkit.recording.monitor.active()[0]`` for a
+    snapshot (shimmed here while the monitor has no ``active()``)."""
+    csv = tmp_path / "worker.csv"
+    proc = _idle("import sys, leakkit\n"
+                 f"mon = leakkit.monitor({str(csv)!r}, interval=0.5, baseline=False, auto_snapshot=False)\n"
+                 "import leakkit.recording.monitor as m\n"
+                 "if not hasattr(m, 'active'):\n    m.active = lambda: [mon]\n"
+                 "print('up', flush=True)\nsys.stdin.readline()\n")
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        done = leakkit("snapshot", str(proc.pid), "--reason", "asked by the test", "--out", str(tmp_path))
+    finally:
+        proc.stdin.close()
+        proc.wait(60)
+    assert done.returncode == 0, done.stderr
+    assert "asked by the test" in done.stdout and "written by the process's monitor" in done.stdout
+    written = done.stdout.strip().splitlines()[-1].split("snapshot report: ", 1)[1].split(" (written")[0]
+    assert os.path.exists(written) and written.startswith(str(tmp_path))

@@ -153,6 +153,9 @@ def way_in(pid: int, *, inject: bool, progress: Progress) -> tuple[str, str, Any
     from ...probes.target import check_attachable, read_target
 
     target = read_target(pid)
+    if pid == os.getpid():
+        raise ProcessAccessError(f"pid {pid}: expected another process, received leakkit's own: in this process, "
+                                 "use leakkit.monitor or leakkit.heap_summary")
     check_attachable(target)
     path = find_socket(pid, target.own_pid)
     if path is not None:
