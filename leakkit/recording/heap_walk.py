@@ -330,7 +330,7 @@ class HeapWalk:
                     row[4] += size
                     if len(row[5]) < self.samples:
                         row[5].append(obj)
-            if is_tracked(obj):
+            if is_tracked(obj) or kind is frame_type:  # a running frame is not tracked, yet holds its locals
                 stack.append(obj)
                 if keep is not None and kind is not frame_type:
                     keep.append(obj)
