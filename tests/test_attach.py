@@ -249,7 +249,9 @@ def test_injection_when_no_thread_can_run_it_in_time_is_refused_and_the_server_g
     (exit 3, code neutralized, the server untouched); 3.12+ run it in the serving thread."""
     with server(args=["--block-main", "--blob", str(BLOB)]) as srv:
         srv.work(20)
-        done = leakkit("attach", str(srv.pid), "--duration", "2", "--out", str(tmp_path))
+        with driving(srv) as load:
+            done = leakkit("attach", str(srv.pid), "--duration", "2", "--out", str(tmp_path))
+        assert load.failed == 0 and load.ok > 0
         if sys.version_info < (3, 12):
             assert done.returncode == 3, done.stderr
             why = done.stderr.strip().splitlines()[-1]  # progress lines, then the one line that says why
