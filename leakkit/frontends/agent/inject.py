@@ -132,19 +132,25 @@ def _inject(target: Any) -> str:
 
 
 def _boot_file(target: Any) -> str:
-    """The Python the pending call runs: put leakkit on the path for the import only, start the agent."""
+    """The Python the pending call runs: import this leakkit (the process's own if it has one loaded)
+    from its package directory, without putting anything on ``sys.path`` (a thread of the process
+    importing meanwhile would find this environment's packages first), and start the agent."""
     directory = socket_dir(target.uid)
     _own_dir(directory, target.uid)
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.path.join(directory, f"boot-{target.own_pid}-{secrets.token_hex(6)}.py")
     source = (
         "import sys\n"
-        f"_where = {here!r}\n"
-        "_added = 'leakkit' not in sys.modules and _where not in sys.path\n"
-        "if _added:\n    sys.path.insert(0, _where)\n"
-        "try:\n    from leakkit.frontends.agent import server as _server\n"
-        "    _server.start(once=True, idle_s=60.0)\n"
-        "finally:\n    if _added and _where in sys.path:\n        sys.path.remove(_where)\n"
+        "if 'leakkit' not in sys.modules:\n"
+        "    import importlib.util\n"
+        f"    _spec = importlib.util.spec_from_file_location('leakkit', {os.path.join(package, '__init__.py')!r},\n"
+        f"                                                    submodule_search_locations=[{package!r}])\n"
+        "    _module = importlib.util.module_from_spec(_spec)\n"
+        "    sys.modules['leakkit'] = _module\n"
+        "    try:\n        _spec.loader.exec_module(_module)\n"
+        "    except BaseException:\n        del sys.modules['leakkit']\n        raise\n"
+        "from leakkit.frontends.agent import server as _server\n"
+        "_server.start(once=True, idle_s=60.0)\n"
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
