@@ -64,8 +64,9 @@ def main() -> None:
     print(f"the server's own collections over 20 ms (generation, s, thread): during the attach "
           f"{during['long_collections']}; without {baseline['long_collections']}")
     gil = r["gil"]
-    print(f"leakkit's longest stretch of work between two pauses: {1000 * gil['longest_hold_s']:.1f} ms "
-          f"({gil['longest_hold_in']}), {gil['pauses']:,} pauses; tracemalloc.stop(): "
+    print(f"leakkit's longest stretch of work between two pauses: {1000 * gil['longest_cpu_s']:.1f} ms of CPU, "
+          f"{1000 * gil['longest_hold_s']:.1f} ms of wall time ({gil['longest_hold_in']}), {gil['pauses']:,} pauses; "
+          "tracemalloc.stop(): "
           f"{1000 * (gil['tracemalloc_stop_s'] or 0):.1f} ms")
     memory = r["memory"]
     print(f"leakkit's memory in the target: tracemalloc's own peak {format_size(memory['tracemalloc_peak'])}, "

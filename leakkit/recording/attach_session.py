@@ -145,6 +145,7 @@ def run(options: Options, *, progress: Callable[[str], None], wait: Callable[[fl
     result["rss_after"] = rss()
     result["memory"] = {"tracemalloc_peak": trace_peak, "walk_peak": max(w["own_bytes"] for w in walks)}
     result["gil"] = {"longest_hold_s": pacer.longest_s, "longest_hold_in": pacer.longest_what,
+                     "longest_cpu_s": pacer.longest_cpu_s,
                      "pauses": pacer.pauses, "tracemalloc_stop_s": stop_s}
     result["notes"] = notes
     return result

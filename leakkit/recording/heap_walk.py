@@ -51,7 +51,13 @@ class Aborted(Exception):
 
 class Pacer:
     """Cuts work into holds of the GIL of about ``hold_s``; ``check`` runs at every pause and may
-    raise :class:`Aborted`. ``longest_s`` is the longest stretch of work seen between two pauses."""
+    raise :class:`Aborted`.
+
+    ``longest_s`` is the longest stretch between two pauses in wall time (what a thread of the
+    process may have waited, preemption of a busy machine included); ``longest_cpu_s`` the same
+    stretch in this thread's CPU time: the work itself (and any collection it triggered), which
+    is what holds the GIL, whatever the machine's load.
+    """
 
     def __init__(self, *, hold_s: float = HOLD_S, pause_s: float = PAUSE_S,
                  check: Callable[[], None] | None = None) -> None:
@@ -59,9 +65,11 @@ class Pacer:
         self.pause_s = pause_s
         self.check = check
         self.longest_s = 0.0
+        self.longest_cpu_s = 0.0
         self.longest_what = ""
         self.pauses = 0
         self._since = time.perf_counter()
+        self._cpu_since = time.thread_time()
 
     def due(self) -> bool:
         return time.perf_counter() - self._since >= self.hold_s
@@ -72,17 +80,20 @@ class Pacer:
         self.pauses += 1
         if self.check is not None:
             self.check()
-        self._since = time.perf_counter()
+        self.restart()
 
     def note_hold(self, what: str, seconds: float | None = None) -> None:
         """Record a hold: the time since the last pause, or ``seconds`` one call took in one piece."""
         held = time.perf_counter() - self._since if seconds is None else seconds
+        cpu = time.thread_time() - self._cpu_since if seconds is None else seconds
         if held > self.longest_s:
             self.longest_s, self.longest_what = held, what
+        self.longest_cpu_s = max(self.longest_cpu_s, cpu)
 
     def restart(self) -> None:
         """Start counting a hold now (after a wait that did not hold the GIL)."""
         self._since = time.perf_counter()
+        self._cpu_since = time.thread_time()
 
 
 def type_name(kind: type) -> str:

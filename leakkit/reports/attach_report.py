@@ -138,8 +138,9 @@ class AttachReport:
                if slowdown else ""),
             f"  memory: tracemalloc's own peaked at {format_size(memory.get('tracemalloc_peak', 0))}, the heap "
             f"walks' at {format_size(memory.get('walk_peak', 0))}",
-            f"  time: longest stretch of work between two pauses {1000 * (gil.get('longest_hold_s') or 0):.0f} ms "
-            f"({gil.get('longest_hold_in')}); {gil.get('pauses', 0):,} pauses"
+            f"  time: longest stretch of work between two pauses {1000 * (gil.get('longest_cpu_s') or 0):.0f} ms of CPU, "
+            f"{1000 * (gil.get('longest_hold_s') or 0):.0f} ms of wall time ({gil.get('longest_hold_in')}); "
+            f"{gil.get('pauses', 0):,} pauses"
             + (f"; tracemalloc.stop() {1000 * gil['tracemalloc_stop_s']:.0f} ms" if gil.get("tracemalloc_stop_s") is not None else ""),
         ]
         mode = (r.get("agent") or {}).get("mode")
