@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from attach.harness import driving, leakkit, server, wait_for
@@ -329,3 +330,19 @@ def test_snapshot_returns_the_running_monitors_report_when_there_is_one(tmp_path
     assert "asked by the test" in done.stdout and "written by the process's monitor" in done.stdout
     written = done.stdout.strip().splitlines()[-1].split("snapshot report: ", 1)[1].split(" (written")[0]
     assert os.path.exists(written) and written.startswith(str(tmp_path))
+
+
+def test_the_window_ends_when_the_user_presses_enter(tmp_path):
+    """``finish`` is what Enter sets at the terminal: a 120 s window ends at once, and says so."""
+    import threading
+
+    from leakkit import attach
+
+    with server(agent=True) as srv:
+        pressed = threading.Event()
+        pressed.set()
+        started = time.monotonic()
+        report = attach(srv.pid, duration=120, out=tmp_path, finish=pressed)
+        assert time.monotonic() - started < 100
+    assert report.result["ended_by"] == "enter" and report.result["window_s"] < 60
+    assert "ended by enter" in str(report)
