@@ -246,8 +246,9 @@ def test_root_injects_into_another_users_server_as_that_user(tmp_path):
 
 
 def test_injection_when_no_thread_can_run_it_in_time_is_refused_and_the_server_goes_on(tmp_path):
-    """3.10/3.11 run injected code in the main thread only: blocked in C for good, it never does
-    (exit 3, code neutralized, the server untouched); 3.12+ run it in the serving thread."""
+    """3.10/3.11 run injected code in the main thread only: blocked in C, it does not (exit 3, code
+    neutralized, the server untouched, and still so once the main thread runs Python again);
+    3.12+ run it in the serving thread."""
     with server(args=["--block-main", "--blob", str(BLOB)]) as srv:
         srv.work(20)
         with driving(srv) as load:
@@ -261,6 +262,13 @@ def test_injection_when_no_thread_can_run_it_in_time_is_refused_and_the_server_g
             srv.work(10)
             status = srv.status()
             assert status["leakkit_modules"] == [] and not status["tracing"]
+            # the call stays queued, its code zeroed: when the main thread runs Python again it is an
+            # empty program (nothing imported, nothing started) and the process goes on
+            srv.get("/release-main")
+            assert wait_for(lambda: srv.status()["main_ticks"] > 20)
+            time.sleep(1)
+            status = srv.status()
+            assert status["leakkit_modules"] == [] and not [t for t in status["threads"] if t.startswith("leakkit")]
         else:
             _check_report(done, tmp_path)
 

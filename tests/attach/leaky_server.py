@@ -5,7 +5,7 @@ Endpoints: ``/work`` opens a cart (kept forever in ``shop_sessions.SESSIONS`` un
 tracemalloc, the modules of leakkit loaded, the carts kept, the worst gap a thread ticking every
 millisecond saw since the last ``/status?reset=1``. ``--heap N`` builds N objects first (a heap
 of about N objects for the stall measurement); ``--blob B`` is what each cart keeps; ``--block-main``
-serves from a thread while the main thread waits in C for good. Prints its port, then serves.
+serves from a thread while the main thread waits in C until ``/release-main``. Prints its port, then serves.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shop_sessions  # noqa: E402
 
 COUNTER = iter(range(10**9))
+MAIN_RELEASE = threading.Event()  # --block-main: the main thread waits on it in C until /release-main
+MAIN_TICKS = [0]  # then counts its turns of a Python loop
 GAPS = {"worst": 0.0, "ticks": 0}
 BALLAST: list = []
 
@@ -56,7 +58,10 @@ def rss() -> int:
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        if self.path.startswith("/work"):
+        if self.path.startswith("/release-main"):
+            MAIN_RELEASE.set()
+            body = b"released"
+        elif self.path.startswith("/work"):
             number = next(COUNTER)
             shop_sessions.open_cart(number)
             shop_sessions.close_cart(number)
@@ -67,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
                 "tracing": tracemalloc.is_tracing(), "carts": len(shop_sessions.SESSIONS),
                 "leakkit_modules": sorted(m for m in sys.modules if m.startswith("leakkit")),
                 "worst_gap_s": GAPS["worst"], "ticks": GAPS["ticks"], "freeze_count": gc.get_freeze_count(),
-                "long_collections": LONG_COLLECTIONS,
+                "long_collections": LONG_COLLECTIONS, "main_ticks": MAIN_TICKS[0],
             }).encode()
             if "reset=1" in self.path:
                 GAPS["worst"] = 0.0
@@ -113,9 +118,12 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
-    if args.block_main:  # a main thread that never runs Python code again (3.10/3.11 run injected code there)
+    if args.block_main:  # a main thread that runs no Python code (3.10/3.11 run injected code there only)
         threading.Thread(target=server.serve_forever, args=(0.05,), name="serve", daemon=True).start()
-        threading.Event().wait()
+        MAIN_RELEASE.wait()  # in C, until /release-main
+        while True:
+            MAIN_TICKS[0] += 1
+            time.sleep(0.01)
     server.serve_forever(poll_interval=0.05)
 
 
