@@ -314,3 +314,13 @@ def test_wheels_carry_the_pth_line_that_starts_the_agent_only_when_asked(tmp_pat
                              capture_output=True, text=True, env=env, timeout=60).stdout
         assert ("leakkit-agent" in out) is agent, (value, out)
         assert ("leakkit" in out) is agent, (value, out)
+
+
+def test_a_library_replaced_on_disk_since_the_process_loaded_it_is_refused(monkeypatch):
+    me = read_target(os.getpid())
+    real = pending.maps
+    library = me.libpython or me.exe
+    monkeypatch.setattr(pending, "maps", lambda pid: [
+        m if m.path != library else type(m)(m.start, m.end, m.perms, m.offset, m.inode + 1, m.path) for m in real(pid)])
+    with pytest.raises(pending.Refused, match="not the file the process loaded"):
+        pending.locate(os.getpid(), sys.version_info[:2], me.libpython, me.exe)

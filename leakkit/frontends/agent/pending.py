@@ -112,8 +112,12 @@ def locate(pid: int, version: tuple[int, int], libpython: str | None, exe: str |
     objects = [library] if library else []
     found: dict[str, int] = {}
     for path in objects:
-        elf = Elf(_in_root(pid, path))
-        bias = elf.bias([m for m in mapped if m.path == path])
+        mine = _in_root(pid, path)
+        loaded = [m for m in mapped if m.path == path]
+        if not loaded or any(m.inode != os.stat(mine).st_ino for m in loaded):
+            raise Refused(f"{path} on disk is not the file the process loaded (replaced since it started?)")
+        elf = Elf(mine)
+        bias = elf.bias(loaded)
         if bias is None:
             continue
         for name, (value, _size) in elf.symbols(SYMBOLS).items():
