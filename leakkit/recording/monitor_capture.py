@@ -1,0 +1,124 @@
+"""One monitor snapshot, in two halves: what grew while it watched, where it was allocated, what keeps it.
+
+Why two halves: a single look at a heap says what is big, not what grows, and tracemalloc only
+knows where an object was allocated if it traced the allocation. :meth:`Capture.begin` collects
+the cyclic garbage, takes a first type summary and starts tracemalloc (unless something already
+traces); :meth:`Capture.finish`, ``duration`` later (the monitor's ``trace_window``), collects
+again, takes the second summary, and names what grew in between: the growing types, where their
+newest instances were allocated, the reference path that keeps them, the allocation sites that
+grew. Then tracemalloc stops (if the capture started it) and its traces are freed.
+
+Costs, said in the report: each collection holds the GIL for its whole length (the application's
+threads wait; the figure is printed), every other pass is sliced
+(:mod:`leakkit.recording.monitor_heap`); while tracemalloc traces, the application's allocations
+cost more and each live traced block ~100 bytes more. leakkit's own objects (the monitor's state,
+this capture, the summaries) are never counted nor sampled.
+"""
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+from . import monitor_heap
+from .monitor_snapshot import (
+    allocation_traces,
+    growing_types,
+    reachable,
+    retention_lines,
+    site_lines,
+    table_lines,
+    worth_a_path,
+)
+
+FRAMES = 8  # tracemalloc frames per allocation: enough to climb out of a library to the application
+
+
+def collect() -> tuple[int, float]:
+    """A full collection: (unreachable objects found, milliseconds the GIL was held)."""
+    start = time.perf_counter()
+    found = gc.collect()
+    return found, (time.perf_counter() - start) * 1000.0
+
+
+class Capture:
+    """A snapshot under way: :meth:`begin` now, :meth:`finish` later (from any thread, once)."""
+
+    def __init__(self, owner: Any, reason: str, previous: dict[str, list[int]] | None) -> None:
+        self.owner = owner
+        self.reason = reason
+        self.previous = previous  # the last snapshot's summary: what an instant snapshot compares with
+        self.before: dict[str, list[int]] | None = None
+        self.traces_before: tracemalloc.Snapshot | None = None
+        self.started_tracing = False
+        self.garbage: list[tuple[int, float]] = []
+        self.began = time.monotonic()
+        self.duration = 0.0
+
+    def begin(self, duration: float, trace: bool) -> None:
+        """Collect, summarize, start tracing: what grows from now until :meth:`finish` is the answer."""
+        self.duration = duration
+        self.garbage.append(collect())
+        if duration > 0:
+            self.before = self._summary()
+            if trace and not tracemalloc.is_tracing():
+                tracemalloc.start(FRAMES)
+                self.started_tracing = True
+            elif tracemalloc.is_tracing():
+                self.traces_before = allocation_traces()
+        self.began = time.monotonic()
+
+    def _summary(self) -> dict[str, list[int]]:
+        objs = monitor_heap.objects()
+        try:
+            return monitor_heap.type_summary(objs, reachable(self.owner) | {id(objs)})
+        finally:
+            del objs
+
+    def finish(self, top: int) -> tuple[list[str], dict[str, list[int]]]:
+        """The report's body and the summary taken now (the next instant snapshot compares with it)."""
+        if self.duration > 0:
+            self.garbage.append(collect())
+        lines: list[str] = []
+        try:
+            objs = monitor_heap.objects()
+            try:
+                own = reachable(self.owner) | {id(objs)}
+                after = monitor_heap.type_summary(objs, own)
+                before = self.before if self.before is not None else self.previous
+                window = (f"in the {self.duration:g} s this snapshot watched" if self.before is not None
+                          else "since the previous snapshot" if before is not None else None)
+                found = sum(n for n, _ in self.garbage)
+                worst = max(ms for _, ms in self.garbage)
+                lines += [f"cyclic garbage collected first: {found} objects (longest collection "
+                          f"{worst:.0f} ms, the application's threads waited meanwhile)", ""]
+                rows = growing_types(before, after, top)
+                lines += [f"types that grew {window}:" if window else "largest types (nothing earlier to compare):"]
+                lines += table_lines(rows)
+                grown = worth_a_path(rows)
+                if grown:
+                    lines += ["", "where the newest of them were allocated and what keeps them alive:"]
+                    lines += retention_lines(grown, after.kinds, objs,
+                                             own=own | {id(after)} | ({id(before)} if before else set()))
+            finally:
+                del objs
+            if tracemalloc.is_tracing():
+                since = (f"in the {self.duration:g} s this snapshot traced" if self.started_tracing
+                         else "since the snapshot began" if self.traces_before is not None else "while traced")
+                traces = allocation_traces()
+                lines += site_lines(traces, None if self.started_tracing else self.traces_before, top, since)
+                del traces
+        finally:
+            self.close()
+        return lines, after
+
+    def close(self) -> None:
+        """Stop what this capture started (tracemalloc) and drop its state; safe twice."""
+        if self.started_tracing:
+            self.started_tracing = False
+            if tracemalloc.is_tracing():
+                tracemalloc.stop()
+        self.before = None
+        self.traces_before = None
+        self.previous = None
