@@ -49,8 +49,8 @@ COLUMNS = ["t", "unix_time_s", "pid", "rss", "uss", "pss", "swap", "python_heap"
            "gc2", "gc_collections", "open_fds", "threads", "traced_bytes", "monitor_cpu_s", "snapshots",
            "snapshot_rss", "snapshot_uss", "snapshot_pss"]
 HEADLINE = "rss"  # what the rate, the verdict and the limit read: unsharing after a fork never moves it
-_OPTIONS = frozenset({"interval", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal", "top",
-                      "role", "service", "version", "limit", "fork"})
+_OPTIONS = frozenset({"interval", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal", "baseline",
+                      "top", "role", "service", "version", "limit", "fork"})
 _MONITORS: list[Monitor] = []  # every monitor started in this process (or copied into it by a fork)
 _REGISTRY_LOCK = threading.Lock()
 
@@ -70,7 +70,7 @@ class Monitor:
     """
 
     def __init__(self, template: str, *, interval: float, sustain: float, min_growth: int, auto_snapshot: bool,
-                 trace_window: float, signal: bool, top: int, role: str | None, service: str | None,
+                 trace_window: float, signal: bool, baseline: bool, top: int, role: str | None, service: str | None,
                  version: str | None, limit_bytes: int | None, fork: bool) -> None:
         self.template = template
         self.interval = interval
@@ -82,6 +82,7 @@ class Monitor:
         self.role, self.service, self.version = role, service, version
         self.limit_bytes = limit_bytes
         self.follow_fork = fork
+        self.baseline = baseline
         self.last_error: Exception | None = None
         self._listeners: list[Callable[[dict[str, Any]], Any]] = []
         self._stopped_at: float | None = None
@@ -131,6 +132,11 @@ class Monitor:
         cpu0 = time.thread_time()
         due = time.monotonic()
         runner = self._runner
+        if self.baseline:
+            try:
+                runner.take_baseline()
+            except Exception as error:  # no baseline: the first snapshot compares with nothing
+                self.last_error = error
         while not self._stopping:
             try:
                 row = runner.sample(self._counters, self._start, self._cpu_s)
@@ -320,6 +326,7 @@ def monitor(
     auto_snapshot: bool = True,
     trace_window: float = 30.0,
     signal: bool = False,
+    baseline: bool = False,
     top: int = 15,
     role: str | None = None,
     service: str | None = None,
@@ -341,6 +348,8 @@ def monitor(
         trace_window: seconds a snapshot watches (allocations traced with tracemalloc meanwhile);
             0: one look, no allocation sites.
         signal: discouraged: write a snapshot on SIGUSR2, a signal servers use (it warns).
+        baseline: take a type summary at the start, so that a first instant snapshot says what grew
+            since (a walk of the heap: in a forked worker it unshares the pages it touches).
         top: rows per table in snapshot reports.
         role, service, version: labels in the status, the sidecar and the reports ("worker",
             "checkout", "1.4.2"); a forked child of a ``"master"`` is a ``"worker"``.
@@ -362,7 +371,7 @@ def monitor(
         raise expected(f"at least 8 intervals ({8 * interval:g} s) of seconds", "sustain", sustain)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise expected("an int >= 1", "top", top)
-    for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("fork", fork)):
+    for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("baseline", baseline), ("fork", fork)):
         if not isinstance(value, bool):
             raise expected("True or False", name, value)
     for name, value in (("role", role), ("service", service), ("version", version)):
@@ -378,6 +387,6 @@ def monitor(
     limit_bytes = cgroup_limit() if limit == "auto" else None if limit is None else parse_size(limit, "limit")
     return Monitor(template, interval=float(interval), sustain=float(sustain),
                    min_growth=parse_size(min_growth, "min_growth"), auto_snapshot=auto_snapshot,
-                   trace_window=float(trace_window), signal=signal, top=top, role=role, service=service,
+                   trace_window=float(trace_window), signal=signal, baseline=baseline, top=top, role=role, service=service,
                    version=version, limit_bytes=limit_bytes, fork=fork)
 

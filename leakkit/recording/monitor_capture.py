@@ -61,7 +61,7 @@ class Capture:
         self.duration = duration
         self.garbage.append(collect())
         if duration > 0:
-            self.before = self._summary()
+            self.before = self.summary()
             if trace and not tracemalloc.is_tracing():
                 tracemalloc.start(FRAMES)
                 self.started_tracing = True
@@ -69,7 +69,8 @@ class Capture:
                 self.traces_before = allocation_traces()
         self.began = time.monotonic()
 
-    def _summary(self) -> dict[str, list[int]]:
+    def summary(self) -> dict[str, list[int]]:
+        """A type summary of the heap now, leakkit's own objects left out."""
         objs = monitor_heap.objects()
         try:
             return monitor_heap.type_summary(objs, reachable(self.owner) | {id(objs)})

@@ -84,6 +84,12 @@ class Runner:
         return row["rss"] - row.get("snapshot_rss", 0)
 
     # -- snapshots ------------------------------------------------------------------------------
+    def take_baseline(self) -> None:
+        """A first type summary, what an instant snapshot compares with (the ``baseline`` option)."""
+        with self.lock:
+            capture = Capture(self.owner, "baseline", None)
+            self.last_summary = capture.summary()
+
     def auto_snapshot(self) -> None:
         """From the monitor thread after each sample: a requested snapshot, the end of a watch under
         way, or a new one when a leak is sustained (again after a quarter more memory)."""

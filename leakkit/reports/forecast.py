@@ -250,6 +250,9 @@ def forecast(
         )
     t = data["t"].to_numpy(dtype=float)
     y = data[name].to_numpy(dtype=float)
+    own = f"snapshot_{name}"  # a monitor recording: what leakkit's snapshots added is not the application's
+    if own in frame.columns:
+        y = y - pd.to_numeric(frame.loc[data.index, own], errors="coerce").fillna(0).to_numpy(dtype=float)
     fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence)
     return Forecast(
         shape=fit.shape,
