@@ -55,7 +55,7 @@ class Runner:
         row = self._fresh_row()
         self.row = row
         headline = row.get("rss")
-        if headline is not None:
+        if headline is not None and self.capture_row is None:  # a snapshot's own time is a gap, not a reading
             self.history.add(row["t"], headline - row["snapshot_rss"])
         return row
 
