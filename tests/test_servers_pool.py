@@ -23,7 +23,7 @@ from leakkit.reports.forecast import forecast
 from monitored import jobs
 
 MIB = 1024 * 1024
-SETTINGS = {"LEAKKIT_MONITOR_INTERVAL": "0.05", "LEAKKIT_MONITOR_SUSTAIN": "3", "LEAKKIT_MONITOR_MIN_GROWTH": "2MiB",
+SETTINGS = {"LEAKKIT_MONITOR_INTERVAL": "0.05", "LEAKKIT_MONITOR_SUSTAIN": "4", "LEAKKIT_MONITOR_MIN_GROWTH": "2MiB",
             "LEAKKIT_MONITOR_TRACE_WINDOW": "1", "LEAKKIT_LIMIT": "512MiB"}
 
 
@@ -39,26 +39,30 @@ def test_ground_truth_the_leaky_job_keeps_its_report_and_the_fixed_one_does_not(
         del jobs.REPORTS[job]
 
 
-def drive(executor, keep: bool, done, deadline: float) -> int:
-    """Jobs three at a time until ``done()`` or the deadline: a bounded load."""
-    job = 0
+def drive(executor, keep: bool, done, deadline: float, start: int = 0) -> int:
+    """Jobs 30 at a time (every process always busy: each grows at its own steady pace) until
+    ``done()`` or the deadline: a bounded load."""
+    job = start
     while not done() and time.monotonic() < deadline:
-        list(executor.map(jobs.render, range(job, job + 3), [keep] * 3))
-        job += 3
+        list(executor.map(jobs.render, range(job, job + 30), [keep] * 30))
+        job += 30
     return job
 
 
-def statuses(executor, workers: int, keep: bool) -> dict[int, dict]:
-    """Each worker's monitor status, asked of the running pool (under the same load) until every worker answered."""
+def statuses(executor, workers: int, keep: bool, wanted=None, deadline: float = 0.0) -> dict[int, dict]:
+    """Each worker's monitor status, asked of the running pool under the same load, until every worker
+    answered (with a status ``wanted(status)`` accepts, while the deadline allows)."""
     found: dict[int, dict] = {}
-    for round in range(40):
-        list(executor.map(jobs.render, range(10**6 + round * 9, 10**6 + round * 9 + 9), [keep] * 9))
+    job = 10**6
+    while True:
+        list(executor.map(jobs.render, range(job, job + 30), [keep] * 30))
+        job += 30
         for status in executor.map(jobs.monitor_status, range(workers * 2)):
-            if status is not None:
+            if status is not None and (wanted is None or wanted(status) or status["pid"] not in found):
                 found[status["pid"]] = status
-        if len(found) >= workers:
-            break
-    return found
+        settled = [s for s in found.values() if wanted is None or wanted(s)]
+        if len(settled) >= workers or (len(found) >= workers and time.monotonic() > deadline):
+            return found
 
 
 def start_pool(folder, service):
@@ -78,7 +82,7 @@ def test_a_leaking_pool_names_its_growing_workers_type_site_and_root_and_the_fix
     with start_pool(leaky_dir, "jobs") as executor:
         drive(executor, True, lambda: len({p.rsplit(".snapshot", 1)[0] for p in reports(leaky_dir)}) >= 3,
               time.monotonic() + 150)
-        live = statuses(executor, 3, True)  # read from the running pool
+        live = statuses(executor, 3, True, lambda s: s["verdict"] == "leak", time.monotonic() + 60)  # read live
     recordings = sorted(glob.glob(str(leaky_dir / "jobs-worker-*.csv")))
     assert len(recordings) == 3
     assert len(live) == 3 and all(s["verdict"] == "leak" for s in live.values()), [
@@ -99,7 +103,7 @@ def test_a_leaking_pool_names_its_growing_workers_type_site_and_root_and_the_fix
         assert "kept by monitored.jobs.REPORTS[" in text  # the root of the planted leak
 
     with start_pool(fixed_dir, "jobs") as executor:
-        deadline = time.monotonic() + 20  # three sustain windows of the same load
+        deadline = time.monotonic() + 20  # five sustain windows of the same load
         drive(executor, False, lambda: False, deadline)
         fixed = statuses(executor, 3, False)
     assert len(fixed) == 3

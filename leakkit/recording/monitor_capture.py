@@ -82,7 +82,14 @@ class Capture:
         if self.duration > 0:
             self.garbage.append(collect())
         lines: list[str] = []
+        sites: list[str] = []
         try:
+            if tracemalloc.is_tracing():  # what was allocated and is still alive, while tracemalloc knows it
+                since = (f"in the {self.duration:g} s this snapshot traced" if self.started_tracing
+                         else "since the snapshot began" if self.traces_before is not None else "while traced")
+                traces = allocation_traces()
+                sites = site_lines(traces, None if self.started_tracing else self.traces_before, top, since)
+                del traces
             objs = monitor_heap.objects()
             try:
                 own = reachable(self.owner) | {id(objs)}
@@ -100,26 +107,24 @@ class Capture:
                 grown = worth_a_path(rows)
                 if grown:
                     lines += ["", "where the newest of them were allocated and what keeps them alive:"]
-                    lines += retention_lines(grown, after.kinds, objs,
+                    lines += retention_lines(grown, after.kinds, objs, sampled=self.stop_tracing,
                                              own=own | {id(after)} | ({id(before)} if before else set()))
             finally:
                 del objs
-            if tracemalloc.is_tracing():
-                since = (f"in the {self.duration:g} s this snapshot traced" if self.started_tracing
-                         else "since the snapshot began" if self.traces_before is not None else "while traced")
-                traces = allocation_traces()
-                lines += site_lines(traces, None if self.started_tracing else self.traces_before, top, since)
-                del traces
         finally:
             self.close()
-        return lines, after
+        return lines + sites, after
 
-    def close(self) -> None:
-        """Stop what this capture started (tracemalloc) and drop its state; safe twice."""
+    def stop_tracing(self) -> None:
+        """Stop tracemalloc if this capture started it (its traces are freed)."""
         if self.started_tracing:
             self.started_tracing = False
             if tracemalloc.is_tracing():
                 tracemalloc.stop()
+
+    def close(self) -> None:
+        """Stop what this capture started (tracemalloc) and drop its state; safe twice."""
+        self.stop_tracing()
         self.before = None
         self.traces_before = None
         self.previous = None

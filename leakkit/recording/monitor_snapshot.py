@@ -94,11 +94,13 @@ def site_of(obj: Any, frames: int = 3) -> str | None:
 
 
 def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: list[Any], *, own: set[int],
-                    per_type: int = 8, budget_s: float = 2.0) -> list[str]:
+                    per_type: int = 8, budget_s: float = 2.0, sampled: Any = None) -> list[str]:
     """For each growing type: where its newest instances were allocated (when traced) and the
     reference paths from roots that keep them. ``kinds``: the types of each name (from the
     summary); ``objs``: the tracked objects of this snapshot; ``own``: ids of leakkit's objects,
-    never sampled nor walked through. The search shares ``budget_s`` among the types."""
+    never sampled nor walked through. The search shares ``budget_s`` of CPU among the types.
+    ``sampled()`` is called once the instances and their sites are known: tracemalloc can stop
+    then (under it, every allocation of the search costs several times more)."""
     from ..retention import naming
     from . import monitor_heap
 
@@ -106,6 +108,11 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
     wanted = {kind for name in type_names for kind in kinds.get(name, ())}
     samples = monitor_heap.instances(objs, wanted, own=own, per_type=per_type,
                                      prefer=(lambda o: tracemalloc.get_object_traceback(o) is not None) if traced else None)
+    sites = {name: collections.Counter(site for kind in kinds.get(name, ()) for obj in samples.get(kind, ())[:per_type]
+                                       if (site := site_of(obj)))
+             for name in type_names} if traced else {}
+    if sampled is not None:
+        sampled()
     lines: list[str] = []
     index = naming.ModuleIndex()
     # the budget is this thread's CPU time: on a busy machine the wall clock runs on while the
@@ -115,9 +122,8 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
         found = [obj for kind in kinds.get(name, ()) for obj in samples.get(kind, ())][:per_type]
         if not found:
             continue
-        sites = collections.Counter(site for site in map(site_of, found) if site) if traced else None
-        if sites:
-            site, hits = sites.most_common(1)[0]
+        if sites.get(name):
+            site, hits = sites[name].most_common(1)[0]
             lines.append(f"  {name}: allocated at {site} ({hits} of {len(found)} newest sampled)")
         now = time.thread_time()
         share = (end - now) / (len(type_names) - position)
@@ -125,7 +131,8 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
         def referrers(frontier: list[Any], stop: float = now + share) -> list[Any]:
             return monitor_heap.referrers(frontier, objs, stop, clock=time.thread_time) if time.thread_time() < stop else []
 
-        chains = naming.find_roots(found, index, ignore=own | {id(samples), id(found), id(objs)},
+        ignore = own | {id(samples), id(found), id(objs)} | {id(kept) for kept in samples.values()}
+        chains = naming.find_roots(found, index, ignore=ignore,
                                    deadline=time.perf_counter() + 60 * budget_s, referrers=referrers)
         paths = list(dict.fromkeys(naming.render(chain) for chain in chains.values()))
         for path in paths[:2]:
