@@ -23,6 +23,7 @@ from . import monitor_rate
 from .monitor_capture import Capture
 
 MEMORY = ("rss", "uss", "pss")
+FULL_EVERY_S = 10.0
 
 
 class Runner:
@@ -47,20 +48,29 @@ class Runner:
         self.start = 0.0
         self.cpu_s = 0.0
         self._judged_bins = -1
+        self.full_at: float | None = None
+        self.last_full: dict[str, Any] = {}
 
     # -- samples -------------------------------------------------------------------------------
     def sample(self, counters: Any, start: float, cpu_s: float) -> dict[str, Any]:
         """A row of the CSV, leakkit's own memory marked, fed to the history."""
         self.counters, self.start, self.cpu_s = counters, start, cpu_s
-        row = self._fresh_row()
+        # USS, PSS and swap every FULL_EVERY_S (the rollup's page walk is the costly reading): the
+        # rows between have RSS alone, their uss/pss/swap cells empty
+        due = self.full_at is None or time.monotonic() - start - self.full_at >= FULL_EVERY_S
+        row = self._fresh_row(due or self.capture_row is not None)
+        if row.get("uss") is not None:
+            self.last_full = {k: row.get(k) for k in ("uss", "pss", "swap")}
         self.row = row
         headline = row.get("rss")
         if headline is not None and self.capture_row is None:  # a snapshot's own time is a gap, not a reading
             self.history.add(row["t"], headline - row["snapshot_rss"])
         return row
 
-    def _fresh_row(self) -> dict[str, Any]:
-        row = self.counters.sample(self.start, self.cpu_s)
+    def _fresh_row(self, full: bool = True) -> dict[str, Any]:
+        row = self.counters.sample(self.start, self.cpu_s, full)
+        if full:
+            self.full_at = row["t"]
         row["snapshots"] = len(self.owner.snapshots)
         base = self.capture_row
         for column in MEMORY:
@@ -192,6 +202,11 @@ class Runner:
             self._end()
 
     # -- status ---------------------------------------------------------------------------------
+    def _latest(self, row: dict[str, Any], column: str) -> Any:
+        """``column`` of this row, or of the last row that read it (USS, PSS and swap come every 10 s)."""
+        value = row.get(column)
+        return value if value is not None else self.last_full.get(column)
+
     def status(self) -> dict[str, Any]:
         owner, row, judged = self.owner, self.row or {}, self.judgement
         limit = owner.limit_bytes
@@ -200,8 +215,9 @@ class Runner:
             seconds = max(0.0, (limit - row["rss"]) / judged.rate)
         return {
             "pid": owner.pid, "role": owner.role, "service": owner.service, "version": owner.version,
-            "t_s": row.get("t"), "rss_bytes": row.get("rss"), "pss_bytes": row.get("pss"),
-            "uss_bytes": row.get("uss"), "swap_bytes": row.get("swap"), "python_heap_bytes": row.get("python_heap"),
+            "t_s": row.get("t"), "rss_bytes": row.get("rss"), "pss_bytes": self._latest(row, "pss"),
+            "uss_bytes": self._latest(row, "uss"), "swap_bytes": self._latest(row, "swap"),
+            "python_heap_bytes": row.get("python_heap"),
             "column": "rss", "rate_bytes_per_s": judged.rate, "rate_low_bytes_per_s": judged.low,
             "rate_high_bytes_per_s": judged.high, "verdict": judged.verdict, "limit_bytes": limit,
             "seconds_to_limit": seconds, "snapshots": len(owner.snapshots),
