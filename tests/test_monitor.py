@@ -163,7 +163,6 @@ def test_on_demand_snapshot_lists_growing_types_and_sites(tmp_path):
     assert path == str(tmp_path / "demand.snapshot-001.txt")
     assert "on demand" in report and "frozenset" in report
     assert "grew in the 0.4 s this snapshot traced (tracemalloc)" in report and "test_monitor.py" in report
-    del kept
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR2"), reason="SIGUSR2 only")

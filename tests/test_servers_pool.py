@@ -12,15 +12,13 @@ from __future__ import annotations
 import concurrent.futures
 import glob
 import multiprocessing
-import os
 import time
 
-import pytest
+from monitored import jobs
 
 from leakkit.frontends.servers import pool
 from leakkit.recording.timeline import load
 from leakkit.reports.forecast import forecast
-from monitored import jobs
 
 MIB = 1024 * 1024
 SETTINGS = {"LEAKKIT_MONITOR_INTERVAL": "0.05", "LEAKKIT_MONITOR_SUSTAIN": "4", "LEAKKIT_MONITOR_MIN_GROWTH": "2MiB",

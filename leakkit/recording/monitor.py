@@ -38,7 +38,8 @@ import os
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import InvalidArgumentError, check_options, expected
 from .._sizes import parse_size

@@ -85,7 +85,10 @@ def type_summary(objs: list[Any], own: set[int]) -> Summary:
             piece = [o for o in objs[start:start + SLICE] if type(o) is not frame_type and id(o) not in own]
             add(piece)
             refs = list(filterfalse(gc.is_tracked, _compat.referents(*piece)))
-            fresh = dict(zip(map(id, refs), refs))
+            # an untracked dict holds only untracked values, counted with it: on 3.10 an instance's
+            # attributes live in such a dict (3.11+ visit them as the instance's own referents)
+            refs += filterfalse(gc.is_tracked, _compat.referents(*[r for r in refs if type(r) is dict]))
+            fresh = dict(zip(map(id, refs), refs, strict=True))
             del refs, piece
             new = fresh.keys() - seen - own
             seen.update(new)
@@ -169,7 +172,10 @@ def instances(objs: list[Any], wanted: set[type], *, own: set[int], per_type: in
             piece.reverse()
             offer([o for o in piece if type(o) in wanted])
             if untracked:
-                offer([r for r in _compat.referents(*piece) if type(r) in wanted])
+                refs = [r for r in _compat.referents(*piece) if not gc.is_tracked(r)]
+                refs += _compat.referents(*[r for r in refs if type(r) is dict])  # as type_summary counts them
+                offer([r for r in refs if type(r) in wanted])
+                del refs
             del piece
             if all(len(v) >= per_type for v in found.values()):
                 break

@@ -67,7 +67,7 @@ def _inflation(residuals: list[float]) -> float:
     denominator = sum(r * r for r in ranks)
     if denominator <= 0:
         return 1.0
-    r = min(max(sum(a * b for a, b in zip(ranks, ranks[1:])) / denominator, 0.0), 0.98)
+    r = min(max(sum(a * b for a, b in zip(ranks, ranks[1:], strict=False)) / denominator, 0.0), 0.98)
     if r == 0.0:
         return 1.0
     total = sum((n - k) * (n - k - 1) * (n - k - 2) * r ** k for k in range(1, n - 2))
@@ -87,8 +87,8 @@ def theil_sen(t: list[float], y: list[float], z: float = Z95) -> tuple[float, fl
     if m == 0:
         return math.nan, math.nan, math.nan
     slope = _median(slopes)
-    intercept = _median([b - slope * a for a, b in zip(t, y)])
-    inflation = _inflation([b - intercept - slope * a for a, b in zip(t, y)])
+    intercept = _median([b - slope * a for a, b in zip(t, y, strict=True)])
+    inflation = _inflation([b - intercept - slope * a for a, b in zip(t, y, strict=True)])
     c = z * math.sqrt(n * (n - 1) * (2 * n + 5) / 18.0 * inflation)
     low = slopes[min(max(int(math.floor((m - c) / 2.0)), 0), m - 1)]
     high = slopes[min(max(int(math.ceil((m + c) / 2.0)), 0), m - 1)]
@@ -127,8 +127,8 @@ class _Bins:
         if self.keep is not None and len(self.t) > self.keep:
             del self.t[0], self.y[0]
         elif self.keep is None and len(self.t) >= 2 * BINS:  # merge pairs: the bins double
-            self.t = [(a + b) / 2 for a, b in zip(self.t[::2], self.t[1::2])]
-            self.y = [(a + b) / 2 for a, b in zip(self.y[::2], self.y[1::2])]
+            self.t = [(a + b) / 2 for a, b in zip(self.t[::2], self.t[1::2], strict=False)]
+            self.y = [(a + b) / 2 for a, b in zip(self.y[::2], self.y[1::2], strict=False)]
             self.width *= 2
 
 

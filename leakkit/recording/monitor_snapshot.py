@@ -52,7 +52,7 @@ def table_lines(rows: list[Row]) -> list[str]:
     cells += [(name, str(count), format_size(size), "" if dc is None else f"{dc:+d}",
                "" if ds is None else format_size(ds, signed=True)) for name, count, size, dc, ds in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
-    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
             for row in cells]
 
 

@@ -11,7 +11,8 @@ process. Your own initializer too: ``initializer=pool.initializer, initargs=(dir
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import worker
 
