@@ -104,7 +104,7 @@ class Capture:
                 rows = growing_types(before, after, top)
                 lines += [f"types that grew {window}:" if window else "largest types (nothing earlier to compare):"]
                 lines += table_lines(rows)
-                grown = worth_a_path(rows)
+                grown = worth_a_path(rows, after.kinds)
                 if grown:
                     lines += ["", "where the newest of them were allocated and what keeps them alive:"]
                     lines += retention_lines(grown, after.kinds, objs, sampled=self.stop_tracing,

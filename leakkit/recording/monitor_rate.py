@@ -200,3 +200,12 @@ def judge(history: History, min_growth: float) -> Judgement:
     if _median(y[-3:]) - min(coarse_y or fine_y) >= min_growth:  # it grew once, and stopped
         return Judgement("plateau", rate, low, high, window_s)
     return Judgement("flat", rate, low, high, window_s)
+
+
+def judge_timeline(t: list[float], y: list[float], *, sustain: float = 300.0, min_growth: float = 1 << 20) -> Judgement:
+    """The monitor's verdict replayed on a recorded series (``t`` seconds, ``y`` bytes): what the
+    monitor said at the last sample (read from a recording, a worker's ``rss - snapshot_rss``)."""
+    history = History(sustain)
+    for a, b in zip(t, y, strict=True):
+        history.add(float(a), float(b))
+    return judge(history, min_growth)

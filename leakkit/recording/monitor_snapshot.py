@@ -17,6 +17,8 @@ from __future__ import annotations
 import collections
 import datetime
 import os
+import sys
+import sysconfig
 import time
 import tracemalloc
 from typing import Any
@@ -93,6 +95,13 @@ def site_of(obj: Any, frames: int = 3) -> str | None:
     return " <- ".join(kept[:frames]) if kept else None
 
 
+def _traced(obj: Any) -> bool:
+    """Allocated while tracemalloc traced: the object, or (3.11, where tracemalloc cannot find an
+    object with inline attributes) what it holds."""
+    return tracemalloc.get_object_traceback(obj) is not None or any(
+        tracemalloc.get_object_traceback(ref) is not None for ref in _compat.referents(obj))
+
+
 def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: list[Any], *, own: set[int],
                     per_type: int = 8, budget_s: float = 2.0, sampled: Any = None) -> list[str]:
     """For each growing type: where its newest instances were allocated (when traced) and the
@@ -106,11 +115,13 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
 
     traced = tracemalloc.is_tracing()
     wanted = {kind for name in type_names for kind in kinds.get(name, ())}
-    samples = monitor_heap.instances(objs, wanted, own=own, per_type=per_type,
-                                     prefer=(lambda o: tracemalloc.get_object_traceback(o) is not None) if traced else None)
+    samples = monitor_heap.instances(objs, wanted, own=own, per_type=per_type, prefer=_traced if traced else None)
     sites = {name: collections.Counter(site for kind in kinds.get(name, ()) for obj in samples.get(kind, ())[:per_type]
                                        if (site := site_of(obj)))
              for name in type_names} if traced else {}
+    contents = {name: collections.Counter(site for kind in kinds.get(name, ()) for obj in samples.get(kind, ())[:per_type]
+                                          for site in {site_of(ref) for ref in _compat.referents(obj)} if site)
+                for name in type_names if not sites.get(name)} if traced else {}
     if sampled is not None:
         sampled()
     lines: list[str] = []
@@ -125,6 +136,9 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
         if sites.get(name):
             site, hits = sites[name].most_common(1)[0]
             lines.append(f"  {name}: allocated at {site} ({hits} of {len(found)} newest sampled)")
+        elif traced and contents.get(name):  # 3.11: tracemalloc finds no object with inline attributes
+            site, hits = contents[name].most_common(1)[0]
+            lines.append(f"  {name}: its contents allocated at {site} (in {hits} of {len(found)} newest sampled)")
         now = time.thread_time()
         share = (end - now) / (len(type_names) - position)
 
@@ -145,14 +159,34 @@ def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: li
     return lines
 
 
-def worth_a_path(rows: list[Row], most: int = 3) -> list[str]:
-    """The growing types whose reference paths are worth searching: the user's own classes grown by
-    10 objects or more, builtin types grown by 5% of the growth in bytes (23 more ints are noise),
-    the user's classes first (a growing dict or bytearray is more often a symptom of them)."""
+def worth_a_path(rows: list[Row], kinds: dict[str, set[type]], most: int = 3) -> list[str]:
+    """The growing types whose reference paths are worth searching, the likeliest first: the
+    application's own classes grown by 10 objects or more (its modules are outside the standard
+    library and site-packages), then builtin and library types grown by 5% of the growth in bytes
+    or more, biggest first (23 more ints are noise; a growing bytes is often the leak's payload)."""
     total = sum(max(0, row[4] or 0) for row in rows)
-    grown = [row[0] for row in rows if row[3] is not None and (
-        (row[3] >= 10 and "." in row[0]) or (row[4] or 0) >= max(1, 0.05 * total))]
-    return sorted(grown, key=lambda name: "." not in name)[:most]
+    own = [row[0] for row in rows if row[3] is not None and row[3] >= 10
+           and any(_application(kind) for kind in kinds.get(row[0], ()))]
+    big = [row[0] for row in rows if row[3] is not None and row[0] not in own
+           and (row[4] or 0) >= max(1, 0.05 * total)]
+    return (own + big)[:most]
+
+
+def _application(kind: type) -> bool:
+    """Whether ``kind`` is defined by the application: a module file outside the interpreter's
+    library and site-packages."""
+    name = vars(kind).get("__module__")
+    if name == "__main__":  # the script, ``python -c``, the REPL, a notebook
+        return True
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    path = os.path.realpath(path)
+    roots = {os.path.realpath(p) for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
+                                            sysconfig.get_paths().get("platlib")) if p}
+    return not path.startswith(_PACKAGE) and not any(path.startswith(root + os.sep) for root in roots) \
+        and "site-packages" not in path
 
 
 def allocation_traces() -> tracemalloc.Snapshot:
