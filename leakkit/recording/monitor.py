@@ -145,6 +145,8 @@ class Monitor:
             try:
                 row = runner.sample(self._counters, self._start, self._cpu_s)
                 self._file.write(row)
+                if self._file.exception is not None:  # the file stopped (warned once): the owner may ask why
+                    self.last_error, self._file.exception = self._file.exception, None
                 runner.judge()
                 runner.auto_snapshot()
                 if self._listeners:

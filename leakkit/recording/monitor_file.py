@@ -39,6 +39,7 @@ class RowFile:
         self.path = path
         self.columns = columns
         self.error: str | None = None  # why the file stopped (a full disk, ...); sampling goes on
+        self.exception: Exception | None = None  # the failure itself, until the monitor takes it
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
         self._warned = False
@@ -100,6 +101,7 @@ class RowFile:
 
     def _failed(self, error: BaseException) -> None:
         self.error = f"writing {self.path!r} failed: {type(error).__name__}: {error}"
+        self.exception = error if isinstance(error, Exception) else None
         self.close()
         self._warn(f"{self.error}; the recording stops there, the monitor goes on")
 
