@@ -244,3 +244,46 @@ def test_snapshot_names_what_keeps_the_growing_type_alive_and_never_leakkits_own
     assert "Ticket" in table
     for own in ("leakkit.", "Summary", "Capture", "Runner"):  # leakkit's own objects are never the answer
         assert own not in table, table
+
+
+def test_a_snapshots_own_memory_is_marked_and_a_leaking_workers_forecast_still_says_leak(tmp_path):
+    # A worker leaking steadily; mid-run a snapshot whose own footprint is a big step (it keeps a
+    # 24 MiB summary of its own, as a snapshot's imports, summaries and unshared pages do). Read
+    # raw, the step would read as growth that stopped; marked, the forecast sees the leak.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from leakkit.recording import monitor_capture
+        from leakkit.recording.monitor import monitor
+        real = monitor_capture.Capture.finish
+
+        def heavy_finish(self, top):
+            lines, after = real(self, top)
+            after["leakkit ballast"] = [0, 0]
+            self.owner.ballast = bytearray(24 << 20)  # leakkit's own memory, kept
+            return lines, after
+
+        monitor_capture.Capture.finish = heavy_finish
+        mon = monitor({str(tmp_path / 'w.csv')!r}, interval=0.05, sustain=60, auto_snapshot=False)
+        kept = []
+        for step in range(120):
+            kept.append(bytearray(100_000))  # 2 MB/s, steady
+            time.sleep(0.05)
+            if step == 60:
+                mon.snapshot("mid-run")
+        mon.stop()
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    from leakkit.reports.forecast import forecast
+
+    frame = load(tmp_path / "w.csv")
+    assert frame["snapshots"].iloc[-1] == 1
+    assert frame["snapshot_rss"].iloc[-1] >= 20 * MIB  # the step is marked as leakkit's
+    assert frame["snapshot_rss"].iloc[0] == 0
+    fc = forecast(frame, column="rss")
+    assert fc.shape == "linear", str(fc)
+    assert 1.0e6 < fc.rate_bytes_per_s < 3.0e6  # ~2 MB/s: the application's own rate
+    raw = forecast(frame.drop(columns=["snapshot_rss"]), column="rss")  # what unmarked memory would say
+    assert raw.shape != "linear" or not 1.0e6 < raw.rate_bytes_per_s < 3.0e6, str(raw)
