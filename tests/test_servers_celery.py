@@ -105,7 +105,7 @@ def test_a_leaking_celery_worker_names_its_growing_children_type_site_and_root_a
         job, deadline = 0, time.monotonic() + 20  # five sustain windows of the same load
         while time.monotonic() < deadline:
             job = fixed.run(False, 1, job)
-        flat = fixed.statuses(False, lambda s: s["verdict"] in ("flat", "plateau"), time.monotonic() + 30)
+        flat = fixed.statuses(False, lambda s: s["verdict"] in ("flat", "plateau"), time.monotonic() + 60)
     finally:
         fixed.close()
     assert len(flat) == 2 and all(s["verdict"] in ("flat", "plateau") for s in flat.values()), [
