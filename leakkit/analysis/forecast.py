@@ -18,11 +18,19 @@ Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of 
 - ``sawtooth``: two or more sharp drops (> 30% of the range): restarts, buffer flushes, GC.
   The rate is that of the peaks (the upper envelope), which is what meets a limit.
 - ``flat``: the whole timeline stays within the tolerance.
-- ``plateau``: it grew, but the last third grows at < 20% of the overall rate (warm-up, a cache
-  filling to its bound). The rate is the last third's.
-- ``step``: growth in a few jumps (>= 60% of the growth in <= 30% of the intervals): a batch or
-  a cache that doubles. The rate is the long-run average over all samples.
-- ``linear``: steady growth: a leak. The rate is the slope over all samples.
+- then the warm-up is found from the data (:func:`leakkit.analysis.phases.warmup_end`: the first
+  sample from which the rest grows no slower in its second half than in its first), and the rest
+  (the *tail*) is judged:
+- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third):
+  not settled yet, neither a leak nor a plateau; the rate is the last third's.
+- ``plateau``: the tail rises less than the tolerance, or its last third grows at < 20% of its
+  rate (a cache filling to its bound, warm-up, unsharing after a fork). The rate is the tail's.
+- ``step``: the tail grows in a few jumps (>= 60% of its growth in <= 30% of the intervals): a
+  batch or a cache that doubles. The rate is the tail's long-run average.
+- ``linear``: the tail grows steadily: a leak. The rate is the tail's slope.
+
+The rate is never fitted on the warm-up: a worker started cold fills its caches at several times
+its leak rate, and a line through both forecast the limit 2.4x too soon.
 """
 from __future__ import annotations
 
@@ -32,9 +40,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from . import theil_sen as _theil_sen
+from . import phases
+from .growth import theil_sen as _theil_sen
 
-SHAPES = ("linear", "step", "sawtooth", "plateau", "flat")
+SHAPES = ("linear", "step", "sawtooth", "plateau", "flat", "warm-up")
 MIN_SAMPLES = 4
 
 
@@ -95,24 +104,18 @@ def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np
     return t[peaks], y[peaks]
 
 
-def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
-    """The shape name for a timeline (see the module docstring for the rules)."""
+def _tail_shape(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
+    """plateau, step or linear for a straight (post-warm-up) stretch that moved beyond the tolerance."""
     duration = t[-1] - t[0]
-    span = float(np.percentile(y, 95) - np.percentile(y, 5))
-    d = np.diff(y)
-    if int(np.sum(d < -max(tolerance, 0.3 * float(np.ptp(y))))) >= 2:
-        return "sawtooth"
     slope, *_ = theil_sen(t, y)
-    rise = slope * duration
-    if span <= tolerance and abs(rise) <= tolerance:
-        return "flat"
-    if rise <= tolerance:
+    if slope * duration <= tolerance:
         return "plateau"  # it moved, but is not growing
     last = t >= t[0] + duration * 2 / 3
     if last.sum() >= 3:
         last_slope, *_ = theil_sen(t[last], y[last])
         if last_slope < 0.2 * slope:
             return "plateau"
+    d = np.diff(y)
     med = float(np.median(d))
     mad = float(np.median(np.abs(d - med))) * 1.4826
     threshold = max(med + 6 * mad, 3 * med, tolerance / 8)
@@ -123,11 +126,27 @@ def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
     return "linear"
 
 
-def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The highest sample of each stretch between sharp drops: the sawtooth's upper envelope."""
-    cuts = [0, *(np.flatnonzero(drops) + 1).tolist(), len(y)]
-    peaks = [a + int(np.argmax(y[a:b])) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
-    return t[peaks], y[peaks]
+def _drops(y: np.ndarray, tolerance: float) -> np.ndarray:
+    return np.diff(y) < -max(tolerance, 0.3 * float(np.ptp(y)))
+
+
+def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
+    """The shape name for a timeline (see the module docstring for the rules)."""
+    return _phases(t, y, tolerance=tolerance)[0]
+
+
+def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> tuple[str, phases.WarmupEnd | None]:
+    """The shape, and where the warm-up ended (None for a sawtooth or a flat timeline)."""
+    if int(np.sum(_drops(y, tolerance))) >= 2:
+        return "sawtooth", None
+    span = float(np.percentile(y, 95) - np.percentile(y, 5))
+    slope, *_ = theil_sen(t, y)
+    if span <= tolerance and abs(slope * (t[-1] - t[0])) <= tolerance:
+        return "flat", None
+    end = phases.warmup_end(t.tolist(), y.tolist())
+    if not end.settled:
+        return "warm-up", end
+    return _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance), end
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,8 @@ class TimelineFit:
     limit. ``current_bytes`` is the fitted value at the last sample, the start of the extrapolation;
     ``fit_t0`` the first time the rate was fitted on; the interval lines of the rate pivot on
     ``pivot`` (time, bytes), the fit's centre, so the start of the extrapolation is uncertain too.
+    ``warmup_end_t``: when the warm-up found in the data ended (nan: none found); ``warmup_bytes``
+    the growth it held beyond the rate after it.
     """
 
     shape: str
@@ -148,6 +169,8 @@ class TimelineFit:
     current_bytes: float
     fit_t0: float
     pivot: tuple[float, float]
+    warmup_end_t: float = math.nan
+    warmup_bytes: float = 0.0
 
 
 def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, tolerance_bytes: float,
@@ -160,17 +183,18 @@ def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, toler
     limit (see the module docstring).
     """
     tolerance_bytes = max(tolerance_bytes, 0.01 * float(np.median(y)))
-    shape = classify(t, y, tolerance=tolerance_bytes)
+    shape, end = _phases(t, y, tolerance=tolerance_bytes)
     fit_t, fit_y = t, y
     if shape == "sawtooth":
-        drops = np.diff(y) < -max(tolerance_bytes, 0.3 * float(np.ptp(y)))
-        peak_t, peak_y = _segments_peaks(t, y, drops)
+        peak_t, peak_y = _segments_peaks(t, y, _drops(y, tolerance_bytes))
         if len(peak_t) >= 3:
             fit_t, fit_y = peak_t, peak_y
-    elif shape == "plateau":
-        last = t >= t[0] + (t[-1] - t[0]) * 2 / 3
-        if last.sum() >= 3:
-            fit_t, fit_y = t[last], y[last]
+    elif end is not None:
+        fit_t, fit_y = t[end.index:], y[end.index:]  # never the warm-up
+        if shape in ("plateau", "warm-up"):  # where it stands now: the last third
+            last = fit_t >= fit_t[0] + (fit_t[-1] - fit_t[0]) * 2 / 3
+            if last.sum() >= 3:
+                fit_t, fit_y = fit_t[last], fit_y[last]
     slope, intercept, low, high = theil_sen(fit_t, fit_y, confidence=confidence, autocorrelation=True)
     current = intercept + slope * t[-1]
     if shape == "sawtooth" and fit_t is t:
@@ -206,4 +230,6 @@ def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, toler
         current_bytes=float(current),
         fit_t0=float(fit_t[0]),
         pivot=(float(pivot_t), float(pivot_y)),
+        warmup_end_t=float(end.t) if end is not None and end.index > 0 else math.nan,
+        warmup_bytes=float(end.excess_bytes) if end is not None and end.index > 0 else 0.0,
     )

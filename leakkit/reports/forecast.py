@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidArgumentError, expected
+from .._errors import expected
 from .._sizes import format_duration, format_size, parse_size
 from .._text import wrap_lines
 from ..analysis.forecast import MIN_SAMPLES, fit_timeline
+from .columns import BYTE_COLUMNS, LABELS, ColumnFit, column_fit, reconcile, unsharing_note
+from .series import one_process, pick_limit, series
 
-_LABELS = {"linear": "linear leak", "step": "step growth", "sawtooth": "sawtooth", "plateau": "plateau", "flat": "flat"}
+_LABELS = LABELS
 
 
 def format_rate(bytes_per_s: float, signed: bool = False) -> str:
@@ -66,6 +68,12 @@ class Forecast:
     reach the limit; ``nan``: no limit given). ``current_bytes`` is the fitted value at the last
     sample, the starting point of the extrapolation. Intervals are Sen's, widened for the
     samples' autocorrelation (:mod:`leakkit.analysis.forecast`).
+
+    ``column`` is the headline (by default ``rss``, what a per-process limit and the OOM killer
+    count); ``beside`` holds the other byte columns' shapes and rates, ``notes`` the reason for
+    each whose verdict differs. ``warmup_end_s``: when the warm-up found in the data ended (``nan``:
+    none), ``warmup_bytes`` what it held; the rate is fitted after it. ``pid``: the process read;
+    ``limit_source``: where the limit came from (``"given"``, ``"recorded"``, or the cgroup file).
     """
 
     shape: str
@@ -79,6 +87,12 @@ class Forecast:
     samples: int
     duration_s: float
     confidence: float = 0.95
+    pid: int | None = None
+    limit_source: str | None = None
+    warmup_end_s: float = math.nan
+    warmup_bytes: float = 0.0
+    beside: tuple[ColumnFit, ...] = ()
+    notes: tuple[str, ...] = ()
     _t: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _y: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _fit_t0: float = field(default=0.0, repr=False, compare=False)
@@ -115,10 +129,21 @@ class Forecast:
 
     def _lines(self) -> list[str]:
         seen = f"now {format_size(self.current_bytes)}; {self.samples} samples over {format_duration(self.duration_s)}"
+        who = f"pid {self.pid} " if self.pid is not None else ""
         if self.limit_bytes is None:
-            lines = [f"{self.label}: {self.column} {self._rate_text()} (no limit given)", f"  {seen}"]
+            lines = [f"{self.label}: {who}{self.column} {self._rate_text()} (no limit given)", f"  {seen}"]
         else:
-            lines = [f"{self.label}: {self.column} {self._eta_text()}", f"  rate {self._rate_text()}; {seen}"]
+            lines = [f"{self.label}: {who}{self.column} {self._eta_text()}", f"  rate {self._rate_text()}; {seen}"]
+            if self.limit_source not in (None, "given"):
+                lines.append(f"  limit from {self.limit_source}")
+        if math.isfinite(self.warmup_end_s):
+            lines.append(f"  warm-up: {format_size(self.warmup_bytes, signed=True)} beyond the rate until "
+                         f"{format_duration(self.warmup_end_s)} (growth slowing down, then straight); "
+                         f"the rate is fitted after it")
+        if self.beside:
+            lines.append("  beside it: " + "; ".join(f"{b.column} {b.label} {format_rate(b.rate_bytes_per_s, signed=True)}"
+                                                      for b in self.beside))
+        lines += [f"  {note}" for note in self.notes]
         if math.isfinite(self.eta_s) and self.duration_s > 0 and self.eta_s > 3 * self.duration_s:
             lines.append(f"  the forecast extrapolates {self.eta_s / self.duration_s:.0f}x the "
                          f"{format_duration(self.duration_s)} watched: a longer watch tells whether the rate holds")
@@ -136,6 +161,11 @@ class Forecast:
             ("limit", self._eta_text()),
             ("samples", f"{self.samples} over {format_duration(self.duration_s)}"),
         ]
+        if math.isfinite(self.warmup_end_s):
+            rows.append(("warm-up", f"{format_size(self.warmup_bytes, signed=True)} until "
+                                    f"{format_duration(self.warmup_end_s)}; the rate is fitted after it"))
+        rows += [(b.column, f"{b.label} {format_rate(b.rate_bytes_per_s, signed=True)}") for b in self.beside]
+        rows += [("note", note) for note in self.notes]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
                        for k, v in rows)
         return f"<table class='leakkit-forecast'>{body}</table>"
@@ -196,8 +226,9 @@ def _pick_column(frame: pd.DataFrame, column: str | None) -> str:
         if column not in frame.columns:
             raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", column)
         return column
-    if "uss" in frame.columns and frame["uss"].notna().any():
-        return "uss"
+    for name in ("rss", "uss"):  # rss first: what a per-process limit and the OOM killer count
+        if name in frame.columns and frame[name].notna().any():
+            return name
     if "rss" in frame.columns:
         return "rss"
     raise expected("a frame with a 'uss' or 'rss' column (from leakkit.watch or leakkit.load)", "frame", list(frame.columns))
@@ -210,47 +241,72 @@ def forecast(
     column: str | None = None,
     tolerance: int | float | str = "1MiB",
     confidence: float = 0.95,
+    pid: int | None = None,
 ) -> Forecast:
-    """Classify a timeline (linear, step, sawtooth, plateau, flat) and estimate when it meets ``limit``.
+    """Classify one process's timeline and estimate when it meets ``limit``.
+
+    The shape (linear, step, sawtooth, plateau, flat, warm-up) and the rate come after the warm-up
+    found in the data (:mod:`leakkit.analysis.phases`): caches filling and pages unshared after a
+    fork are not fitted as a leak. The headline column is the one the limit counts; the other byte
+    columns are given beside it, each difference in verdict with its reason.
 
     Args:
         frame: a DataFrame with ``t`` (seconds) and byte columns, from watch/load or the monitor.
-        limit: a size ("256MiB", "1.5 GB", bytes); default ``frame.attrs["limit_bytes"]``. Without
-            one the shape and rate are still given.
-        column: the byte column; default ``uss`` if present with values, else ``rss``.
+            Rows of several processes (a ``pid`` column) need ``pid``; a series that mixes
+            processes with no pid to tell them apart is refused (MixedProcessesError).
+        limit: a size ("256MiB", "1.5 GB", bytes), per process; default the watch's
+            ``attrs["limit_bytes"]``, else the cgroup's memory limit recorded with it (a
+            container's ``memory.max``). Without one the shape and rate are still given.
+        column: the headline byte column; default ``rss`` (what a per-process limit and the
+            kernel's OOM killer count) when recorded, else ``uss``.
         tolerance: growth smaller than this (or 1% of the median) is flat.
         confidence: of the rate and ETA intervals.
+        pid: the process to forecast, in a frame with rows of several.
 
     Example::
 
-        result = forecast(load("worker.csv"), "256MiB")
-        print(result)      # linear leak: uss reaches 256.0 MiB in ~3 h 10 min (95% interval ...)
+        result = forecast(load("worker.csv"), "256MiB", pid=4242)
+        print(result)      # linear leak: pid 4242 rss reaches 256.0 MiB in ~3 h 10 min (95% interval ...)
         result.plot()
     """
     if not isinstance(frame, pd.DataFrame):
         raise expected("a DataFrame from leakkit.watch or leakkit.load", "frame", frame)
     if "t" not in frame.columns:
         raise expected("a frame with a 't' column (seconds)", "frame", list(frame.columns))
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (int, np.integer))):
+        raise expected("a pid (int)", "pid", pid)
     name = _pick_column(frame, column)
-    if limit is None:
-        limit = frame.attrs.get("limit_bytes")
-    limit_bytes = parse_size(limit, "limit") if limit is not None else None
+    limit_bytes, limit_source = pick_limit(frame, limit)
     tolerance_bytes = parse_size(tolerance, "tolerance")
     if not isinstance(confidence, float) or not 0 < confidence < 1:
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
-    data = frame[["t", name]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("t")
-    bad = ~np.isfinite(data.to_numpy(dtype=float)).all(axis=1) | (data[name].to_numpy(dtype=float) < 0)
-    if bad.any():  # an inf or negative reading is a broken probe, not memory: "now inf GiB" helps nobody
-        row = data[bad].iloc[0]
-        raise InvalidArgumentError(f"frame: expected finite times and byte counts >= 0 in 't' and {name!r}, "
-                                   f"received t={row['t']!r}, {name}={row[name]!r} ({int(bad.sum())} such rows)")
-    if len(data) < MIN_SAMPLES or data["t"].iloc[-1] <= data["t"].iloc[0]:
-        raise InvalidArgumentError(
-            f"frame: expected at least {MIN_SAMPLES} samples of {name!r} spread over time, received {len(data)}"
-        )
-    t = data["t"].to_numpy(dtype=float)
-    y = data[name].to_numpy(dtype=float)
+    rows = one_process(frame, None if pid is None else int(pid))
+    t, y = series(rows, name)
     fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence)
+    headline = column_fit(name, fit)
+    beside: list[ColumnFit] = []
+    aligned: dict[str, np.ndarray] = {}
+    aligned_t = t
+    columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]
+    if columns:
+        both = rows[["t", name, *columns]].apply(pd.to_numeric, errors="coerce").sort_values("t")
+        for other in columns:
+            data = both[["t", other]].dropna()
+            if len(data) >= MIN_SAMPLES and data["t"].iloc[-1] > data["t"].iloc[0] and (data[other] >= 0).all():
+                beside.append(column_fit(other, fit_timeline(
+                    data["t"].to_numpy(dtype=float), data[other].to_numpy(dtype=float), limit_bytes=limit_bytes,
+                    tolerance_bytes=tolerance_bytes, confidence=confidence)))
+        complete = both.dropna()
+        aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
+        aligned_t = complete["t"].to_numpy(dtype=float)
+    notes = reconcile(headline, beside, aligned_t, aligned) if aligned.keys() >= {"rss", "uss"} else []
+    if name == "rss" and aligned.keys() >= {"rss", "uss"} and math.isfinite(fit.warmup_end_t):
+        early = aligned_t <= fit.warmup_end_t  # what the warm-up held: was some of it unsharing?
+        note = unsharing_note(aligned_t[early], aligned["rss"][early], aligned["uss"][early], float(aligned_t[0])) \
+            if early.sum() >= 4 else None
+        if note and not any("copy-on-write" in n for n in notes):
+            notes.append(f"in the warm-up, {note}")
+    pid_value = int(rows["pid"].iloc[0]) if "pid" in rows.columns and len(rows) else frame.attrs.get("pid")
     return Forecast(
         shape=fit.shape,
         column=name,
@@ -263,9 +319,14 @@ def forecast(
         samples=len(t),
         duration_s=float(t[-1] - t[0]),
         confidence=confidence,
+        pid=pid_value if isinstance(pid_value, (int, np.integer)) and not isinstance(pid_value, bool) else None,
+        limit_source=limit_source,
+        warmup_end_s=float(fit.warmup_end_t - t[0]) if math.isfinite(fit.warmup_end_t) else math.nan,
+        warmup_bytes=fit.warmup_bytes,
+        beside=tuple(beside),
+        notes=tuple(notes),
         _t=t,
         _y=y,
         _fit_t0=fit.fit_t0,
         _pivot=fit.pivot,
     )
-
