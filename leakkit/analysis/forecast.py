@@ -23,8 +23,10 @@ Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of 
   (the *tail*) is judged:
 - ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third):
   not settled yet, neither a leak nor a plateau; the rate is the last third's.
-- ``plateau``: the tail rises less than the tolerance, or its last third grows at < 20% of its
-  rate (a cache filling to its bound, warm-up, unsharing after a fork). The rate is the tail's.
+- ``plateau``: the tail's rate has an interval reaching zero, or over the whole watch would rise
+  less than the tolerance, or its last third grows at < 20% of its
+  rate, a shortfall beyond twice the noise (growth that stopped lately: a cache reaching its
+  bound). The rate is the tail's last third's.
 - ``step``: the tail grows in a few jumps (>= 60% of its growth in <= 30% of the intervals): a
   batch or a cache that doubles. The rate is the tail's long-run average.
 - ``linear``: the tail grows steadily: a leak. The rate is the tail's slope.
@@ -104,16 +106,23 @@ def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np
     return t[peaks], y[peaks]
 
 
-def _tail_shape(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
-    """plateau, step or linear for a straight (post-warm-up) stretch that moved beyond the tolerance."""
+def _tail_shape(t: np.ndarray, y: np.ndarray, *, tolerance: float, watched: float) -> str:
+    """plateau, step or linear for the straight (post-warm-up) stretch of a timeline that moved.
+
+    Growing: its rate's interval is above zero, and that rate over the whole time ``watched``
+    rises more than the tolerance (a tail after a long warm-up is short: its own rise alone would
+    call a 1 MiB/min leak watched for 40 s flat).
+    """
     duration = t[-1] - t[0]
-    slope, *_ = theil_sen(t, y)
-    if slope * duration <= tolerance:
+    slope, _, low, _ = theil_sen(t, y, autocorrelation=True)
+    if low <= 0 or slope * max(duration, watched) <= tolerance:
         return "plateau"  # it moved, but is not growing
     last = t >= t[0] + duration * 2 / 3
     if last.sum() >= 3:
         last_slope, *_ = theil_sen(t[last], y[last])
-        if last_slope < 0.2 * slope:
+        # stopped lately: slower than a fifth of the rate, by more than the noise could make
+        shortfall = (slope - last_slope) * (t[-1] - t[last][0])
+        if last_slope < 0.2 * slope and shortfall > 2 * phases.scatter(t.tolist(), y.tolist()):
             return "plateau"
     d = np.diff(y)
     med = float(np.median(d))
@@ -146,7 +155,7 @@ def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> tuple[str, pha
     end = phases.warmup_end(t.tolist(), y.tolist())
     if not end.settled:
         return "warm-up", end
-    return _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance), end
+    return _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0])), end
 
 
 @dataclass(frozen=True)

@@ -58,51 +58,56 @@ class WorkerForecasts:
 
     def _row_text(self, row: pd.Series) -> str:
         age = format_duration(row["last_s"] - row["first_s"])
-        head = (f"{row['pid']:>7} {row['role']:<6} {age:>9}  rss {format_size(row['rss']):>9}  "
-                f"pss {format_size(row['pss']):>9}  uss {format_size(row['uss']):>9}  shared {format_size(row['shared']):>9}")
+        cells = [f"{row['pid']:>7}", f"{row['role']:<6}", f"{age:>9}"]
+        cells += [f"{format_size(row[c]):>9}" for c in ("rss", "pss", "uss", "shared")]
         if isinstance(row["note"], str) and row["note"]:
-            return f"{head}  {row['note']}"
-        rate = (f"{format_rate(row['rate_bytes_per_s'], signed=True)} "
-                f"[{format_rate(row['rate_low'], signed=True)}, {format_rate(row['rate_high'], signed=True)}]")
+            return "  ".join(cells + [row["note"]])
+        rate = format_rate(row["rate_bytes_per_s"], signed=True)
+        interval = f"[{format_rate(row['rate_low'], signed=True)}, {format_rate(row['rate_high'], signed=True)}]"
         if self.limit_bytes is None:
-            eta = ""
+            eta = "no limit"
         elif row["eta_s"] == 0:
-            eta = " at the limit"
+            eta = "at the limit"
         elif not math.isfinite(row["eta_s"]):
-            eta = " not on course"
+            eta = "not on course"
         else:
-            eta = f" limit in ~{format_duration(row['eta_s'])} ({duration_range(row['eta_low'], row['eta_high'])})"
+            eta = f"~{format_duration(row['eta_s'])} ({duration_range(row['eta_low'], row['eta_high'])})"
         ended = " (exited)" if row["ended"] else ""
-        return f"{head}  {row['shape']} {row['column']} {rate}{eta}{ended}"
+        return "  ".join(cells + [f"{rate:>14} {interval:<30}", f"{eta:<34}", f"{row['shape']}{ended}"])
 
     def lines(self) -> list[str]:
-        """The report as lines (what ``str`` wraps)."""
+        """The report as lines: a header, one line per worker, the master apart, then notes."""
         limit = (f"limit {format_size(self.limit_bytes)} per process ({self.limit_source})"
                  if self.limit_bytes is not None else "no limit given")
         workers = self.table[self.table["role"] != "master"]
-        lines = [f"{len(workers)} worker(s) over {format_duration(self.duration_s)}; {limit}; "
-                 f"rates after each one's warm-up, the headline rss (what the limit counts)"]
-        lines += ["     pid role         age  " + "memory at the last sample".ljust(70) + "verdict"]
-        for _, row in workers.iterrows():
-            lines.append(self._row_text(row))
+        lines = [f"{len(workers)} worker(s) over {format_duration(self.duration_s)}; {limit}; rates of "
+                 f"{self.table['column'].replace('', pd.NA).dropna().iloc[0] if self.table['column'].any() else 'rss'} "
+                 f"(what the limit counts) after each one's warm-up, with their 95% interval"]
+        head = ["    pid", "role  ", "      age"] + [f"{c:>9}" for c in ("rss", "pss", "uss", "shared")]
+        lines.append("  ".join(head + [f"{'rate':>14} {'':<30}", f"{'time to the limit':<34}", "verdict"]))
+        lines += [self._row_text(row) for _, row in workers.iterrows()]
         for _, row in self.table[self.table["role"] == "master"].iterrows():
-            lines.append("  master, apart (it forks the workers, serves no request):")
-            lines.append(self._row_text(row))
-        leaking = self.leaking
-        lines.append(f"leaking: {', '.join(map(str, leaking))}" if leaking else "no process leaks")
-        for when, pids in self.together:
-            lines.append(f"  at {format_duration(when)} workers {', '.join(map(str, pids))} stepped up together "
-                         f"(pages shared with the master becoming private after the fork, if rss stayed flat)")
-        for pid, result in self.forecasts.items():
-            lines += [f"  {pid}: {note}" for note in result.notes]
-        if self.total_pss is not None:
-            lines.append(f"  the whole tree (sum of pss, what a container's cgroup counts): {self.total_pss.label} "
-                         f"{format_rate(self.total_pss.rate_bytes_per_s, signed=True)}, "
-                         f"{self.total_pss._eta_text()}")
+            lines.append(self._row_text(row) + "  (the master: forks the workers, listed apart)")
         return lines
 
+    def notes(self) -> list[str]:
+        """What the table needs said: who leaks, workers stepping together, columns that differ, the total."""
+        leaking = self.leaking
+        notes = [f"leaking: {', '.join(map(str, leaking))}" if leaking else "no process leaks"]
+        for when, pids in self.together:
+            notes.append(f"at {format_duration(when)} workers {', '.join(map(str, pids))} stepped up together "
+                         f"(pages shared with the master becoming private after the fork, when rss stayed flat)")
+        for pid, result in self.forecasts.items():
+            notes += [f"{pid}: {note}" for note in result.notes]
+        if self.total_pss is not None:
+            notes.append(f"the whole tree (sum of pss, close to what a container's cgroup counts): "
+                         f"{self.total_pss.label} {format_rate(self.total_pss.rate_bytes_per_s, signed=True)}, "
+                         f"{self.total_pss._eta_text()}")
+        return notes
+
     def __str__(self) -> str:
-        return wrap_lines(printable(line) for line in self.lines())
+        table = "\n".join(printable(line).rstrip() for line in self.lines())
+        return table + "\n" + wrap_lines(printable(note) for note in self.notes())
 
     def _repr_html_(self) -> str:
         shown = self.table.copy()
@@ -113,7 +118,7 @@ class WorkerForecasts:
         for column in ("eta_s", "eta_low", "eta_high", "first_s", "last_s", "warmup_end_s"):
             shown[column] = shown[column].map(format_duration)
         caption = html.escape(self.lines()[0])
-        notes = "".join(f"<li>{html.escape(line.strip())}</li>" for line in self.lines()[len(self.table) + 2:])
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes())
         return f"<p>{caption}</p>{shown.to_html(index=False)}<ul>{notes}</ul>"
 
     def plot(self, ax: Any = None, column: str | None = None) -> Any:
