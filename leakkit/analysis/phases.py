@@ -31,7 +31,7 @@ MAX_POINTS = 120       # a series is thinned to this many evenly spaced samples 
 MIN_TAIL = 8           # samples a straight tail needs at least
 MAX_WARMUP_SHARE = 2 / 3  # a warm-up longer than this share of the series is "not settled yet"
 NOISE_FACTOR = 2.0     # deceleration or growth within this many residual scales is noise
-RELATIVE_SLOWDOWN = 0.5  # a first half rising < 1.5x the second half's pace is a leak's own wander
+RELATIVE_SLOWDOWN = 0.35  # a first half rising < 1.35x the second half's pace is a leak's own wander
 
 
 def median(values: Sequence[float]) -> float:
@@ -126,8 +126,8 @@ def warmup_end(t: Sequence[float], y: Sequence[float], *, floor: float = 0.0) ->
     Candidates run from the first sample to the one at :data:`MAX_WARMUP_SHARE` of the span (the
     rest keeping at least :data:`MIN_TAIL` samples). At each, the rest is split in two halves by
     time; it is still slowing down when the first half rose more than the second half's pace gives
-    over the same time by more than ``max(floor, 2 * residual scatter, half that pace)`` (a leak's
-    rate wanders with its load: a first half within 1.5x the second is not a slowdown). The
+    over the same time by more than ``max(floor, 2 * residual scatter, 0.35 x that pace)`` (a leak's
+    rate wanders with its load: a first half within 1.35x the second is not a slowdown). The
     warm-up ends at the first candidate that is not slowing down. A series still slowing down at
     every candidate is not settled: the index is the last candidate.
 
