@@ -61,9 +61,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
     from .recording.timeline import load as load_watch
-    from .reports.live import watch
     from .reports.bisect_report import BisectReport
     from .reports.forecast import Forecast, forecast
+    from .reports.live import watch
     from .reports.trace_report import TraceReport, verdict
     from .reports.workers import WorkerForecasts, forecast_workers
     from .tracing.native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim

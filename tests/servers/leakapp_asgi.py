@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import atexit
 
+import leakapp_core as core
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-import leakapp_core as core
 
 atexit.register(core.write_stats)
 
