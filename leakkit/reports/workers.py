@@ -193,7 +193,9 @@ def forecast_workers(
         one = forecast(frame, limit, column=column, tolerance=tolerance, confidence=confidence)
         frame = frame.assign(pid=one.pid or 0, role="master")
     limit_bytes, source = pick_limit(frame, limit)
-    ended = frame.attrs.get("ended") or {}
+    ended = frame.attrs.get("ended") or {}  # a loaded file has none: a series stopping early has ended
+    interval = float(frame.attrs.get("interval") or 1.0)
+    last_t = float(frame["t"].max()) if len(frame) else 0.0
     rows, forecasts = [], {}
     order = frame.groupby("pid", sort=False)["t"].min().sort_values().index
     for pid in order:
@@ -205,7 +207,8 @@ def forecast_workers(
             note = ""
         except InvalidArgumentError as error:
             result, note = None, f"too few samples to judge ({len(own)})" if "samples" in str(error) else str(error)
-        rows.append(_row(pid, own, result, note, pid in ended or str(pid) in ended))
+        gone = pid in ended or str(pid) in ended or float(own["t"].iloc[-1]) < last_t - 2 * interval
+        rows.append(_row(pid, own, result, note, gone))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     workers = {pid: f for pid, f in forecasts.items() if table.loc[table["pid"] == pid, "role"].iloc[0] != "master"}
     floor = max(256 * 1024.0, parse_size(tolerance, "tolerance") / 4)
