@@ -33,7 +33,8 @@ OTHERS := $(if $(filter command line environment,$(origin PYTHON)),,$(shell bash
 # whole suite and every notebook run on $(PYTHON). Left out there: bisect's own-cycles check with
 # the whole heap unfrozen (4-9 minutes a run; not version-specific, it runs on $(PYTHON)).
 COMPAT_TESTS ?= tests/test_compat.py tests/test_bisect_scenarios.py tests/test_bisect.py tests/test_heap.py \
-                tests/test_trace.py tests/test_watch.py tests/test_monitor.py tests/test_probes.py
+                tests/test_trace.py tests/test_watch.py tests/test_monitor.py tests/test_probes.py \
+                tests/test_phases.py tests/test_watch_tree.py
 COMPAT_SKIP ?= test_bisect_leaves_no_reference_cycles_of_its_own
 COMPAT_NOTEBOOK ?= notebooks/02-crawler-worker-case-study.ipynb
 

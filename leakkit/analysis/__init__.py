@@ -6,7 +6,10 @@ eagerly would defeat.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and the docs
+    from .growth import Growth, classify, slowing_down, theil_sen
 
 __all__ = ["Growth", "classify", "slowing_down", "theil_sen"]
 
