@@ -21,8 +21,10 @@ Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of 
 - then the warm-up is found from the data (:func:`leakkit.analysis.phases.warmup_end`: the first
   sample from which the rest grows no slower in its second half than in its first), and the rest
   (the *tail*) is judged:
-- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third):
-  not settled yet, neither a leak nor a plateau; the rate is the last third's.
+- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third),
+  or, for a series that begins when its process began (a worker forked during the watch), growth
+  never yet seen to slow down: its start-up, not over. Not settled yet, neither a leak nor a
+  plateau; the rate is the last third's.
 - ``plateau``: the tail's rate has an interval reaching zero, or over the whole watch would rise
   less than the tolerance, or its last third grows at < 20% of its
   rate, a shortfall beyond twice the noise (growth that stopped lately: a cache reaching its
@@ -144,8 +146,14 @@ def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
     return _phases(t, y, tolerance=tolerance)[0]
 
 
-def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> tuple[str, phases.WarmupEnd | None]:
-    """The shape, and where the warm-up ended (None for a sawtooth or a flat timeline)."""
+def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float,
+            from_start: bool = False) -> tuple[str, phases.WarmupEnd | None]:
+    """The shape, and where the warm-up ended (None for a sawtooth or a flat timeline).
+
+    ``from_start``: the series begins when the process began (a worker forked during the watch).
+    Its first growth is its start-up; growth never seen to slow down is then a warm-up not over
+    yet, never a leak (a worker importing its framework for 3 s read "+172 MiB/min").
+    """
     if int(np.sum(_drops(y, tolerance))) >= 2:
         return "sawtooth", None
     span = float(np.percentile(y, 95) - np.percentile(y, 5))
@@ -155,7 +163,10 @@ def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> tuple[str, pha
     end = phases.warmup_end(t.tolist(), y.tolist())
     if not end.settled:
         return "warm-up", end
-    return _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0])), end
+    shape = _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0]))
+    if from_start and end.index == 0 and shape in ("linear", "step"):
+        return "warm-up", phases.WarmupEnd(0, float(t[0]), 0.0, False)
+    return shape, end
 
 
 @dataclass(frozen=True)
@@ -183,16 +194,17 @@ class TimelineFit:
 
 
 def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, tolerance_bytes: float,
-                 confidence: float = 0.95) -> TimelineFit:
+                 confidence: float = 0.95, from_start: bool = False) -> TimelineFit:
     """Shape, rate with its interval and time to ``limit_bytes`` with its interval, of a timeline.
 
     ``t`` (seconds, increasing) and ``y`` (bytes, finite, >= 0): at least :data:`MIN_SAMPLES`
     samples spread over time (the caller checks). ``tolerance_bytes``: growth smaller than this,
-    or than 1% of the median, is flat. The rate is fitted on the samples the shape says meet a
+    or than 1% of the median, is flat. ``from_start``: the series begins at the process's start
+    (see :func:`_phases`). The rate is fitted on the samples the shape says meet a
     limit (see the module docstring).
     """
     tolerance_bytes = max(tolerance_bytes, 0.01 * float(np.median(y)))
-    shape, end = _phases(t, y, tolerance=tolerance_bytes)
+    shape, end = _phases(t, y, tolerance=tolerance_bytes, from_start=from_start)
     fit_t, fit_y = t, y
     if shape == "sawtooth":
         peak_t, peak_y = _segments_peaks(t, y, _drops(y, tolerance_bytes))

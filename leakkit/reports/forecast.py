@@ -242,6 +242,7 @@ def forecast(
     tolerance: int | float | str = "1MiB",
     confidence: float = 0.95,
     pid: int | None = None,
+    from_start: bool = False,
 ) -> Forecast:
     """Classify one process's timeline and estimate when it meets ``limit``.
 
@@ -262,6 +263,9 @@ def forecast(
         tolerance: growth smaller than this (or 1% of the median) is flat.
         confidence: of the rate and ETA intervals.
         pid: the process to forecast, in a frame with rows of several.
+        from_start: the series begins when the process began (a worker forked during the watch:
+            :func:`leakkit.forecast_workers` says so for each). Growth not yet seen to slow down
+            is then its start-up (``warm-up``), never a leak.
 
     Example::
 
@@ -282,7 +286,8 @@ def forecast(
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
     rows = one_process(frame, None if pid is None else int(pid))
     t, y = series(rows, name)
-    fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence)
+    fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
+                       from_start=from_start)
     headline = column_fit(name, fit)
     beside: list[ColumnFit] = []
     aligned: dict[str, np.ndarray] = {}
@@ -295,7 +300,7 @@ def forecast(
             if len(data) >= MIN_SAMPLES and data["t"].iloc[-1] > data["t"].iloc[0] and (data[other] >= 0).all():
                 beside.append(column_fit(other, fit_timeline(
                     data["t"].to_numpy(dtype=float), data[other].to_numpy(dtype=float), limit_bytes=limit_bytes,
-                    tolerance_bytes=tolerance_bytes, confidence=confidence)))
+                    tolerance_bytes=tolerance_bytes, confidence=confidence, from_start=from_start)))
         complete = both.dropna()
         aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
         aligned_t = complete["t"].to_numpy(dtype=float)

@@ -196,13 +196,16 @@ def forecast_workers(
     ended = frame.attrs.get("ended") or {}  # a loaded file has none: a series stopping early has ended
     interval = float(frame.attrs.get("interval") or 1.0)
     last_t = float(frame["t"].max()) if len(frame) else 0.0
+    first_t = float(frame["t"].min()) if len(frame) else 0.0
     rows, forecasts = [], {}
     order = frame.groupby("pid", sort=False)["t"].min().sort_values().index
     for pid in order:
         own = frame[frame["pid"] == pid].sort_values("t")
         pid = int(pid)
         try:
-            result = forecast(own, limit, column=column, tolerance=tolerance, confidence=confidence)
+            # forked during the watch: its series starts at its start-up, which must be seen to end
+            born = float(own["t"].iloc[0]) > first_t + 1.5 * interval
+            result = forecast(own, limit, column=column, tolerance=tolerance, confidence=confidence, from_start=born)
             forecasts[pid] = result
             note = ""
         except InvalidArgumentError as error:
