@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=360.0)
     parser.add_argument("--cold", type=float, default=90.0)
     parser.add_argument("--warm", type=float, default=180.0)
+    parser.add_argument("--out-dir", help="keep each watch's recording there (CSV)")
     args = parser.parse_args()
     frames = {}
     with contextlib.ExitStack() as stack:
@@ -49,7 +50,8 @@ def main() -> None:
                    for kind in ("sync", "uvicorn") for fixed in (False, True)}
 
         def run(key, server):
-            frames[key] = leakkit.watch(server.master_pid, interval=0.5, duration=args.seconds, live=False)
+            out = os.path.join(args.out_dir, f"{key[0]}{'-fixed' if key[1] else ''}.csv") if args.out_dir else None
+            frames[key] = leakkit.watch(server.master_pid, interval=0.5, duration=args.seconds, live=False, out=out)
 
         threads = [threading.Thread(target=run, args=item) for item in servers.items()]
         for thread in threads:

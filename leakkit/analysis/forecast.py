@@ -160,7 +160,9 @@ def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float,
     slope, *_ = theil_sen(t, y)
     if span <= tolerance and abs(slope * (t[-1] - t[0])) <= tolerance:
         return "flat", None
-    end = phases.warmup_end(t.tolist(), y.tolist())
+    # a slowdown smaller than an eighth of the tolerance is no warm-up worth the name: a page-sized
+    # creep of a smooth USS would otherwise keep a fixed worker "warming up" to the end
+    end = phases.warmup_end(t.tolist(), y.tolist(), floor=tolerance / 8)
     if not end.settled:
         return "warm-up", end
     shape = _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0]))

@@ -25,7 +25,8 @@ async def health(request):
 
 
 async def item(request):
-    return JSONResponse(core.ordinary(f"item-{request.path_params['number']}"))
+    number = request.path_params["number"]
+    return JSONResponse(core.ordinary(f"item-{number}", number))
 
 
 async def internal_sync(request):

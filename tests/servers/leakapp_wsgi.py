@@ -25,7 +25,7 @@ def health():
 
 @app.get("/items/<int:number>")
 def item(number: int):
-    return jsonify(core.ordinary(f"item-{number}"))
+    return jsonify(core.ordinary(f"item-{number}", number))
 
 
 @app.post("/internal/sync")
