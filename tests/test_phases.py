@@ -113,10 +113,18 @@ def test_a_leaking_worker_started_cold_is_fitted_after_its_warm_up():
     assert "warm-up" in str(result) and "beside it: uss linear leak" in str(result)
 
 
-def test_uss_rising_while_rss_is_flat_is_said_to_be_unsharing_and_the_verdict_follows_rss():
+def test_uss_rising_while_rss_is_flat_is_called_unsharing_in_every_column_that_shows_it():
     rss = [30 * MIB + e for e in noise(200, 10_000)]
     uss = [8 * MIB + 6 * MIB * t / T[-1] + e for t, e in zip(T, noise(200, 10_000, 2), strict=True)]
-    result = forecast(frame(T, rss=rss, uss=uss), "256MiB")
+    data = frame(T, rss=rss, uss=uss, pss=[u + 4 * MIB for u in uss])
+    result = forecast(data, "256MiB")
     assert result.column == "rss" and result.shape == "flat"
-    assert [b.shape for b in result.beside] == ["linear"]
-    assert len(result.notes) == 1 and "copy-on-write" in result.notes[0] and "uss reads linear leak" in result.notes[0]
+    assert [(b.column, b.shape) for b in result.beside] == [("uss", "unsharing"), ("pss", "unsharing")]
+    assert len(result.notes) == 1 and "copy-on-write unsharing" in result.notes[0]
+    assert result.notes[0].startswith("uss +") and " and pss +" in result.notes[0]
+    assert "beside it: uss copy-on-write unsharing" in str(result)
+    on_uss = forecast(data, "256MiB", column="uss")  # uss as the headline: still not a leak
+    assert on_uss.shape == "unsharing" and on_uss.eta_s == math.inf and "not on course" in str(on_uss)
+    leaking = forecast(frame(T, rss=[r + 0.5 * MIB * t / 10 for r, t in zip(rss, T, strict=True)],
+                             uss=[u + 0.5 * MIB * t / 10 for u, t in zip(uss, T, strict=True)]), "256MiB")
+    assert leaking.shape == "linear" and [b.shape for b in leaking.beside] == ["linear"]  # new memory: a leak

@@ -304,21 +304,26 @@ def forecast(
         complete = both.dropna()
         aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
         aligned_t = complete["t"].to_numpy(dtype=float)
-    notes = reconcile(headline, beside, aligned_t, aligned) if aligned.keys() >= {"rss", "uss"} else []
+    notes: list[str] = []
+    if aligned.keys() >= {"rss", "uss"}:
+        headline, beside, notes = reconcile(headline, beside, aligned_t, aligned)
     if name == "rss" and aligned.keys() >= {"rss", "uss"} and math.isfinite(fit.warmup_end_t):
         early = aligned_t <= fit.warmup_end_t  # what the warm-up held: was some of it unsharing?
         note = unsharing_note(aligned_t[early], aligned["rss"][early], aligned["uss"][early], float(aligned_t[0])) \
             if early.sum() >= 4 else None
         if note and not any("copy-on-write" in n for n in notes):
             notes.append(f"in the warm-up, {note}")
+    eta, eta_interval = fit.eta_s, fit.eta_interval
+    if headline.shape == "unsharing" and limit_bytes is not None:  # bounded by what is shared: never a limit
+        eta, eta_interval = math.inf, (math.inf, math.inf)
     pid_value = int(rows["pid"].iloc[0]) if "pid" in rows.columns and len(rows) else frame.attrs.get("pid")
     return Forecast(
-        shape=fit.shape,
+        shape=headline.shape,
         column=name,
         rate_bytes_per_s=fit.rate_bytes_per_s,
         rate_interval=fit.rate_interval,
-        eta_s=fit.eta_s,
-        eta_interval=fit.eta_interval,
+        eta_s=eta,
+        eta_interval=eta_interval,
         limit_bytes=limit_bytes,
         current_bytes=fit.current_bytes,
         samples=len(t),

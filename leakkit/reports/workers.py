@@ -103,6 +103,10 @@ class WorkerForecasts:
             notes.append(f"the whole tree (sum of pss, close to what a container's cgroup counts): "
                          f"{self.total_pss.label} {format_rate(self.total_pss.rate_bytes_per_s, signed=True)}, "
                          f"{self.total_pss._eta_text()}")
+            if self.total_pss.shape in LEAK_SHAPES and any(
+                    b.shape == "unsharing" for f in self.forecasts.values() for b in f.beside):
+                notes.append("  the total grows as processes copy the pages they shared: real memory for a "
+                             "container's limit, bounded by what is still shared")
         return notes
 
     def __str__(self) -> str:
