@@ -128,3 +128,20 @@ def test_uss_rising_while_rss_is_flat_is_called_unsharing_in_every_column_that_s
     leaking = forecast(frame(T, rss=[r + 0.5 * MIB * t / 10 for r, t in zip(rss, T, strict=True)],
                              uss=[u + 0.5 * MIB * t / 10 for u, t in zip(uss, T, strict=True)]), "256MiB")
     assert leaking.shape == "linear" and [b.shape for b in leaking.beside] == ["linear"]  # new memory: a leak
+
+
+def test_shared_pages_the_kernel_reclaims_are_not_a_sawtooth_and_the_leak_stays_a_leak():
+    # seen on a loaded machine: every process's rss fell 3-8 MiB at once (shared library pages
+    # dropped under memory pressure) while uss did not move; the workers read "sawtooth, not on course"
+    rate = 1.2 * MIB / 60
+    uss = [15 * MIB + rate * t + e for t, e in zip(T, noise(200, 10_000), strict=True)]
+    shared = [14 * MIB - (4 * MIB if 30 <= t < 70 else 0) - (3 * MIB if t >= 50 else 0) for t in T]
+    rss = [u + s for u, s in zip(uss, shared, strict=True)]
+    result = forecast(frame(T, rss=rss, uss=uss, pss=[u + s / 3 for u, s in zip(uss, shared, strict=True)]), "256MiB")
+    assert result.shape == "linear", str(result)
+    assert result.rate_bytes_per_s == pytest.approx(rate, rel=0.15)
+    assert any("reclaiming shared file pages" in note for note in result.notes), str(result)
+    assert [b.shape for b in result.beside] == ["linear", "linear"]
+    unsharing_only = phases.reclaim_compensated(T, [30 * MIB] * 200, [10 * MIB + (3 * MIB if t > 50 else 0) for t in T],
+                                                floor=256 * 1024)
+    assert unsharing_only.events == []  # shared turning private (uss up, rss flat) is no reclaim

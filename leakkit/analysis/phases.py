@@ -20,6 +20,9 @@ The three things a worker's memory does after it starts, which a forecast must n
   they step at the same moment and converge (:func:`common_steps`).
 - **sustained growth** (:func:`sustained_growth`): growth that goes on after the warm-up ends,
   at a rate whose whole interval is above zero and beyond the noise: a leak.
+
+And one thing the kernel does to them all at once: under memory pressure it reclaims clean
+shared file pages, and every process's RSS drops together (:func:`reclaim_compensated`).
 """
 from __future__ import annotations
 
@@ -252,3 +255,44 @@ def common_steps(series: dict[int, tuple[Sequence[float], Sequence[float]]], *, 
         else:
             moments.append((when, [pid]))
     return [(when, pids) for when, pids in moments if len(pids) >= 2]
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """A series with the kernel's reclaim of shared pages added back: ``values``, and the moments
+    (time, bytes) it dropped them while the private memory did not move."""
+
+    values: list[float]
+    events: list[tuple[float, float]]
+
+
+def reclaim_compensated(t: Sequence[float], total: Sequence[float], private: Sequence[float], *,
+                        floor: float) -> Reclaimed:
+    """``total`` (rss or pss) with the sharp drops of its shared part that its private part (uss)
+    did not share added back, until they are read in again.
+
+    Why: under memory pressure the kernel drops clean pages of shared files (libraries, mapped
+    code) from every process at once; RSS falls by MiBs and climbs back as they are touched again.
+    That is neither the process freeing memory (a sawtooth) nor growth, and a forecast that fitted
+    it read a leaking server's workers as a sawtooth not on course. A drop counts when the shared
+    part (total - private) falls by more than ``floor`` and six robust spreads of its steps while
+    private memory does not fall with it (unsharing moves shared to private: that is not a drop).
+    """
+    n = len(total)
+    shared = [total[i] - private[i] for i in range(n)]
+    steps = [shared[i + 1] - shared[i] for i in range(n - 1)]
+    if not steps:
+        return Reclaimed(list(total), [])
+    centre = median(steps)
+    spread = 1.4826 * median([abs(s - centre) for s in steps])
+    threshold = max(floor, 6 * spread)
+    added, values, events = 0.0, [float(total[0])], []
+    for i, step in enumerate(steps):
+        moved = private[i + 1] - private[i]
+        if step < -threshold and moved > -0.5 * abs(step) and moved < 0.5 * abs(step):
+            added -= step  # dropped by the kernel: add it back
+            events.append((float(t[i + 1]), float(-step)))
+        elif step > threshold and added > 0 and abs(moved) < 0.5 * step:
+            added = max(0.0, added - step)  # read in again
+        values.append(float(total[i + 1]) + added)
+    return Reclaimed(values, events)

@@ -19,6 +19,7 @@ import pandas as pd
 from .._errors import expected
 from .._sizes import format_duration, format_size, parse_size
 from .._text import wrap_lines
+from ..analysis import phases
 from ..analysis.forecast import MIN_SAMPLES, fit_timeline
 from .columns import BYTE_COLUMNS, LABELS, ColumnFit, column_fit, reconcile, unsharing_note
 from .series import one_process, pick_limit, series
@@ -286,24 +287,39 @@ def forecast(
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
     rows = one_process(frame, None if pid is None else int(pid))
     t, y = series(rows, name)
+    columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]
+    both = rows[["t", name, *columns]].apply(pd.to_numeric, errors="coerce").sort_values("t")
+    complete = both.dropna()
+    reclaim_notes: list[str] = []
+
+    def compensated(column: str, t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """rss or pss with the kernel's reclaim of shared pages added back (when uss says so)."""
+        if column not in ("rss", "pss") or "uss" not in complete.columns or len(complete) < MIN_SAMPLES:
+            return t, y
+        found = phases.reclaim_compensated(complete["t"].tolist(), complete[column].tolist(),
+                                           complete["uss"].tolist(), floor=max(tolerance_bytes / 2, 256 * 1024))
+        if not found.events:
+            return t, y
+        total = sum(b for _, b in found.events)
+        reclaim_notes.append(f"{column} dropped {format_size(total)} in {len(found.events)} step(s) while uss did not "
+                             f"move: the kernel reclaiming shared file pages under memory pressure (they come back "
+                             f"when read), added back for the fit")
+        return complete["t"].to_numpy(dtype=float), np.asarray(found.values, dtype=float)
+
+    t, y = compensated(name, t, y)
     fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
                        from_start=from_start)
     headline = column_fit(name, fit)
     beside: list[ColumnFit] = []
-    aligned: dict[str, np.ndarray] = {}
-    aligned_t = t
-    columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]
-    if columns:
-        both = rows[["t", name, *columns]].apply(pd.to_numeric, errors="coerce").sort_values("t")
-        for other in columns:
-            data = both[["t", other]].dropna()
-            if len(data) >= MIN_SAMPLES and data["t"].iloc[-1] > data["t"].iloc[0] and (data[other] >= 0).all():
-                beside.append(column_fit(other, fit_timeline(
-                    data["t"].to_numpy(dtype=float), data[other].to_numpy(dtype=float), limit_bytes=limit_bytes,
-                    tolerance_bytes=tolerance_bytes, confidence=confidence, from_start=from_start)))
-        complete = both.dropna()
-        aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
-        aligned_t = complete["t"].to_numpy(dtype=float)
+    for other in columns:
+        data = both[["t", other]].dropna()
+        if len(data) >= MIN_SAMPLES and data["t"].iloc[-1] > data["t"].iloc[0] and (data[other] >= 0).all():
+            other_t, other_y = compensated(other, data["t"].to_numpy(dtype=float), data[other].to_numpy(dtype=float))
+            beside.append(column_fit(other, fit_timeline(
+                other_t, other_y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
+                from_start=from_start)))
+    aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
+    aligned_t = complete["t"].to_numpy(dtype=float)
     notes: list[str] = []
     if aligned.keys() >= {"rss", "uss"}:
         headline, beside, notes = reconcile(headline, beside, aligned_t, aligned)
@@ -313,6 +329,7 @@ def forecast(
             if early.sum() >= 4 else None
         if note and not any("copy-on-write" in n for n in notes):
             notes.append(f"in the warm-up, {note}")
+    notes += reclaim_notes[:1]
     eta, eta_interval = fit.eta_s, fit.eta_interval
     if headline.shape == "unsharing" and limit_bytes is not None:  # bounded by what is shared: never a limit
         eta, eta_interval = math.inf, (math.inf, math.inf)

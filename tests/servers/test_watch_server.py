@@ -5,7 +5,9 @@ One run, five servers side by side under the harness's paced load (about 110 s o
 - sync workers, leaking release, watched by the command line (``leakkit watch MASTER``);
 - sync workers, fixed release, watched by the command line;
 - uvicorn workers, leaking and fixed, watched by ``leakkit.watch`` in this process;
-- sync workers recycled by ``max_requests``, watched by ``leakkit.watch``.
+- sync workers recycled by ``max_requests``, watched by ``leakkit.watch``;
+- sync workers, fixed release, ``--preload`` with a shared table every worker reads: the workers
+  copy the master's pages (USS rises, RSS does not), which must read as copy-on-write unsharing.
 
 The watches start with the servers, before any load: the caches fill, the workers unshare pages,
 and leakkit must tell that warm-up from the leak by itself. Each leaking worker's rate is compared
@@ -71,7 +73,8 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
         uv_leak = stack.enter_context(gunicorn("uvicorn"))
         uv_fixed = stack.enter_context(gunicorn("uvicorn", fixed=True))
         recycled = stack.enter_context(gunicorn("sync", workers=2, max_requests=150, max_requests_jitter=20))
-        servers = [sync_leak, sync_fixed, uv_leak, uv_fixed, recycled]
+        preloaded = stack.enter_context(gunicorn("sync", fixed=True, preload=True, reference_rows=50_000))
+        servers = [sync_leak, sync_fixed, uv_leak, uv_fixed, recycled, preloaded]
         outs = {"sync_leak": str(tmp_path / "sync-leak.csv"), "sync_fixed": str(tmp_path / "sync-fixed.csv")}
         watchers = {"sync_leak": cli_watch(sync_leak.master_pid, outs["sync_leak"]),
                     "sync_fixed": cli_watch(sync_fixed.master_pid, outs["sync_fixed"])}
@@ -82,7 +85,8 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
                                          live=False)
 
         threads = [threading.Thread(target=api_watch, args=(n, s)) for n, s in
-                   (("uv_leak", uv_leak), ("uv_fixed", uv_fixed), ("recycled", recycled))]
+                   (("uv_leak", uv_leak), ("uv_fixed", uv_fixed), ("recycled", recycled),
+                    ("preloaded", preloaded))]
         for thread in threads:
             thread.start()
         for path in outs.values():
@@ -155,3 +159,22 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
     assert set(report.table["pid"]) == pids
     assert report.table.set_index("pid").loc[sorted(ended & workers), "ended"].all()
     json.dumps(report.table.to_dict())  # a plain table
+
+    # -- a preloaded master's pages copied by its workers: unsharing, never a leak ---------------
+    frame = frames["preloaded"]
+    report = leakkit.forecast_workers(frame, LIMIT)
+    assert not report.leaking, report
+    unshared = 0
+    for pid in frame["pid"].unique():
+        rows = frame[frame["pid"] == pid]
+        uss_rise = rows["uss"].iloc[-5:].median() - rows["uss"].iloc[:5].median()
+        rss_rise = rows["rss"].iloc[-5:].median() - rows["rss"].iloc[:5].median()
+        result = report.forecasts[int(pid)]
+        assert result.shape in ("flat", "plateau"), str(result)
+        shapes = {b.column: b.shape for b in result.beside}
+        assert set(shapes.values()) <= {"flat", "plateau", "unsharing"}, str(result)
+        if rows["role"].iloc[0] == "worker" and uss_rise > 2 * MIB and rss_rise < 0.5 * uss_rise:  # ground truth
+            unshared += 1
+            if shapes["uss"] == "unsharing":
+                assert any("copy-on-write unsharing" in note for note in result.notes), str(result)
+    assert unshared >= 2, report  # the scenario is real: the workers' uss rose with rss flat
