@@ -1,6 +1,6 @@
 """leakkit watching every worker of a real gunicorn server started cold: sync and uvicorn workers, leak and fix.
 
-One run, five servers side by side under the harness's paced load (about 110 s of wall time):
+One run, six servers side by side under the harness's paced load (about 2 min of wall time):
 
 - sync workers, leaking release, watched by the command line (``leakkit watch MASTER``);
 - sync workers, fixed release, watched by the command line;
@@ -12,7 +12,9 @@ One run, five servers side by side under the harness's paced load (about 110 s o
 The watches start with the servers, before any load: the caches fill, the workers unshare pages,
 and leakkit must tell that warm-up from the leak by itself. Each leaking worker's rate is compared
 with its rate after a long, hand-chosen warm-up (the last 40% of the same worker's samples, fitted
-by least squares here, not by leakkit).
+by least squares here, not by leakkit). First, the ground truth without leakkit (:mod:`servers.proc`,
+straight from /proc, and what each worker says it kept): the sync leaking release's workers grow,
+the fixed one's stay flat after that warm-up.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import time
 import pytest
 
 from servers.harness import driving, gunicorn
+from servers.proc import sample_until, slope
 
 pytest.importorskip("gunicorn")
 pytest.importorskip("flask")
@@ -35,7 +38,7 @@ pytest.importorskip("uvicorn_worker")
 import leakkit  # noqa: E402
 
 MIB = 1024 * 1024
-WATCH_S = 100.0
+WATCH_S = 90.0
 LIMIT = "256MiB"
 
 
@@ -87,6 +90,11 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
         threads = [threading.Thread(target=api_watch, args=(n, s)) for n, s in
                    (("uv_leak", uv_leak), ("uv_fixed", uv_fixed), ("recycled", recycled),
                     ("preloaded", preloaded))]
+        done = threading.Event()
+        truth: dict = {}
+        sampler = threading.Thread(target=lambda: truth.update(sample_until(
+            lambda: sync_leak.workers() + sync_fixed.workers(), done)))
+        threads.append(sampler)
         for thread in threads:
             thread.start()
         for path in outs.values():
@@ -95,11 +103,33 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
             server.wait_ready()
         loads = [stack.enter_context(driving(s, seconds=WATCH_S + 20, rate=12 if s is recycled else 24))
                  for s in servers]
-        for thread in threads:
+        for thread in threads[:-1]:
             thread.join(WATCH_S + 120)
+        done.set()
+        sampler.join()
         results = {name: w.communicate(timeout=120) + (w.returncode,) for name, w in watchers.items()}
         seen_recycled = set(recycled.seen)
+        kept = {"leak": sync_leak.stats(), "fixed": sync_fixed.stats()}
+        workers_of = {"leak": set(sync_leak.workers()), "fixed": set(sync_fixed.workers())}
     assert all(load.failures == 0 for load in loads), [load.failures for load in loads]
+
+    # -- ground truth, without leakkit -------------------------------------------------------------
+    for name in ("leak", "fixed"):
+        assert len(workers_of[name]) == 3
+        for pid in workers_of[name]:
+            points = truth[pid]
+            late = [p for p in points if p[0] >= points[0][0] + 0.6 * (points[-1][0] - points[0][0])]
+            assert len(late) >= 15, (name, pid, len(late))
+            rates = [slope([(p[0], p[i]) for p in late]) * 60 for i in (1, 2)]  # rss, uss per minute
+            if name == "leak":
+                payload = kept[name][pid]["leaked_bytes"] / (points[-1][0] - points[0][0]) * 60
+                assert payload > 0.4 * MIB, kept[name][pid]  # ~0.7 MiB/min of payloads kept per worker
+                for rate in rates:  # the payloads, and the contexts holding them
+                    assert payload < rate < 2.5 * payload, (pid, rate / MIB, payload / MIB)
+            else:
+                assert kept[name][pid]["leaked"] == 0 and kept[name][pid]["live_contexts"] == 0
+                for rate in rates:
+                    assert abs(rate) < 0.15 * MIB, (pid, rate / MIB)  # flat after the warm-up
 
     # -- the command line: per worker, pid named, exit 1 for the leak, 0 for the fix ---------------
     out, err, code = results["sync_leak"]
