@@ -110,7 +110,7 @@ def test_a_leaking_worker_started_cold_is_fitted_after_its_warm_up():
     assert result.shape == "linear" and result.column == "rss"
     assert result.rate_bytes_per_s == pytest.approx(rate, rel=0.25)
     assert 10 < result.warmup_end_s < 70 and result.warmup_bytes > 2 * MIB
-    assert "warm-up" in str(result) and "beside it: uss linear leak" in str(result)
+    assert "warm-up" in str(result) and "beside rss (what the limit counts): uss linear leak" in str(result)
 
 
 def test_uss_rising_while_rss_is_flat_is_called_unsharing_in_every_column_that_shows_it():
@@ -122,7 +122,7 @@ def test_uss_rising_while_rss_is_flat_is_called_unsharing_in_every_column_that_s
     assert [(b.column, b.shape) for b in result.beside] == [("uss", "unsharing"), ("pss", "unsharing")]
     assert len(result.notes) == 1 and "copy-on-write unsharing" in result.notes[0]
     assert result.notes[0].startswith("uss +") and " and pss +" in result.notes[0]
-    assert "beside it: uss copy-on-write unsharing" in str(result)
+    assert "beside rss (what the limit counts): uss copy-on-write unsharing" in str(result)
     on_uss = forecast(data, "256MiB", column="uss")  # uss as the headline: still not a leak
     assert on_uss.shape == "unsharing" and on_uss.eta_s == math.inf and "not on course" in str(on_uss)
     leaking = forecast(frame(T, rss=[r + 0.5 * MIB * t / 10 for r, t in zip(rss, T, strict=True)],

@@ -142,7 +142,7 @@ class Forecast:
                          f"{format_duration(self.warmup_end_s)} (growth slowing down, then straight); "
                          f"the rate is fitted after it")
         if self.beside:
-            lines.append("  beside it: " + "; ".join(f"{b.column} {b.label} {format_rate(b.rate_bytes_per_s, signed=True)}"
+            lines.append(f"  beside {self.column}{' (what the limit counts)' if self.column == 'rss' else ''}: " + "; ".join(f"{b.column} {b.label} {format_rate(b.rate_bytes_per_s, signed=True)}"
                                                       for b in self.beside))
         lines += [f"  {note}" for note in self.notes]
         if math.isfinite(self.eta_s) and self.duration_s > 0 and self.eta_s > 3 * self.duration_s:
