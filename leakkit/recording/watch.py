@@ -144,7 +144,7 @@ def watch(
             :func:`leakkit.reports.forecast.forecast`. Without one, the cgroup's memory limit (a
             container's) is kept in ``attrs["cgroup_limit_bytes"]`` and ``attrs["cgroup_limit_source"]``.
         children: also watch every descendant, each on rows of its own (its ``pid``, ``role``
-            ``worker``); False: the process alone. (Before 0.2, True summed them into one row:
+            ``worker``); False: the process alone. (Earlier releases summed them into one row:
             no limit counts that sum.)
         progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
 
