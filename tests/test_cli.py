@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from _watched import command
 
@@ -96,6 +97,9 @@ def test_report_judges_a_trace_recording(workdir, capsys):
 def test_watch_a_pid_for_a_duration(capsys):
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 60  # until it has exec'd: before, its command line is pytest's
+        while psutil.Process(sleeper.pid).cmdline() != ["sleep", "30"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         code = main(["watch", str(sleeper.pid), "--duration", "0.6", "--interval", "0.1", "-q"])
         out, err = capsys.readouterr()
         assert code == 0, out + err
