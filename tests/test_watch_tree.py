@@ -259,3 +259,11 @@ def test_the_command_line_watch_of_a_master_prints_a_row_per_worker_as_plain_lin
     assert "(the master" in done.stdout and "limit 1.0 GiB per process" in done.stdout
     assert "worker" in done.stderr  # the live table, as plain lines (stderr is not a terminal here)
     assert not os.path.exists(tmp_path / "w.png")
+
+
+def test_memory_the_monitors_snapshots_added_is_left_out_of_the_forecast():
+    t = np.arange(120.0)
+    rss = 30 * MIB + np.where(t >= 60, 24 * MIB, 0)  # a snapshot's 24 MiB, marked as leakkit's own
+    frame = pd.DataFrame({"t": t, "rss": rss, "snapshot_rss": np.where(t >= 60, 24 * MIB, 0)})
+    assert leakkit.forecast(frame, "256MiB").shape == "flat"
+    assert leakkit.forecast(frame.drop(columns="snapshot_rss"), "256MiB").shape != "flat"

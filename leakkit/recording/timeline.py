@@ -144,8 +144,10 @@ def close_quietly(handle: IO[str]) -> None:
         pass
 
 
-_NON_NEGATIVE = frozenset({"t", "unix_time_s", "pid", "ppid", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
-                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s"})
+_NON_NEGATIVE = frozenset({"t", "unix_time_s", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
+                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s",
+                           "pid", "python_heap", "snapshots", "snapshot_rss", "snapshot_uss", "snapshot_pss",
+                           "ppid"})
 _META_TYPES: dict[str, tuple[type, ...]] = {"pid": (int,), "interval": (int, float), "limit_bytes": (int, float),
                                             "cgroup_limit_bytes": (int, float), "cgroup_limit_source": (str,),
                                             "started": (int, float), "started_unix_time_s": (int, float)}
@@ -198,6 +200,8 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
                 continue
             kept[key] = value
         elif key in ("cmdline", "argv") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[key] = value
+        elif key in ("role", "service", "version") and isinstance(value, str):  # the monitor's labels
             kept[key] = value
     return kept
 

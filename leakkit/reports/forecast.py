@@ -22,7 +22,7 @@ from .._text import wrap_lines
 from ..analysis import phases
 from ..analysis.forecast import MIN_SAMPLES, fit_timeline
 from .columns import BYTE_COLUMNS, LABELS, ColumnFit, column_fit, reconcile, unsharing_note
-from .series import one_process, pick_limit, series
+from .series import one_process, pick_limit, series, without_snapshots
 
 _LABELS = LABELS
 
@@ -285,7 +285,7 @@ def forecast(
     tolerance_bytes = parse_size(tolerance, "tolerance")
     if not isinstance(confidence, float) or not 0 < confidence < 1:
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
-    rows = one_process(frame, None if pid is None else int(pid))
+    rows = without_snapshots(one_process(frame, None if pid is None else int(pid)))
     t, y = series(rows, name)
     columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]
     both = rows[["t", name, *columns]].apply(pd.to_numeric, errors="coerce").sort_values("t")

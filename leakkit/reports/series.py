@@ -75,3 +75,16 @@ def pick_limit(frame: pd.DataFrame, limit: Any) -> tuple[int | None, str | None]
         return (parse_size(frame.attrs["cgroup_limit_bytes"], "limit"),
                 str(frame.attrs.get("cgroup_limit_source") or "the cgroup's memory limit"))
     return None, None
+
+
+def without_snapshots(rows: pd.DataFrame) -> pd.DataFrame:
+    """A monitor recording's byte columns less what leakkit's own snapshots added (``snapshot_<column>``):
+    that memory is not the application's, and left in it reads as growth."""
+    own = [c for c in ("rss", "uss", "pss") if c in rows.columns and f"snapshot_{c}" in rows.columns]
+    if not own:
+        return rows
+    rows = rows.copy()
+    for column in own:
+        mine = pd.to_numeric(rows[f"snapshot_{column}"], errors="coerce").fillna(0)
+        rows[column] = pd.to_numeric(rows[column], errors="coerce") - mine
+    return rows
