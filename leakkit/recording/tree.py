@@ -64,6 +64,7 @@ class Tree:
     first_seen: dict[int, float] = field(default_factory=dict)
     last_seen: dict[int, float] = field(default_factory=dict)
     ended: dict[int, float] = field(default_factory=dict)
+    created: dict[int, float] = field(default_factory=dict)  # pid -> its start (Unix seconds): its age
     _known: dict[int, psutil.Process] = field(default_factory=dict)
     _ppid: dict[int, int] = field(default_factory=dict)
     skipped: set[int] = field(default_factory=set)  # descendants we may not read (dropped privileges)
@@ -110,6 +111,10 @@ class Tree:
                 self.first_seen[pid] = now
                 self.ended.pop(pid, None)
                 self._ppid[pid] = _parent(process)
+                try:
+                    self.created[pid] = float(process.create_time())
+                except psutil.Error:
+                    pass
             alive.add(pid)
             self.last_seen[pid] = now
             role = "master" if process is self.root else "worker"

@@ -152,7 +152,8 @@ def watch(
         DataFrame with the columns of :mod:`leakkit.recording.timeline`, one row per process per
         sample; ``attrs`` holds ``pid`` (the process watched), ``cmdline``, ``interval``,
         ``limit_bytes``, ``ended_by`` ("exit", "duration", "limit", "interrupt"), ``returncode``
-        (for a started command that exited), ``limit_pid`` (which process reached the limit).
+        (for a started command that exited), ``limit_pid`` (which process reached the limit),
+        ``ended`` (pid -> when its series ended) and ``created`` (pid -> its start, Unix seconds).
 
     Example::
 
@@ -305,6 +306,7 @@ def watch(
         cgroup_limit_bytes=cgroup.limit_bytes if cgroup else None,
         cgroup_limit_source=cgroup.source if cgroup else None,
         ended=dict(tree.ended),
+        created=dict(tree.created),
     )
     return frame
 

@@ -90,6 +90,7 @@ class LiveTable:
         """Called by the watch with each sample's rows; redraws when due."""
         self.rows.extend(sample)
         self.attrs["ended"] = dict(tree.ended)
+        self.attrs["created"] = tree.created
         now = time.monotonic()
         pids = frozenset(tree.alive())
         changed = pids != self.pids

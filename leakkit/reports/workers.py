@@ -26,7 +26,7 @@ from .columns import LEAK_SHAPES
 from .forecast import Forecast, duration_range, forecast, format_rate
 from .series import pick_limit
 
-TABLE_COLUMNS = ["pid", "role", "ppid", "first_s", "last_s", "ended", "rss", "pss", "uss", "shared", "private",
+TABLE_COLUMNS = ["pid", "role", "ppid", "first_s", "last_s", "age_s", "ended", "rss", "pss", "uss", "shared", "private",
                  "column", "shape", "rate_bytes_per_s", "rate_low", "rate_high", "eta_s", "eta_low", "eta_high",
                  "warmup_end_s", "leak", "note"]
 
@@ -35,7 +35,9 @@ TABLE_COLUMNS = ["pid", "role", "ppid", "first_s", "last_s", "ended", "rss", "ps
 class WorkerForecasts:
     """A forecast per process of a watched tree.
 
-    ``table``: one row per pid (columns :data:`TABLE_COLUMNS`: bytes at its last sample, ``shared``
+    ``table``: one row per pid (columns :data:`TABLE_COLUMNS`: ``first_s``/``last_s`` its first and
+    last sample (s), ``age_s`` its age at the last (since it started, where the watch saw its start
+    time; else since its first sample), bytes at its last sample, ``shared``
     = rss - uss, ``private`` = uss; the headline column's shape, rate (bytes/s) and interval, time
     to the limit (s from its last sample, ``inf``: not on course), warm-up end, ``leak``, and a
     ``note`` when the series is too short to judge). ``forecasts``: pid -> :class:`Forecast`.
@@ -57,13 +59,12 @@ class WorkerForecasts:
         return [int(p) for p in self.table.loc[self.table["leak"], "pid"]]
 
     def _row_text(self, row: pd.Series) -> str:
-        age = format_duration(row["last_s"] - row["first_s"])
+        age = format_duration(row["age_s"])
         cells = [f"{row['pid']:>7}", f"{row['role']:<6}", f"{age:>9}"]
         cells += [f"{format_size(row[c]):>9}" for c in ("rss", "pss", "uss", "shared")]
         if isinstance(row["note"], str) and row["note"]:
             return "  ".join(cells + [row["note"]])
-        rate = format_rate(row["rate_bytes_per_s"], signed=True)
-        interval = f"[{format_rate(row['rate_low'], signed=True)}, {format_rate(row['rate_high'], signed=True)}]"
+        rate = rate_cell(row["rate_bytes_per_s"], row["rate_low"], row["rate_high"])
         if self.limit_bytes is None:
             eta = "no limit"
         elif row["eta_s"] == 0:
@@ -73,7 +74,7 @@ class WorkerForecasts:
         else:
             eta = f"~{format_duration(row['eta_s'])} ({duration_range(row['eta_low'], row['eta_high'])})"
         ended = " (exited)" if row["ended"] else ""
-        return "  ".join(cells + [f"{rate:>14} {interval:<30}", f"{eta:<34}", f"{row['shape']}{ended}"])
+        return "  ".join(cells + [f"{rate:<26}", f"{eta:<30}", f"{row['shape']}{ended}"])
 
     def lines(self) -> list[str]:
         """The report as lines: a header, one line per worker, the master apart, then notes."""
@@ -84,7 +85,7 @@ class WorkerForecasts:
                  f"{self.table['column'].replace('', pd.NA).dropna().iloc[0] if self.table['column'].any() else 'rss'} "
                  f"(what the limit counts) after each one's warm-up, with their 95% interval"]
         head = ["    pid", "role  ", "      age"] + [f"{c:>9}" for c in ("rss", "pss", "uss", "shared")]
-        lines.append("  ".join(head + [f"{'rate':>14} {'':<30}", f"{'time to the limit':<34}", "verdict"]))
+        lines.append("  ".join(head + [f"{'rate [95% interval]':<26}", f"{'time to the limit':<30}", "verdict"]))
         lines += [self._row_text(row) for _, row in workers.iterrows()]
         for _, row in self.table[self.table["role"] == "master"].iterrows():
             lines.append(self._row_text(row) + "  (the master: forks the workers, listed apart)")
@@ -119,7 +120,7 @@ class WorkerForecasts:
             shown[column] = shown[column].map(format_size)
         for column in ("rate_bytes_per_s", "rate_low", "rate_high"):
             shown[column] = shown[column].map(lambda v: format_rate(v, signed=True))
-        for column in ("eta_s", "eta_low", "eta_high", "first_s", "last_s", "warmup_end_s"):
+        for column in ("eta_s", "eta_low", "eta_high", "first_s", "last_s", "age_s", "warmup_end_s"):
             shown[column] = shown[column].map(format_duration)
         caption = html.escape(self.lines()[0])
         notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes())
@@ -149,13 +150,33 @@ class WorkerForecasts:
         return ax
 
 
-def _row(pid: int, rows: pd.DataFrame, result: Forecast | None, note: str, ended: bool) -> dict[str, Any]:
+def rate_cell(rate: float, low: float, high: float) -> str:
+    """'+1.25 [+1.10, +1.42] MiB/min': a rate and its interval in the rate's unit."""
+    text = format_rate(rate, signed=True)
+    if not all(math.isfinite(v) for v in (rate, low, high)):
+        return text
+    widest = format_rate(max(abs(rate), abs(low), abs(high)))  # the unit that reads best for all three
+    if " " not in widest:
+        return text
+    _, unit = widest.split(" ", 1)
+    size, _, per = unit.partition("/")
+    scale = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}.get(size)
+    seconds = {"s": 1, "min": 60, "h": 3600}.get(per)
+    if scale is None or seconds is None:
+        return text
+    return f"{rate * seconds / scale:+.2f} [{low * seconds / scale:+.2f}, {high * seconds / scale:+.2f}] {unit}"
+
+
+def _row(pid: int, rows: pd.DataFrame, result: Forecast | None, note: str, ended: bool,
+         created: float | None = None) -> dict[str, Any]:
     last = rows.iloc[-1]
     rss, uss, pss = (float(last.get(c, math.nan)) for c in ("rss", "uss", "pss"))
     nan = math.nan
     return {
         "pid": pid, "role": str(last.get("role", "worker")), "ppid": int(last.get("ppid", 0) or 0),
         "first_s": float(rows["t"].iloc[0]), "last_s": float(rows["t"].iloc[-1]), "ended": ended,
+        "age_s": (float(last["unix_time_s"]) - created if created is not None and "unix_time_s" in rows.columns
+                  else float(rows["t"].iloc[-1] - rows["t"].iloc[0])),
         "rss": rss, "pss": pss, "uss": uss, "shared": rss - uss, "private": uss,
         "column": result.column if result else "", "shape": result.label if result else "",
         "rate_bytes_per_s": result.rate_bytes_per_s if result else nan,
@@ -198,6 +219,7 @@ def forecast_workers(
         frame = frame.assign(pid=one.pid or 0, role="master")
     limit_bytes, source = pick_limit(frame, limit)
     ended = frame.attrs.get("ended") or {}  # a loaded file has none: a series stopping early has ended
+    created = frame.attrs.get("created") or {}
     interval = float(frame.attrs.get("interval") or 1.0)
     last_t = float(frame["t"].max()) if len(frame) else 0.0
     first_t = float(frame["t"].min()) if len(frame) else 0.0
@@ -215,7 +237,7 @@ def forecast_workers(
         except InvalidArgumentError as error:
             result, note = None, f"too few samples to judge ({len(own)})" if "samples" in str(error) else str(error)
         gone = pid in ended or str(pid) in ended or float(own["t"].iloc[-1]) < last_t - 2 * interval
-        rows.append(_row(pid, own, result, note, gone))
+        rows.append(_row(pid, own, result, note, gone, created.get(pid, created.get(str(pid)))))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     workers = {pid: f for pid, f in forecasts.items() if table.loc[table["pid"] == pid, "role"].iloc[0] != "master"}
     floor = max(256 * 1024.0, parse_size(tolerance, "tolerance") / 4)
