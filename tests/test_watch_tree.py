@@ -197,6 +197,7 @@ def test_the_live_table_redraws_in_place_on_a_terminal_and_prints_lines_elsewher
 
     class Tree:
         ended: dict = {}
+        created: dict = {}
 
         def alive(self):
             return [10, 11]
@@ -233,6 +234,7 @@ def test_the_live_table_in_a_notebook_is_one_display_updated_in_place(monkeypatc
 
     class Tree:
         ended: dict = {}
+        created: dict = {}
 
         def alive(self):
             return [10, 11]
