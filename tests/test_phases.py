@@ -145,3 +145,10 @@ def test_shared_pages_the_kernel_reclaims_are_not_a_sawtooth_and_the_leak_stays_
     unsharing_only = phases.reclaim_compensated(T, [30 * MIB] * 200, [10 * MIB + (3 * MIB if t > 50 else 0) for t in T],
                                                 floor=256 * 1024)
     assert unsharing_only.events == []  # shared turning private (uss up, rss flat) is no reclaim
+
+
+def test_unsharing_that_slows_down_as_it_converges_is_unsharing_not_a_warm_up():
+    rss = [40 * MIB + e for e in noise(200, 10_000)]
+    uss = [8 * MIB + warm(t, size=12 * MIB, tau=60.0) + e for t, e in zip(T, noise(200, 10_000, 3), strict=True)]
+    result = forecast(frame(T, rss=rss, uss=uss), "256MiB")
+    assert result.shape == "flat" and [b.shape for b in result.beside] == ["unsharing"], str(result)

@@ -69,7 +69,8 @@ def unsharing_note(t: np.ndarray, rss: np.ndarray, uss: np.ndarray, start_s: flo
 def _unsharing(fit: ColumnFit, t: np.ndarray, data: dict[str, np.ndarray], rss_leaks: bool) -> str | None:
     """Why a uss or pss growth is unsharing, when it is: rss does not grow, uss rose by pages that were shared."""
     rss, uss = data.get("rss"), data.get("uss")
-    if fit.column not in ("uss", "pss") or not fit.leaks or rss_leaks or rss is None or uss is None:
+    growing = fit.leaks or fit.shape == "warm-up"  # unsharing converges: it slows down as it goes
+    if fit.column not in ("uss", "pss") or not growing or rss_leaks or rss is None or uss is None:
         return None
     start = fit.warmup_end_s if math.isfinite(fit.warmup_end_s) else float(t[0])
     return unsharing_note(t, rss, uss, start)
@@ -79,8 +80,9 @@ def reconcile(headline: ColumnFit, beside: list[ColumnFit], t: np.ndarray,
               data: dict[str, np.ndarray]) -> tuple[ColumnFit, list[ColumnFit], list[str]]:
     """Say which each column shows, and why any verdict differs from the headline's.
 
-    A uss or pss that grows while rss does not, by pages that were shared becoming private, is
-    copy-on-write unsharing (shape ``unsharing``), not a leak, whichever column is the headline.
+    A uss or pss that grows (steadily, or slowing down) while rss does not, by pages that were
+    shared becoming private, is copy-on-write unsharing (shape ``unsharing``), not a leak nor a
+    warm-up of the process's own, whichever column is the headline.
     Returns the headline and the columns beside it (relabelled so) and the notes.
     """
     everything = [headline, *beside]

@@ -85,7 +85,7 @@ def test_every_worker_of_a_server_started_cold_is_read_per_worker(tmp_path, caps
 
         def api_watch(name, server):
             frames[name] = leakkit.watch(server.master_pid, interval=0.5, duration=WATCH_S, limit=LIMIT,
-                                         live=False)
+                                         live=False, out=tmp_path / f"{name}.csv")  # kept for a post-mortem
 
         threads = [threading.Thread(target=api_watch, args=(n, s)) for n, s in
                    (("uv_leak", uv_leak), ("uv_fixed", uv_fixed), ("recycled", recycled),
