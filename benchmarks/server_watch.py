@@ -24,9 +24,10 @@ import threading
 # benchmarks/ holds a bisect.py: it must not shadow the standard library's
 sys.path[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
 
+from servers.harness import driving, gunicorn  # noqa: E402
+
 import leakkit  # noqa: E402
 from leakkit.analysis.forecast import theil_sen  # noqa: E402
-from servers.harness import driving, gunicorn  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -63,7 +64,7 @@ def main() -> None:
         for thread in threads:
             thread.join()
     print(f"3 workers each, {args.seconds:.0f} s watched from a cold start; rates of rss in MiB/min")
-    print(f"{'server':<10} {'pid':>7} {'cold':>6} {'line':>6} {'warm':>6} {'cold/warm':>9} {'line/warm':>9}  verdict (cold)")
+    print(f"{'server':<14} {'pid':>7} {'cold':>6} {'line':>6} {'warm':>6} {'cold/warm':>9} {'line/warm':>9}  verdict (cold)")
     for (kind, fixed), frame in frames.items():
         cold = frame[frame["t"] <= args.cold]
         report = leakkit.forecast_workers(cold, "256MiB")
@@ -78,8 +79,8 @@ def main() -> None:
             rate = result.rate_bytes_per_s * 60 / MIB
             shapes = ", ".join(leakkit.forecast(cold, pid=pid, column=c).label for c in ("rss", "uss", "pss"))
             name = f"{kind}{'-fixed' if fixed else ''}"
-            ratio = (lambda a: f"{a / warm:9.2f}" if not fixed else f"{'-':>9}")
-            print(f"{name:<10} {pid:>7} {rate:6.2f} {line:6.2f} {warm:6.2f} {ratio(rate)} {ratio(line)}  {shapes}")
+            ratios = [f"{'-':>9}"] * 2 if fixed else [f"{a / warm:9.2f}" for a in (rate, line)]
+            print(f"{name:<14} {pid:>7} {rate:6.2f} {line:6.2f} {warm:6.2f} {ratios[0]} {ratios[1]}  {shapes}")
 
 
 if __name__ == "__main__":
