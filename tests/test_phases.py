@@ -152,3 +152,13 @@ def test_unsharing_that_slows_down_as_it_converges_is_unsharing_not_a_warm_up():
     uss = [8 * MIB + warm(t, size=12 * MIB, tau=60.0) + e for t, e in zip(T, noise(200, 10_000, 3), strict=True)]
     result = forecast(frame(T, rss=rss, uss=uss), "256MiB")
     assert result.shape == "flat" and [b.shape for b in result.beside] == ["unsharing"], str(result)
+
+
+def test_a_warm_up_longer_than_two_thirds_of_the_watch_that_stopped_at_the_end_is_a_plateau():
+    # seen on 3.13's uvicorn workers: the fixed release grew for ~70 s of a 90 s watch, then stopped
+    y = [28 * MIB + min(t, 75.0) * 0.04 * MIB + e for t, e in zip(T, noise(200, 10_000, 4), strict=True)]
+    assert not phases.warmup_end(T, y).settled
+    result = forecast(frame(T, rss=y), "256MiB")
+    assert result.shape == "plateau" and result.eta_s == math.inf, str(result)
+    still = [28 * MIB + warm(t, size=10 * MIB, tau=40.0) for t in T]  # still rising at the end
+    assert forecast(frame(T, rss=still), "256MiB").shape == "warm-up"

@@ -21,14 +21,15 @@ Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of 
 - then the warm-up is found from the data (:func:`leakkit.analysis.phases.warmup_end`: the first
   sample from which the rest grows no slower in its second half than in its first), and the rest
   (the *tail*) is judged:
-- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third),
+- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third,
+  and the last sixth still rising),
   or, for a series that begins when its process began (a worker forked during the watch), growth
   never yet seen to slow down: its start-up, not over. Not settled yet, neither a leak nor a
   plateau; the rate is the last third's.
 - ``plateau``: the tail's rate has an interval reaching zero, or over the whole watch would rise
-  less than the tolerance, or its last third grows at < 20% of its
-  rate, a shortfall beyond twice the noise (growth that stopped lately: a cache reaching its
-  bound). The rate is the tail's last third's.
+  less than the tolerance, or its last third grows at < 50% of its rate, a shortfall beyond twice
+  the noise (growth that stopped lately: a cache reaching its bound); or a warm-up longer than two
+  thirds of the watch that has stopped in its last sixth. The rate is the last third's.
 - ``step``: the tail grows in a few jumps (>= 60% of its growth in <= 30% of the intervals): a
   batch or a cache that doubles. The rate is the tail's long-run average.
 - ``linear``: the tail grows steadily: a leak. The rate is the tail's slope.
@@ -122,9 +123,10 @@ def _tail_shape(t: np.ndarray, y: np.ndarray, *, tolerance: float, watched: floa
     last = t >= t[0] + duration * 2 / 3
     if last.sum() >= 3:
         last_slope, *_ = theil_sen(t[last], y[last])
-        # stopped lately: slower than a fifth of the rate, by more than the noise could make
+        # stopped lately: slower than half the rate (a leak's own wander stays well within that), by
+        # more than the noise could make
         shortfall = (slope - last_slope) * (t[-1] - t[last][0])
-        if last_slope < 0.2 * slope and shortfall > 2 * phases.scatter(t.tolist(), y.tolist()):
+        if last_slope < 0.5 * slope and shortfall > 2 * phases.scatter(t.tolist(), y.tolist()):
             return "plateau"
     d = np.diff(y)
     med = float(np.median(d))
@@ -164,6 +166,13 @@ def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float,
     # creep of a smooth USS would otherwise keep a fixed worker "warming up" to the end
     end = phases.warmup_end(t.tolist(), y.tolist(), floor=tolerance / 8)
     if not end.settled:
+        # slowing down at every candidate: still warming up, unless it has stopped by the end (a
+        # warm-up longer than two thirds of the watch that ended in its last sixth is a plateau)
+        last = t >= t[-1] - (t[-1] - t[0]) / 6
+        if last.sum() >= 4:
+            rise = theil_sen(t[last], y[last])[0] * (t[-1] - t[last][0])
+            if rise <= max(tolerance / 8, 2 * phases.scatter(t[last].tolist(), y[last].tolist())):
+                return "plateau", phases.WarmupEnd(int(np.argmax(last)), float(t[last][0]), end.excess_bytes, True)
         return "warm-up", end
     shape = _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0]))
     if from_start and end.index == 0 and shape in ("linear", "step"):
