@@ -319,17 +319,20 @@ def test_a_forked_child_gets_an_agent_of_its_own_and_the_parents_goes_on():
     assert not os.path.exists(paths[proc.pid]) and not os.path.exists(paths[child])  # each removed its own at exit
 
 
-def test_snapshot_returns_the_running_monitors_report_when_there_is_one(tmp_path):
-    """The contract with the monitor: the agent asks ``leakkit.recording.monitor.active()[0]`` for a
-    snapshot (shimmed here while the monitor has no ``active()``)."""
-    csv = tmp_path / "worker.csv"
-    proc = _idle("import sys, leakkit\n"
-                 f"mon = leakkit.monitor({str(csv)!r}, interval=0.5, baseline=False, auto_snapshot=False)\n"
-                 "import leakkit.recording.monitor as m\n"
-                 "if not hasattr(m, 'active'):\n    m.active = lambda: [mon]\n"
-                 "print('up', flush=True)\nsys.stdin.readline()\n")
+def test_a_server_integration_starts_the_agent_and_snapshot_returns_its_monitors_report(tmp_path):
+    """The contract with the monitor: the integrations' worker start also starts the agent, and the
+    agent's snapshot is ``leakkit.recording.monitor.active()[0].snapshot(reason)``."""
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("LEAKKIT")}
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import sys\nfrom leakkit.frontends.servers.worker import start\n"
+        f"mon = start(directory={str(tmp_path)!r}, service='shop')\n"
+        "print('up' if mon is not None else 'no monitor', flush=True)\nsys.stdin.readline()\n")],
+        env=env_free, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/tmp", start_new_session=True)
     try:
         assert proc.stdout.readline().strip() == "up"
+        path = wait_for(lambda: find_socket(proc.pid))
+        greeting = hello(path)
+        assert greeting["monitor"] is True and greeting["mode"] == "dormant"
         done = leakkit("snapshot", str(proc.pid), "--reason", "asked by the test", "--out", str(tmp_path))
     finally:
         proc.stdin.close()

@@ -215,12 +215,14 @@ def attach(pid: int, *, duration: float = 30.0, out: str | os.PathLike | None = 
     return report
 
 
-def snapshot(pid: int, *, reason: str = "on demand", duration: float = 10.0, out: str | os.PathLike | None = None,
-             inject: bool = True, progress: Progress | None = None) -> Any:
+def snapshot(pid: int, *, reason: str = "on demand", duration: float | None = None,
+             out: str | os.PathLike | None = None, inject: bool = True, progress: Progress | None = None) -> Any:
     """The running monitor's snapshot of ``pid`` (its report's path and text, as a dict), or, without
-    a monitor, an attach of ``duration`` seconds (an :class:`~leakkit.reports.attach_report.AttachReport`)."""
+    a monitor, an attach (an :class:`~leakkit.reports.attach_report.AttachReport`). ``duration``:
+    the monitor watches that long first (default: one look); the attach's window (default 10 s)."""
     say = progress or (lambda message: None)
-    request = {"op": "snapshot", "reason": reason, "options": options(duration, 15, 10, "16MiB")}
+    request = {"op": "snapshot", "reason": reason, "window": duration,
+               "options": options(10.0 if duration is None else duration, 15, 10, "16MiB")}
     out = out_dir(out)
     path, how, target = way_in(pid, inject=inject, progress=say)
     from ...reports.attach_report import AttachReport, default_name

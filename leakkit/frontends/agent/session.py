@@ -59,7 +59,11 @@ def serve(conn: socket.socket, lines: Lines, request: dict[str, Any], *,
             running = monitors()
             if running:
                 reason = str(request.get("reason") or "on demand (leakkit snapshot)")[:200]
-                path = running[0].snapshot(reason)
+                window = request.get("window")
+                if isinstance(window, (int, float)) and not isinstance(window, bool) and window > 0:
+                    path = running[0].snapshot(reason, duration=float(window))  # what grew over the window
+                else:
+                    path = running[0].snapshot(reason)  # one look, against the previous snapshot
                 with open(path, encoding="utf-8", errors="replace") as handle:
                     text = handle.read(4 * 1024 * 1024)
                 send(conn, {"event": "snapshot", "source": "monitor", "path": path, "text": text})

@@ -11,10 +11,9 @@ from ._common import note
 EXIT_INJECTION = 3  # leakkit could not get into the process (it is left running and unchanged)
 
 
-def _add_common(parser: argparse.ArgumentParser, duration: float) -> None:
+def _add_common(parser: argparse.ArgumentParser, duration: float | None, help_text: str) -> None:
     parser.add_argument("pid", type=int, help="the Python process (CPython 3.10-3.13)")
-    parser.add_argument("--duration", type=float, default=duration, metavar="SECONDS",
-                        help=f"seconds between the two heap walks (default: {duration:g}; Enter ends it sooner)")
+    parser.add_argument("--duration", type=float, default=duration, metavar="SECONDS", help=help_text)
     parser.add_argument("--out", metavar="DIR", help="directory for the report file (default: the current one)")
     parser.add_argument("--no-inject", action="store_true",
                         help="only use an agent already in the process (LEAKKIT_AGENT=1); never inject one")
@@ -66,7 +65,7 @@ class AttachCommand:
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        _add_common(parser, 30.0)
+        _add_common(parser, 30.0, "seconds between the two heap walks (default: 30; Enter ends it sooner)")
         parser.add_argument("--top", type=int, default=15, metavar="N", help="rows of the growing types table (default: 15)")
         parser.add_argument("--frames", type=int, default=10, metavar="N",
                             help="tracemalloc frames kept per allocation (default: 10)")
@@ -93,12 +92,14 @@ class SnapshotCommand:
     """Ask a running process for a snapshot: its monitor's report, or else an attach.
 
     With a leakkit monitor running in the process (a server integration, leakkit.monitor), its
-    snapshot report is written where the monitor writes, and printed. Without one, this is
-    leakkit attach with a --duration of 10 s. Exit codes as for attach.
+    snapshot report is written where the monitor writes, and printed (with --duration, the
+    monitor watches that long first: what grew, where, what keeps it). Without one, this is
+    leakkit attach, for --duration seconds (10 by default). Exit codes as for attach.
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
-        _add_common(parser, 10.0)
+        _add_common(parser, None, "with a monitor, watch that long first (default: one look); without, "
+                                  "the attach's window (default: 10)")
         parser.add_argument("--reason", default="on demand (leakkit snapshot)", help="said in the report's first line")
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
