@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import select
 import signal
 import subprocess
 import time
@@ -32,6 +33,7 @@ from .protocol import socket_dir
 
 WAIT_S = {(3, 10): 10.0, (3, 11): 10.0}  # main thread only: it must reach Python code
 WAIT_DEFAULT_S = 10.0
+STARTUP_S = 60.0  # for the sacrificial interpreter to start (a loaded machine, a slow site-packages)
 SACRIFICE = ("import sys, time\nsys.stdout.write('ready\\n'); sys.stdout.flush()\n"
              "end = time.monotonic() + 120\nwhile time.monotonic() < end:\n    time.sleep(0.01)\n")
 AGENT_ADVICE = "start the process with LEAKKIT_AGENT=1 (or a leakkit server integration) to attach without injection"
@@ -194,7 +196,8 @@ def _sacrificial(target: Any) -> subprocess.Popen:
     except OSError as error:
         raise InjectionError(f"pid {target.pid} not touched: its interpreter could not be started for the "
                              f"sacrificial test ({error}); {AGENT_ADVICE}") from None
-    line = popen.stdout.readline() if popen.stdout else b""
+    ready, _, _ = select.select([popen.stdout], [], [], STARTUP_S) if popen.stdout else ([], [], [])
+    line = popen.stdout.readline() if ready else b""
     if line.strip() != b"ready":
         _kill(popen)
         raise InjectionError(f"pid {target.pid} not touched: its interpreter did not start for the sacrificial "

@@ -24,8 +24,12 @@ def options_from(raw: Any) -> Any:
     kept = {}
     for name, value in given.items():
         if name in fields and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            kept[name] = type(getattr(Options(), name))(value)
+            kept[name] = type(getattr(Options(), name))(min(value, LIMITS.get(name, value)))
     return Options(**kept)
+
+
+LIMITS = {"duration": 7 * 86400, "top": 1000, "frames": 100, "samples": 1000, "paths_for": 50,
+          "path_budget_s": 600, "max_trace_bytes": 1 << 34}  # what a request may ask, at most
 
 
 def serve(conn: socket.socket, lines: Lines, request: dict[str, Any], *,
