@@ -304,7 +304,8 @@ def _idle(code: str, *, agent: bool = True) -> subprocess.Popen:
 
 
 def test_a_forked_child_gets_an_agent_of_its_own_and_the_parents_goes_on():
-    proc = _idle("import os, sys\npid = os.fork()\nprint(os.getpid(), flush=True)\nsys.stdin.readline()\n"
+    proc = _idle("import os, sys, warnings\nwarnings.simplefilter('ignore', DeprecationWarning)\n"
+                 "pid = os.fork()\nos.write(1, b'%d\\n' % os.getpid())\nsys.stdin.readline()\n"  # one write each
                  "if pid:\n    os.waitpid(pid, 0)\n")
     try:
         pids = {int(proc.stdout.readline()), int(proc.stdout.readline())}
