@@ -1,0 +1,275 @@
+"""Monitor and watch samples as hive-partitioned Parquet, the layout fleets query across hosts.
+
+Why: a fleet's question ("which workers on which hosts grow, since when, did the deploy start
+it") spans thousands of processes; one small Parquet file per process per time slice, in
+``host=/service=/pid=`` folders, is what DuckDB, Spark and Trino read in place with partition
+pruning, with no server of leakkit's own. Layout under ``root``::
+
+    host=web-3/service=api/pid=4242/monitor-1733475600-20241206T060000Z.parquet
+         ^ partition columns (in the path, not in the file)   ^ source, process start (Unix s), slice start (UTC)
+
+A file is rewritten as its slice fills (every ``flush_s``), always to a hidden temporary name
+then renamed over, so a reader sees a whole file or the previous whole file, never half of one;
+a crash loses at most ``flush_s`` of samples. The file name carries the process's start time,
+so a pid the system reuses is another recording. Columns (:data:`SCHEMA`; every one may be null):
+
+- ``unix_time_s``: the sample's wall-clock time (Unix seconds); ``t_s``: seconds since the monitor started.
+- ``started_unix_s``: when the process started (a pid and this identify one worker's life).
+- ``source`` (``monitor`` or ``watch``), ``role`` (e.g. ``worker``, ``master``), ``version`` (the user's label).
+- ``rss_bytes``, ``pss_bytes``, ``uss_bytes``, ``swap_bytes``, ``python_heap_bytes``: memory by kind.
+- ``rate_bytes_per_s`` with ``rate_low_bytes_per_s`` / ``rate_high_bytes_per_s``: the growth rate and
+  its ~95% interval; ``verdict``; ``limit_bytes``; ``seconds_to_limit``; ``snapshots`` taken so far.
+
+Cost in a worker (``benchmarks/fleet_export.py``): no pandas, numpy or pyarrow (the file is
+encoded by :mod:`leakkit.recording.export.parquet_file`); a slice's samples in :mod:`array`
+columns, ~130 bytes a row (a 6 h slice at the default 10 s: ~0.3 MiB).
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from array import array
+from typing import Any
+
+from ..._errors import InvalidArgumentError, RecordingStoppedWarning, expected
+from .parquet_file import DOUBLE, INT64, INT64_NULL, STRING, Column, write_table
+
+SCHEMA: list[tuple[str, str]] = [
+    ("unix_time_s", DOUBLE), ("t_s", DOUBLE), ("started_unix_s", DOUBLE), ("source", STRING), ("role", STRING),
+    ("version", STRING), ("rss_bytes", INT64), ("pss_bytes", INT64), ("uss_bytes", INT64), ("swap_bytes", INT64),
+    ("python_heap_bytes", INT64), ("rate_bytes_per_s", DOUBLE), ("rate_low_bytes_per_s", DOUBLE),
+    ("rate_high_bytes_per_s", DOUBLE), ("verdict", STRING), ("limit_bytes", INT64), ("seconds_to_limit", DOUBLE),
+    ("snapshots", INT64),
+]
+PARTITIONS = ("host", "service", "pid")
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_TYPECODE = {INT64: "q", DOUBLE: "d"}
+
+
+def partition_value(value: str) -> str:
+    """A label as a hive partition value: characters outside ``[A-Za-z0-9._-]`` as ``%XX`` (Hive's escaping)."""
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in value) or "%20"
+
+
+def _number(value: Any, kind: str) -> float | int:
+    """A status value as the column's type; anything missing or not a finite number is null."""
+    try:
+        if value is None or isinstance(value, bool):
+            raise TypeError
+        if kind == INT64:
+            return int(value)
+        return float(value)  # NaN stays NaN: a null in the file
+    except (TypeError, ValueError, OverflowError):
+        return INT64_NULL if kind == INT64 else math.nan
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class _Slice:
+    """One process's samples of one time slice, columnar (``array`` for numbers, shared str refs)."""
+
+    __slots__ = ("columns", "number", "started", "service", "written_at", "last_s", "name")
+
+    def __init__(self, number: int, started: float, service: str, name: str) -> None:
+        self.columns = [array(_TYPECODE[kind]) if kind in _TYPECODE else [] for _n, kind in SCHEMA]
+        self.number, self.started, self.service, self.name = number, started, service, name
+        self.written_at = -math.inf
+        self.last_s = -math.inf
+
+
+class FleetWriter:
+    """Write monitor/watch statuses as hive-partitioned Parquet under ``root`` (see the module doc).
+
+    A monitor listener: ``monitor.add_listener(FleetWriter("/var/lib/leakkit/fleet", service="api"))``;
+    a watch calls :meth:`add` with each worker's row (a dict with ``pid`` and the columns above).
+
+    Args:
+        root: the folder of the layout (created if missing).
+        host: the ``host=`` partition (default: this machine's host name).
+        service: the ``service=`` partition when a status carries none (default ``"unnamed"``).
+        every: the fewest seconds between two rows of one process (statuses in between are skipped).
+        slice_s: seconds of samples per file (slices are aligned on UTC, 6 h by default).
+        flush_s: how often the open slice's file is rewritten (what a crash can lose).
+        source: ``"monitor"`` or ``"watch"``, kept in each row and in the file names.
+        compression: ``"gzip"`` or ``"none"``.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, host: str | None = None, service: str | None = None,
+                 every: float = 10.0, slice_s: float = 6 * 3600.0, flush_s: float = 60.0,
+                 source: str = "monitor", compression: str = "gzip") -> None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise expected("a folder path", "root", root)
+        for name, value in (("every", every), ("slice_s", slice_s), ("flush_s", flush_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise expected("a positive number of seconds", name, value)
+        if source not in ("monitor", "watch"):
+            raise expected("'monitor' or 'watch'", "source", source)
+        if compression not in ("gzip", "none"):
+            raise expected("'gzip' or 'none'", "compression", compression)
+        for name, value in (("host", host), ("service", service)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise expected("a non-empty str", name, value)
+        self.root = os.path.abspath(os.fspath(root))
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise InvalidArgumentError(f"root: expected a folder, received {self.root!r}, a file")
+        self.host = host or socket.gethostname()
+        self.service = service or "unnamed"
+        self.every, self.slice_s, self.flush_s = float(every), float(slice_s), float(flush_s)
+        self.source, self.compression = source, compression
+        self.files: set[str] = set()   # every file written so far
+        self.write_error: str | None = None
+        self._slices: dict[int, _Slice] = {}
+        self._lock = threading.Lock()
+        self._owner = os.getpid()
+        self._swept_at = time.time()
+        self._closed = False
+        atexit.register(self.close)
+
+    # -- rows ------------------------------------------------------------------------------------
+    def __call__(self, status: dict[str, Any]) -> None:
+        """The listener form of :meth:`add`."""
+        self.add(status)
+
+    def add(self, status: dict[str, Any]) -> None:
+        """Keep one status (at most one row per ``every`` seconds per pid); write files when due."""
+        if self._closed:
+            return
+        pid = status.get("pid")
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise expected("a status with an int 'pid'", "status", status)
+        now = _number(status.get("unix_time_s"), DOUBLE)
+        if not math.isfinite(now):
+            now = time.time()
+        with self._lock:
+            if os.getpid() != self._owner:  # forked: the parent's buffers are the parent's to write
+                self._slices.clear()
+                self._owner = os.getpid()
+            current = self._slices.get(pid)
+            if current is not None and now - current.last_s < self.every * 0.98:
+                return
+            number = int(now // self.slice_s)
+            if current is not None and current.number != number:
+                self._write(pid, current)
+                current = None
+            if current is None:
+                current = self._open(pid, status, number)
+            self._append(current, status, now)
+            if now - current.written_at >= self.flush_s:
+                self._write(pid, current)
+            if now - self._swept_at >= self.flush_s:
+                self._sweep(now)
+
+    def _open(self, pid: int, status: dict[str, Any], number: int) -> _Slice:
+        started = _number(status.get("started_unix_s"), DOUBLE)
+        if not math.isfinite(started):
+            started = _process_start(pid)
+        service = _text(status.get("service")) or self.service
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(number * self.slice_s))
+        name = f"{self.source}-{started:.0f}-{stamp}.parquet"
+        self._slices[pid] = current = _Slice(number, started, service, name)
+        return current
+
+    def _append(self, current: _Slice, status: dict[str, Any], now: float) -> None:
+        fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source}
+        for (name, kind), column in zip(SCHEMA, current.columns):
+            value = fixed[name] if name in fixed else status.get(name)
+            column.append(_text(value) if kind == STRING else _number(value, kind))
+        current.last_s = now
+
+    def _sweep(self, now: float) -> None:
+        """Write and drop the slices of processes not heard of for a while (a worker that ended)."""
+        self._swept_at = now
+        idle = 2 * self.flush_s + self.every
+        for pid, current in list(self._slices.items()):
+            if now - current.last_s > idle:
+                self._write(pid, current)
+                del self._slices[pid]
+
+    # -- files -------------------------------------------------------------------------------------
+    def folder(self, pid: int, service: str | None = None) -> str:
+        """The partition folder of one process."""
+        return os.path.join(self.root, f"host={partition_value(self.host)}",
+                            f"service={partition_value(service or self.service)}", f"pid={pid}")
+
+    def _write(self, pid: int, current: _Slice) -> None:
+        if current.written_at == current.last_s or self.write_error is not None:
+            return
+        from ..files import open_replace
+
+        folder = self.folder(pid, current.service)
+        final = os.path.join(folder, current.name)
+        temporary = os.path.join(folder, f".{current.name}.tmp")
+        columns = [Column(name, kind, values) for (name, kind), values in zip(SCHEMA, current.columns)]
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with os.fdopen(open_replace(temporary, "fleet file"), "wb") as handle:
+                write_table(handle, columns, compression=self.compression,
+                            metadata={"leakkit.layout": "fleet 1", "leakkit.source": self.source})
+            os.replace(temporary, final)
+        except (OSError, InvalidArgumentError) as error:
+            self.write_error = f"writing {final!r} failed: {type(error).__name__}: {error}"
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            try:
+                warnings.warn(f"leakkit fleet writer: {self.write_error}; no more files are written, "
+                              "the monitor goes on", RecordingStoppedWarning, stacklevel=2)
+            except Exception:  # warnings as errors: still nothing to raise into the application
+                pass
+            return
+        current.written_at = current.last_s
+        self.files.add(final)
+
+    def flush(self) -> None:
+        """Write every open slice now (the files are replaced whole)."""
+        with self._lock:
+            if os.getpid() != self._owner:
+                return
+            for pid, current in list(self._slices.items()):
+                self._write(pid, current)
+
+    def forget(self, pid: int) -> None:
+        """Write and drop one process's open slice (a watch saw it end)."""
+        with self._lock:
+            current = self._slices.pop(pid, None)
+            if current is not None and os.getpid() == self._owner:
+                self._write(pid, current)
+
+    def close(self) -> None:
+        """Write what is open and stop taking rows; safe to call twice, never raises."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._slices.clear()
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> FleetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"FleetWriter({self.root!r}, host={self.host!r}, service={self.service!r}, every={self.every:g}, "
+                f"{len(self.files)} file(s) written)")
+
+
+def _process_start(pid: int) -> float:
+    """When ``pid`` started (Unix seconds, whole): from /proc (psutil elsewhere); now when unknown."""
+    try:
+        import psutil
+
+        return float(int(psutil.Process(pid).create_time()))
+    except Exception:  # gone, or not ours to read: the recording still needs a name
+        return float(int(time.time()))
