@@ -75,10 +75,11 @@ def _text(value: Any) -> str | None:
 class _Slice:
     """One process's samples of one time slice, columnar (``array`` for numbers, shared str refs)."""
 
-    __slots__ = ("columns", "number", "started", "service", "written_at", "last_s", "name")
+    __slots__ = ("columns", "nulls", "number", "started", "service", "written_at", "last_s", "name")
 
     def __init__(self, number: int, started: float, service: str, name: str) -> None:
         self.columns = [array(_TYPECODE[kind]) if kind in _TYPECODE else [] for _n, kind in SCHEMA]
+        self.nulls = [0] * len(SCHEMA)
         self.number, self.started, self.service, self.name = number, started, service, name
         self.written_at = -math.inf
         self.last_s = -math.inf
@@ -178,9 +179,13 @@ class FleetWriter:
 
     def _append(self, current: _Slice, status: dict[str, Any], now: float) -> None:
         fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source}
-        for (name, kind), column in zip(SCHEMA, current.columns):
+        nulls = current.nulls
+        for index, ((name, kind), column) in enumerate(zip(SCHEMA, current.columns)):
             value = fixed[name] if name in fixed else status.get(name)
-            column.append(_text(value) if kind == STRING else _number(value, kind))
+            value = _text(value) if kind == STRING else _number(value, kind)
+            if value is None or value != value or value == INT64_NULL:
+                nulls[index] += 1
+            column.append(value)
         current.last_s = now
 
     def _sweep(self, now: float) -> None:
@@ -206,7 +211,8 @@ class FleetWriter:
         folder = self.folder(pid, current.service)
         final = os.path.join(folder, current.name)
         temporary = os.path.join(folder, f".{current.name}.tmp")
-        columns = [Column(name, kind, values) for (name, kind), values in zip(SCHEMA, current.columns)]
+        columns = [Column(name, kind, values, nulls)
+                   for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls)]
         try:
             os.makedirs(folder, exist_ok=True)
             with os.fdopen(open_replace(temporary, "fleet file"), "wb") as handle:

@@ -42,12 +42,10 @@ class OpenTelemetryExporter:
         except ImportError:
             raise InvalidArgumentError("OpenTelemetryExporter: expected opentelemetry-api installed (pip install "
                                        "'leakkit[fleet]'), received an environment without it") from None
-        from ... import __version__
-
         self.defaults = {"service": service, "version": version, "role": role}
         self._latest: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        meter = metrics.get_meter("leakkit", __version__, meter_provider=meter_provider)
+        meter = metrics.get_meter("leakkit", meter_provider=meter_provider)
         self._observation = metrics.Observation
         self.instruments = [meter.create_observable_gauge(f.otel, callbacks=[self._callback(f.key)], unit=f.unit,
                                                           description=f.help) for f in FIGURES]

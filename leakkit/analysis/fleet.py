@@ -1,0 +1,154 @@
+"""The fleet's questions answered by DuckDB, in-process, over the hive-partitioned Parquet layout.
+
+Why DuckDB: it reads the recordings where they are (no import, no server), prunes by the
+``host=/service=/pid=`` folders, and answers a day of a thousand workers in seconds on one
+machine (``benchmarks/fleet.py``). One pass over the window makes the per-worker table; every
+other answer (hosts, rates, versions, the closest to their limit) is read from that small table;
+only the leaking workers' own files are read again (when their leak began), and only the plotted
+workers' files for the plots. The statements are :mod:`leakkit.analysis.fleet_sql`, kept as run.
+"""
+from __future__ import annotations
+
+import glob as globbing
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .._errors import InvalidArgumentError, NotARecordingError, expected
+from ..recording.export.fleet_writer import partition_value
+from . import fleet_sql as sql
+
+LAYOUT = os.path.join("host=*", "service=*", "pid=*", "*.parquet")
+
+
+@dataclass
+class FleetTables:
+    """What the queries returned (DataFrames; columns documented in :func:`query`) and the SQL run."""
+
+    path: str
+    column: str
+    last_s: float | None
+    start_s: float | None
+    workers: pd.DataFrame
+    hosts: pd.DataFrame
+    rates: pd.DataFrame
+    versions: pd.DataFrame
+    closest: pd.DataFrame
+    statements: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _glob(path: str | os.PathLike) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise expected("a folder of fleet recordings (host=/service=/pid=/*.parquet)", "path", path)
+    text = os.fspath(path)
+    if any(c in text for c in "*?["):
+        return text
+    if not os.path.isdir(text):
+        raise NotARecordingError(f"path: expected a folder of fleet recordings (host=/service=/pid=/*.parquet), "
+                                 f"received {text!r}, {'a file' if os.path.exists(text) else 'which does not exist'}")
+    return os.path.join(os.path.abspath(text), LAYOUT)
+
+
+def worker_files(root_glob: str, host: str, service: str, pid: int, started: float) -> list[str]:
+    """The files of one worker's life (its partition folder, its start time in the file name)."""
+    root = root_glob.split(os.sep + "host=*")[0]
+    folder = os.path.join(root, f"host={partition_value(host)}", f"service={partition_value(service)}", f"pid={pid}")
+    return sorted(globbing.glob(os.path.join(folder, f"*-{started:.0f}-*.parquet")))
+
+
+def _connect():
+    try:
+        import duckdb
+    except ImportError:
+        raise InvalidArgumentError("fleet: expected duckdb installed (pip install 'leakkit[fleet]'), "
+                                   "received an environment without it") from None
+    return duckdb.connect(":memory:")
+
+
+def query(path: str | os.PathLike, *, column: str = "uss", since_s: float | None = None, stale_s: float = 300.0,
+          top: int = 10) -> FleetTables:
+    """Run the fleet's queries over ``path`` (a layout root, or a glob of its Parquet files).
+
+    ``workers`` columns: host, service, pid, started_unix_s (one process life), role, version,
+    samples, first_s, last_s (Unix seconds), first_bytes and memory_bytes (the ``column`` at the
+    first and last sample), the monitor's last rate_bytes_per_s with rate_low/high_bytes_per_s,
+    verdict, leaking (verdict in :data:`leakkit.analysis.fleet_sql.LEAK_VERDICTS`), limit_bytes,
+    seconds_to_limit, snapshots, fit_bytes_per_s (least squares over the window), alive (last
+    sample within ``stale_s`` of the fleet's newest), leak_since_s (first sample of the last
+    unbroken run of leak verdicts). ``since_s``: only the last seconds before the newest sample.
+    """
+    if column not in sql.MEMORY_COLUMNS:
+        raise expected(f"one of {', '.join(sql.MEMORY_COLUMNS)}", "column", column)
+    for name, value in (("since_s", since_s), ("stale_s", stale_s)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise expected("a positive number of seconds", name, value)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise expected("an int >= 1", "top", top)
+    pattern = _glob(path)
+    if next(globbing.iglob(pattern), None) is None:
+        raise NotARecordingError(f"path: expected fleet recordings (host=/service=/pid=/*.parquet), received "
+                                 f"{os.fspath(path)!r} with none")
+    started = time.perf_counter()
+    con = _connect()
+    statements: list[str] = []
+
+    def run(statement: str):
+        statements.append(statement)
+        return con.execute(statement)
+
+    try:
+        run(sql.samples_view(pattern))
+        start = None
+        last = run(sql.LAST_TIME).fetchone()[0]
+        if since_s is not None and last is not None:
+            start = float(last) - float(since_s)
+        run(sql.workers(column, start))
+        for statement in sql.alive(float(stale_s)).split(";\n"):
+            run(statement)
+        workers = run(sql.WORKERS_TABLE).df()
+        leaking = workers[workers["leaking"].fillna(False).astype(bool)]
+        files = [f for row in leaking.itertuples()
+                 for f in worker_files(pattern, row.host, row.service, int(row.pid), float(row.started_unix_s))]
+        since = run(sql.leak_since(files)).df() if files else None
+        workers["leak_since_s"] = math.nan
+        if since is not None and len(since):
+            keyed = since.set_index(["host", "service", "pid", "started_unix_s"])["leak_since_s"]
+            index = pd.MultiIndex.from_frame(workers[["host", "service", "pid", "started_unix_s"]])
+            workers["leak_since_s"] = keyed.reindex(index).to_numpy()
+        tables = FleetTables(path=os.fspath(path), column=column, last_s=None if last is None else float(last),
+                             start_s=start, workers=workers, hosts=run(sql.HOSTS).df(), rates=run(sql.RATES).df(),
+                             versions=run(sql.VERSIONS).df(), closest=run(sql.closest(top)).df(),
+                             statements=statements)
+    except Exception as error:
+        if "duckdb" in type(error).__module__:
+            raise NotARecordingError(f"path: expected fleet recordings DuckDB can read, received {os.fspath(path)!r}: "
+                                     f"{type(error).__name__}: {error}".splitlines()[0]) from None
+        raise
+    finally:
+        con.close()
+    tables.seconds = time.perf_counter() - started
+    return tables
+
+
+def series(tables: FleetTables, workers: pd.DataFrame, *, points: int = 400) -> pd.DataFrame:
+    """Memory over time (columns host, service, pid, started_unix_s, unix_time_s, memory_bytes) of
+    the given rows of ``tables.workers``, averaged into about ``points`` buckets each."""
+    pattern = _glob(tables.path)
+    files = [f for row in workers.itertuples()
+             for f in worker_files(pattern, row.host, row.service, int(row.pid), float(row.started_unix_s))]
+    if not files:
+        return pd.DataFrame(columns=["host", "service", "pid", "started_unix_s", "unix_time_s", "memory_bytes"])
+    span = float((workers["last_s"] - workers["first_s"]).max() or 1.0)
+    con = _connect()
+    try:
+        frame = con.execute(sql.series(files, tables.column, list(workers["started_unix_s"]),
+                                       max(span / points, 1e-3))).df()
+    finally:
+        con.close()
+    if tables.start_s is not None:
+        frame = frame[frame["unix_time_s"] >= tables.start_s - 1]
+    return frame
