@@ -1,16 +1,15 @@
 """The fleet's questions answered by DuckDB, in-process, over the hive-partitioned Parquet layout.
 
-Why DuckDB: it reads the recordings where they are (no import, no server), prunes by the
-``host=/service=/pid=`` folders, and answers a day of a thousand workers in seconds on one
-machine (``benchmarks/fleet.py``). One pass over the window makes the per-worker table; every
-other answer (hosts, rates, versions, the closest to their limit) is read from that small table;
-only the leaking workers' own files are read again (when their leak began), and only the plotted
-workers' files for the plots. The statements are :mod:`leakkit.analysis.fleet_sql`, kept as run.
+Why DuckDB: it reads the recordings where they are (no import, no server) and answers a day of
+a thousand workers in about a second on one machine (``benchmarks/fleet.py``). The per-worker
+table comes from the files' footer summaries (:mod:`leakkit.analysis.fleet_sql` says why);
+every other answer (hosts, rates, versions, the closest to their limit) is read from that small
+table; rows are read only for plots, and only from the plotted workers' own folders. The
+statements are kept as run.
 """
 from __future__ import annotations
 
 import glob as globbing
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -76,10 +75,11 @@ def query(path: str | os.PathLike, *, column: str = "uss", since_s: float | None
     ``workers`` columns: host, service, pid, started_unix_s (one process life), role, version,
     samples, first_s, last_s (Unix seconds), first_bytes and memory_bytes (the ``column`` at the
     first and last sample), the monitor's last rate_bytes_per_s with rate_low/high_bytes_per_s,
-    verdict, leaking (verdict in :data:`leakkit.analysis.fleet_sql.LEAK_VERDICTS`), limit_bytes,
-    seconds_to_limit, snapshots, fit_bytes_per_s (least squares over the window), alive (last
-    sample within ``stale_s`` of the fleet's newest), leak_since_s (first sample of the last
-    unbroken run of leak verdicts). ``since_s``: only the last seconds before the newest sample.
+    verdict, leaking (verdict in :data:`leakkit.analysis.fleet_sql.LEAK_VERDICTS`), leak_since_s
+    (first sample of the last unbroken run of leak verdicts), limit_bytes, seconds_to_limit,
+    snapshots, average_bytes_per_s (memory change over time between first and last sample),
+    alive (last sample within ``stale_s`` of the fleet's newest). ``since_s``: only the files
+    whose last sample is within that many seconds of the newest one.
     """
     if column not in sql.MEMORY_COLUMNS:
         raise expected(f"one of {', '.join(sql.MEMORY_COLUMNS)}", "column", column)
@@ -101,28 +101,21 @@ def query(path: str | os.PathLike, *, column: str = "uss", since_s: float | None
         return con.execute(statement)
 
     try:
-        run(sql.samples_view(pattern))
+        run(sql.files_table(pattern))
+        count, last = run(sql.COUNTS).fetchone()
+        if not count:
+            raise NotARecordingError(f"path: expected fleet recordings written by leakkit (a leakkit.summary in each "
+                                     f"footer), received {os.fspath(path)!r} with none")
         start = None
-        last = run(sql.LAST_TIME).fetchone()[0]
         if since_s is not None and last is not None:
             start = float(last) - float(since_s)
         run(sql.workers(column, start))
         for statement in sql.alive(float(stale_s)).split(";\n"):
             run(statement)
-        workers = run(sql.WORKERS_TABLE).df()
-        leaking = workers[workers["leaking"].fillna(False).astype(bool)]
-        files = [f for row in leaking.itertuples()
-                 for f in worker_files(pattern, row.host, row.service, int(row.pid), float(row.started_unix_s))]
-        since = run(sql.leak_since(files)).df() if files else None
-        workers["leak_since_s"] = math.nan
-        if since is not None and len(since):
-            keyed = since.set_index(["host", "service", "pid", "started_unix_s"])["leak_since_s"]
-            index = pd.MultiIndex.from_frame(workers[["host", "service", "pid", "started_unix_s"]])
-            workers["leak_since_s"] = keyed.reindex(index).to_numpy()
         tables = FleetTables(path=os.fspath(path), column=column, last_s=None if last is None else float(last),
-                             start_s=start, workers=workers, hosts=run(sql.HOSTS).df(), rates=run(sql.RATES).df(),
-                             versions=run(sql.VERSIONS).df(), closest=run(sql.closest(top)).df(),
-                             statements=statements)
+                             start_s=start, workers=run(sql.WORKERS_TABLE).df(), hosts=run(sql.HOSTS).df(),
+                             rates=run(sql.RATES).df(), versions=run(sql.VERSIONS).df(),
+                             closest=run(sql.closest(top)).df(), statements=statements)
     except Exception as error:
         if "duckdb" in type(error).__module__:
             raise NotARecordingError(f"path: expected fleet recordings DuckDB can read, received {os.fspath(path)!r}: "

@@ -48,7 +48,7 @@ def _clock(unix_s: float | None) -> str:
 def _rate(row: Any) -> str:
     rate = row.rate_bytes_per_s
     if rate is None or not math.isfinite(rate):
-        return f"n/a (fit {format_rate(row.fit_bytes_per_s, signed=True)})"
+        return f"n/a (average {format_rate(row.average_bytes_per_s, signed=True)})"
     low, high = row.rate_low_bytes_per_s, row.rate_high_bytes_per_s
     bounds = (f" [{format_rate(low, signed=True)}, {format_rate(high, signed=True)}]"
               if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) else "")
@@ -132,7 +132,7 @@ class FleetReport:
                 ("host", lambda r: r.host), ("pid", lambda r: r.pid), (t.column, lambda r: format_size(r.memory_bytes)),
                 ("limit", lambda r: format_size(r.limit_bytes)), ("in", lambda r: format_duration(r.seconds_to_limit)),
                 ("verdict", lambda r: r.verdict)])
-        for r in self.rates.itertuples():
+        for r in self.rates[self.rates["workers"] > 0].itertuples():
             lines.append(f"growth rate of {r.workers} live {r.service} worker(s): median {format_rate(r.p50_bytes_per_s, True)}, "
                          f"p90 {format_rate(r.p90_bytes_per_s, True)}, p99 {format_rate(r.p99_bytes_per_s, True)}, "
                          f"max {format_rate(r.max_bytes_per_s, True)}")

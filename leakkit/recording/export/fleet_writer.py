@@ -8,6 +8,10 @@ pruning, with no server of leakkit's own. Layout under ``root``::
     host=web-3/service=api/pid=4242/monitor-1733475600-20241206T060000Z.parquet
          ^ partition columns (in the path, not in the file)   ^ source, process start (Unix s), slice start (UTC)
 
+Each file's footer also holds a summary (key ``leakkit.summary``, JSON: the row count, the first
+and last row, and since when the last verdict has held, across slices), so ``leakkit fleet``
+reads a thousand workers' footers, not their millions of rows.
+
 A file is rewritten as its slice fills (every ``flush_s``), always to a hidden temporary name
 then renamed over, so a reader sees a whole file or the previous whole file, never half of one;
 a crash loses at most ``flush_s`` of samples. The file name carries the process's start time,
@@ -75,7 +79,8 @@ def _text(value: Any) -> str | None:
 class _Slice:
     """One process's samples of one time slice, columnar (``array`` for numbers, shared str refs)."""
 
-    __slots__ = ("columns", "nulls", "number", "started", "service", "written_at", "last_s", "name")
+    __slots__ = ("columns", "nulls", "number", "started", "service", "written_at", "last_s", "name", "verdict",
+                 "verdict_since")
 
     def __init__(self, number: int, started: float, service: str, name: str) -> None:
         self.columns = [array(_TYPECODE[kind]) if kind in _TYPECODE else [] for _n, kind in SCHEMA]
@@ -83,6 +88,27 @@ class _Slice:
         self.number, self.started, self.service, self.name = number, started, service, name
         self.written_at = -math.inf
         self.last_s = -math.inf
+        self.verdict: str | None = None   # the last verdict, and when its unbroken run began
+        self.verdict_since = math.nan
+
+    def row(self, index: int) -> dict[str, Any]:
+        """One row as JSON-able values (a null, NaN or infinity as None)."""
+        out: dict[str, Any] = {}
+        for (name, kind), column in zip(SCHEMA, self.columns):
+            value = column[index]
+            if kind == INT64 and value == INT64_NULL or kind == DOUBLE and not math.isfinite(value):
+                value = None
+            out[name] = value
+        return out
+
+    def summary(self) -> str:
+        """The file's footer summary (key ``leakkit.summary``): rows, the first and last row, and
+        since when the last verdict has held; what ``leakkit fleet`` reads instead of every row."""
+        import json
+
+        return json.dumps({"format": 1, "rows": len(self.columns[0]), "first": self.row(0), "last": self.row(-1),
+                           "verdict_since_s": None if math.isnan(self.verdict_since) else self.verdict_since},
+                          separators=(",", ":"))
 
 
 class FleetWriter:
@@ -156,11 +182,14 @@ class FleetWriter:
             if current is not None and now - current.last_s < self.every * 0.98:
                 return
             number = int(now // self.slice_s)
+            carried = None
             if current is not None and current.number != number:
                 self._write(pid, current)
-                current = None
+                carried, current = (current.verdict, current.verdict_since), None
             if current is None:
                 current = self._open(pid, status, number)
+                if carried is not None:
+                    current.verdict, current.verdict_since = carried
             self._append(current, status, now)
             if now - current.written_at >= self.flush_s:
                 self._write(pid, current)
@@ -187,6 +216,9 @@ class FleetWriter:
                 nulls[index] += 1
             column.append(value)
         current.last_s = now
+        verdict = _text(status.get("verdict"))
+        if verdict != current.verdict or math.isnan(current.verdict_since):
+            current.verdict, current.verdict_since = verdict, now
 
     def _sweep(self, now: float) -> None:
         """Write and drop the slices of processes not heard of for a while (a worker that ended)."""
@@ -217,7 +249,7 @@ class FleetWriter:
             os.makedirs(folder, exist_ok=True)
             with os.fdopen(open_replace(temporary, "fleet file"), "wb") as handle:
                 write_table(handle, columns, compression=self.compression,
-                            metadata={"leakkit.layout": "fleet 1", "leakkit.source": self.source})
+                            metadata={"leakkit.summary": current.summary()})
             os.replace(temporary, final)
         except (OSError, InvalidArgumentError) as error:
             self.write_error = f"writing {final!r} failed: {type(error).__name__}: {error}"
