@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "leakkit-bench-fleet"))
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    marker = os.path.join(args.root, ".complete-2")  # bump when the layout changes
+    marker = os.path.join(args.root, ".complete-3")  # bump when the layout changes
     if not os.path.exists(marker):
         shutil.rmtree(args.root, ignore_errors=True)
         started = time.perf_counter()

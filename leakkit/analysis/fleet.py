@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob as globbing
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class FleetTables:
 
 
 def _glob(path: str | os.PathLike) -> str:
+    """The glob of a layout's files (a glob given is taken as it is)."""
     if not isinstance(path, (str, os.PathLike)):
         raise expected("a folder of fleet recordings (host=/service=/pid=/*.parquet)", "path", path)
     text = os.fspath(path)
@@ -52,11 +54,42 @@ def _glob(path: str | os.PathLike) -> str:
     return os.path.join(os.path.abspath(text), LAYOUT)
 
 
-def worker_files(root_glob: str, host: str, service: str, pid: int, started: float) -> list[str]:
-    """The files of one worker's life (its partition folder, its start time in the file name)."""
-    root = root_glob.split(os.sep + "host=*")[0]
-    folder = os.path.join(root, f"host={partition_value(host)}", f"service={partition_value(service)}", f"pid={pid}")
-    return sorted(globbing.glob(os.path.join(folder, f"*-{started:.0f}-*.parquet")))
+_NAME = re.compile(r"^(monitor|watch)-([0-9]+)-([0-9]{8}T[0-9]{6}Z)-([0-9]+)\.parquet$")
+
+
+def layout_files(pattern: str) -> dict[tuple, dict[str, str]]:
+    """Each worker life's current files, by name alone: ``{(host, service, pid, started): {slice: path}}``
+    with the highest version of each slice (a superseded one may linger for a flush) and the
+    monitor's files before a watch's for the same process. Partition values stay escaped."""
+    lives: dict[tuple, dict[str, tuple[int, str]]] = {}
+    sources: dict[tuple, str] = {}
+    for path in globbing.iglob(pattern):
+        folder, name = os.path.split(path)
+        match = _NAME.match(name)
+        parts = folder.split(os.sep)[-3:]
+        if match is None or len(parts) < 3 or not parts[2].startswith("pid="):
+            continue
+        source, started, stamp, version = match.groups()
+        key = (parts[0][5:], parts[1][8:], int(parts[2][4:]), float(started))
+        if sources.setdefault(key, source) != source:
+            if source == "watch":
+                continue
+            sources[key], lives[key] = source, {}
+        slices = lives.setdefault(key, {})
+        if int(version) >= slices.get(stamp, (-1, ""))[0]:
+            slices[stamp] = (int(version), path)
+    return {key: {stamp: path for stamp, (_v, path) in slices.items()} for key, slices in lives.items()}
+
+
+def worker_files(pattern: str, host: str, service: str, pid: int, started: float) -> list[str]:
+    """The current files of one worker's life, oldest slice first."""
+    slices = layout_files(os.path.join(_root(pattern), f"host={partition_value(host)}",
+                                       f"service={partition_value(service)}", f"pid={pid}", "*.parquet"))
+    return [path for key, files in slices.items() if key[3] == float(f"{started:.0f}") for _s, path in sorted(files.items())]
+
+
+def _root(pattern: str) -> str:
+    return pattern.split(os.sep + "host=*")[0]
 
 
 def _connect():
@@ -88,20 +121,21 @@ def query(path: str | os.PathLike, *, column: str = "uss", since_s: float | None
             raise expected("a positive number of seconds", name, value)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise expected("an int >= 1", "top", top)
+    started = time.perf_counter()
     pattern = _glob(path)
-    if next(globbing.iglob(pattern), None) is None:
+    newest = [files[max(files)] for files in layout_files(pattern).values()]
+    if not newest:
         raise NotARecordingError(f"path: expected fleet recordings (host=/service=/pid=/*.parquet), received "
                                  f"{os.fspath(path)!r} with none")
-    started = time.perf_counter()
     con = _connect()
     statements: list[str] = []
 
-    def run(statement: str):
-        statements.append(statement)
+    def run(statement: str, shown: str | None = None):
+        statements.append(shown or statement)
         return con.execute(statement)
 
     try:
-        run(sql.files_table(pattern))
+        run(sql.files_table(newest), sql.files_table(newest, short=True))
         count, last = run(sql.COUNTS).fetchone()
         if not count:
             raise NotARecordingError(f"path: expected fleet recordings written by leakkit (a leakkit.summary in each "

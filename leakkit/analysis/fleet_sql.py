@@ -6,18 +6,19 @@ questions in Spark or Trino; the statements here are printed by ``leakkit fleet 
 in ``docs/fleet.md`` as they run. Only ``read_parquet`` and the aggregate names are DuckDB's
 (``arg_max_null`` is Spark's ``max_by``, ``quantile_cont`` is ``percentile_approx``).
 
-What is read: each file's footer, not its rows. FleetWriter puts a summary in every file
-(``leakkit.summary``: the row count, the first and the last row, since when the last verdict
-has held), so the per-worker table comes from ~4,000 footers for a day of 1,000 workers, where
-the same answers from the rows decode 8.6 M samples (``benchmarks/fleet.py`` times both:
-the rows cost ~5 s of CPU here, the footers well under one). The row-by-row SQL, for Spark or Trino
-over the same files, is in ``docs/fleet.md``; :func:`samples_view` is the rows for your own queries.
+What is read: one footer per worker, not its rows. FleetWriter puts a summary in every file
+(``leakkit.summary``: the process's rows and first row so far, its last row, since when the last
+verdict has held), so the per-worker table comes from each worker's newest file (chosen by
+name), 1,000 footers for 1,000 workers however many days are kept, where the same answers from
+the rows decode 8.6 M samples for one day of them (~5 s of CPU here, against ~0.2 s). The
+row-by-row SQL, for Spark or Trino over the same files, is in ``docs/fleet.md``;
+:func:`samples_view` gives the rows for queries of your own.
 
 Figures: the per-worker rate, its interval, the verdict and the time to the limit are the
 monitor's own (its last sample), the numbers its Prometheus gauges showed; ``average_bytes_per_s``
 is the memory's change between the first and the last sample over the time between, a check beside them.
 A worker is one process life: ``host, service, pid, started_unix_s`` (a reused pid is another).
-A window (``since``) keeps the files whose last sample falls in it: it is counted in whole slices.
+A window (``since``) keeps the workers with samples in it; their figures are their whole life's.
 """
 from __future__ import annotations
 
@@ -33,72 +34,73 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _files(glob: str | list[str]) -> str:
-    return quote(glob) if isinstance(glob, str) else "[" + ", ".join(quote(g) for g in glob) + "]"
+def _files(files: str | list[str], short: bool = False) -> str:
+    if isinstance(files, str):
+        return quote(files)
+    if short and len(files) > 4:
+        return f"[{quote(files[0])}, /* ... {len(files) - 2:,} more files ... */ {quote(files[-1])}]"
+    return "[" + ", ".join(quote(f) for f in files) + "]"
 
 
-def files_table(glob: str | list[str]) -> str:
-    """One row per file: its partition (from the path) and its footer summary (no row is read)."""
+def files_table(files: list[str], *, short: bool = False) -> str:
+    """One row per file given (each worker's newest, chosen by name: :func:`leakkit.analysis.fleet.newest_files`):
+    its partition (from the path) and its footer summary. No row of data is read. ``short``: the
+list shortened, for reading."""
     part = r"'/host=([^/]*)/service=([^/]*)/pid=([0-9]+)/[^/]*$'"
     return f"""CREATE OR REPLACE TEMP TABLE files AS
 SELECT url_decode(regexp_extract(file_name, {part}, 1)) AS host,
        url_decode(regexp_extract(file_name, {part}, 2)) AS service,
        CAST(regexp_extract(file_name, {part}, 3) AS BIGINT) AS pid,
        CAST(decode(value) AS JSON) AS summary
-FROM parquet_kv_metadata({_files(glob)})
+FROM parquet_kv_metadata({_files(files, short)})
 WHERE decode(key) = 'leakkit.summary'"""
 
 
-def samples_view(glob: str | list[str]) -> str:
-    """Every row of every recording matched, with the partition columns typed (a host named
-    ``1234`` stays text; pid is a number): for plots, and for queries of your own."""
+def samples_view(files: str | list[str]) -> str:
+    """The rows of the files given, with the partition columns typed (a host named ``1234`` stays
+    text; pid is a number): for plots, and for queries of your own."""
     return (f"CREATE OR REPLACE TEMP VIEW samples AS\n"
-            f"SELECT * FROM read_parquet({_files(glob)}, hive_partitioning = true,\n"
+            f"SELECT * FROM read_parquet({_files(files)}, hive_partitioning = true,\n"
             f"    hive_types = {{'host': VARCHAR, 'service': VARCHAR, 'pid': BIGINT}})")
 
 
-COUNTS = "SELECT (SELECT count(*) FROM files) AS files, max(CAST(summary->>'$.last.unix_time_s' AS DOUBLE)) AS last_s FROM files"
+COUNTS = "SELECT count(*) AS files, max(CAST(summary->>'$.last.unix_time_s' AS DOUBLE)) AS last_s FROM files"
 
 
 def _last(field: str, kind: str) -> str:
-    return f"CAST(last->>'$.last.{field}' AS {kind})"
+    return f"CAST(summary->>'$.last.{field}' AS {kind})"
 
 
 def workers(column: str, start_s: float | None) -> str:
-    """One row per worker (a process life): the last status its files hold (the monitor's own
-    figures), its first memory reading, and the average growth between the two."""
+    """One row per worker (a process life) from its newest file's summary: its last status (the
+    monitor's own figures), its first memory reading, and the average growth between the two."""
     leak = ", ".join(quote(v) for v in LEAK_VERDICTS)
+    memory = "CAST(coalesce(summary->>'$.{0}.{1}_bytes', summary->>'$.{0}.rss_bytes') AS BIGINT)"
     window = f"\n    WHERE CAST(summary->>'$.last.unix_time_s' AS DOUBLE) >= {start_s!r}" if start_s is not None else ""
-    memory = "coalesce({0}->>'$.{1}.{2}_bytes', {0}->>'$.{1}.rss_bytes')"
     return f"""CREATE OR REPLACE TEMP TABLE workers AS
-WITH f AS (
-    SELECT host, service, pid, CAST(summary->>'$.last.started_unix_s' AS DOUBLE) AS started_unix_s,
-           CAST(summary->>'$.rows' AS BIGINT) AS rows,
-           CAST(summary->>'$.first.unix_time_s' AS DOUBLE) AS first_s,
+WITH w AS (
+    SELECT host, service, pid,
+           CAST(summary->>'$.last.started_unix_s' AS DOUBLE) AS started_unix_s,
+           summary->>'$.last.role' AS role,
+           summary->>'$.last.version' AS version,
+           CAST(summary->>'$.rows_total' AS BIGINT) AS samples,
+           CAST(summary->>'$.life_first.unix_time_s' AS DOUBLE) AS first_s,
            CAST(summary->>'$.last.unix_time_s' AS DOUBLE) AS last_s,
-           summary
+           {memory.format("life_first", column)} AS first_bytes,
+           {memory.format("last", column)} AS memory_bytes,
+           {_last("rate_bytes_per_s", "DOUBLE")} AS rate_bytes_per_s,
+           {_last("rate_low_bytes_per_s", "DOUBLE")} AS rate_low_bytes_per_s,
+           {_last("rate_high_bytes_per_s", "DOUBLE")} AS rate_high_bytes_per_s,
+           summary->>'$.last.verdict' AS verdict,
+           coalesce(summary->>'$.last.verdict' IN ({leak}), false) AS leaking,
+           CAST(summary->>'$.verdict_since_s' AS DOUBLE) AS verdict_since_s,
+           {_last("limit_bytes", "BIGINT")} AS limit_bytes,
+           {_last("seconds_to_limit", "DOUBLE")} AS seconds_to_limit,
+           {_last("snapshots", "BIGINT")} AS snapshots
     FROM files{window}
-), w AS (
-    SELECT {WORKER_KEY}, CAST(sum(rows) AS BIGINT) AS samples, min(first_s) AS first_s, max(last_s) AS last_s,
-           arg_min(summary, first_s) AS first, arg_max(summary, last_s) AS last
-    FROM f
-    GROUP BY {WORKER_KEY}
 )
-SELECT {WORKER_KEY},
-       last->>'$.last.role' AS role,
-       last->>'$.last.version' AS version,
-       samples, first_s, last_s,
-       CAST({memory.format("first", "first", column)} AS BIGINT) AS first_bytes,
-       CAST({memory.format("last", "last", column)} AS BIGINT) AS memory_bytes,
-       {_last("rate_bytes_per_s", "DOUBLE")} AS rate_bytes_per_s,
-       {_last("rate_low_bytes_per_s", "DOUBLE")} AS rate_low_bytes_per_s,
-       {_last("rate_high_bytes_per_s", "DOUBLE")} AS rate_high_bytes_per_s,
-       last->>'$.last.verdict' AS verdict,
-       coalesce(last->>'$.last.verdict' IN ({leak}), false) AS leaking,
-       CASE WHEN last->>'$.last.verdict' IN ({leak}) THEN CAST(last->>'$.verdict_since_s' AS DOUBLE) END AS leak_since_s,
-       {_last("limit_bytes", "BIGINT")} AS limit_bytes,
-       {_last("seconds_to_limit", "DOUBLE")} AS seconds_to_limit,
-       {_last("snapshots", "BIGINT")} AS snapshots,
+SELECT * EXCLUDE (verdict_since_s),
+       CASE WHEN leaking THEN verdict_since_s END AS leak_since_s,
        (memory_bytes - first_bytes) / nullif(last_s - first_s, 0) AS average_bytes_per_s
 FROM w"""
 

@@ -5,16 +5,20 @@ it") spans thousands of processes; one small Parquet file per process per time s
 ``host=/service=/pid=`` folders, is what DuckDB, Spark and Trino read in place with partition
 pruning, with no server of leakkit's own. Layout under ``root``::
 
-    host=web-3/service=api/pid=4242/monitor-1733475600-20241206T060000Z.parquet
-         ^ partition columns (in the path, not in the file)   ^ source, process start (Unix s), slice start (UTC)
+    host=web-3/service=api/pid=4242/monitor-1733475600-20241206T060000Z-0007.parquet
+         ^ partition columns (not in the file)   ^ source, process start (Unix s), slice start (UTC), version
 
-Each file's footer also holds a summary (key ``leakkit.summary``, JSON: the row count, the first
-and last row, and since when the last verdict has held, across slices), so ``leakkit fleet``
-reads a thousand workers' footers, not their millions of rows.
+Each file's footer also holds a summary (key ``leakkit.summary``, JSON: its rows and first row,
+the process's rows and first row so far, its last row, and since when the last verdict has
+held), so ``leakkit fleet`` reads one footer per worker, its newest, not millions of rows.
 
-A file is rewritten as its slice fills (every ``flush_s``), always to a hidden temporary name
-then renamed over, so a reader sees a whole file or the previous whole file, never half of one;
-a crash loses at most ``flush_s`` of samples. The file name carries the process's start time,
+While its slice fills, a process's file is written again every ``flush_s``, each time as a new
+file (``-0000``, ``-0001``, ... after the slice's start), first under a hidden temporary name then
+renamed, so a reader never sees half a file; a file once written never changes. The version it
+replaces is deleted a flush later (at close at the latest), so a reader that listed it (DuckDB
+lists a query's files, then opens them) still finds it whole: readers keep the highest version
+of each slice (``leakkit fleet`` does; docs/fleet.md has the SQL for Spark). A crash loses at
+most ``flush_s`` of samples. The file name carries the process's start time,
 so a pid the system reuses is another recording. Columns (:data:`SCHEMA`; every one may be null):
 
 - ``unix_time_s``: the sample's wall-clock time (Unix seconds); ``t_s``: seconds since the monitor started.
@@ -80,7 +84,7 @@ class _Slice:
     """One process's samples of one time slice, columnar (``array`` for numbers, shared str refs)."""
 
     __slots__ = ("columns", "nulls", "number", "started", "service", "written_at", "last_s", "name", "verdict",
-                 "verdict_since")
+                 "verdict_since", "version", "path", "life_first", "life_rows")
 
     def __init__(self, number: int, started: float, service: str, name: str) -> None:
         self.columns = [array(_TYPECODE[kind]) if kind in _TYPECODE else [] for _n, kind in SCHEMA]
@@ -90,6 +94,15 @@ class _Slice:
         self.last_s = -math.inf
         self.verdict: str | None = None   # the last verdict, and when its unbroken run began
         self.verdict_since = math.nan
+        self.version = 0                  # files of this slice written so far
+        self.path: str | None = None      # the current one
+        self.life_first: dict[str, Any] | None = None  # the process's first row, and its rows so far
+        self.life_rows = 0
+
+    def carry(self, before: _Slice) -> None:
+        """What the process's earlier slice knew: its first row, its rows, the verdict's run."""
+        self.verdict, self.verdict_since = before.verdict, before.verdict_since
+        self.life_first, self.life_rows = before.life_first, before.life_rows
 
     def row(self, index: int) -> dict[str, Any]:
         """One row as JSON-able values (a null, NaN or infinity as None)."""
@@ -106,7 +119,8 @@ class _Slice:
         since when the last verdict has held; what ``leakkit fleet`` reads instead of every row."""
         import json
 
-        return json.dumps({"format": 1, "rows": len(self.columns[0]), "first": self.row(0), "last": self.row(-1),
+        return json.dumps({"format": 1, "rows": len(self.columns[0]), "rows_total": self.life_rows,
+                           "first": self.row(0), "life_first": self.life_first, "last": self.row(-1),
                            "verdict_since_s": None if math.isnan(self.verdict_since) else self.verdict_since},
                           separators=(",", ":"))
 
@@ -156,6 +170,7 @@ class FleetWriter:
         self._lock = threading.Lock()
         self._owner = os.getpid()
         self._swept_at = time.time()
+        self._superseded: list[tuple[float, str]] = []  # (when to delete, path)
         self._closed = False
         atexit.register(self.close)
 
@@ -182,14 +197,14 @@ class FleetWriter:
             if current is not None and now - current.last_s < self.every * 0.98:
                 return
             number = int(now // self.slice_s)
-            carried = None
+            before = None
             if current is not None and current.number != number:
                 self._write(pid, current)
-                carried, current = (current.verdict, current.verdict_since), None
+                before, current = current, None
             if current is None:
                 current = self._open(pid, status, number)
-                if carried is not None:
-                    current.verdict, current.verdict_since = carried
+                if before is not None:
+                    current.carry(before)
             self._append(current, status, now)
             if now - current.written_at >= self.flush_s:
                 self._write(pid, current)
@@ -202,7 +217,7 @@ class FleetWriter:
             started = _process_start(pid)
         service = _text(status.get("service")) or self.service
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(number * self.slice_s))
-        name = f"{self.source}-{started:.0f}-{stamp}.parquet"
+        name = f"{self.source}-{started:.0f}-{stamp}"
         self._slices[pid] = current = _Slice(number, started, service, name)
         return current
 
@@ -216,13 +231,25 @@ class FleetWriter:
                 nulls[index] += 1
             column.append(value)
         current.last_s = now
+        current.life_rows += 1
+        if current.life_first is None:
+            current.life_first = current.row(0)
         verdict = _text(status.get("verdict"))
         if verdict != current.verdict or math.isnan(current.verdict_since):
             current.verdict, current.verdict_since = verdict, now
 
+    def _delete_superseded(self, everything: bool = False) -> None:
+        clock = time.monotonic()
+        while self._superseded and (everything or self._superseded[0][0] <= clock):
+            try:
+                os.unlink(self._superseded.pop(0)[1])
+            except OSError:  # removed by someone else: what we wanted
+                pass
+
     def _sweep(self, now: float) -> None:
         """Write and drop the slices of processes not heard of for a while (a worker that ended)."""
         self._swept_at = now
+        self._delete_superseded()
         idle = 2 * self.flush_s + self.every
         for pid, current in list(self._slices.items()):
             if now - current.last_s > idle:
@@ -241,7 +268,7 @@ class FleetWriter:
         from ..files import open_replace
 
         folder = self.folder(pid, current.service)
-        final = os.path.join(folder, current.name)
+        final = os.path.join(folder, f"{current.name}-{current.version:04d}.parquet")
         temporary = os.path.join(folder, f".{current.name}.tmp")
         columns = [Column(name, kind, values, nulls)
                    for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls)]
@@ -264,6 +291,11 @@ class FleetWriter:
                 pass
             return
         current.written_at = current.last_s
+        current.version += 1
+        if current.path is not None:  # superseded: a reader that listed it may still open it for a while
+            self.files.discard(current.path)
+            self._superseded.append((time.monotonic() + max(self.flush_s, 30.0), current.path))
+        current.path = final
         self.files.add(final)
 
     def flush(self) -> None:
@@ -287,6 +319,9 @@ class FleetWriter:
             return
         try:
             self.flush()
+            with self._lock:
+                if os.getpid() == self._owner:
+                    self._delete_superseded(everything=True)
         finally:
             self._closed = True
             self._slices.clear()
