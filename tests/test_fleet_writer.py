@@ -113,7 +113,7 @@ def test_a_reader_never_sees_half_a_file(tmp_path):
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for i in range(1500):
+        for i in range(250):
             writer.add(status(7, T0 + i * 0.01, uss_bytes=i))
     finally:
         stop.set()

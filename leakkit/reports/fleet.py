@@ -164,9 +164,10 @@ class FleetReport:
         w = self.workers
         pick = w[w["alive"].astype(bool)].head(workers)
         frame = _queries.series(self.tables, pick)
-        for key, rows in frame.groupby(["host", "service", "pid", "started_unix_s"], sort=False):
-            row = pick[(pick["host"] == key[0]) & (pick["pid"] == key[2])].iloc[0]
-            label = f"{key[0]} pid {key[2]} {row['version'] or ''} ({row['verdict']})"
+        for row in pick.itertuples():  # fastest first, as the table lists them
+            rows = frame[(frame["host"] == row.host) & (frame["service"] == row.service) & (frame["pid"] == row.pid)
+                         & (frame["started_unix_s"] == row.started_unix_s)]
+            label = f"{row.host} pid {row.pid} {row.version or ''} ({row.verdict})"
             ax.plot(pd.to_datetime(rows["unix_time_s"], unit="s"), rows["memory_bytes"] / 2**20, label=label)
         ax.set_ylabel(f"{self.tables.column} (MiB)")
         ax.set_title("fastest-growing workers")
