@@ -18,19 +18,20 @@ Labels (attributes): ``pid`` (``process.pid``), ``role`` (``leakkit.role``), ``s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
 class Figure:
-    """One exported figure: the status key it reads, its names and unit, and what it means."""
+    """One exported figure: the status key it reads, its names and unit, and what it means (a plain
+    class: a dataclass compiles its methods at import, a transient a worker keeps as RSS)."""
 
-    key: str
-    prometheus: str
-    otel: str
-    unit: str
-    help: str
+    __slots__ = ("key", "prometheus", "otel", "unit", "help")
+
+    def __init__(self, key: str, prometheus: str, otel: str, unit: str, help: str) -> None:
+        self.key, self.prometheus, self.otel, self.unit, self.help = key, prometheus, otel, unit, help
+
+    def __repr__(self) -> str:
+        return f"Figure({self.key!r}, {self.prometheus!r}, {self.otel!r}, {self.unit!r})"
 
 
 FIGURES: tuple[Figure, ...] = (

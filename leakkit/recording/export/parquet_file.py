@@ -21,7 +21,6 @@ import sys
 import zlib
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 MAGIC = b"PAR1"
 INT64, DOUBLE, STRING = "int64", "double", "string"
@@ -36,16 +35,16 @@ _T_TRUE, _T_I32, _T_I64, _T_BINARY, _T_LIST, _T_STRUCT = 1, 5, 6, 8, 9, 12
 INT64_NULL = -(2 ** 63)
 
 
-@dataclass
 class Column:
     """One column to encode: ``values`` is an ``array('q')`` (``INT64_NULL`` = null), an
     ``array('d')`` (NaN = null) or a list of ``str | None``; ``nulls``: how many are null, when the
-    caller counted them (0 spares a scan of the values)."""
+    caller counted them (0 spares a scan of the values). A plain class, not a dataclass: making a
+    dataclass compiles its methods at import, and that transient costs a worker ~0.6 MiB of RSS."""
 
-    name: str
-    kind: str
-    values: array | Sequence[str | None]
-    nulls: int | None = None
+    __slots__ = ("name", "kind", "values", "nulls")
+
+    def __init__(self, name: str, kind: str, values: array | Sequence[str | None], nulls: int | None = None) -> None:
+        self.name, self.kind, self.values, self.nulls = name, kind, values, nulls
 
 
 # -- Thrift compact protocol ------------------------------------------------------------------
