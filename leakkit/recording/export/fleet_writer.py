@@ -83,12 +83,16 @@ def _text(value: Any) -> str | None:
 class _Slice:
     """One process's samples of one time slice, columnar (``array`` for numbers, shared str refs)."""
 
-    __slots__ = ("columns", "nulls", "number", "started", "service", "written_at", "last_s", "name", "verdict",
-                 "verdict_since", "version", "path", "life_first", "life_rows")
+    __slots__ = ("columns", "nulls", "rows", "number", "started", "service", "written_at", "last_s", "name",
+                 "verdict", "verdict_since", "version", "path", "previous", "life_first", "life_rows")
 
-    def __init__(self, number: int, started: float, service: str, name: str) -> None:
-        self.columns = [array(_TYPECODE[kind]) if kind in _TYPECODE else [] for _n, kind in SCHEMA]
+    def __init__(self, number: int, started: float, service: str, name: str, capacity: int) -> None:
+        # allocated once for the rows a slice holds (up to 4096; beyond, they grow): growing them
+        # row by row would leave a worker's malloc holding every size they passed through
+        self.columns = [array(_TYPECODE[kind], bytes(8 * capacity)) if kind in _TYPECODE else [None] * capacity
+                        for _n, kind in SCHEMA]
         self.nulls = [0] * len(SCHEMA)
+        self.rows = 0
         self.number, self.started, self.service, self.name = number, started, service, name
         self.written_at = -math.inf
         self.last_s = -math.inf
@@ -96,6 +100,7 @@ class _Slice:
         self.verdict_since = math.nan
         self.version = 0                  # files of this slice written so far
         self.path: str | None = None      # the current one
+        self.previous: str | None = None  # the one before, deleted when the next is written
         self.life_first: dict[str, Any] | None = None  # the process's first row, and its rows so far
         self.life_rows = 0
 
@@ -107,6 +112,7 @@ class _Slice:
     def row(self, index: int) -> dict[str, Any]:
         """One row as JSON-able values (a null, NaN or infinity as None)."""
         out: dict[str, Any] = {}
+        index = index % self.rows
         for (name, kind), column in zip(SCHEMA, self.columns):
             value = column[index]
             if kind == INT64 and value == INT64_NULL or kind == DOUBLE and not math.isfinite(value):
@@ -119,7 +125,7 @@ class _Slice:
         since when the last verdict has held; what ``leakkit fleet`` reads instead of every row."""
         import json
 
-        return json.dumps({"format": 1, "rows": len(self.columns[0]), "rows_total": self.life_rows,
+        return json.dumps({"format": 1, "rows": self.rows, "rows_total": self.life_rows,
                            "first": self.row(0), "life_first": self.life_first, "last": self.row(-1),
                            "verdict_since_s": None if math.isnan(self.verdict_since) else self.verdict_since},
                           separators=(",", ":"))
@@ -170,7 +176,9 @@ class FleetWriter:
         self._lock = threading.Lock()
         self._owner = os.getpid()
         self._swept_at = time.time()
-        self._superseded: list[tuple[float, str]] = []  # (when to delete, path)
+        # versions superseded by a closed slice's last one: deleted two sweeps later, or at close
+        self._superseded: list[str | None] = []
+        self._retired: list[str | None] = []
         self._closed = False
         atexit.register(self.close)
 
@@ -200,6 +208,7 @@ class FleetWriter:
             before = None
             if current is not None and current.number != number:
                 self._write(pid, current)
+                self._superseded.append(current.previous)
                 before, current = current, None
             if current is None:
                 current = self._open(pid, status, number)
@@ -218,18 +227,23 @@ class FleetWriter:
         service = _text(status.get("service")) or self.service
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(number * self.slice_s))
         name = f"{self.source}-{started:.0f}-{stamp}"
-        self._slices[pid] = current = _Slice(number, started, service, name)
+        capacity = max(16, min(4096, int(self.slice_s / self.every) + 2))
+        self._slices[pid] = current = _Slice(number, started, service, name, capacity)
         return current
 
     def _append(self, current: _Slice, status: dict[str, Any], now: float) -> None:
         fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source}
-        nulls = current.nulls
+        nulls, row = current.nulls, current.rows
         for index, ((name, kind), column) in enumerate(zip(SCHEMA, current.columns)):
             value = fixed[name] if name in fixed else status.get(name)
             value = _text(value) if kind == STRING else _number(value, kind)
             if value is None or value != value or value == INT64_NULL:
                 nulls[index] += 1
-            column.append(value)
+            if row < len(column):
+                column[row] = value
+            else:
+                column.append(value)
+        current.rows = row + 1
         current.last_s = now
         current.life_rows += 1
         if current.life_first is None:
@@ -238,22 +252,25 @@ class FleetWriter:
         if verdict != current.verdict or math.isnan(current.verdict_since):
             current.verdict, current.verdict_since = verdict, now
 
-    def _delete_superseded(self, everything: bool = False) -> None:
-        clock = time.monotonic()
-        while self._superseded and (everything or self._superseded[0][0] <= clock):
-            try:
-                os.unlink(self._superseded.pop(0)[1])
-            except OSError:  # removed by someone else: what we wanted
-                pass
+    @staticmethod
+    def _delete(paths: list[str | None]) -> None:
+        for path in paths:
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except OSError:  # removed by someone else: what we wanted
+                    pass
 
     def _sweep(self, now: float) -> None:
         """Write and drop the slices of processes not heard of for a while (a worker that ended)."""
         self._swept_at = now
-        self._delete_superseded()
+        self._delete(self._retired)  # superseded for at least a flush
+        self._retired, self._superseded = self._superseded, []
         idle = 2 * self.flush_s + self.every
         for pid, current in list(self._slices.items()):
             if now - current.last_s > idle:
                 self._write(pid, current)
+                self._superseded.append(current.previous)
                 del self._slices[pid]
 
     # -- files -------------------------------------------------------------------------------------
@@ -270,7 +287,8 @@ class FleetWriter:
         folder = self.folder(pid, current.service)
         final = os.path.join(folder, f"{current.name}-{current.version:04d}.parquet")
         temporary = os.path.join(folder, f".{current.name}.tmp")
-        columns = [Column(name, kind, values, nulls)
+        rows = current.rows
+        columns = [Column(name, kind, values if len(values) == rows else values[:rows], nulls)
                    for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls)]
         try:
             os.makedirs(folder, exist_ok=True)
@@ -292,10 +310,12 @@ class FleetWriter:
             return
         current.written_at = current.last_s
         current.version += 1
-        if current.path is not None:  # superseded: a reader that listed it may still open it for a while
+        # the version before the one superseded now has been superseded for a flush: a reader that
+        # listed it has had that long to open it
+        self._delete([current.previous])
+        if current.path is not None:
             self.files.discard(current.path)
-            self._superseded.append((time.monotonic() + max(self.flush_s, 30.0), current.path))
-        current.path = final
+        current.previous, current.path = current.path, final
         self.files.add(final)
 
     def flush(self) -> None:
@@ -312,6 +332,7 @@ class FleetWriter:
             current = self._slices.pop(pid, None)
             if current is not None and os.getpid() == self._owner:
                 self._write(pid, current)
+                self._superseded.append(current.previous)
 
     def close(self) -> None:
         """Write what is open and stop taking rows; safe to call twice, never raises."""
@@ -321,7 +342,7 @@ class FleetWriter:
             self.flush()
             with self._lock:
                 if os.getpid() == self._owner:
-                    self._delete_superseded(everything=True)
+                    self._delete(self._retired + self._superseded + [c.previous for c in self._slices.values()])
         finally:
             self._closed = True
             self._slices.clear()
