@@ -12,7 +12,7 @@ see the same machine; each pair differs only by the export:
 
 In both processes a loop reads the process's memory every ``--interval`` seconds (the
 monitor's sample) and builds its status; the export variant hands it to the exporters. Memory:
-first the FleetWriter's open slice is filled (a whole 6 h slice at 10 s, 2,160 rows, written
+first the FleetWriter's open slice is filled (a whole 1 h slice at 10 s, 360 rows, written
 as one file: its largest), then USS and RSS are read at the end; CPU: the process's own CPU
 time over ``--seconds`` of real time (a flush of the full slice falls inside with the default 65 s).
 Modules are compiled first, as ``pip install`` leaves them.
@@ -75,11 +75,11 @@ if export:
     else:
         from leakkit.recording.export.otel import OpenTelemetryExporter
         listeners.append(OpenTelemetryExporter(meter_provider=provider))
-# fill the open slice: 6 h of rows at 10 s, ending now (the writer's largest buffer and file)
-now = time.time(); slice_start = now - now % 21600
+# fill the open slice: 1 h of rows at 10 s, ending now (the writer's largest buffer and file)
+now = time.time(); slice_start = now - now % 3600
 fill = int((now - slice_start) // 10)
-if fill < 2000:  # a slice just began: fill the previous one instead, written whole at the rollover
-    slice_start -= 21600; fill = 2159
+if fill < 300:  # a slice just began: fill the previous one instead, written whole at the rollover
+    slice_start -= 3600; fill = 359
 for i in range(fill + 1):
     s = status(slice_start + 10 * i)
     for fn in listeners:
@@ -139,8 +139,8 @@ def main() -> None:
     results = {key: json.loads(p.stdout.readline()) for key, p in procs.items()}
     for p in procs.values():
         p.wait()
-    print(f"export cost per worker: {args.seconds:.0f} s at a {args.interval:g} s interval, a full 6 h slice "
-          f"(2,160 rows) in the FleetWriter, {scrapes} scrapes of the endpoint")
+    print(f"export cost per worker: {args.seconds:.0f} s at a {args.interval:g} s interval, a full 1 h slice "
+          f"(360 rows) in the FleetWriter, {scrapes} scrapes of the endpoint")
     worst_mem = worst_cpu = 0.0
     for variant in ("endpoint", "multiprocess", "otel"):
         base, export = results[variant, 0], results[variant, 1]

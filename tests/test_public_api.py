@@ -73,7 +73,7 @@ PUBLIC = {
                        "children=False, progress=None)"),
     "write_mprofile": ("write_mprofile", "(frame, path, *, column='rss', cmdline=None)"),
     "FleetReport": ("FleetReport", "(tables, top=10)"),
-    "FleetWriter": ("FleetWriter", "(root, *, host=None, service=None, every=10.0, slice_s=21600.0, flush_s=60.0, "
+    "FleetWriter": ("FleetWriter", "(root, *, host=None, service=None, every=10.0, slice_s=3600.0, flush_s=60.0, "
                                    "source='monitor', compression='gzip')"),
     "OpenTelemetryExporter": ("OpenTelemetryExporter", "(*, meter_provider=None, service=None, version=None, "
                                                        "role=None)"),

@@ -30,7 +30,7 @@ so a pid the system reuses is another recording. Columns (:data:`SCHEMA`; every 
 
 Cost in a worker (``benchmarks/fleet_export.py``): no pandas, numpy or pyarrow (the file is
 encoded by :mod:`leakkit.recording.export.parquet_file`); a slice's samples in :mod:`array`
-columns, ~130 bytes a row (a 6 h slice at the default 10 s: ~0.3 MiB).
+columns, allocated once per slice, ~150 bytes a row (a 1 h slice at the default 10 s: ~53 KiB).
 """
 from __future__ import annotations
 
@@ -142,14 +142,16 @@ class FleetWriter:
         host: the ``host=`` partition (default: this machine's host name).
         service: the ``service=`` partition when a status carries none (default ``"unnamed"``).
         every: the fewest seconds between two rows of one process (statuses in between are skipped).
-        slice_s: seconds of samples per file (slices are aligned on UTC, 6 h by default).
+        slice_s: seconds of samples per file (slices are aligned on UTC; 1 h by default: a slice's
+            rows are what the worker holds and rewrites, and ``leakkit fleet`` reads one file per
+            worker whatever their number).
         flush_s: how often the open slice's file is rewritten (what a crash can lose).
         source: ``"monitor"`` or ``"watch"``, kept in each row and in the file names.
         compression: ``"gzip"`` or ``"none"``.
     """
 
     def __init__(self, root: str | os.PathLike, *, host: str | None = None, service: str | None = None,
-                 every: float = 10.0, slice_s: float = 6 * 3600.0, flush_s: float = 60.0,
+                 every: float = 10.0, slice_s: float = 3600.0, flush_s: float = 60.0,
                  source: str = "monitor", compression: str = "gzip") -> None:
         if not isinstance(root, (str, os.PathLike)):
             raise expected("a folder path", "root", root)
@@ -288,7 +290,10 @@ class FleetWriter:
         final = os.path.join(folder, f"{current.name}-{current.version:04d}.parquet")
         temporary = os.path.join(folder, f".{current.name}.tmp")
         rows = current.rows
-        columns = [Column(name, kind, values if len(values) == rows else values[:rows], nulls)
+        # views, not copies, of the rows so far: a copy of every column at once was most of a
+        # write's peak memory, which the worker's malloc then keeps
+        columns = [Column(name, kind, values if len(values) == rows else
+                          (memoryview(values)[:rows] if kind in _TYPECODE else values[:rows]), nulls)
                    for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls)]
         try:
             os.makedirs(folder, exist_ok=True)
@@ -297,6 +302,7 @@ class FleetWriter:
                             metadata={"leakkit.summary": current.summary()})
             os.replace(temporary, final)
         except (OSError, InvalidArgumentError) as error:
+            columns.clear()  # release the views before the arrays grow again
             self.write_error = f"writing {final!r} failed: {type(error).__name__}: {error}"
             try:
                 os.unlink(temporary)
@@ -308,6 +314,7 @@ class FleetWriter:
             except Exception:  # warnings as errors: still nothing to raise into the application
                 pass
             return
+        columns.clear()  # release the views before the arrays grow again
         current.written_at = current.last_s
         current.version += 1
         # the version before the one superseded now has been superseded for a flush: a reader that
