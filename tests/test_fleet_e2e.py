@@ -23,6 +23,7 @@ import pytest
 import leakkit
 
 WORKER = Path(__file__).with_name("_fleet_worker.py")
+RULES = Path(__file__).resolve().parent.parent / "docs" / "fleet" / "leakkit-rules.yml"
 TIMEOUT_S = 90.0
 
 
@@ -101,7 +102,8 @@ def prometheus_server(tmp_path):
 
     def start(targets: list[str]) -> None:
         config = tmp_path / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+        config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{RULES}']\n"
+                          "scrape_configs:\n"
                           "  - job_name: workers\n    static_configs:\n      - targets: [" +
                           ", ".join(f"'{t}'" for t in targets) + "]\n")
         proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
@@ -162,7 +164,12 @@ def test_prometheus_names_the_leaking_worker_and_no_other(tmp_path, prometheus_s
                             "deriv() and the verdict to name the leaking worker")
         assert found
         assert _pids(query("leakkit_process_memory_growth_rate_low_bytes_per_second > 65536")) == {leak}
-        assert _pids(query("leakkit_process_memory_time_to_limit_seconds < 21600")) == {leak}  # the alert's rule
+        # the documented rules (docs/fleet/leakkit-rules.yml), loaded by this server: the recording
+        # rule's hours to the limit, and the 6 h alert pending (its `for:` not yet served) for that worker only
+        _wait_until(lambda: _pids(query("worker:leakkit_process_memory_hours_to_limit:deriv30m < 6")) == {leak},
+                    "the recording rule to name the leaking worker")
+        _wait_until(lambda: _pids(query('ALERTS{alertname="WorkerMemoryLimitWithin6h"}')) == {leak},
+                    "the alert to be pending for the leaking worker")
         labels = query(f'leakkit_process_memory_uss_bytes{{pid="{single}"}}')[0]["metric"]
         assert labels["service"] == "cron" and labels["role"] == "worker" and labels["version"] == "1.0"
         # ground truth, without leakkit: the leaking worker grew, the others did not
