@@ -172,8 +172,8 @@ def test_prometheus_names_the_leaking_worker_and_no_other(tmp_path, prometheus_s
                     "the alert to be pending for the leaking worker")
         labels = query(f'leakkit_process_memory_uss_bytes{{pid="{single}"}}')[0]["metric"]
         assert labels["service"] == "cron" and labels["role"] == "worker" and labels["version"] == "1.0"
-        # ground truth, without leakkit: the leaking worker grew, the others did not
-        assert workers.grown(leak) > 32 << 20
+        # ground truth, without leakkit: the leaking worker goes on growing, the others do not
+        _wait_until(lambda: workers.grown(leak) > 32 << 20, "the leaking worker to grow 32 MiB")
         assert all(workers.grown(pid) < 16 << 20 for pid in (flat, warm, single))
     finally:
         workers.stop()
@@ -208,7 +208,8 @@ def test_duckdb_over_parquet_written_by_monitored_workers(tmp_path):
             return report if set(report.leaking["pid"]) == {leak} and len(report.workers) == 3 else None
 
         _wait_until(leaking, "the fleet's files to show the leaking worker")
-        assert workers.grown(leak) > 32 << 20
+        # ground truth, without leakkit: it goes on growing, the others do not
+        _wait_until(lambda: workers.grown(leak) > 32 << 20, "the leaking worker to grow 32 MiB")
         assert all(workers.grown(pid) < 16 << 20 for pid in (flat, warm))
     finally:
         workers.stop()  # each closes its writer: the last rows land
