@@ -85,7 +85,7 @@ suite: $(STAMP)
 CHECK_JOBS ?= 2
 CHECK_SKIP ?= --ignore=tests/test_bisect_scenarios.py --ignore=tests/test_pytest_plugin.py \
   --ignore=tests/test_realworld.py --ignore=tests/realworld --ignore=tests/test_leakcheck_all.py \
-  --ignore=tests/test_leakcheck_realsuite.py --ignore=tests/test_bisect_targets.py \
+  --ignore=tests/test_leakcheck_realsuite.py --ignore=tests/test_bisect_targets.py --ignore=tests/test_fleet_e2e.py \
   --deselect=tests/test_bisect.py::test_repeated_bisects_do_not_grow_the_heap \
   --deselect=tests/test_bisect.py::test_bisect_leaves_no_reference_cycles_of_its_own \
   --deselect=tests/test_bisect_classes.py::test_a_cache_that_fills_for_hundreds_of_calls_is_not_a_leak \

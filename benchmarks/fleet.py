@@ -102,7 +102,7 @@ def main() -> None:
     from leakkit.reports.fleet import fleet
 
     report = fleet(args.root)
-    assert set(zip(report.leaking["host"], report.leaking["pid"])) == {
+    assert set(zip(report.leaking["host"], report.leaking["pid"], strict=True)) == {
         (f"web-{h:02d}", 4000 + w) for h in range(HOSTS) for w in range(WORKERS) if leaks(h, w)}
     median = statistics.median(walls)
     print(f"leakkit fleet on {HOSTS * WORKERS} recordings: {median:.2f} s wall (median of {args.runs}: "

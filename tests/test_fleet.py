@@ -3,7 +3,6 @@ workers leak, since when, closest to their limit, rates, the version that starte
 SQL printed; bad input says what was expected."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -59,14 +58,14 @@ def fleet_root(tmp_path_factory):
 def test_the_report_names_the_leaking_workers_since_when_and_the_version(fleet_root):
     root, planted = fleet_root
     report = leakkit.fleet(root)
-    assert set(zip(report.leaking["host"], report.leaking["pid"])) == planted["leaking"]
+    assert set(zip(report.leaking["host"], report.leaking["pid"], strict=True)) == planted["leaking"]
     row = report.leaking.iloc[0]
     assert row["leak_since_s"] == T0 + 3600 + 600  # the first leak verdict of an unbroken run
     assert row["rate_bytes_per_s"] == 4096.0 and row["rate_low_bytes_per_s"] == 3996.0
     assert row["average_bytes_per_s"] == pytest.approx(4096.0, rel=0.01)
     assert row["samples"] == 121 and row["first_s"] == T0 + 3600
     ended = report.workers[~report.workers["alive"].astype(bool)]
-    assert set(zip(ended["host"], ended["pid"])) == planted["ended"]
+    assert set(zip(ended["host"], ended["pid"], strict=True)) == planted["ended"]
     assert set(report.closest["pid"]) == {p for _h, p in planted["leaking"]}  # only they have a time to the limit
     assert report.closest["seconds_to_limit"].is_monotonic_increasing
     assert report.version_onsets() == [("api", "1.1")]
@@ -98,7 +97,7 @@ def test_the_plots_draw_the_fastest_growing_workers(fleet_root):
 def test_a_window_keeps_the_workers_seen_in_it(fleet_root):
     root, planted = fleet_root
     report = leakkit.fleet(root, since="1h", column="rss")
-    assert not {(h, p) for h, p in zip(report.workers["host"], report.workers["pid"])} & planted["ended"]
+    assert not {(h, p) for h, p in zip(report.workers["host"], report.workers["pid"], strict=True)} & planted["ended"]
     assert report.tables.column == "rss" and (report.workers["memory_bytes"] >= 130 << 20).all()
 
 

@@ -229,4 +229,4 @@ def test_duckdb_over_parquet_written_by_monitored_workers(tmp_path):
         assert rows.loc[w.pid, "n"] == w.samples and rows.loc[w.pid, "last_s"] == w.last_s
     done = subprocess.run([sys.executable, "-m", "leakkit", "fleet", str(root), "--sql"], capture_output=True, text=True)
     assert done.returncode == 1, done.stderr
-    assert f"LEAKING: 1 worker(s) on 1 host(s)" in done.stdout and "parquet_kv_metadata" in done.stdout
+    assert "LEAKING: 1 worker(s) on 1 host(s)" in done.stdout and "parquet_kv_metadata" in done.stdout

@@ -58,7 +58,7 @@ def _rate(row: Any) -> str:
 def _table(frame: pd.DataFrame, columns: list[tuple[str, Any]]) -> list[str]:
     rows = [[head for head, _f in columns]] + [[str(f(r)) for _h, f in columns] for r in frame.itertuples()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 @dataclass
@@ -195,7 +195,7 @@ class FleetReport:
 
         ax = ax if ax is not None else plt.subplots(figsize=(6, 3))[1]
         v = self.versions
-        labels = [f"{s} {ver}" for s, ver in zip(v["service"], v["version"])]
+        labels = [f"{s} {ver}" for s, ver in zip(v["service"], v["version"], strict=True)]
         ax.bar(labels, v["leaking"] / v["workers"].clip(lower=1))
         ax.set_ylabel("leaking share")
         ax.set_ylim(0, 1)

@@ -113,7 +113,7 @@ class _Slice:
         """One row as JSON-able values (a null, NaN or infinity as None)."""
         out: dict[str, Any] = {}
         index = index % self.rows
-        for (name, kind), column in zip(SCHEMA, self.columns):
+        for (name, kind), column in zip(SCHEMA, self.columns, strict=True):
             value = column[index]
             if kind == INT64 and value == INT64_NULL or kind == DOUBLE and not math.isfinite(value):
                 value = None
@@ -236,7 +236,7 @@ class FleetWriter:
     def _append(self, current: _Slice, status: dict[str, Any], now: float) -> None:
         fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source}
         nulls, row = current.nulls, current.rows
-        for index, ((name, kind), column) in enumerate(zip(SCHEMA, current.columns)):
+        for index, ((name, kind), column) in enumerate(zip(SCHEMA, current.columns, strict=True)):
             value = fixed[name] if name in fixed else status.get(name)
             value = _text(value) if kind == STRING else _number(value, kind)
             if value is None or value != value or value == INT64_NULL:
@@ -294,7 +294,7 @@ class FleetWriter:
         # write's peak memory, which the worker's malloc then keeps
         columns = [Column(name, kind, values if len(values) == rows else
                           (memoryview(values)[:rows] if kind in _TYPECODE else values[:rows]), nulls)
-                   for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls)]
+                   for (name, kind), values, nulls in zip(SCHEMA, current.columns, current.nulls, strict=True)]
         try:
             os.makedirs(folder, exist_ok=True)
             with os.fdopen(open_replace(temporary, "fleet file"), "wb") as handle:
