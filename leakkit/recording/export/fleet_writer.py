@@ -200,6 +200,8 @@ class FleetWriter:
         if not math.isfinite(now):
             now = time.time()
         with self._lock:
+            if self._closed:
+                return
             if os.getpid() != self._owner:  # forked: the parent's buffers are the parent's to write
                 self._slices.clear()
                 self._owner = os.getpid()
@@ -346,12 +348,15 @@ class FleetWriter:
         if self._closed:
             return
         try:
-            self.flush()
-            with self._lock:
+            with self._lock:  # one step: a status the monitor thread hands meanwhile finds it closed
+                if self._closed:
+                    return
+                self._closed = True
                 if os.getpid() == self._owner:
+                    for pid, current in list(self._slices.items()):
+                        self._write(pid, current)
                     self._delete(self._retired + self._superseded + [c.previous for c in self._slices.values()])
         finally:
-            self._closed = True
             self._slices.clear()
             atexit.unregister(self.close)
 
