@@ -127,23 +127,35 @@ def test_a_reader_never_sees_half_a_file(tmp_path):
 
 
 def test_a_forked_child_never_rewrites_its_parents_files(tmp_path):
-    writer = FleetWriter(tmp_path, host="h", service="s", every=1, flush_s=1000)
-    writer.add(status(os.getpid(), T0))
-    writer.flush()
-    (parent_file,) = writer.files
-    before = open(parent_file, "rb").read()
-    pid = os.fork()
-    if pid == 0:  # the child: its own rows only; the parent's buffer is not its to write
-        try:
-            writer.add(status(os.getpid(), T0 + 5, uss_bytes=1))
-            writer.add(status(os.getpid(), T0 + 10, uss_bytes=2))
-            writer.close()
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    assert open(parent_file, "rb").read() == before
-    assert len([n for _r, _d, names in os.walk(tmp_path) for n in names]) == 2  # the parent's, and the child's one
-    writer.close()
+    """A writer made before a fork (a server's preload): the child writes its own rows only. Run in
+    a fresh single-threaded interpreter: forking pytest's threaded process is not safe."""
+    code = f"""
+import os
+from leakkit import FleetWriter
+T0 = {T0!r}
+def status(pid, t, **extra):
+    return {{"pid": pid, "unix_time_s": t, "started_unix_s": T0 - 5, "uss_bytes": 1, **extra}}
+writer = FleetWriter({str(tmp_path)!r}, host="h", service="s", every=1, flush_s=1000)
+writer.add(status(os.getpid(), T0))
+writer.flush()
+(parent_file,) = writer.files
+before = open(parent_file, "rb").read()
+pid = os.fork()
+if pid == 0:  # the child: its own rows only; the parent's buffer is not its to write
+    try:
+        writer.add(status(os.getpid(), T0 + 5, uss_bytes=1))
+        writer.add(status(os.getpid(), T0 + 10, uss_bytes=2))
+        writer.close()
+    finally:
+        os._exit(0)
+os.waitpid(pid, 0)
+assert open(parent_file, "rb").read() == before
+print(len([n for _r, _d, names in os.walk({str(tmp_path)!r}) for n in names]))
+writer.close()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"  # the parent's file, and the child's one
 
 
 def test_a_write_that_fails_warns_once_and_never_raises(tmp_path):
