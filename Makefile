@@ -12,7 +12,7 @@ endif
 VENV   ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= lab,dev,parquet,realworld,docs,fleet
+EXTRAS ?= lab,dev,parquet,realworld,docs,servers,workers,fleet
 LAB_ARGS ?=
 
 ifneq ($(wildcard $(PY)),)
@@ -34,6 +34,7 @@ OTHERS := $(if $(filter command line environment,$(origin PYTHON)),,$(shell bash
 # the whole heap unfrozen (4-9 minutes a run; not version-specific, it runs on $(PYTHON)).
 COMPAT_TESTS ?= tests/test_compat.py tests/test_bisect_scenarios.py tests/test_bisect.py tests/test_heap.py \
                 tests/test_trace.py tests/test_watch.py tests/test_monitor.py tests/test_probes.py \
+                tests/test_monitor_fork.py tests/test_monitor_rate.py \
                 tests/test_fleet_writer.py tests/test_export_metrics.py tests/test_fleet.py
 COMPAT_SKIP ?= test_bisect_leaves_no_reference_cycles_of_its_own
 COMPAT_NOTEBOOK ?= notebooks/02-crawler-worker-case-study.ipynb

@@ -35,7 +35,10 @@ PUBLIC = {
                                              "tolerance_bytes, readings, malloc_live_bytes=None)"),
     "InvalidArgumentError": ("InvalidArgumentError", ("LeakkitError", "ValueError")),
     "LeakkitError": ("LeakkitError", ("Exception",)),
-    "Monitor": ("Monitor", "(path, *, interval, window, min_growth, auto_snapshot, signal, baseline, top)"),
+    # issue 19: the monitor's growth rule is a sustained rate over ``sustain`` seconds, not ``window`` samples
+    "Monitor": ("Monitor", "(path, *, interval=1.0, sustain=300.0, min_growth=1048576, auto_snapshot=True, "
+                           "trace_window=30.0, signal=False, baseline=False, top=15, role=None, service=None, "
+                           "version=None, limit_bytes=None, fork=True)"),
     "NotARecordingError": ("NotARecordingError", ("LeakkitError", "ValueError")),
     "ProbeUnavailableWarning": ("ProbeUnavailableWarning", ("UserWarning",)),
     "ProcessAccessError": ("ProcessAccessError", ("LeakkitError",)),
@@ -62,8 +65,9 @@ PUBLIC = {
     "load": ("load", "(path)"),
     "load_watch": ("load", "(path)"),
     "malloc_trim": ("malloc_trim", "()"),
-    "monitor": ("monitor", "(path, *, interval=1.0, window=60, min_growth='16MiB', auto_snapshot=True, "
-                           "signal=False, baseline=True, top=15, **unknown)"),
+    "monitor": ("monitor", "(path, *, interval=1.0, sustain=300.0, min_growth='1MiB', auto_snapshot=True, "
+                           "trace_window=30.0, signal=False, baseline=False, top=15, role=None, service=None, "
+                           "version=None, limit='auto', fork=True, **unknown)"),
     "read_mprofile": ("read_mprofile", "(path)"),
     "summary_diff": ("summary_diff", "(before, after)"),
     "trace": ("trace", "(func=None, *, checkpoint_every='auto', summaries=True, tracemalloc=False, "

@@ -127,7 +127,8 @@ def close_quietly(handle: IO[str]) -> None:
 
 
 _NON_NEGATIVE = frozenset({"t", "unix_time_s", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
-                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s"})
+                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s",
+                           "pid", "python_heap", "snapshots", "snapshot_rss", "snapshot_uss", "snapshot_pss"})
 _META_TYPES: dict[str, tuple[type, ...]] = {"pid": (int,), "interval": (int, float), "limit_bytes": (int, float),
                                             "started": (int, float), "started_unix_time_s": (int, float)}
 _META_MAX = 1 << 16  # a context line longer than this is not leakkit's
@@ -179,6 +180,8 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
                 continue
             kept[key] = value
         elif key in ("cmdline", "argv") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[key] = value
+        elif key in ("role", "service", "version") and isinstance(value, str):  # the monitor's labels
             kept[key] = value
     return kept
 

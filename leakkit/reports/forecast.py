@@ -196,8 +196,8 @@ def _pick_column(frame: pd.DataFrame, column: str | None) -> str:
         if column not in frame.columns:
             raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", column)
         return column
-    if "uss" in frame.columns and frame["uss"].notna().any():
-        return "uss"
+    if "uss" in frame.columns and frame["uss"].notna().sum() >= max(1, len(frame) // 2):
+        return "uss"  # not a monitor's recording, which reads USS every 10 s: its headline is rss
     if "rss" in frame.columns:
         return "rss"
     raise expected("a frame with a 'uss' or 'rss' column (from leakkit.watch or leakkit.load)", "frame", list(frame.columns))
@@ -250,6 +250,9 @@ def forecast(
         )
     t = data["t"].to_numpy(dtype=float)
     y = data[name].to_numpy(dtype=float)
+    own = f"snapshot_{name}"  # a monitor recording: what leakkit's snapshots added is not the application's
+    if own in frame.columns:
+        y = y - pd.to_numeric(frame.loc[data.index, own], errors="coerce").fillna(0).to_numpy(dtype=float)
     fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence)
     return Forecast(
         shape=fit.shape,
