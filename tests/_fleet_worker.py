@@ -2,12 +2,12 @@
 
     python _fleet_worker.py MODE EXPORTS... [--service S] [--version V] [--interval SECONDS]
 
-MODE: ``leak`` (keeps 1 MiB every 0.1 s, touched, so RSS/USS grow ~10 MiB/s), ``flat`` (allocates
+MODE: ``leak`` (keeps 256 KiB every 0.1 s, touched, so RSS/USS grow ~2.5 MiB/s), ``flat`` (allocates
 and frees the same amount), ``warm`` (keeps 8 MiB over the first second, then holds).
 EXPORTS: ``port`` (a /metrics endpoint on a free port), ``multiprocess`` (gauge files under
 PROMETHEUS_MULTIPROC_DIR), ``parquet=ROOT`` (FleetWriter, a row a sample, files rewritten each second).
 It prints ``ready PID PORT`` once the exporters are listening, then runs until stdin closes (the
-test ends it by closing the pipe), with its address space capped at 1 GiB so a broken test
+test ends it by closing the pipe), with its address space capped at 2 GiB so a broken test
 cannot take the machine. Its own growth is read from /proc by the test, without leakkit.
 
 The monitor is leakkit's (``Monitor.add_listener``) when the installed one has listeners, else
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
 
 class StandInMonitor:
@@ -89,8 +89,10 @@ def start_monitor(**options):
         import tempfile
 
         path = os.path.join(tempfile.mkdtemp(prefix="leakkit-fleet-"), "monitor.csv")
-        return real.monitor(path, interval=options["interval"], role=options["role"], service=options["service"],
-                            version=options["version"], limit=options["limit"])
+        # a leak judged over 4 s of steady growth (the default 5 min is a production worker's)
+        return real.monitor(path, interval=options["interval"], sustain=max(4.0, 8 * options["interval"]),
+                            role=options["role"], service=options["service"], version=options["version"],
+                            limit=options["limit"], auto_snapshot=False)
     return StandInMonitor(**options)
 
 
@@ -127,7 +129,7 @@ def main() -> None:
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     started = time.monotonic()
     while not stop.wait(0.1):
-        block = bytearray(1 << 20)
+        block = bytearray(256 << 10)
         block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, private
         if args.mode == "leak" or (args.mode == "warm" and time.monotonic() - started < 1.0):
             kept.append(block)
