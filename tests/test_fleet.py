@@ -96,9 +96,9 @@ def test_the_plots_draw_the_fastest_growing_workers(fleet_root):
 
 def test_a_window_keeps_the_workers_seen_in_it(fleet_root):
     root, planted = fleet_root
-    report = leakkit.fleet(root, since="1h", column="rss")
+    report = leakkit.fleet(root, since="1h", column="uss")
     assert not {(h, p) for h, p in zip(report.workers["host"], report.workers["pid"], strict=True)} & planted["ended"]
-    assert report.tables.column == "rss" and (report.workers["memory_bytes"] >= 130 << 20).all()
+    assert report.tables.column == "uss" and (report.workers["memory_bytes"] < 130 << 20).all()
 
 
 def test_a_fleet_with_no_leak_says_so(tmp_path):
@@ -135,7 +135,7 @@ def test_bad_input_exits_2_with_what_was_expected(fleet_root, tmp_path, args, me
 
 def test_bad_options_and_foreign_files_are_refused(fleet_root, tmp_path):
     root, _planted = fleet_root
-    with pytest.raises(InvalidArgumentError, match="column: expected one of uss, pss, rss"):
+    with pytest.raises(InvalidArgumentError, match="column: expected one of rss, pss, uss"):
         leakkit.fleet(root, column="vms")
     with pytest.raises(InvalidArgumentError, match="top: expected an int >= 1"):
         leakkit.fleet(root, top=0)

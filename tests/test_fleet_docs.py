@@ -52,7 +52,7 @@ def test_the_dashboard_loads_and_asks_only_for_exported_metrics():
 
 
 def test_the_page_shows_the_per_worker_sql_leakkit_runs():
-    assert fleet_sql.workers("uss", None).strip() + "\n" in _blocks("sql")
+    assert fleet_sql.workers("rss", None).strip() + "\n" in _blocks("sql")
 
 
 def test_the_row_by_row_view_keeps_the_newest_version_of_each_slice(tmp_path):

@@ -83,7 +83,7 @@ PUBLIC = {
                                                        "role=None)"),
     "PrometheusExporter": ("PrometheusExporter", "(*, port=None, addr='127.0.0.1', multiprocess=None, service=None, "
                                                  "version=None, role=None, stale_after=None)"),
-    "fleet": ("fleet", "(path, *, column='uss', since=None, stale='5min', top=10)"),
+    "fleet": ("fleet", "(path, *, column='rss', since=None, stale='5min', top=10)"),
 }
 HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "tqdm", "leakkit.frontends.leakcheck_all",
          "leakkit.engine.run")  # what loading the plugin, or ``import leakkit``, must not import

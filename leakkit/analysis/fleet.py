@@ -125,7 +125,7 @@ def _connect():
     return duckdb.connect(":memory:")
 
 
-def query(path: str | os.PathLike, *, column: str = "uss", since_s: float | None = None, stale_s: float = 300.0,
+def query(path: str | os.PathLike, *, column: str = "rss", since_s: float | None = None, stale_s: float = 300.0,
           top: int = 10) -> FleetTables:
     """Run the fleet's queries over ``path`` (a layout root, or a glob of its Parquet files).
 

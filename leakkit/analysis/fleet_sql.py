@@ -25,7 +25,7 @@ from __future__ import annotations
 #: Verdicts that count a worker as leaking (the monitor's word for growth that goes on).
 LEAK_VERDICTS: tuple[str, ...] = ("leak",)
 #: The memory columns a fleet can be judged by; a row without it falls back to rss_bytes.
-MEMORY_COLUMNS = ("uss", "pss", "rss")
+MEMORY_COLUMNS = ("rss", "pss", "uss")
 WORKER_KEY = "host, service, pid, started_unix_s"
 
 

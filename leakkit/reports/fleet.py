@@ -202,14 +202,15 @@ class FleetReport:
         return ax
 
 
-def fleet(path: str | os.PathLike, *, column: str = "uss", since: Any = None, stale: Any = "5min",
+def fleet(path: str | os.PathLike, *, column: str = "rss", since: Any = None, stale: Any = "5min",
           top: int = 10) -> FleetReport:
     """Ask the fleet's recordings (hive-partitioned Parquet from the monitor or a watch) which
     workers grow, since when, how fast, which meet their limit first, and by version.
 
     Args:
         path: the layout's root (``host=*/service=*/pid=*/*.parquet`` below it), or a glob.
-        column: the memory judged: ``"uss"`` (default), ``"pss"`` or ``"rss"`` (rows without it use rss).
+        column: the memory shown: ``"rss"`` (default: the monitor's headline, what its rate, verdict
+            and limit read), ``"pss"`` or ``"uss"`` (rows without it use rss).
         since: only the last part of the recordings ("6h", seconds), counted back from the newest sample.
         stale: a worker whose last sample is older than this before the newest one has ended.
         top: rows shown per table.

@@ -24,8 +24,8 @@ class FleetCommand:
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", metavar="PATH", help="the layout's root folder, or a glob of its .parquet files")
         parser.add_argument("--since", metavar="DURATION", help="only the last DURATION before the newest sample (6h, 30min, 2d)")
-        parser.add_argument("--column", choices=["uss", "pss", "rss"], default="uss",
-                            help="the memory judged (default: uss; rows without it use rss)")
+        parser.add_argument("--column", choices=["rss", "pss", "uss"], default="rss",
+                            help="the memory shown (default: rss, the monitor's headline; rows without it use rss)")
         parser.add_argument("--stale", metavar="DURATION", default="5min",
                             help="a worker silent this long before the newest sample has ended (default: 5min)")
         parser.add_argument("--top", type=int, default=10, metavar="N", help="rows per table (default: 10)")
