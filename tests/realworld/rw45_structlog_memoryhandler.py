@@ -63,7 +63,7 @@ def check_past_capacity() -> list[str]:
 
 TARGETS = [sys.modules[__name__], structlog.stdlib, structlog.processors, logging.handlers]
 EXPECT = {"verdict": ["leak"],
-          "culprit": ["charge", "workload", "JSONRenderer.__call__", "Logger.makeRecord", "LogRecord.__init__",
+          "culprit": ["charge", "JSONRenderer.__call__", "Logger.makeRecord", "LogRecord.__init__",
                       "BoundLogger.info", "BoundLogger._proxy_to_logger", "BufferingHandler.emit"],
           "root": ["rw45_structlog_memoryhandler.AUDIT_HANDLER.buffer", "payments.audit').handlers[0].buffer"]}
 TRUTH = {"kind": "leak", "calls": 400, "min_bytes_per_call": 600, "root": "rw45_structlog_memoryhandler.AUDIT_HANDLER.buffer",

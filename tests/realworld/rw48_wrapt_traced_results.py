@@ -52,7 +52,7 @@ def release():
 
 
 TARGETS = [sys.modules[__name__], wrapt]
-EXPECT = {"verdict": ["leak"], "culprit": ["place_order", "traced", "workload"],
+EXPECT = {"verdict": ["leak"], "culprit": ["place_order", "traced"],
           "root": ["rw48_wrapt_traced_results.SPANS"]}
 TRUTH = {"kind": "leak", "calls": 300, "min_bytes_per_call": 1000, "root": "rw48_wrapt_traced_results.SPANS",
          "root_grows_by": 0.95, "release": "release"}

@@ -41,7 +41,7 @@ def release():
 
 TARGETS = [sys.modules[__name__], nx_paths]
 EXPECT = {"verdict": ["leak"], "culprit": ["plan_route", "shortest_path", "bidirectional_shortest_path",
-                                          "_bidirectional_pred_succ", "workload"],
+                                          "_bidirectional_pred_succ"],
           "root": ["rw50_networkx_route_log.ROADS.graph['recent_routes']"]}
 TRUTH = {"kind": "leak", "calls": 300, "min_bytes_per_call": 500, "root": "rw50_networkx_route_log.ROADS.graph['recent_routes']",
          "root_grows_by": 0.95, "release": "release"}
