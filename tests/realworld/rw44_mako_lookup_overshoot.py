@@ -1,4 +1,4 @@
-"""A white-label mailer that renders each tenant's own Mako template (500 tenants, files in a
+"""A white-label mailer that renders each tenant's own Mako template (120 tenants, files in a
 template directory) through one ``TemplateLookup(collection_size=40)``, one tenant per request
 in turn.
 
@@ -20,7 +20,7 @@ import mako.template
 import mako.util
 
 TEMPLATE_DIR = tempfile.mkdtemp(prefix="rw44-")
-for _i in range(500):
+for _i in range(120):
     with open(os.path.join(TEMPLATE_DIR, f"tenant-{_i:03d}.mako"), "w") as _f:
         _f.write(f"<%page args='order, customer'/>\n"
                  f"<h1>Brand {_i}: thank you, ${{customer}}</h1>\n"
@@ -38,7 +38,7 @@ def confirmation_mail(tenant: int, order: dict, customer: str) -> str:
 
 def workload():
     n = next(_seq)
-    confirmation_mail(n % 500, {"lines": [{"sku": "A1", "qty": 2, "price": 9.5}, {"sku": "B7", "qty": 1, "price": 3.0}]},
+    confirmation_mail(n % 120, {"lines": [{"sku": "A1", "qty": 2, "price": 9.5}, {"sku": "B7", "qty": 1, "price": 3.0}]},
                       f"customer {n}")
 
 
@@ -58,4 +58,5 @@ def check_overshoot() -> list[str]:
 
 TARGETS = [sys.modules[__name__], mako.lookup, mako.template, mako.util]
 EXPECT = {"verdict": ["plateau", "inconclusive", "clean"], "culprit": [None], "root": []}
-TRUTH = {"kind": "bounded", "calls": 1500, "checkpoints": 50, "check": "check_overshoot"}
+TRUTH = {"kind": "bounded", "calls": 600, "checkpoints": 200,  # every 3rd call: the saw-tooth's peaks in both halves
+         "check": "check_overshoot"}
