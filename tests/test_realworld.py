@@ -41,9 +41,6 @@ KNOWN_FAILING: dict[str, str] = {
                                    "(the judge reports one culprit's holders only)",
     "rw42_marshmallow_form_schemas": "two growers, the filling cache not reported: the class registry is named, the "
                                      "lru_cache of 64 filling beside it is not (one culprit's holders only)",
-    "rw44_mako_lookup_overshoot": "7: false leak (mako.template.Template.__init__, after running on to 240 calls, "
-                                  "~9 s CPU): the LRUCache is a dict subclass, so retention/paths._attribute_bound "
-                                  "skips it and nothing reads the trim in its _manage_size; the saw-tooth reads as growth",
     "rw45_structlog_memoryhandler": "7 (reversed): missed leak, inconclusive 'MemoryHandler.capacity=200 still filling': "
                                     "paths._attribute_bound takes the capacity attribute as a bound that no code enforces",
     "rw46_cachelib_simplecache_filling": "7: false leak (SimpleCache.set): the bound is enforced in _prune/_remove_older "

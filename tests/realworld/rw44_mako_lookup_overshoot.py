@@ -23,11 +23,11 @@ TEMPLATE_DIR = tempfile.mkdtemp(prefix="rw44-")
 for _i in range(120):
     with open(os.path.join(TEMPLATE_DIR, f"tenant-{_i:03d}.mako"), "w") as _f:
         _f.write(f"<%page args='order, customer'/>\n"
-                 f"<h1>Brand {_i}: thank you, ${{customer}}</h1>\n"
+                 f"<h1>Brand {_i:03d}: thank you, ${{customer}}</h1>\n"
                  "% for line in order['lines']:\n"
                  "<li>${line['sku']} x ${line['qty']} = ${'%.2f' % (line['qty'] * line['price'])}</li>\n"
                  "% endfor\n"
-                 f"<p>Total: ${{'%.2f' % sum(l['qty'] * l['price'] for l in order['lines'])}} (tenant {_i})</p>\n")
+                 f"<p>Total: ${{'%.2f' % sum(l['qty'] * l['price'] for l in order['lines'])}} (tenant {_i:03d})</p>\n")
 LOOKUP = mako.lookup.TemplateLookup(directories=[TEMPLATE_DIR], collection_size=40)
 _seq = itertools.count()
 
