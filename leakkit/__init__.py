@@ -34,6 +34,8 @@ _LAZY = {
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
     "watch": "reports.live", "write_mprofile": "recording.mprof",
     "WorkerForecasts": "reports.workers", "forecast_workers": "reports.workers",
+    "FleetReport": "reports.fleet", "FleetWriter": "recording.export.fleet_writer", "fleet": "reports.fleet",
+    "OpenTelemetryExporter": "recording.export.otel", "PrometheusExporter": "recording.export.prometheus",
 }
 
 
@@ -59,12 +61,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .engine.bisect import bisect
     from .frontends.agent.client import attach
     from .probes.heap import heap_summary, summary_diff
+    from .recording.export.fleet_writer import FleetWriter
+    from .recording.export.otel import OpenTelemetryExporter
+    from .recording.export.prometheus import PrometheusExporter
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
     from .recording.timeline import load as load_watch
     from .reports.attach_report import AttachReport, load_attach
     from .reports.bisect_report import BisectReport
+    from .reports.fleet import FleetReport, fleet
     from .reports.forecast import Forecast, forecast
     from .reports.live import watch
     from .reports.trace_report import TraceReport, verdict
@@ -84,6 +90,7 @@ __all__ = [
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",
     "MixedProcessesError", "WorkerForecasts", "forecast_workers",
+    "FleetReport", "FleetWriter", "OpenTelemetryExporter", "PrometheusExporter", "fleet",
 ]
 
 

@@ -87,6 +87,14 @@ PUBLIC = {
     "watch": ("watch", "(pid_or_command, *, interval=1.0, duration=None, out=None, limit=None, "
                        "children=True, progress=None)"),
     "write_mprofile": ("write_mprofile", "(frame, path, *, column='rss', cmdline=None)"),
+    "FleetReport": ("FleetReport", "(tables, top=10)"),
+    "FleetWriter": ("FleetWriter", "(root, *, host=None, service=None, every=10.0, slice_s=3600.0, flush_s=60.0, "
+                                   "source='monitor', compression='gzip')"),
+    "OpenTelemetryExporter": ("OpenTelemetryExporter", "(*, meter_provider=None, service=None, version=None, "
+                                                       "role=None)"),
+    "PrometheusExporter": ("PrometheusExporter", "(*, port=None, addr='127.0.0.1', multiprocess=None, service=None, "
+                                                 "version=None, role=None, stale_after=None)"),
+    "fleet": ("fleet", "(path, *, column='rss', since=None, stale='5min', top=10)"),
 }
 HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "tqdm", "leakkit.frontends.leakcheck_all",
          "leakkit.engine.run")  # what loading the plugin, or ``import leakkit``, must not import
@@ -194,7 +202,7 @@ def _env() -> dict[str, str]:
 
 
 def test_python_m_leakkit_and_the_console_script_show_the_same_help():
-    commands = ("watch", "run", "report", "bisect")
+    commands = ("watch", "run", "report", "bisect", "fleet")
     done = subprocess.run([sys.executable, "-m", "leakkit", "--help"], capture_output=True, text=True,
                           env=_env(), timeout=120)
     assert done.returncode == 0, done.stderr

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from .attach import AttachCommand, SnapshotCommand
 from .bisect import BisectCommand
+from .fleet import FleetCommand
 from .report import ReportCommand
 from .run import RunCommand
 from .watch import WatchCommand
 
 COMMANDS = {"watch": WatchCommand, "run": RunCommand, "report": ReportCommand, "bisect": BisectCommand,
-            "attach": AttachCommand, "snapshot": SnapshotCommand}
+            "fleet": FleetCommand, "attach": AttachCommand, "snapshot": SnapshotCommand}
 
-__all__ = ["COMMANDS", "AttachCommand", "BisectCommand", "ReportCommand", "RunCommand", "SnapshotCommand", "WatchCommand"]
+__all__ = ["COMMANDS", "AttachCommand", "BisectCommand", "FleetCommand", "ReportCommand", "RunCommand",
+           "SnapshotCommand", "WatchCommand"]
