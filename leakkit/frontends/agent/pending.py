@@ -5,11 +5,11 @@ handlers run, with the GIL held and no C code of the program half done. The inje
 one entry into the main interpreter's pending-call queue (``PyRun_SimpleString`` and a pointer
 to a few bytes of code it put in a library's unused tail page), and the flags that make the eval
 loop look at the queue. It writes through ``/proc/PID/mem`` and never stops the process: no
-ptrace stop, no register touched, no function called in it by the injector (gdb's ``call``, the
-usual way, stops every thread for seconds while gdb loads symbols, and resumes the thread it
-called on with registers it must write back; on this machine that write fails for some processes,
-"Couldn't write extended state status", and the process dies). 3.14's ``sys.remote_exec`` works
-the same way, through a field CPython added for it.
+ptrace stop, no register touched, no function called in it by the injector (gdb, the usual way,
+stops every thread while it loads symbols: 1.2 s for a bare attach and detach of the attach tests'
+server here; and its ``call`` writes the called thread's registers back, which failed on this
+machine for memray's attach to a gunicorn worker, "Couldn't write extended state status", and the
+worker died). 3.14's ``sys.remote_exec`` works the same way, through a field CPython added for it.
 
 The layout of the queue differs per version: :data:`LAYOUTS` (offsets for 64-bit default builds,
 from CPython's internal headers: ``tests/attach/pending_offsets.c`` prints them). Before writing,
