@@ -14,16 +14,23 @@ same file with ``FIXED = True``) stays flat.
 from __future__ import annotations
 
 import ast
+import functools
 import gc
 import importlib
 import itertools
+import json
+import os
+import subprocess
 import sys
 import textwrap
 import tracemalloc
+import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import leakkit
+from leakkit.engine.targets import collect
 
 LIB = textwrap.dedent('''\
     """Stand-ins for what frameworks do with a decorated function (not a bisect target)."""
@@ -370,3 +377,127 @@ def test_callable_objects_given_as_targets_stand_for_the_functions_they_hold(loa
     module, _ = load("callable_instance")
     report = leakkit.bisect(module.workload, targets=[module.open_session], calls=16, progress=False)
     assert report.culprit == f"{module.__name__}.open_session", str(report)
+
+
+# -- collecting: bounded, no user code run, the file's own code only when it is the live one ----
+def test_the_walk_costs_the_same_whatever_the_namespace_holds() -> None:
+    """The functions behind a big registry are found by looking at the same number of objects
+    whether the containers beside them hold ten thousand entries or thirty times as many."""
+    from leakkit.engine import held
+
+    def handler() -> None:
+        pass
+
+    looked = []
+    for size in (3_000, 90_000):
+        space = {"ROWS": [{"n": i} for i in range(size)], "INDEX": {i: [i] for i in range(size)},
+                 "APP": types.SimpleNamespace(routes={"/": functools.partial(handler)})}
+        found = held.held_functions(list(space.values()), lambda f: f is handler, own_types=lambda cls: False)
+        assert found.functions == [handler] and not found.cut
+        looked.append(found.looked_at)
+        del space
+    assert looked[0] == looked[1] <= held.LIMIT, looked
+
+
+def test_collecting_runs_no_code_of_the_objects_it_looks_at(load) -> None:
+    module, _ = load("callable_instance")  # Limited.__getattr__ raises if anything reads through it
+    touched: list[str] = []
+
+    class Lazy:
+        def __getattr__(self, name):
+            touched.append(name)
+            raise AttributeError(name)
+
+        @property
+        def __class__(self):
+            touched.append("__class__")
+            return dict
+
+        @property
+        def __dict__(self):
+            touched.append("__dict__")
+            return {}
+
+    module.LAZY = Lazy()
+    module.LAZY_IN_LIST = [Lazy(), functools.partial(module.workload)]
+    found = collect([module])
+    try:
+        assert f"{module.__name__}.open_session" in found.functions
+    finally:
+        found.restore()
+    assert touched == []
+
+
+def test_a_file_edited_since_its_import_is_not_used_for_lines(load, tmp_path) -> None:
+    module, source = load("registry_only")
+    name = module.__name__
+    found = collect([module])
+    found.restore()
+    on_paid = [key for key, value in found.lines.items() if value == f"{name}.on_paid"]
+    assert on_paid, "the registry-only function's lines come from the file's own code"
+    (tmp_path / f"{name}.py").write_text("# two lines\n# added above\n" + source)
+    found = collect([module])
+    found.restore()
+    assert not any(value == f"{name}.on_paid" for value in found.lines.values())
+
+
+def test_nested_code_is_named_under_its_method() -> None:
+    found = collect([_Service])
+    found.restore()
+    names = set(found.lines.values())
+    assert f"{__name__}._Service.handle.<locals>.inner" in names, names
+    assert not any("._Service._Service." in n for n in names), names
+
+
+class _Service:
+    def handle(self) -> list:
+        def inner() -> list:
+            return [1]
+        return inner()
+
+
+SCRIPT = textwrap.dedent('''\
+    import functools, itertools, json, sys
+    import leakkit
+
+    OUTBOX = []
+    _seq = itertools.count()
+
+    def send(channel, to, body):
+        OUTBOX.append({"channel": channel, "to": to, "body": body * 20})
+
+    send = functools.partial(send, "email")
+
+    @functools.singledispatch
+    def export(record):
+        return None
+
+    @export.register
+    def _(record: int):
+        send(f"user{record}", "shipped")
+
+    def workload():
+        export(next(_seq))
+
+    report = leakkit.bisect(workload, targets=[sys.modules[__name__]], calls=16, progress=False)
+    print("RESULT " + json.dumps({"culprit": report.culprit, "root": str(report.retention[0]) if report.retention else None}))
+''')
+
+
+def test_held_functions_typed_at_the_top_level_are_found_from_a_file_and_from_a_pipe(tmp_path) -> None:
+    """``__main__`` run from a file (its code compiled from the source) and piped to ``python -``
+    (its file is ``<stdin>``): the same culprit and root."""
+    (tmp_path / "service.py").write_text(SCRIPT)
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+
+    def run(args: list[str], stdin: str | None) -> dict:
+        proc = subprocess.run([sys.executable, *args], input=stdin, capture_output=True, text=True, cwd=tmp_path,
+                              timeout=240, env=env)
+        lines = [line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        assert lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return json.loads(lines[-1])
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda a: run(*a), [(["service.py"], None), (["-"], SCRIPT)]))
+    for got in results:
+        assert got["culprit"] == "__main__.send" and got["root"].startswith("__main__.OUTBOX["), results

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import types
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -113,7 +114,9 @@ def _compiled(path: str, filename: str) -> types.CodeType | None:
             return None
         with open(path, "rb") as f:
             source = importlib.util.decode_source(f.read())
-        return compile(source, filename, "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # a SyntaxWarning the import already gave, not ours to print
+            warnings.simplefilter("ignore")
+            return compile(source, filename, "exec", dont_inherit=True)
     except Exception:  # not Python source, unreadable, a syntax this interpreter refuses
         return None
 

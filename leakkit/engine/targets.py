@@ -25,7 +25,7 @@ from ..probes import containers as C
 from .codes import Renames
 from .counting import CodeCounter, counter_for
 from .held import held_functions
-from .scopes import Scopes, function_module
+from .scopes import Scope, Scopes, function_module
 from .wrappers import Patch, Stats, patch, restore
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
@@ -49,6 +49,7 @@ class Targets:
     wrappers: dict[int, Callable] = field(default_factory=dict)  # id(original) -> its wrapper
     renames: Renames = field(default_factory=Renames)  # code given a filename of its own for the run
     counter: CodeCounter | None = None  # calls counted by code object (else by the wrappers)
+    notes: list[str] = field(default_factory=list)  # what collecting cut short, for the report
 
     def wrapped(self, func: Callable) -> Callable:
         """The instrumented twin of ``func`` if we patched it (so calls to it are counted)."""
@@ -224,11 +225,18 @@ def collect(targets: Any) -> Targets:
             objects.append(item)
         else:
             raise expected("targets that are modules, classes, functions or callable objects", "targets", item)
-    # functions held by objects (decorators, frameworks, registries): engine.held, engine.scopes
-    held = scopes.held().functions + (all_held(objects).functions if objects else [])
+    # functions held by objects (decorators, frameworks, registries): engine.held, engine.scopes;
+    # one per code object (closures share theirs), each with its scope read before any renaming
+    walks = [scopes.held()] + ([all_held(objects)] if objects else [])
+    held: dict[int, tuple[types.FunctionType, Scope | None]] = {}
+    for func in (f for w in walks for f in w.functions):
+        held.setdefault(id(func.__code__), (func, scopes.scope_of(func)))
+    result.notes.extend(f"the search for functions held by objects stopped after {w.looked_at} objects: "
+                        "functions held deeper may be charged to their callers" for w in walks if w.cut)
     plan: list[tuple[Any, str, Any, str]] = []
     # code typed at the REPL or exec'd shares its filename: each its own for the run (engine.codes)
-    result.renames.apply([_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType)] + held)
+    result.renames.apply([_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType)]
+                         + [f for f, _ in held.values()])
     for owner, attr, raw in found:
         inner = _unwrap(raw)
         name = _qualname(inner)
@@ -241,7 +249,7 @@ def collect(targets: Any) -> Targets:
             result.bounded_wrappers[id(raw)] = raw
         if owner is not None and attr is not None:
             plan.append((owner, attr, raw, name))
-    _add_held(result, scopes, held)
+    _add_held(result, scopes, list(held.values()))
     _add_source_lines(result, scopes)
     if not result.functions:
         raise expected("targets that contain at least one Python function", "targets", targets)
@@ -267,16 +275,15 @@ def collect(targets: Any) -> Targets:
     return result
 
 
-def _add_held(result: Targets, scopes: Scopes, held: list[types.FunctionType]) -> None:
+def _add_held(result: Targets, scopes: Scopes, held: list[tuple[types.FunctionType, Scope | None]]) -> None:
     """Register the functions objects hold, by their code, each code once and named by its
     code's qualified name (a decorator's wrapper may carry the name of what it wraps)."""
     known = {id(f.__code__) for f in result.functions.values() if C.is_a(f, types.FunctionType)}
-    for func in held:
+    for func, scope in held:
         code = func.__code__
         if id(code) in known:
             continue
         known.add(id(code))
-        scope = scopes.scope_of(func)
         if scope is not None:
             module, qualname = scope.module, scopes.qualname(func, scope)
         else:  # held by a callable object given as a target
