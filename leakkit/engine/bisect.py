@@ -39,7 +39,10 @@ def bisect(workload: Callable[[], Any], *, targets: Any, calls: int = 60, warmup
         workload: a zero-argument function or async function standing for one request, tick or
             message of the process (async ones run on an event loop leakkit owns).
         targets: modules, classes or functions (or a list) whose functions are the candidates:
-            your own modules, and the library modules you suspect. C extension modules count
+            your own modules, and the library modules you suspect. A module's functions are
+            all the code of its file, also those a decorator, a framework or a registry holds
+            (a click command's callback, a wrapt-decorated or ``partial``-bound function); a
+            callable object stands for the functions it holds. C extension modules count
             their calls and native memory; their allocations are charged to the Python
             function that called them.
         calls: the fewest measured calls after the warm-up (at least 12). When the growth is not

@@ -150,14 +150,15 @@ class CodeCounter:
         self.stack = _Stack()
 
 
-def counter_for(functions: dict[str, Callable], stats: dict[str, Stats]) -> CodeCounter:
-    """A counter for the Python functions among ``functions`` (qualified name -> function), one
-    code object each (a code shared by several names is counted under the first)."""
+def counter_for(functions: dict[str, Callable | types.CodeType], stats: dict[str, Stats]) -> CodeCounter:
+    """A counter for the Python functions among ``functions`` (qualified name -> function, or
+    the code of a function an object holds), one code object each (a code shared by several
+    names is counted under the first)."""
     codes: list[types.CodeType] = []
     counted: list[Stats] = []
     seen: set[int] = set()
     for name, func in functions.items():
-        code = func.__code__ if isinstance(func, types.FunctionType) else None
+        code = func.__code__ if isinstance(func, types.FunctionType) else func if isinstance(func, types.CodeType) else None
         if code is None or id(code) in seen:
             continue
         seen.add(id(code))

@@ -65,7 +65,7 @@ class Run:
         self.cut_short: str | None = None
         self.ran_on: str | None = None
         self.unsettled: str | None = None  # why the growth was still not settled when the run ended
-        self.notes: list[str] = []
+        self.notes: list[str] = list(found.notes)  # what collecting the targets cut short
         self.heavy = False
         self.froze = False
         self.was_tracing = False

@@ -24,9 +24,12 @@ from .._errors import expected
 from ..probes import containers as C
 from .codes import Renames
 from .counting import CodeCounter, counter_for
+from .held import held_functions
+from .scopes import Scope, Scopes, function_module
 from .wrappers import Patch, Stats, patch, restore
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
+_OPTIMIZED = 0x1  # CO_OPTIMIZED: a function's code, not a class body's
 _LRU = functools._lru_cache_wrapper
 
 
@@ -34,7 +37,9 @@ _LRU = functools._lru_cache_wrapper
 class Targets:
     """What bisect instruments: function names, the line map, and how to undo the patches."""
 
-    functions: dict[str, Callable] = field(default_factory=dict)  # qualname -> function
+    # qualname -> function; or its code, for a function an object holds (a decorator's, a
+    # framework's): counted and line-mapped by its code, and not kept alive by bisect
+    functions: dict[str, Callable | types.CodeType] = field(default_factory=dict)
     lines: dict[tuple[str, int], str] = field(default_factory=dict)  # (file, line) -> qualname
     modules: list[types.ModuleType] = field(default_factory=list)
     classes: list[type] = field(default_factory=list)
@@ -44,6 +49,7 @@ class Targets:
     wrappers: dict[int, Callable] = field(default_factory=dict)  # id(original) -> its wrapper
     renames: Renames = field(default_factory=Renames)  # code given a filename of its own for the run
     counter: CodeCounter | None = None  # calls counted by code object (else by the wrappers)
+    notes: list[str] = field(default_factory=list)  # what collecting cut short, for the report
 
     def wrapped(self, func: Callable) -> Callable:
         """The instrumented twin of ``func`` if we patched it (so calls to it are counted)."""
@@ -61,19 +67,20 @@ class Targets:
 
 
 def _qualname(func: Any) -> str:
-    module = _FUNC_MODULE(func) if C.is_a(func, types.FunctionType) else None
+    module, qualname = _name_parts(func)
+    return f"{module}.{qualname}"
+
+
+def _name_parts(func: Any) -> tuple[str, str]:
+    """(module, qualified name) of a function as a person spells it."""
+    module = function_module(func) if C.is_a(func, types.FunctionType) else None
     qualname = _FUNC_QUALNAME.__get__(func) if C.is_a(func, types.FunctionType) else None
     if not isinstance(module, str):
         module = "?"
     if not isinstance(qualname, str):
         qualname = getattr(func, "__name__", None) if C.is_a(func, types.BuiltinFunctionType) else None
         qualname = qualname if isinstance(qualname, str) else repr(func)
-    return f"{module}.{qualname}"
-
-
-def _FUNC_MODULE(func: types.FunctionType) -> Any:
-    return C.instance_dict(func).get("__module__") if C.instance_dict(func) is not None and \
-        "__module__" in C.instance_dict(func) else func.__module__
+    return module, qualname
 
 
 _FUNC_QUALNAME = types.FunctionType.__dict__["__qualname__"]
@@ -101,31 +108,32 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-def _codes(code: types.CodeType, name: str) -> Iterable[tuple[types.CodeType, str]]:
-    """The code object and its nested ones, each with the name allocations there are charged to."""
+def _codes(code: types.CodeType, name: str, module: str) -> Iterable[tuple[types.CodeType, str]]:
+    """The code object and its nested ones, each with the name allocations there are charged to
+    (``module``: the module prefix of the names)."""
     stack = [(code, name)]
     while stack:
         code, name = stack.pop()
         yield code, name
+        in_function = bool(code.co_flags & _OPTIMIZED)
         for const in reversed(code.co_consts):
             if isinstance(const, types.CodeType):
                 if const.co_name in _COMPREHENSIONS:
                     child = name  # a comprehension is part of the function that holds it
                 elif hasattr(const, "co_qualname"):
-                    child = f"{name.rsplit('.', 1)[0]}.{const.co_qualname}" if "." in name else const.co_qualname
+                    child = f"{module}.{const.co_qualname}"
                 else:
-                    child = f"{name}.<locals>.{const.co_name}"
+                    child = f"{name}.<locals>.{const.co_name}" if in_function else f"{name}.{const.co_name}"
                 stack.append((const, child))
 
 
-def _add_lines(targets: Targets, func: Any, name: str) -> None:
-    code = getattr(func, "__code__", None) if C.is_a(func, types.FunctionType) else None
-    if code is None:
-        return
-    filename = code.co_filename
+def _add_lines(targets: Targets, code: types.CodeType, name: str, module: str, filename: str | None = None) -> None:
+    """Map every line of ``code`` and of the code nested in it (``filename``: the file as the
+    live code names it, for code read from the file itself)."""
+    filename = code.co_filename if filename is None else filename
     # parents first, and a line both claim stays the parent's: a nested def's own first line
     # (where the parent builds the function object and its closure) is the parent's code
-    for sub, sub_name in _codes(code, name):
+    for sub, sub_name in _codes(code, name, module):
         for _, _, line in sub.co_lines():
             if line is not None:
                 targets.lines.setdefault((filename, line), sub_name)
@@ -135,7 +143,7 @@ def _defined_in(value: Any, module_name: str) -> bool:
     if C.is_a(value, type):
         return C.type_dict(value).get("__module__") == module_name
     if C.is_a(value, types.FunctionType):
-        return _FUNC_MODULE(value) == module_name
+        return function_module(value) == module_name
     return False
 
 
@@ -151,7 +159,7 @@ def _module_functions(module: types.ModuleType) -> Iterable[tuple[Any, str | Non
         if C.is_a(value, type):
             if _defined_in(value, name):
                 yield from _class_functions(value, seen)
-        elif C.is_a(inner, types.FunctionType) and _FUNC_MODULE(inner) == name:
+        elif C.is_a(inner, types.FunctionType) and function_module(inner) == name:
             yield module, attr, value
         elif is_extension and C.is_a(value, types.BuiltinFunctionType) and getattr(value, "__module__", None) == name:
             yield module, attr, value
@@ -194,39 +202,60 @@ def collect(targets: Any) -> Targets:
     result = Targets()
     found: list[tuple[Any, str | None, Any]] = []
     seen_classes: set[int] = set()
+    scopes = Scopes()
+    objects: list[Any] = []  # targets that are callable objects: the functions they hold are the targets
     for item in items:
         if C.is_a(item, types.ModuleType):
             result.modules.append(item)
-            found.extend(_module_functions(item))
+            mine = list(_module_functions(item))
+            scopes.add_module(item, (_unwrap(raw) for _, _, raw in mine))
+            found.extend(mine)
         elif C.is_a(item, type):
             result.classes.append(item)
-            found.extend(_class_functions(item, seen_classes))
+            mine = list(_class_functions(item, seen_classes))
+            scopes.add_class(item, (_unwrap(raw) for _, _, raw in mine))
+            found.extend(mine)
         elif C.is_a(_unwrap(item), types.FunctionType):
             owner, attr = _owner_of(item)
             found.append((owner, attr, item) if owner is not None else (None, None, _unwrap(item)))
         elif C.is_a(item, types.BuiltinFunctionType):
             owner, attr = _owner_of(item)
             found.append((owner, attr, item) if owner is not None else (None, None, item))
+        elif callable(item):
+            objects.append(item)
         else:
-            raise expected("targets that are modules, classes or functions", "targets", item)
+            raise expected("targets that are modules, classes, functions or callable objects", "targets", item)
+    # functions held by objects (decorators, frameworks, registries): engine.held, engine.scopes;
+    # one per code object (closures share theirs), each with its scope read before any renaming
+    walks = [scopes.held()] + ([all_held(objects)] if objects else [])
+    held: dict[int, tuple[types.FunctionType, Scope | None]] = {}
+    for func in (f for w in walks for f in w.functions):
+        held.setdefault(id(func.__code__), (func, scopes.scope_of(func)))
+    result.notes.extend(f"the search for functions held by objects stopped after {w.looked_at} objects: "
+                        "functions held deeper may be charged to their callers" for w in walks if w.cut)
     plan: list[tuple[Any, str, Any, str]] = []
     # code typed at the REPL or exec'd shares its filename: each its own for the run (engine.codes)
-    result.renames.apply(_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType))
+    result.renames.apply([_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType)]
+                         + [f for f, _ in held.values()])
     for owner, attr, raw in found:
         inner = _unwrap(raw)
         name = _qualname(inner)
         if name in result.functions:
             continue
         result.functions[name] = inner
-        _add_lines(result, inner, name)
+        if C.is_a(inner, types.FunctionType):
+            _add_lines(result, inner.__code__, name, _name_parts(inner)[0])
         if _is_bounded_cache(raw):
             result.bounded_wrappers[id(raw)] = raw
         if owner is not None and attr is not None:
             plan.append((owner, attr, raw, name))
+    _add_held(result, scopes, list(held.values()))
+    _add_source_lines(result, scopes)
     if not result.functions:
         raise expected("targets that contain at least one Python function", "targets", targets)
     # calls counted by code object where possible (engine.counting): then only builtins are wrapped
-    counter = counter_for({n: f for n, f in result.functions.items() if C.is_a(f, types.FunctionType)}, result.stats)
+    counter = counter_for({n: f for n, f in result.functions.items()
+                           if C.is_a(f, (types.FunctionType, types.CodeType))}, result.stats)
     if counter.start():
         result.counter = counter
         plan = [step for step in plan if not C.is_a(_unwrap(step[2]), types.FunctionType)]
@@ -246,11 +275,62 @@ def collect(targets: Any) -> Targets:
     return result
 
 
+def _add_held(result: Targets, scopes: Scopes, held: list[tuple[types.FunctionType, Scope | None]]) -> None:
+    """Register the functions objects hold, by their code, each code once and named by its
+    code's qualified name (a decorator's wrapper may carry the name of what it wraps)."""
+    known = {id(f.__code__) for f in result.functions.values() if C.is_a(f, types.FunctionType)}
+    for func, scope in held:
+        code = func.__code__
+        if id(code) in known:
+            continue
+        known.add(id(code))
+        if scope is not None:
+            module, qualname = scope.module, scopes.qualname(func, scope)
+        else:  # held by a callable object given as a target
+            module, qualname = _name_parts(func)[0], getattr(code, "co_qualname", None) or code.co_name
+        name = _free_name(result, f"{module}.{qualname}", code)
+        result.functions[name] = code
+        _add_lines(result, code, name, module)
+
+
+def _add_source_lines(result: Targets, scopes: Scopes) -> None:
+    """Map the lines of every function of the targets' files that no live function was found
+    for (one only a library's registry keeps), from the file's own code (engine.sources)."""
+    live = [f.__code__ if C.is_a(f, types.FunctionType) else f for f in result.functions.values()]
+    live = [code for code in live if C.is_a(code, types.CodeType)]
+    keys = {(code.co_filename, code.co_name, code.co_firstlineno) for code in live}
+    for scope in scopes.scopes():
+        source = scopes.source(scope)
+        if source is None or not source.agrees(c for code in live for c in _nested(code)):
+            continue
+        for qualname, code in source.tops:
+            if (source.filename, code.co_name, code.co_firstlineno) in keys or not scope.takes(qualname):
+                continue
+            keys.add((source.filename, code.co_name, code.co_firstlineno))
+            _add_lines(result, code, f"{scope.module}.{qualname}", scope.module, source.filename)
+
+
+def _nested(code: types.CodeType) -> Iterable[types.CodeType]:
+    stack = [code]
+    while stack:
+        code = stack.pop()
+        yield code
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+
+
+def _free_name(result: Targets, name: str, code: types.CodeType) -> str:
+    """``name``, or ``name (line N)`` when another function already has it (``_`` for each of a
+    singledispatch function's implementations)."""
+    if name not in result.functions:
+        return name
+    return f"{name} (line {code.co_firstlineno})"
+
+
 def _owner_of(func: Any) -> tuple[Any, str | None]:
     """Where a function given directly lives (module attribute or class attribute), to patch it."""
     inner = _unwrap(func)
     if C.is_a(inner, types.FunctionType):
-        module_name, qualname = _FUNC_MODULE(inner), _FUNC_QUALNAME.__get__(inner)
+        module_name, qualname = function_module(inner), _FUNC_QUALNAME.__get__(inner)
     else:
         module_name, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", None)
     module = sys.modules.get(module_name or "") if isinstance(module_name, str) else None
@@ -270,6 +350,11 @@ def _owner_of(func: Any) -> tuple[Any, str | None]:
     if raw is None or _unwrap(raw) is not inner:
         return None, None
     return owner, parts[-1]
+
+
+def all_held(objects: list[Any]) -> Any:
+    """Every function the given callable objects hold (their classes' own methods aside)."""
+    return held_functions(objects, lambda f: True, own_types=lambda cls: False)
 
 
 def _is_bounded_cache(obj: Any) -> bool:
