@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _compat
+from .containers import instance_dict
 
 # pympler.summary's clean-up of every name: drop addresses, unwrap "<class 'x.Y'>" to "x.Y".
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
@@ -52,8 +53,10 @@ _CALL: Callable[..., Any] | None = getattr(operator, "call", _call)
 # The names below keep pympler's %-formatting on purpose: "%s" % value differs from an
 # f-string when the value is a tuple (a module's __name__ can be anything).
 def _module_name(m: Any) -> str:
-    # pympler's expression, eager getattr default included.
-    return "module(%s)" % getattr(m, "__name__", getattr(m, "__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
+    # pympler's expression (the eager default included), read from the module's own dict: a module
+    # ``__getattr__`` (PEP 562) is user code, and one that raises must not break a heap summary.
+    space = instance_dict(m) or {}
+    return "module(%s)" % space.get("__name__", space.get("__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
 
 
 # Types pympler names per object (summary.representations at verbosity 1). dict, list and

@@ -4,7 +4,7 @@ The sync and the async wrapper of :class:`~leakkit.tracing.trace.Trace` call :me
 right before the call and :meth:`CallMeter.after` right after it (the async one awaits in
 between), so both give the same columns and the same readings for the same body. Generators use
 :meth:`CallMeter.open_span` and :meth:`CallMeter.close_span` around their life
-(:mod:`leakkit.tracing.generators`).
+(:mod:`leakkit.tracing.frames_importlib_bootstrap`).
 
 This is on every call of the user's code, so it is kept to two cheap probes: allocated blocks and
 RSS (~3 us together in a bare interpreter), read on every ``read_every``-th call

@@ -154,12 +154,9 @@ class HeapNativeReport:
 
     def plot(self, ax: Any = None) -> Any:
         """Process and Python-heap growth since the baseline at each call (and after trim); returns the Axes."""
-        import matplotlib.pyplot as plt
+        from ..reports.plots import axes, byte_unit
 
-        from ..reports.plots import byte_unit
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 3.5))
+        ax = axes(ax)
         calls = self.readings[self.readings["call"] >= 0]
         base = calls.iloc[0]
         process = calls["rss"] - calls["tracemalloc_bytes"] - base["rss"] + base["tracemalloc_bytes"]

@@ -142,10 +142,11 @@ class GrowthSites:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        from ..reports.plots import size_tick
+        from ..reports.plots import axes, size_tick
 
         if ax is None:
             _, ax = plt.subplots(figsize=(9, 4), layout="constrained")  # room for the legend on the right
+        ax = axes(ax)
         grown = self.series - self.series.iloc[0] if len(self.series) else self.series
         for site in grown.columns:
             values = grown[site].astype(float).where(grown[site] > 0)
