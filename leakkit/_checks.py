@@ -114,9 +114,10 @@ def optional_flag(value: Any, name: str) -> bool | None:
 
 def choice(value: Any, name: str, options: Iterable[str]) -> str:
     """One of ``options`` (str)."""
-    options = list(options)
-    if not isinstance(value, str) or value not in options:
-        raise expected(f"one of {', '.join(repr(o) for o in options)}", name, value)
+    options = [repr(o) for o in options]
+    if not isinstance(value, str) or repr(value) not in options:
+        listed = options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
+        raise expected(listed, name, value)
     return value
 
 

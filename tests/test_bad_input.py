@@ -181,7 +181,7 @@ def api_cases(f):
         ("forecast negative samples", lambda: forecast(_frame(10, [-1.0] * 10)), E, "-1"),
     ]
     # load (trace recordings)
-    for name, fragment in (("missing", "does not exist"), ("dir", "not a regular file"), ("notes", "name,amount"),
+    for name, fragment in (("missing", "does not exist"), ("dir", "a directory"), ("notes", "name,amount"),
                            ("magic_only", "end of the file"), ("bad_table", "'evil'"), ("bad_depth", "'deep'"),
                            ("depth_300", "300"), ("empty_call", "an empty cell"), ("inf_rss", "'inf'"),
                            ("neg_rss", "'-5'"), ("nan_count", "'nan'"), ("frac_call", "'1.5'"),
