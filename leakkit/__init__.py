@@ -15,6 +15,7 @@ from ._errors import (
     ProbeUnavailableWarning,
     ProcessAccessError,
     RecordingStoppedWarning,
+    SaveError,
     UnknownOptionError,
     WorkloadError,
 )
@@ -72,7 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
-    "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
+    "Recording", "RecordingStoppedWarning", "SaveError", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
     "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "humanize", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",

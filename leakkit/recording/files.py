@@ -139,7 +139,12 @@ def open_to_read(path: Any, name: str, *, error: type[Exception] = NotARecording
     except FileNotFoundError:
         raise error(f"{name}: expected a file, received a path that does not exist: {path!r}") from None
     except OSError as failure:
-        raise error(f"{name}: expected a readable file, received {path!r}: {failure.strerror or failure}") from None
+        try:  # a socket (ENXIO), a device without a driver: say what it is
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        what = failure.strerror or str(failure) if stat.S_ISREG(mode) else _kind(mode)
+        raise error(f"{name}: expected a readable regular file, received {path!r}: {what}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -198,7 +203,9 @@ def _save_target(path: Any, name: str, picked: bool) -> str:
         mode = None
     except OSError as failure:
         raise _refuse(name, path, failure.strerror or str(failure)) from None
-    if mode is not None and not (stat.S_ISREG(mode) or (picked and stat.S_ISLNK(mode))):
+    # a name leakkit picks may be taken by anything but a directory (a planted link or FIFO is
+    # replaced by the rename, never written through); a name the user gave must be a regular file
+    if mode is not None and not (stat.S_ISREG(mode) or (picked and not stat.S_ISDIR(mode))):
         raise _refuse(name, path, _kind(mode))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):

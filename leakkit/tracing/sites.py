@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import _checks
-from .._errors import WorkloadError
+from .._errors import WorkloadError, check_options
 from .._sizes import format_size
 from .._text import wrap_lines
 from .workload import CALL_FRAMES, MAX_CALLS, MAX_FRAMES, MAX_LOOPS, Caller, check_workload, run_error
@@ -183,6 +183,7 @@ def growth_sites(
     top: int = 10,
     threads: bool = False,
     progress: bool | None = None,
+    **unknown: Any,
 ) -> GrowthSites:
     """Run ``workload`` in loops and rank the allocation sites whose retained memory grows.
 
@@ -205,6 +206,8 @@ def growth_sites(
         print(sites)            # the site that grew 11/11 loops first
         sites.frame.head()
     """
+    check_options("growth_sites", unknown,
+                  frozenset({"loops", "calls_per_loop", "nframes", "top", "threads", "progress"}))
     is_async = check_workload(workload)
     loops = _checks.integer(loops, "loops", minimum=3, maximum=MAX_LOOPS)
     calls_per_loop = _checks.integer(calls_per_loop, "calls_per_loop", minimum=1, maximum=MAX_CALLS)
