@@ -56,7 +56,11 @@ def _module_name(m: Any) -> str:
     # pympler's expression (the eager default included), read from the module's own dict: a module
     # ``__getattr__`` (PEP 562) is user code, and one that raises must not break a heap summary.
     space = instance_dict(m) or {}
-    return "module(%s)" % space.get("__name__", space.get("__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
+    name = space.get("__name__", space.get("__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
+    try:
+        return "module(%s)" % name  # noqa: UP031
+    except Exception:  # a __name__ that is not text, whose __str__ raises
+        return "module(nameless, id: %d)" % id(m)  # noqa: UP031
 
 
 # Types pympler names per object (summary.representations at verbosity 1). dict, list and
@@ -258,8 +262,16 @@ def _sizeof_method(kind: type) -> Callable[[Any], int] | None:
 
 
 def type_name(kind: type) -> str:
-    """pympler's name for a type (not cached: a cache would be leakkit's own footprint on the heap)."""
-    return _clean(str(kind))
+    """pympler's name for a type (not cached: a cache would be leakkit's own footprint on the heap).
+
+    ``str(kind)`` runs a metaclass's ``__repr__``; one that raises (or returns no str) gets
+    ``type.__repr__``, which reads the class's own slots and runs no user code.
+    """
+    try:
+        text = str(kind)
+    except Exception:
+        text = None
+    return _clean(text if isinstance(text, str) else type.__repr__(kind))
 
 
 def _python_sizeof(kind: type) -> bool:
@@ -300,6 +312,8 @@ def _not_frame(obj: Any) -> bool:
         return not isinstance(obj, types.FrameType)
     except ReferenceError:
         return False
+    except Exception:  # a __class__ property that raises: its real type decides
+        return not issubclass(type(obj), types.FrameType)
 
 
 def _clean(name: str) -> str:
