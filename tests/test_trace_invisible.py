@@ -311,3 +311,19 @@ def test_traced_generators_still_get_one_row_each():
     with pytest.raises(StopIteration):  # it goes on, and finishes
         next(stuck)
     assert len(traced.calls) == 3 and list(traced.calls["error"]) == [None, None, None]
+
+
+def test_leakkits_own_warning_about_a_traced_call_points_at_the_call(monkeypatch):
+    traced = leakkit.trace(add, summaries=False)
+    traced(1)
+
+    def broken():
+        raise RuntimeError("a checkpoint broke")
+
+    monkeypatch.setattr(traced._checkpoints, "maybe", broken)
+    traced._checkpoints.next_call = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert traced(2) == 4  # this line
+    line = inspect.currentframe().f_lineno - 1
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]

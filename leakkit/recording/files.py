@@ -90,6 +90,23 @@ def open_replace(path: str, name: str, *, mode: int = 0o644) -> int:
     return fd
 
 
+def refuse_planted(path: str, name: str) -> None:
+    """For a name leakkit picks in a directory others can write: refuse a symlink or a hard-linked
+    file someone planted there (say so, rather than quietly replace it), or anything not a file."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise _refuse(name, path, error.strerror or str(error)) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse(name, path, "a symbolic link (not followed)")
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(name, path, _kind(info.st_mode))
+    if info.st_nlink > 1:
+        raise _refuse(name, path, f"a file with {info.st_nlink} hard links (not overwritten)")
+
+
 def check_writable_target(path: str, name: str) -> None:
     """Refuse, before anything runs, a user-given output path that can never be written as a file."""
     try:

@@ -60,6 +60,10 @@ class Recording:
     """A loaded (or copied) recording: the same three frames as a live :class:`leakkit.recording.recorder.Recorder`."""
 
     def __init__(self, calls: pd.DataFrame, checkpoints: pd.DataFrame, summaries: pd.DataFrame) -> None:
+        for name, frame, columns in (("calls", calls, CALL_COLUMNS), ("checkpoints", checkpoints, CHECKPOINT_COLUMNS),
+                                     ("summaries", summaries, SUMMARY_COLUMNS)):
+            _checks.frame(frame, name, columns=[c for c in columns if c not in _ADDED_LATER],
+                          what=f"a DataFrame of {name} (columns in leakkit.recording.tables)")
         self.calls = calls
         self.checkpoints = checkpoints
         self.summaries = summaries

@@ -127,12 +127,14 @@ class CallMeter:
             self.recorder.add_call(self.name, threading.current_thread().name, t0 - checkpoints.origin, took,
                                    blocks, traced, rss, fds, error, depth)
         except Exception as fault:  # leakkit's own fault: the row is lost, the call is not touched
-            self.fault("recording a call", fault, stacklevel=5)
+            self.fault("recording a call", fault, stacklevel=4)
 
-    def fault(self, what: str, fault: BaseException, stacklevel: int = 4) -> None:
+    def fault(self, what: str, fault: BaseException, stacklevel: int = 3) -> None:
         """Note leakkit's own failure once (a warning; ``last_error``), never raising into the traced code.
 
-        ``stacklevel`` points the warning at the traced call's caller (4: from ``before``, 5: from ``_record``).
+        ``stacklevel`` points the warning at the traced call's caller (3: from ``before``, 4: from
+        ``_record``; the wrapper's own frames are skipped, see
+        :mod:`leakkit.tracing.frames_importlib_bootstrap`).
         """
         first = self.last_error is None
         self.last_error = fault
