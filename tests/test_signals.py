@@ -52,31 +52,41 @@ def _child_of(parent: subprocess.Popen, timeout: float = 60) -> psutil.Process:
 _WATCHER = textwrap.dedent("""
     import subprocess, sys, time
     from leakkit._signals import ending_children
-    with ending_children():
-        child = subprocess.Popen(sys.argv[1:])
+    with ending_children() as guard:
+        child = guard.start(sys.argv[2:])
         print(child.pid, flush=True)
-        try:
-            child.wait()
-        except KeyboardInterrupt:  # the path Ctrl-C takes in watch: end the command
-            time.sleep(0.5)  # a second signal now must not cut this short
-            child.terminate()
-            child.wait()
-            print("ended", flush=True)
+        if sys.argv[1] == "catches":
+            try:
+                child.wait()
+            except KeyboardInterrupt:  # the path Ctrl-C takes in watch: end the command
+                time.sleep(0.5)  # a second signal now must not cut this short
+                child.terminate()
+                child.wait()
+                print("ended", flush=True)
+        else:  # nothing catches it: leaving the block ends the command it started
+            time.sleep(120)
     print("after the block", flush=True)
 """)
 
 
-@pytest.mark.parametrize("signum, twice", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGTERM, True)])
-def test_sigterm_and_sighup_end_the_child_then_the_process_as_the_signal_would(signum, twice):
-    watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, *SLEEPER], env=ENV, stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("signum, twice, catches", [(signal.SIGTERM, False, "catches"), (signal.SIGHUP, False, "catches"),
+                                                    (signal.SIGTERM, True, "catches"), (signal.SIGTERM, False, "no"),
+                                                    (signal.SIGHUP, True, "no")])
+def test_sigterm_and_sighup_end_the_child_then_the_process_as_the_signal_would(signum, twice, catches):
+    watcher = subprocess.Popen([sys.executable, "-c", _WATCHER, catches, *SLEEPER], env=ENV, stdout=subprocess.PIPE,
+                               text=True)
     child_pid = int(watcher.stdout.readline())
-    watcher.send_signal(signum)
+    watcher.send_signal(signum)  # maybe still inside print(): outside any try, the block ends the command
     if twice:
         time.sleep(0.1)
         watcher.send_signal(signum)
-    out, _ = watcher.communicate(timeout=60)
-    assert _gone(child_pid), "the command outlived the process that started it"
-    assert "ended" in out and "after the block" not in out  # cleaned up, then ended by the signal itself
+    try:
+        watcher.wait(timeout=60)  # not communicate(): an orphaned command would hold stdout open
+    finally:
+        gone = _gone(child_pid)
+    out = watcher.stdout.read()
+    assert gone, "the command outlived the process that started it"
+    assert "after the block" not in out  # ended by the signal itself, after the clean-up
     assert watcher.returncode == -signum
 
 

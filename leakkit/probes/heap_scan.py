@@ -112,7 +112,10 @@ def untracked_instance_dicts(objs: list[Any]) -> list[dict]:
     kinds = {kind for kind in set(map(type, objs)) if dictoffset(kind) and not issubclass(kind, type)}
     out: list[dict] = []
     for obj in compress(objs, map(kinds.__contains__, map(type, objs))):
-        pointer = get_dict_ptr(obj)
+        try:
+            pointer = get_dict_ptr(obj)
+        except Exception:  # ctypes asks a hostile object for its __class__: its dict is left out
+            continue
         if pointer and pointer.contents.value:
             attrs = ctypes.cast(pointer.contents.value, ctypes.py_object).value
             if type(attrs) is dict and not gc.is_tracked(attrs):
