@@ -278,7 +278,7 @@ def saving(path: Any, name: str, *, binary: bool = False, picked: bool = False,
 
 def _scratch(directory: str, base: str, name: str, target: str) -> tuple[int, str]:
     """A new temporary file beside the target (its name hidden, never an existing file or link)."""
-    for attempt in range(100):
+    for _attempt in range(100):
         scratch = os.path.join(directory, f".{base[:200]}.leakkit-{os.getpid()}-{os.urandom(4).hex()}.tmp")
         try:
             return os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600), scratch

@@ -58,7 +58,7 @@ def check_workload(workload: Any) -> bool:
     generator or async generator function (calling it would run none of its body)."""
     if not callable(workload):
         raise expected("a zero-argument function or async function", "workload", workload)
-    call = getattr(type(workload), "__call__", None)  # an object whose __call__ is a generator or async
+    call = getattr(type(workload), "__call__", None)  # noqa: B004 - an object whose __call__ is a generator or async
     if inspect.isgeneratorfunction(workload) or (not inspect.isroutine(workload) and inspect.isgeneratorfunction(call)):
         raise WorkloadError(f"workload: expected a function that does its work when called, received the generator "
                             f"function {_name(workload)}: calling it only makes a generator, whose body never runs "
