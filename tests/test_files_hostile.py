@@ -296,3 +296,15 @@ def test_a_writer_killed_in_the_middle_of_saves_never_leaves_half_a_file(tmp_pat
         child.wait()
     calls = leakkit.load(path).calls  # the old file or a whole new one, never half of one
     assert len(calls) in (7, 50000)
+
+
+def test_a_save_over_the_streams_own_file_is_appended_to_after_it(tmp_path):
+    path = tmp_path / "stream.csv"
+    traced = leakkit.trace(lambda: None, stream=path, summaries=False)
+    for _ in range(10):
+        traced()
+    traced.save(path)  # replaces the file the stream appends to: the stream must follow
+    for _ in range(5):
+        traced()
+    traced.stop()
+    assert list(leakkit.load(path).calls["call"]) == list(range(15))

@@ -362,9 +362,12 @@ class Recorder:
         Saved over the stream's own file, the stream reopens the new file and appends after it
         (a save replaces the file: the stream must not go on writing into the old one).
         """
+        with self._lock:
+            calls = len(self)
         path = save(Recording(self.calls, self.checkpoints, self.summaries), path, format=format)
         if self._stream is not None and self._stream.writes_to(path):
-            self.close()
+            with self._lock:
+                self._stream.saved_over(calls)
         return path
 
 

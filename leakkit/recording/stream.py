@@ -66,6 +66,7 @@ class Stream:
         self._pid: int | None = None
         self.offset = 0  # file call ids = in-memory call ids + offset
         self.error: str | None = None  # why the stream stopped
+        self._saved: int | None = None  # calls in a save written over this file (its ids: the in-memory ones)
 
     @property
     def stopped(self) -> bool:
@@ -112,6 +113,12 @@ class Stream:
         """Close the file (the next row reopens it)."""
         self._close()
 
+    def saved_over(self, calls: int) -> None:
+        """A save of the whole recording (``calls`` calls, in-memory ids) replaced the file: the next
+        row reopens the new file and goes on after those calls."""
+        self._close()
+        self._saved = calls
+
     def _close(self) -> None:
         handle, self._handle, self._writer = self._handle, None, None
         if handle is not None:
@@ -134,6 +141,8 @@ class Stream:
         except BaseException:
             os.close(fd)
             raise
+        if self._saved is not None:  # a save's rows are grouped by table: its tail may not show its last call
+            next_call, self._saved = max(next_call, self._saved), None
         self.offset = next_call - calls_before
         self._handle = os.fdopen(fd, "a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._handle, self._header, extrasaction="ignore")
