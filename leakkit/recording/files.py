@@ -224,6 +224,8 @@ def _save_target(path: Any, name: str, picked: bool) -> str:
     # replaced by the rename, never written through); a name the user gave must be a regular file
     if mode is not None and not (stat.S_ISREG(mode) or (picked and not stat.S_ISDIR(mode))):
         raise _refuse(name, path, _kind(mode))
+    if mode is not None and not picked and not os.access(path, os.W_OK):
+        raise _refuse(name, path, "the file is not writable (a rename would replace it anyway: refused)")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise _refuse(name, path, f"its directory {directory!r} does not exist")
