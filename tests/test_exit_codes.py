@@ -131,3 +131,14 @@ def test_a_closed_pipe_ends_quietly(tmp_path, argv):
     # argparse swallows a failed write of --help or --version: those end with 0, quietly too
     assert done.returncode == 141 or (done.returncode == 0 and argv[0] != "report" or "--help" in argv), done.stderr
     assert done.stderr == b""
+
+
+def test_a_broken_pipe_of_leakkits_own_is_its_failure_not_a_closed_output(monkeypatch, capsys, tmp_path):
+    from leakkit.frontends.commands import report
+
+    def broken(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe (a pipe of leakkit's own)")
+
+    monkeypatch.setattr(report, "report_for", broken)
+    assert main(["report", str(tmp_path / "x.csv"), "--no-plot"]) == 3
+    assert "internal error: BrokenPipeError" in capsys.readouterr().err

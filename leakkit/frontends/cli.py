@@ -142,22 +142,29 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         print(f"{prog}: error: the code it ran called sys.exit({exit_.code!r}); expected a workload and modules "
               "that return (nothing was measured to the end)", file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:
-        raise
+    except BrokenPipeError as error:
+        if _output_closed():
+            raise  # the reader of our output has gone: main() ends quietly
+        return _internal(error, args.debug, prog)
     except GeneratorExit as error:  # raised by the code under investigation, outside any generator
         print(f"{prog}: error: the code it ran raised GeneratorExit{': ' + _one_line(str(error)) if str(error) else ''}"
               "; expected a workload that returns", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # leakkit's own fault: never exit 1, which reads as "a leak found"
-        if args.debug:
-            traceback.print_exc(file=sys.stderr)
-        print(f"{prog}: internal error: {type(error).__name__}: {_one_line(str(error))}"
-              + ("" if args.debug else f" (rerun with {prog} --debug ... for the traceback)"), file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal(error, args.debug, prog)
     if guard.signal == signal.SIGINT:  # the command caught Ctrl-C and returned what it had: not a finished run
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
+
+
+def _internal(error: BaseException, debug: bool, prog: str) -> int:
+    """leakkit's own failure: one line (the traceback with --debug), exit 3."""
+    if debug:
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    print(f"{prog}: internal error: {type(error).__name__}: {_one_line(str(error))}"
+          + ("" if debug else f" (rerun with {prog} --debug ... for the traceback)"), file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _output_closed() -> bool:
