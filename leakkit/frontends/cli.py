@@ -41,6 +41,8 @@ EXIT_CODES = (
     ("130", "interrupted (Ctrl-C); run and watch end the command they started"),
     ("141", "its output was closed early (a pipe into head): 128 + SIGPIPE, quietly"),
     ("143, 129", "ended by SIGTERM or SIGHUP (as the shell reports it), after ending the command it started"),
+    ("attach, snapshot", "0 a report was made, 2 the process cannot be attached to, 3 leakkit could not get in "
+                         "(the process is left running and unchanged)"),
 )
 
 
@@ -50,6 +52,9 @@ def exit_code_table(width: int = 100) -> str:
 
     lines = []
     for code, meaning in EXIT_CODES:
+        if len(code) > 9:  # a row that names commands: its meaning on the lines below
+            lines.append(f"  {code}:")
+            code = ""
         lines.extend(textwrap.wrap(meaning, width, initial_indent=f"  {code:<9}", subsequent_indent=" " * 11))
     return "\n".join(lines)
 
