@@ -16,6 +16,7 @@ from ._errors import (
     ProbeUnavailableWarning,
     ProcessAccessError,
     RecordingStoppedWarning,
+    SaveError,
     UnknownOptionError,
     WorkloadError,
 )
@@ -85,7 +86,7 @@ __all__ = [
     "AttachReport", "attach", "load_attach",
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
-    "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
+    "Recording", "RecordingStoppedWarning", "SaveError", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
     "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "humanize", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",

@@ -1,6 +1,7 @@
 """Errors leakkit raises: each message names what was expected and what was received."""
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
@@ -34,6 +35,11 @@ class WorkloadError(LeakkitError):
     """The workload under investigation cannot be measured (it needs arguments, or always raises)."""
 
 
+class SaveError(LeakkitError, OSError):
+    """A file could not be saved (a full disk, a directory that cannot be written); what was there
+    before is left whole. Also an OSError, with the cause's ``errno``."""
+
+
 class ProbeUnavailableWarning(UserWarning):
     """A probe cannot be read on this platform; leakkit carries on without it."""
 
@@ -46,12 +52,29 @@ class RecordingStoppedWarning(UserWarning):
     """
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxdict = 8
+
+
 def describe(value: Any) -> str:
-    """A short 'received' description: the type, and the value when it is short."""
-    text = repr(value)
+    """A short 'received' description: the type, and the value when it is short.
+
+    Never raises, never runs for long: what is described is bad input, whose ``__repr__`` may raise
+    or hang on a huge value (an int of a million digits is not converted to text).
+    """
+    kind = type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 200:
+        return f"{kind} of about {int(abs(value).bit_length() * 0.30103) + 1} digits"
+    try:
+        text = _SHORT.repr(value)  # reprlib: a list of ten million items is not written out first
+    except Exception as error:  # a __repr__ that raises: say so rather than raise from the error path
+        text = f"<unprintable: its __repr__ raised {type(error).__name__}>"
+    if not isinstance(text, str):
+        text = "<unprintable>"
     if len(text) > 60:
         text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{kind} {text}"
 
 
 def expected(what: str, name: str, value: Any) -> InvalidArgumentError:

@@ -78,6 +78,10 @@ def humanize(frame: Any) -> Any:
     times as dates. For reading only: compute on the original, whose numbers are raw."""
     import pandas as pd
 
+    if not isinstance(frame, pd.DataFrame):
+        from ._errors import expected
+
+        raise expected("a DataFrame", "frame", frame)
     shown = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         shown[column] = [_format_cell(column, value) for value in frame[column].tolist()]

@@ -73,6 +73,10 @@ def files(tmp_path_factory):
         "binary": write("binary.csv", "\x00\x01\x02" * 5000),
         "two_samples": write("two.csv", f"{watch_header}\n0,1,100,,,,\n1,2,200,,,,\n"),
     }
+    out["call_1e20"] = write("call_1e20.csv", f"{header}\n{row(**{**call, 'call': '1e20'})}\n")
+    out["dup_columns"] = write("dup_columns.csv", f"{header},rss\n{row(**call)},1\n")
+    out["neg_allocated"] = write("neg_allocated.csv", f"{header}\n{row(**{**ckpt, 'allocated_bytes': -5})}\n")
+    out["mprof_neg"] = write("neg.dat", "MEM 12.5 1700000000\nMEM -3 1700000001\n")
     steady = "\n".join(f"{i},{1700000000 + i},{100_000_000 + i},,,," for i in range(10))
     out["steady"] = write("steady.csv", f"{watch_header}\n{steady}\n")
     return out
@@ -181,7 +185,7 @@ def api_cases(f):
         ("forecast negative samples", lambda: forecast(_frame(10, [-1.0] * 10)), E, "-1"),
     ]
     # load (trace recordings)
-    for name, fragment in (("missing", "does not exist"), ("dir", "not a regular file"), ("notes", "name,amount"),
+    for name, fragment in (("missing", "does not exist"), ("dir", "a directory"), ("notes", "name,amount"),
                            ("magic_only", "end of the file"), ("bad_table", "'evil'"), ("bad_depth", "'deep'"),
                            ("depth_300", "300"), ("empty_call", "an empty cell"), ("inf_rss", "'inf'"),
                            ("neg_rss", "'-5'"), ("nan_count", "'nan'"), ("frac_call", "'1.5'"),
@@ -229,6 +233,144 @@ def api_cases(f):
          E, "str 'heap'"),
     ]
     return cases
+
+
+# -- issue 24: one argument-checking layer (class 5) and nonsense no longer accepted (class 6) ---------
+def _gen_workload():
+    yield 1
+
+
+async def _agen_workload():
+    yield 1
+
+
+async def _coro_workload():
+    return 1
+
+
+class _BadRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def hardening_cases(f):
+    """(case, call, error class, fragment): huge ints, paths that are not paths, unknown options,
+    series that are not series, workloads that never run their body, recordings that are nonsense."""
+    E, U, W = LeakkitError, UnknownOptionError, leakkit.WorkloadError
+    ok = lambda: None  # noqa: E731
+    huge = 10**400
+    frame = _frame()
+    cases = []
+    # huge ints, everywhere a number goes (the limit=10**400 family)
+    for case, call in (
+        ("trace checkpoint_every=10**400", lambda: leakkit.trace(ok, checkpoint_every=huge)),
+        ("watch limit=10**400", lambda: leakkit.watch([sys.executable, "-c", "pass"], limit=huge)),
+        ("monitor min_growth=10**400", lambda: leakkit.monitor(f["missing"], min_growth=huge)),
+        ("forecast limit=10**400", lambda: leakkit.forecast(_frame(), huge)),
+        ("heap_vs_native calls=10**400", lambda: leakkit.heap_vs_native(ok, calls=huge)),
+        ("heap_vs_native warmup=10**400", lambda: leakkit.heap_vs_native(ok, warmup=huge)),
+        ("heap_vs_native tolerance=10**400", lambda: leakkit.heap_vs_native(ok, tolerance=huge)),
+        ("heap_vs_native tolerance='1e999GiB'", lambda: leakkit.heap_vs_native(ok, tolerance="1e999GiB")),
+        ("growth_sites loops=10**400", lambda: leakkit.growth_sites(ok, loops=huge)),
+        ("growth_sites nframes=10**400", lambda: leakkit.growth_sites(ok, nframes=huge)),
+        ("growth_sites calls_per_loop=10**400", lambda: leakkit.growth_sites(ok, calls_per_loop=huge)),
+        ("classify_readings tolerance=10**400", lambda: leakkit.classify_readings(frame.assign(traced_bytes=1.0), tolerance=huge)),
+        ("classify_readings trimmed_bytes=10**400", lambda: leakkit.classify_readings(frame.assign(traced_bytes=1.0), trimmed_bytes=huge)),
+        ("verdict floor=10**400", lambda: leakkit.verdict([1.0, 2.0, 3.0, 4.0], floor=huge)),
+    ):
+        cases.append((case, call, E, "digits" if "'" not in case else "1e999GiB"))
+    # paths that are not paths, for every reader and writer of files
+    traced = leakkit.trace(ok, summaries=False, checkpoint_every=10**9)
+    for value, fragment in ((None, "NoneType None"), (3, "int 3"), ("", "str ''"), ("a\0b", "NUL"),
+                            (b"x.csv", "bytes b'x.csv'"), (["x.csv"], "list ['x.csv']")):
+        cases += [
+            (f"Trace.save path={value!r}", lambda v=value: traced.save(v), E, fragment),
+            (f"load path={value!r}", lambda v=value: leakkit.load(v), E, fragment),
+            (f"read_mprofile path={value!r}", lambda v=value: leakkit.read_mprofile(v), E, fragment),
+            (f"write_mprofile path={value!r}", lambda v=value: leakkit.write_mprofile(_frame(), v), E, fragment),
+        ]
+    for case, call, fragment in (
+        ("Trace.save <directory>", lambda: traced.save(f["dir"]), "a directory"),
+        ("Trace.save <missing directory>", lambda: traced.save(f["missing_dir"]), "does not exist"),
+        ("read_mprofile <directory>", lambda: leakkit.read_mprofile(f["dir"]), "a directory"),
+        ("read_mprofile <missing>", lambda: leakkit.read_mprofile(f["missing"]), "does not exist"),
+        ("write_mprofile <directory>", lambda: leakkit.write_mprofile(_frame(), f["dir"]), "a directory"),
+        ("write_mprofile <missing directory>", lambda: leakkit.write_mprofile(_frame(), f["missing_dir"]), "does not exist"),
+    ):
+        cases.append((case, call, E, fragment))
+    # unknown options, missing and extra arguments: leakkit's errors, not a bare TypeError
+    for case, call, kind, fragment in (
+        ("load unknown option", lambda: leakkit.load(f["missing"], bogus=1), U, "bogus"),
+        ("load no argument", lambda: leakkit.load(), E, "missing a required argument"),
+        ("read_mprofile unknown option", lambda: leakkit.read_mprofile(f["missing"], bogus=1), U, "bogus"),
+        ("read_mprofile two paths", lambda: leakkit.read_mprofile(f["missing"], f["missing"]), E, "too many"),
+        ("write_mprofile unknown option", lambda: leakkit.write_mprofile(_frame(), f["missing"], col="rss"), U, "col"),
+        ("heap_vs_native unknown option", lambda: leakkit.heap_vs_native(ok, call=3), U, "call"),
+        ("heap_vs_native no workload", lambda: leakkit.heap_vs_native(), E, "missing a required argument"),
+        ("classify_readings unknown option", lambda: leakkit.classify_readings(frame, column="rss"), U, "column"),
+        ("verdict unknown option", lambda: leakkit.verdict([1, 2], flor=1), U, "flor"),
+        ("heap_summary unknown option", lambda: leakkit.heap_summary(colect=False), U, "colect"),
+        ("summary_diff unknown option", lambda: leakkit.summary_diff(pd.DataFrame(), pd.DataFrame(), top=3), U, "top"),
+        ("malloc_trim an argument", lambda: leakkit.malloc_trim(0), E, "too many"),
+        ("Trace unknown option", lambda: leakkit.Trace(ok, every=3), U, "every"),
+        ("Trace.save unknown option", lambda: traced.save(f["missing"], fmt="csv"), U, "fmt"),
+        ("Trace.plot ax='left'", lambda: traced.plot(ax="left"), E, "str 'left'"),
+        ("Trace.report checkpoint='yes'", lambda: traced.report(checkpoint="yes"), E, "str 'yes'"),
+        ("trace overhead_budget=10**400", lambda: leakkit.trace(ok, overhead_budget=huge), E, "digits"),
+        ("trace a bad __repr__ as checkpoint_every", lambda: leakkit.trace(ok, checkpoint_every=_BadRepr()), E, "_BadRepr"),
+    ):
+        cases.append((case, call, kind, fragment))
+    # series that are not series
+    for value, fragment in (("abc", "str 'abc'"), (None, "NoneType None"), ([[1, 2], [3, 4]], "one-dimensional"),
+                            (["a", "b"], "list ['a', 'b']"), ({"a": 1}, "dict"), ([1.0, math.inf], "without inf"),
+                            ([True, False], "list [True, False]"), (3, "int 3"), ([1, "2"], "list [1, '2']")):
+        cases.append((f"verdict series={value!r}", lambda v=value: leakkit.verdict(v), E, fragment))
+    for case, call, fragment in (
+        ("verdict calls of another length", lambda: leakkit.verdict([1, 2, 3], calls=[1, 2]), "3 values"),
+        ("verdict calls that go back", lambda: leakkit.verdict([1, 2, 3], calls=[0, 2, 1]), "increase"),
+        ("verdict floor='x'", lambda: leakkit.verdict([1, 2, 3], floor="x"), "str 'x'"),
+        ("verdict floor=-1", lambda: leakkit.verdict([1, 2, 3], floor=-1), "int -1"),
+        ("verdict floor=nan", lambda: leakkit.verdict([1, 2, 3], floor=math.nan), "float nan"),
+        ("write_mprofile cmdline with a newline", lambda: leakkit.write_mprofile(_frame(), f["dir"] + "/c.dat",
+                                                                                 cmdline="python x\nMEM 9 1"), "one line"),
+        ("write_mprofile cmdline=3", lambda: leakkit.write_mprofile(_frame(), f["dir"] + "/c.dat", cmdline=3), "int 3"),
+        ("write_mprofile cmdline=[1]", lambda: leakkit.write_mprofile(_frame(), f["dir"] + "/c.dat", cmdline=[1]), "[1]"),
+        ("write_mprofile duplicate columns", lambda: leakkit.write_mprofile(
+            pd.concat([_frame(), _frame()[["rss"]]], axis=1), f["dir"] + "/c.dat"), "rss more than once"),
+        ("write_mprofile text column", lambda: leakkit.write_mprofile(_frame().assign(rss="lots"), f["dir"] + "/c.dat"),
+         "numbers in column 'rss'"),
+        ("write_mprofile column=3", lambda: leakkit.write_mprofile(_frame(), f["dir"] + "/c.dat", column=3), "int 3"),
+        ("summary_diff text counts", lambda: leakkit.summary_diff(
+            pd.DataFrame({"type": ["a"], "count": ["x"], "size": [1]}), pd.DataFrame({"type": ["a"], "count": [1], "size": [1]})),
+         "numbers in column 'count'"),
+        ("classify_readings frame=list", lambda: leakkit.classify_readings([1, 2]), "list [1, 2]"),
+        ("classify_readings text column", lambda: leakkit.classify_readings(frame.assign(traced_bytes="x")),
+         "numbers in column 'traced_bytes'"),
+        ("classify_readings trimmed_bytes='x'", lambda: leakkit.classify_readings(frame.assign(traced_bytes=1.0),
+                                                                                  trimmed_bytes="x"), "str 'x'"),
+        ("heap_summary objects=set()", lambda: leakkit.heap_summary(set()), "set()"),
+    ):
+        cases.append((case, call, E, fragment))
+    # workloads that never run their body (class 6): refused, not judged clean
+    for name, workload, fragment in (("a generator function", _gen_workload, "generator function"),
+                                     ("an async generator function", _agen_workload, "async generator function"),
+                                     ("lambda: coroutine()", lambda: _coro_workload(), "returned a coroutine"),
+                                     ("lambda: generator()", lambda: _gen_workload(), "returned a generator")):
+        cases.append((f"growth_sites workload={name}", lambda w=workload: leakkit.growth_sites(w, loops=3), W, fragment))
+        cases.append((f"heap_vs_native workload={name}", lambda w=workload: leakkit.heap_vs_native(w, calls=2), W, fragment))
+    for call, fragment in ((lambda: sys.exit(1), "called sys.exit(1)"), (_raise_generator_exit, "raised GeneratorExit")):
+        cases.append((f"growth_sites workload {fragment}", lambda c=call: leakkit.growth_sites(c, loops=3), W, fragment))
+        cases.append((f"heap_vs_native workload {fragment}", lambda c=call: leakkit.heap_vs_native(c, calls=2), W, fragment))
+    # recordings that are nonsense (class 6)
+    for name, fragment in (("call_1e20", "below 2**63"), ("dup_columns", "more than once"),
+                           ("neg_allocated", "'-5'"), ("mprof_neg", "a memory reading >= 0")):
+        reader = leakkit.read_mprofile if name.startswith("mprof") else leakkit.load
+        cases.append((f"{reader.__name__} <{name}>", lambda n=name, r=reader: r(f[n]), E, fragment))
+    return cases
+
+
+def _raise_generator_exit():
+    raise GeneratorExit("from the workload")
 
 
 class _Names(dict):
@@ -442,6 +584,7 @@ def test_plugin_bad_settings_stop_the_session(pytester, ini, option, fragment):
 def test_the_table_has_at_least_150_cases(files):
     total = len(api_cases(files)) + len(cli_cases(files)) + len(MAGIC_CASES) + 1 + len(PLUGIN_CASES) + 3
     assert total >= 150, total
+    assert len(hardening_cases(files)) >= 100
 
 
 def test_nothing_starts_a_command_when_out_is_wrong(tmp_path):
@@ -471,3 +614,17 @@ def test_a_watch_header_that_is_not_leakkits_is_ignored_not_a_crash(tmp_path):
         frame = leakkit.load_watch(path)
         assert len(frame) == 2 and "limit_bytes" not in frame.attrs and "pid" not in frame.attrs
     assert os.path.exists(path)
+
+
+def _hardening_ids() -> list[str]:
+    return [name for name, *_ in hardening_cases(_Names())]
+
+
+@pytest.mark.parametrize("index", range(len(_hardening_ids())), ids=_hardening_ids())
+def test_api_hardening_gets_a_clean_error(files, index):
+    name, call, kind, fragment = hardening_cases(files)[index]
+    with pytest.raises(kind) as caught:
+        call()
+    message = str(caught.value)
+    assert "expected" in message, message
+    assert fragment in message, (fragment, message)

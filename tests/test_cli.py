@@ -148,5 +148,5 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for name in ("watch", "run", "report", "bisect"):
         assert f"    {name} " in out
-    assert "exit codes:\n  0  no leak found\n  1  a leak found (or --limit reached)\n  2  a usage or input error" in out
-    assert "  3  leakkit's own failure: a one-line message (rerun with --debug for the traceback)" in out
+    assert "exit codes:\n  0        no leak found\n  1        a leak found (or --limit reached)\n  2        a usage or input error" in out
+    assert "  3        leakkit's own failure: a one-line message (rerun with --debug for the traceback)" in out

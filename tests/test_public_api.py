@@ -49,6 +49,7 @@ PUBLIC = {
     "ProcessAccessError": ("ProcessAccessError", ("LeakkitError",)),
     "Recording": ("Recording", "(calls, checkpoints, summaries)"),
     "RecordingStoppedWarning": ("RecordingStoppedWarning", ("UserWarning",)),
+    "SaveError": ("SaveError", ("LeakkitError", "OSError")),
     "Trace": ("Trace", "(func, *, checkpoint_every='auto', summaries=True, tracemalloc=False, fds=False, "
                        "stream=None, overhead_budget=0.05, name=None)"),
     "TraceReport": ("TraceReport", "(function, verdict, calls, errors, blocks, bytes_per_call, "

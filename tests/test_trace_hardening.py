@@ -91,20 +91,26 @@ def test_a_callable_objects_attributes_do_not_hide_the_trace_api():
     traced.stop()
 
 
-# -- item 15: generators thrown into (or closed) before their first next() ---------------------------
-def test_a_generator_thrown_into_or_closed_before_it_started_gets_its_row():
+# -- item 15, issue 24: generators thrown into (or closed) before their first next() ----------------
+def test_a_generator_never_started_runs_no_code_as_untraced_and_gets_its_row_when_dropped():
+    ran = []
+
     def numbers():
+        ran.append(1)
         yield 1
         yield 2
 
     traced = leakkit.trace(numbers, summaries=False)
     gen = traced()
-    assert inspect.isgenerator(gen)
+    assert inspect.isgenerator(gen) and inspect.getgeneratorstate(gen) == inspect.GEN_CREATED
     with pytest.raises(KeyError):
         gen.throw(KeyError("k"))
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+    del gen  # a generator that never started ran no code, traced or not: its row comes with its end
     traced().close()
     assert list(traced()) == [1, 2]
-    assert list(traced.calls["error"]) == ["KeyError", None, None]
+    assert ran == [1]
+    assert list(traced.calls["error"]) == [None, None, None]
 
 
 def test_a_generator_still_behaves_like_the_untraced_one():

@@ -7,14 +7,15 @@ import traceback
 import pytest
 
 from leakkit import InvalidArgumentError, WorkloadError
-from leakkit.tracing.workload import CALL_FRAMES, Caller, check_count, check_workload
+from leakkit._checks import integer
+from leakkit.tracing.workload import CALL_FRAMES, Caller, check_workload
 
 
 def test_counts_must_be_ints_at_least_the_minimum():
-    assert check_count(3, "loops", 3) == 3
+    assert integer(3, "loops", minimum=3) == 3
     for bad, shown in ((2, "int 2"), (True, "bool True"), (3.0, "float 3.0"), ("3", "str '3'")):
         with pytest.raises(InvalidArgumentError, match="loops") as caught:
-            check_count(bad, "loops", 3)
+            integer(bad, "loops", minimum=3)
         assert "an int >= 3" in str(caught.value) and shown in str(caught.value)
 
 

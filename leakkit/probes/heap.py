@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _checks
 from .._errors import expected
 from .heap_scan import PER_OBJECT_NAMES, heap_objects, summarize, table_from_scan
 
@@ -44,6 +45,7 @@ SUMMARY_COLUMNS = ("type", "count", "size")
 DIFF_COLUMNS = ("type", "count", "size", "count_delta", "size_delta")
 
 
+@_checks.strict
 def heap_summary(objects: list[Any] | tuple[Any, ...] | None = None, *, collect: bool = True) -> pd.DataFrame:
     """Objects per type with their total shallow size: pympler's heap summary, 10x faster.
 
@@ -96,6 +98,7 @@ def heap_summary(objects: list[Any] | tuple[Any, ...] | None = None, *, collect:
             gc.enable()
 
 
+@_checks.strict
 def summary_diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """What changed between two heap summaries, biggest absolute size change first.
 
@@ -122,6 +125,7 @@ def summary_diff(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     for name, table in (("before", before), ("after", after)):
         if not isinstance(table, pd.DataFrame) or not set(SUMMARY_COLUMNS) <= set(table.columns):
             raise expected("a heap_summary() DataFrame with columns type, count, size", name, table)
+        _checks.frame(table, name, numeric=("count", "size"), what="a heap_summary() DataFrame")
     old = before.groupby("type", sort=False)[["count", "size"]].sum()
     new = after.groupby("type", sort=False)[["count", "size"]].sum()
     both = new.merge(old, how="outer", left_index=True, right_index=True, suffixes=("", "_before"))

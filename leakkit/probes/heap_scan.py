@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _compat
+from .containers import instance_dict
 
 # pympler.summary's clean-up of every name: drop addresses, unwrap "<class 'x.Y'>" to "x.Y".
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
@@ -52,8 +53,14 @@ _CALL: Callable[..., Any] | None = getattr(operator, "call", _call)
 # The names below keep pympler's %-formatting on purpose: "%s" % value differs from an
 # f-string when the value is a tuple (a module's __name__ can be anything).
 def _module_name(m: Any) -> str:
-    # pympler's expression, eager getattr default included.
-    return "module(%s)" % getattr(m, "__name__", getattr(m, "__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
+    # pympler's expression (the eager default included), read from the module's own dict: a module
+    # ``__getattr__`` (PEP 562) is user code, and one that raises must not break a heap summary.
+    space = instance_dict(m) or {}
+    name = space.get("__name__", space.get("__file__", "nameless, id: %d" % id(m)))  # noqa: UP031
+    try:
+        return "module(%s)" % name  # noqa: UP031
+    except Exception:  # a __name__ that is not text, whose __str__ raises
+        return "module(nameless, id: %d)" % id(m)  # noqa: UP031
 
 
 # Types pympler names per object (summary.representations at verbosity 1). dict, list and
@@ -105,7 +112,10 @@ def untracked_instance_dicts(objs: list[Any]) -> list[dict]:
     kinds = {kind for kind in set(map(type, objs)) if dictoffset(kind) and not issubclass(kind, type)}
     out: list[dict] = []
     for obj in compress(objs, map(kinds.__contains__, map(type, objs))):
-        pointer = get_dict_ptr(obj)
+        try:
+            pointer = get_dict_ptr(obj)
+        except Exception:  # ctypes asks a hostile object for its __class__: its dict is left out
+            continue
         if pointer and pointer.contents.value:
             attrs = ctypes.cast(pointer.contents.value, ctypes.py_object).value
             if type(attrs) is dict and not gc.is_tracked(attrs):
@@ -255,8 +265,16 @@ def _sizeof_method(kind: type) -> Callable[[Any], int] | None:
 
 
 def type_name(kind: type) -> str:
-    """pympler's name for a type (not cached: a cache would be leakkit's own footprint on the heap)."""
-    return _clean(str(kind))
+    """pympler's name for a type (not cached: a cache would be leakkit's own footprint on the heap).
+
+    ``str(kind)`` runs a metaclass's ``__repr__``; one that raises (or returns no str) gets
+    ``type.__repr__``, which reads the class's own slots and runs no user code.
+    """
+    try:
+        text = str(kind)
+    except Exception:
+        text = None
+    return _clean(text if isinstance(text, str) else type.__repr__(kind))
 
 
 def _python_sizeof(kind: type) -> bool:
@@ -297,6 +315,8 @@ def _not_frame(obj: Any) -> bool:
         return not isinstance(obj, types.FrameType)
     except ReferenceError:
         return False
+    except Exception:  # a __class__ property that raises: its real type decides
+        return not issubclass(type(obj), types.FrameType)
 
 
 def _clean(name: str) -> str:

@@ -13,6 +13,7 @@ existing mprof recordings can be forecast) and writes its own watches in this fo
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import shlex
@@ -22,6 +23,7 @@ from typing import IO
 
 import pandas as pd
 
+from .. import _checks
 from .._errors import NotARecordingError, expected
 
 MIB = 1024 * 1024
@@ -40,14 +42,16 @@ class MprofRecording:
     children: list[tuple[str, float, float]] = field(default_factory=list)  # (child, MiB, timestamp)
 
 
-def _number(text: str, path: str, lineno: int, line: str) -> float:
+def _number(text: str, path: str, lineno: int, line: str, *, memory: bool = False) -> float:
+    """A finite number (``memory``: a reading in MiB, which cannot be negative)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
+    if not math.isfinite(value) or (memory and value < 0):
         raise NotARecordingError(
-            f"{path}:{lineno}: expected a number in an mprof line, received {text!r} in {line.strip()!r}"
+            f"{path}:{lineno}: expected {'a memory reading >= 0' if memory else 'a number'} in an mprof line, "
+            f"received {text!r} in {line.strip()[:80]!r}"
         )
     return value
 
@@ -63,14 +67,14 @@ def parse_mprofile(lines: Iterable[str], path: str = "<mprof>") -> MprofRecordin
         if kind == "CMDLINE":
             recording.cmdline = rest.strip()
         elif kind == "MEM" and len(values) == 2:
-            mem, stamp = (_number(v, path, lineno, line) for v in values)
+            mem, stamp = _number(values[0], path, lineno, line, memory=True), _number(values[1], path, lineno, line)
             recording.mem.append((mem, stamp))
         elif kind == "FUNC" and len(values) in (5, 6):
-            numbers = [_number(v, path, lineno, line) for v in values[1:5]]
+            numbers = [_number(v, path, lineno, line, memory=i in (0, 2)) for i, v in enumerate(values[1:5])]
             level = int(_number(values[5], path, lineno, line)) if len(values) == 6 else None
             recording.functions.append((values[0], *numbers, level))  # type: ignore[arg-type]
         elif kind == "CHLD" and len(values) == 3:
-            mem, stamp = (_number(v, path, lineno, line) for v in values[1:])
+            mem, stamp = _number(values[1], path, lineno, line, memory=True), _number(values[2], path, lineno, line)
             recording.children.append((values[0], mem, stamp))
         else:
             raise NotARecordingError(
@@ -85,6 +89,7 @@ def looks_like_mprofile(first_line: str) -> bool:
     return first_line.split(" ", 1)[0] in {"CMDLINE", "MEM", "FUNC", "CHLD"}
 
 
+@_checks.strict
 def read_mprofile(path: str | os.PathLike) -> pd.DataFrame:
     """Read an mprof ``.dat`` file into the watch DataFrame shape.
 
@@ -99,9 +104,10 @@ def read_mprofile(path: str | os.PathLike) -> pd.DataFrame:
         frame = read_mprofile("mprofile_20240101120000.dat")
         forecast(frame, "2GiB")
     """
-    path = os.fspath(path)
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        recording = parse_mprofile(handle, path)
+    from .files import read_text
+
+    path = _checks.path(path, "path")
+    recording = parse_mprofile(io.StringIO(read_text(path, "path")), path)  # a FIFO or a device is refused
     if not recording.mem:
         raise NotARecordingError(f"{path}: expected at least one 'MEM <MiB> <time>' line, received none")
     stamps = [stamp for _, stamp in recording.mem]
@@ -144,8 +150,8 @@ class MprofWriter:
     def __init__(self, handle: IO[str], cmdline: str | list[str] | None) -> None:
         self._handle = handle
         if cmdline is not None:
-            text = cmdline if isinstance(cmdline, str) else shlex.join(cmdline)
-            handle.write(f"CMDLINE {text}\n")
+            text = cmdline if isinstance(cmdline, str) else shlex.join(map(str, cmdline))
+            handle.write(f"CMDLINE {one_line(text)}\n")
             handle.flush()
 
     def write(self, nbytes: float, unix_time_s: float) -> None:
@@ -154,25 +160,48 @@ class MprofWriter:
         self._handle.flush()
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and control characters written as ``\\n``, ``\\xNN``: a command line
+    (``python -c "a\\nb"``) must stay on its ``CMDLINE`` line, never start a line of its own."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+@_checks.strict
 def write_mprofile(
-    frame: pd.DataFrame, path: str | os.PathLike, *, column: str = "rss", cmdline: str | None = None
+    frame: pd.DataFrame, path: str | os.PathLike, *, column: str = "rss", cmdline: str | list[str] | None = None
 ) -> str:
     """Write a watch DataFrame as an mprof ``.dat`` file that ``mprof plot`` can draw; returns the path.
 
     ``column`` picks the byte column written as ``MEM`` (default ``rss``, what mprof measures).
     Times come from ``unix_time_s`` when present, else from ``t`` (seconds since the start).
+    ``cmdline`` (default: the frame's ``attrs["cmdline"]``) is one line of text or a list of
+    arguments. The file is replaced only once the new one is whole (a failed save leaves the old
+    one and raises :class:`~leakkit.SaveError`).
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise expected("a DataFrame from leakkit.watch or leakkit.load", "frame", frame)
-    if column not in frame.columns:
+    from .files import saving
+
+    frame = _checks.frame(frame, "frame", what="a DataFrame from leakkit.watch or leakkit.load")
+    if not isinstance(column, str) or column not in frame.columns:
         raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", column)
-    stamps = frame["unix_time_s"] if "unix_time_s" in frame.columns else frame["t"]
-    if cmdline is None:
+    stamp_column = "unix_time_s" if "unix_time_s" in frame.columns else "t"
+    _checks.frame(frame, "frame", columns=[stamp_column], numeric=[column, stamp_column],
+                  what="a DataFrame from leakkit.watch or leakkit.load")
+    if cmdline is not None:
+        if isinstance(cmdline, str):
+            _checks.one_line(cmdline, "cmdline")
+        elif not (isinstance(cmdline, (list, tuple)) and all(isinstance(a, str) for a in cmdline)):
+            raise expected("one line of text or a list of str", "cmdline", cmdline)
+    else:
         cmdline = frame.attrs.get("cmdline")
-    path = os.fspath(path)
-    with open(path, "w", encoding="utf-8") as handle:
+        if not (cmdline is None or isinstance(cmdline, str)
+                or (isinstance(cmdline, (list, tuple)) and all(isinstance(a, str) for a in cmdline))):
+            cmdline = None  # attrs from elsewhere: not ours to write
+    path = _checks.path(path, "path")
+    values = frame[column].to_numpy(dtype="float64")
+    stamps = frame[stamp_column].to_numpy(dtype="float64")
+    with saving(path, "path") as handle:
         writer = MprofWriter(handle, cmdline)
-        for nbytes, stamp in zip(frame[column], stamps, strict=False):
-            if pd.notna(nbytes) and pd.notna(stamp):
+        for nbytes, stamp in zip(values, stamps, strict=True):
+            if math.isfinite(nbytes) and math.isfinite(stamp):
                 writer.write(float(nbytes), float(stamp))
     return path

@@ -357,8 +357,18 @@ class Recorder:
         return pd.concat(parts, ignore_index=True)
 
     def save(self, path: str | os.PathLike, format: str | None = None) -> str:
-        """Write the recording to ``path`` as CSV, or Parquet for a ``.parquet`` path (needs pyarrow)."""
-        return save(Recording(self.calls, self.checkpoints, self.summaries), path, format=format)
+        """Write the recording to ``path`` as CSV, or Parquet for a ``.parquet`` path (needs pyarrow).
+
+        Saved over the stream's own file, the stream reopens the new file and appends after it
+        (a save replaces the file: the stream must not go on writing into the old one).
+        """
+        with self._lock:
+            calls = len(self)
+        path = save(Recording(self.calls, self.checkpoints, self.summaries), path, format=format)
+        if self._stream is not None and self._stream.writes_to(path):
+            with self._lock:
+                self._stream.saved_over(calls)
+        return path
 
 
 def _with_nan(values: Iterable[int], missing: int) -> pd.Series:

@@ -7,15 +7,18 @@ the limit, one entry per session that appended to the file.
 
 Layout: ``{"format": "leakkit watch", "version": 1, "sessions": [{...}, ...]}``; each session is
 the metadata its writer passed (pid, cmdline, interval, limit_bytes, ...) plus ``started_unix_time_s``.
-The file is replaced atomically (written beside, then renamed over), so a reader never sees half of it.
+The file is replaced atomically (written beside, then renamed over: :func:`leakkit.recording.files.saving`),
+so a reader never sees half of it; it is read without blocking and within 16 MiB (a FIFO or a device
+planted there reads as no sidecar, and the next session replaces it).
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import Any
+
+from .._errors import LeakkitError, SaveError
 
 VERSION = 1
 _MAX = 16 << 20  # characters: a sidecar larger than this is not read
@@ -28,13 +31,12 @@ def path_for(csv_path: str | os.PathLike) -> str:
 
 def read(csv_path: str | os.PathLike) -> dict[str, Any] | None:
     """The sidecar of ``csv_path`` as a dict, or None when there is none (or it is not ours)."""
+    from .files import read_text
+
     try:
-        with open(path_for(csv_path), encoding="utf-8") as handle:
-            text = handle.read(_MAX + 1)
-        if len(text) > _MAX:  # not ours (ours grow by ~300 bytes a session)
-            return None
+        text = read_text(path_for(csv_path), "sidecar", limit=_MAX)  # larger: not ours (~300 bytes a session)
         data = json.loads(text)
-    except (OSError, ValueError, RecursionError):
+    except (LeakkitError, OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("sessions"), list):
         return None
@@ -53,17 +55,14 @@ def add_session(csv_path: str | os.PathLike, kind: str, meta: dict[str, Any]) ->
     path = path_for(csv_path)
     data = read(csv_path) or {"format": f"leakkit {kind}", "version": VERSION, "sessions": []}
     data["sessions"].append({**meta, "started_unix_time_s": time.time()})
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, scratch = tempfile.mkstemp(prefix=".leakkit-", suffix=".json", dir=directory)
+    from .files import saving
+
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with saving(path, "sidecar", picked=True) as handle:  # a name leakkit picks: a planted link is replaced
             json.dump(data, handle, indent=1)
             handle.write("\n")
-        os.replace(scratch, path)  # replaces a planted link itself, never writes through it
-    except BaseException:
-        try:
-            os.unlink(scratch)
-        except OSError:
-            pass
+    except SaveError:
         raise
+    except LeakkitError as error:  # a directory or a FIFO where the sidecar goes: a failed save too
+        raise SaveError(str(error)) from None
     return path

@@ -19,7 +19,8 @@ import os
 import warnings
 from typing import Any
 
-from .._errors import InvalidArgumentError, RecordingStoppedWarning, expected
+from .. import _checks
+from .._errors import InvalidArgumentError, RecordingStoppedWarning
 
 try:
     import fcntl
@@ -31,15 +32,17 @@ _TAIL = 1 << 16
 
 def check_stream_path(path: Any, magic: str, header: list[str]) -> str:
     """The stream path as a str, refused now (when the trace is built) if it can never be streamed to."""
-    from .files import check_writable_target
+    from .files import check_writable_target, open_to_read
 
-    if not isinstance(path, (str, os.PathLike)):
-        raise expected("a file path (str or os.PathLike) for the CSV stream", "stream", path)
-    path = os.fspath(path)
+    path = _checks.path(path, "stream")
     check_writable_target(path, "stream")
     if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            first, second = handle.readline(4096).rstrip("\r\n"), handle.readline(4096).rstrip("\r\n")
+        fd = open_to_read(path, "stream", error=InvalidArgumentError)  # not a FIFO swapped in since the check
+        try:
+            head = os.read(fd, len(magic) + 8192).decode("utf-8", "replace").split("\n") + ["", ""]
+        finally:
+            os.close(fd)
+        first, second = head[0].rstrip("\r"), head[1].rstrip("\r")
         if not _starts_a_recording(first, second, magic, header):
             raise InvalidArgumentError(f"stream: expected a new file or a leakkit recording to append to (header "
                                        f"{','.join(header[:4])},...), received {path!r}, which starts {first[:40]!r}")
@@ -63,10 +66,18 @@ class Stream:
         self._pid: int | None = None
         self.offset = 0  # file call ids = in-memory call ids + offset
         self.error: str | None = None  # why the stream stopped
+        self._saved: int | None = None  # calls in a save written over this file (its ids: the in-memory ones)
 
     @property
     def stopped(self) -> bool:
         return self.error is not None
+
+    def writes_to(self, path: str) -> bool:
+        """Whether ``path`` names the file this stream appends to."""
+        try:
+            return os.path.samefile(path, self.path) or os.path.abspath(path) == os.path.abspath(self.path)
+        except OSError:
+            return os.path.abspath(path) == os.path.abspath(self.path)
 
     def write(self, rows: list[dict], calls_before: int) -> None:
         """Append ``rows`` (their ``call`` values are in-memory ones); stop quietly on any failure.
@@ -102,6 +113,12 @@ class Stream:
         """Close the file (the next row reopens it)."""
         self._close()
 
+    def saved_over(self, calls: int) -> None:
+        """A save of the whole recording (``calls`` calls, in-memory ids) replaced the file: the next
+        row reopens the new file and goes on after those calls."""
+        self._close()
+        self._saved = calls
+
     def _close(self) -> None:
         handle, self._handle, self._writer = self._handle, None, None
         if handle is not None:
@@ -115,7 +132,7 @@ class Stream:
         if self._handle is not None:  # inherited from the parent of a fork: its file, its lock
             self._close()
         self._pid = os.getpid()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = _open_regular(self.path)
         if not self._lock(fd):
             os.close(fd)
             fd = self._sibling()
@@ -124,6 +141,8 @@ class Stream:
         except BaseException:
             os.close(fd)
             raise
+        if self._saved is not None:  # a save's rows are grouped by table: its tail may not show its last call
+            next_call, self._saved = max(next_call, self._saved), None
         self.offset = next_call - calls_before
         self._handle = os.fdopen(fd, "a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._handle, self._header, extrasaction="ignore")
@@ -173,6 +192,23 @@ class Stream:
             os.ftruncate(fd, start + cut + 1)
             tail = tail[: cut + 1]
         return _next_call(tail.decode("utf-8", "replace").splitlines()[1:])  # the first: the header, or cut
+
+
+def _open_regular(path: str) -> int:
+    """Open the stream's file to append, never waiting on it: a FIFO or a device put there since the
+    trace was built is refused (the stream stops), never written into until the traced program blocks."""
+    import stat
+
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NOCTTY", 0), 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path!r} is no longer a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _next_call(lines: list[str]) -> int:

@@ -35,6 +35,7 @@ DataFrame columns (bytes are bytes, times are seconds):
 """
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -42,7 +43,8 @@ from typing import Any
 
 import pandas as pd
 
-from .._errors import NotARecordingError, expected
+from .. import _checks
+from .._errors import NotARecordingError
 
 CALL_COLUMNS = ["call", "function", "thread", "start", "duration_s", "blocks_delta", "bytes_delta",
                 "rss_delta", "fds_delta", "error", "depth"]
@@ -58,6 +60,10 @@ class Recording:
     """A loaded (or copied) recording: the same three frames as a live :class:`leakkit.recording.recorder.Recorder`."""
 
     def __init__(self, calls: pd.DataFrame, checkpoints: pd.DataFrame, summaries: pd.DataFrame) -> None:
+        for name, frame, columns in (("calls", calls, CALL_COLUMNS), ("checkpoints", checkpoints, CHECKPOINT_COLUMNS),
+                                     ("summaries", summaries, SUMMARY_COLUMNS)):
+            _checks.frame(frame, name, columns=[c for c in columns if c not in _ADDED_LATER],
+                          what=f"a DataFrame of {name} (columns in leakkit.recording.tables)")
         self.calls = calls
         self.checkpoints = checkpoints
         self.summaries = summaries
@@ -86,70 +92,93 @@ def is_recording_header(line: str) -> bool:
 
 def save(rec: Recording, path: str | os.PathLike, *, format: str | None = None) -> str:
     """Write a recording: CSV (one header, one table of all rows: plain readers read it with their
-    defaults; ``table`` says which frame a row belongs to) or Parquet."""
-    path = os.fspath(path)
+    defaults; ``table`` says which frame a row belongs to) or Parquet.
+
+    The file is replaced only once the new one is whole and on disk
+    (:func:`leakkit.recording.files.saving`): a failed save (a full disk) leaves the old file as
+    it was and raises :class:`~leakkit.SaveError`.
+    """
+    from .files import saving
+
+    path = _checks.path(path, "path")
+    if format is not None:
+        _checks.choice(format.lower() if isinstance(format, str) else format, "format", ("csv", "parquet"))
     fmt = (format or ("parquet" if path.endswith((".parquet", ".pq")) else "csv")).lower()
-    frame = _combined(rec)
     if fmt == "parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError as error:
             raise NotARecordingError("saving as Parquet needs pyarrow; install it or save as .csv") from error
+    frame = _combined(rec)
+    if fmt == "parquet":
         frame = frame.astype({c: "string" for c in ("function", "thread", "error", "type", "table")})
-        frame.to_parquet(path, index=False)
-    elif fmt == "csv":
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            frame.to_csv(handle, index=False)
+        with saving(path, "path", binary=True) as handle:
+            frame.to_parquet(handle, index=False)
     else:
-        raise expected("'csv' or 'parquet'", "format", format)
+        with saving(path, "path", newline="") as handle:
+            frame.to_csv(handle, index=False)
     return path
 
 
+@_checks.strict
 def load(path: str | os.PathLike) -> Recording:
-    """Read a recording saved (or streamed) by leakkit; a truncated last line is dropped."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise expected("a path to a leakkit recording", "path", path)
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise NotARecordingError(f"expected a leakkit recording file, received a path that does not exist: {path}")
-    if not os.path.isfile(path):
-        raise NotARecordingError(f"expected a leakkit recording file, received {path!r}, which is not a regular file")
+    """Read a recording saved (or streamed) by leakkit; a truncated last line is dropped.
+
+    Every cell is checked (:class:`~leakkit.NotARecordingError` names the first bad line and
+    column); the file must be a regular file of at most 1 GiB (a FIFO or a device is refused, never
+    waited on or read without end).
+    """
+    from .files import read_bytes
+
+    path = _checks.path(path, "path")
+    data = read_bytes(path, "path")
     if path.endswith((".parquet", ".pq")):
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(io.BytesIO(data))
         except Exception as error:  # pyarrow raises many types
             raise NotARecordingError(f"{path}: expected a leakkit recording in Parquet, could not read it: {error}") from error
+        del data
+        _distinct(list(map(str, frame.columns)), path, 1)
+        return _tables(frame, path, first_line=1)
+    text = data.decode("utf-8", "replace")
+    del data
+    first, _, rest = text.partition("\n")
+    if first.rstrip("\r") == MAGIC:  # written before the plain CSV: the header is next
+        first_line, text = 3, rest
+        if not text.strip():
+            raise NotARecordingError(f"{path}:2: expected the column header line after {MAGIC!r}, received the end of the file")
+        header = text.partition("\n")[0]
+    elif is_recording_header(first):
+        first_line, header = 2, first
     else:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            first = handle.readline(4096)
-            if first.rstrip("\r\n") == MAGIC:  # written before the plain CSV: the header is next
-                first_line, text = 3, handle.read()
-                if not text.strip():
-                    raise NotARecordingError(
-                        f"{path}:2: expected the column header line after {MAGIC!r}, received the end of the file")
-            elif is_recording_header(first):
-                first_line, text = 2, first + handle.read()
-            else:
-                raise NotARecordingError(
-                    f"{path}:1: expected a leakkit recording (a CSV header starting {','.join(FILE_COLUMNS[:4])},...), "
-                    f"received {first.rstrip(chr(13) + chr(10))[:60]!r}")
-        if text and not text.endswith("\n"):  # the writer died mid-line: keep every finished row
-            text = text[: text.rfind("\n") + 1]
-        try:
-            # only an empty cell is missing: a function named "NA" or "null" stays a name
-            frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], low_memory=False,
-                                dtype={c: object for c in ("table", "function", "thread", "error", "type")})
-        except Exception as error:
-            raise NotARecordingError(f"{path}: expected CSV rows after the header line: {error}") from error
-        return _tables(frame, path, first_line=first_line)
-    return _tables(frame, path, first_line=1)
+        raise NotARecordingError(
+            f"{path}:1: expected a leakkit recording (a CSV header starting {','.join(FILE_COLUMNS[:4])},...), "
+            f"received {first.rstrip(chr(13))[:60]!r}")
+    _distinct(next(csv.reader([header.rstrip("\r")]), []), path, first_line - 1)
+    if text and not text.endswith("\n"):  # the writer died mid-line: keep every finished row
+        text = text[: text.rfind("\n") + 1]
+    try:
+        # only an empty cell is missing: a function named "NA" or "null" stays a name
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], low_memory=False,
+                            dtype={c: object for c in ("table", "function", "thread", "error", "type")})
+    except Exception as error:
+        raise NotARecordingError(f"{path}: expected CSV rows after the header line: {error}") from error
+    return _tables(frame, path, first_line=first_line)
+
+
+def _distinct(names: list[str], path: str, line: int) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise NotARecordingError(f"{path}:{line}: expected distinct column names, received {', '.join(twice)} "
+                                 "more than once")
 
 
 _TABLES = {"calls": CALL_COLUMNS, "checkpoints": CHECKPOINT_COLUMNS, "summaries": SUMMARY_COLUMNS}
 _TEXT = frozenset({"function", "thread", "error", "type", "table"})
 _INTEGER = {"call": 0, "depth": 0, "count": 0, "size": 0}  # integer columns and their least value
 _NON_NEGATIVE = frozenset({"start", "duration_s", "t", "blocks", "traced_bytes", "heap_bytes", "rss", "uss", "pss",
-                           "swap", "fds", "gc_collections"})
+                           "swap", "fds", "gc_collections", "allocated_bytes"})
+_INT64_MAX = 2.0**63  # an integer column's cell at or past it would wrap around in int64
 _REQUIRED = frozenset({"call", "depth", "count", "size", "function", "type"})
 _ADDED_LATER = ("allocated_bytes",)
 
@@ -204,12 +233,14 @@ def _checked(values: pd.Series, column: str, lines: Any, path: str) -> pd.Series
     if least is not None:
         bad |= finite & (numbers < least)
     if column in _INTEGER:
-        bad |= finite & (numbers != numbers.round())
+        bad |= finite & ((numbers != numbers.round()) | (numbers.abs() >= _INT64_MAX))
         if column in _REQUIRED:
             bad |= empty
     if bad.any():
         row = int(bad.to_numpy().argmax())
-        what = ("an integer" + (f" >= {least}" if least is not None else "")) if column in _INTEGER else \
+        huge = column in _INTEGER and bool(finite.iloc[row]) and abs(numbers.iloc[row]) >= _INT64_MAX
+        what = ("an integer" + (f" >= {least}" if least is not None else "") + (" below 2**63" if huge else "")) \
+            if column in _INTEGER else \
             ("a finite number >= 0" if least is not None else "a finite number")
         raise NotARecordingError(f"{path}:{lines[row]}: expected {what} in column {column!r}, "
                                  f"received {_show(values.iloc[row])}")

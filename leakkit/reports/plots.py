@@ -17,12 +17,22 @@ LEAK_COLORS = {"leak": "#c0392b", "plateau": "#d68910", "clean": "#1e8449", "inc
 _UNITS = (("B", 1.0), ("KiB", 1024.0), ("MiB", 1024.0**2), ("GiB", 1024.0**3))
 
 
-def _axes(ax: Any) -> Any:
+def axes(ax: Any, figsize: tuple[float, float] = (7, 3.5)) -> Any:
+    """``ax`` if it is a matplotlib Axes, a new figure's Axes for None; anything else is refused
+    before a line is drawn."""
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(7, 3.5))
+        _, ax = plt.subplots(figsize=figsize)
+        return ax
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes):
+        from .._errors import expected
+
+        raise expected("a matplotlib Axes or None", "ax", ax)
     return ax
+
 
 
 def byte_unit(values: Any) -> tuple[str, float]:
@@ -71,7 +81,7 @@ def retained(x: Any, y: Any, *, verdict: str = "", rate: float = float("nan"), u
             unit that suits ``y`` (see :func:`byte_unit`).
         color: of the readings; default: the verdict's.
     """
-    ax = _axes(ax)
+    ax = axes(ax)
     xs = np.asarray(x, dtype=float)
     ys = np.asarray(y, dtype=float)
     ok = np.isfinite(xs) & np.isfinite(ys)
@@ -105,7 +115,7 @@ def deltas(calls: pd.DataFrame, *, column: str = "blocks_delta", ax: Any = None)
     Fast functions in a big heap have their memory read on a sample of calls (the others are
     NaN): the dots are the calls read, and the running sum adds only those, as the legend says.
     """
-    ax = _axes(ax)
+    ax = axes(ax)
     read = calls[["call", column]].dropna()
     sampled = len(read) < len(calls)
     bytes_column = "bytes" in column or column.startswith("rss")
@@ -131,7 +141,7 @@ def deltas(calls: pd.DataFrame, *, column: str = "blocks_delta", ax: Any = None)
 
 def growing_types(types: pd.DataFrame, *, top: int = 10, ax: Any = None) -> Any:
     """Horizontal bars of the types whose total size grew most (between the first and last summary)."""
-    ax = _axes(ax)
+    ax = axes(ax)
     rows = types.head(top).iloc[::-1] if len(types) else types
     name, divisor = byte_unit(rows["size_delta"]) if len(rows) else ("B", 1.0)
     if len(rows):

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _checks
+from .._errors import expected
 from .._sizes import format_size
 from .._text import interval, wrap_lines
 from ..analysis import Growth, classify
@@ -142,10 +144,9 @@ class TraceReport:
 
         ``series``: "bytes", "blocks", or "auto" (bytes when they were measured).
         """
-        if series not in ("auto", "bytes", "blocks"):
-            from .._errors import expected
-
+        if not (isinstance(series, str) and series in ("auto", "bytes", "blocks")):
             raise expected("'auto', 'bytes' or 'blocks'", "series", series)
+        ax = plots.axes(ax)
         ckpt = self.recording.checkpoints
         column = _BYTE_COLUMNS.get(self.bytes_source.split(" (")[0])
         use_bytes = series == "bytes" or (series == "auto" and column is not None and self.bytes is not None)
@@ -322,8 +323,18 @@ def _allocator_rise(ckpt: Any, first: int, last: int) -> float | None:
     return float(span["allocated_bytes"].iloc[-1] - span["allocated_bytes"].iloc[0])
 
 
+@_checks.strict
 def verdict(series: Any, calls: Any = None, *, floor: float = 0.0) -> Growth:
-    """Classify any retained-memory series (a Series/array, or y with call numbers ``calls``)."""
-    ys = np.asarray(series, dtype=float)
-    xs = np.arange(len(ys), dtype=float) if calls is None else np.asarray(calls, dtype=float)
-    return classify(xs, ys, floor=floor)
+    """Classify any retained-memory series (a Series/array, or y with call numbers ``calls``).
+
+    ``series``: readings after each call (NaN: a missing reading); ``calls``: their call numbers,
+    increasing (default 0, 1, 2, ...); ``floor``: growth below this is noise (units of the series).
+    """
+    ys = _checks.series(series, "series")
+    if calls is None:
+        xs = np.arange(len(ys), dtype=float)
+    else:
+        xs = _checks.series(calls, "calls", length=len(ys))
+        if np.isnan(xs).any() or (np.diff(xs) <= 0).any():
+            raise expected("call numbers that increase, one per reading", "calls", calls)
+    return classify(xs, ys, floor=_checks.number(floor, "floor", minimum=0))

@@ -4,7 +4,7 @@ The sync and the async wrapper of :class:`~leakkit.tracing.trace.Trace` call :me
 right before the call and :meth:`CallMeter.after` right after it (the async one awaits in
 between), so both give the same columns and the same readings for the same body. Generators use
 :meth:`CallMeter.open_span` and :meth:`CallMeter.close_span` around their life
-(:mod:`leakkit.tracing.generators`).
+(:mod:`leakkit.tracing.frames_importlib_bootstrap`).
 
 This is on every call of the user's code, so it is kept to two cheap probes: allocated blocks and
 RSS (~3 us together in a bare interpreter), read on every ``read_every``-th call
@@ -127,12 +127,14 @@ class CallMeter:
             self.recorder.add_call(self.name, threading.current_thread().name, t0 - checkpoints.origin, took,
                                    blocks, traced, rss, fds, error, depth)
         except Exception as fault:  # leakkit's own fault: the row is lost, the call is not touched
-            self.fault("recording a call", fault, stacklevel=5)
+            self.fault("recording a call", fault, stacklevel=4)
 
-    def fault(self, what: str, fault: BaseException, stacklevel: int = 4) -> None:
+    def fault(self, what: str, fault: BaseException, stacklevel: int = 3) -> None:
         """Note leakkit's own failure once (a warning; ``last_error``), never raising into the traced code.
 
-        ``stacklevel`` points the warning at the traced call's caller (4: from ``before``, 5: from ``_record``).
+        ``stacklevel`` points the warning at the traced call's caller (3: from ``before``, 4: from
+        ``_record``; the wrapper's own frames are skipped, see
+        :mod:`leakkit.tracing.frames_importlib_bootstrap`).
         """
         first = self.last_error is None
         self.last_error = fault

@@ -39,11 +39,12 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from .. import _checks
 from .._errors import WorkloadError, expected
-from .._sizes import format_size, parse_size
+from .._sizes import format_size
 from .._text import wrap_lines
 from ..probes.malloc import malloc_in_use
-from .workload import Caller, check_count, check_workload
+from .workload import MAX_CALLS, Caller, check_workload, run_error
 
 VERDICTS = ("python", "native", "allocator retention", "clean")
 
@@ -68,6 +69,7 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+@_checks.strict
 def malloc_trim() -> int | None:
     """Ask glibc to return free heap memory to the system; the RSS bytes it gave back (None without glibc)."""
     if _MALLOC_TRIM is None:
@@ -154,12 +156,9 @@ class HeapNativeReport:
 
     def plot(self, ax: Any = None) -> Any:
         """Process and Python-heap growth since the baseline at each call (and after trim); returns the Axes."""
-        import matplotlib.pyplot as plt
+        from ..reports.plots import axes, byte_unit
 
-        from ..reports.plots import byte_unit
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(7, 3.5))
+        ax = axes(ax)
         calls = self.readings[self.readings["call"] >= 0]
         base = calls.iloc[0]
         process = calls["rss"] - calls["tracemalloc_bytes"] - base["rss"] + base["tracemalloc_bytes"]
@@ -219,6 +218,7 @@ class _Readings:
         return frame.astype({"call": "int64"})
 
 
+@_checks.strict
 def heap_vs_native(
     workload: Callable[[], Any],
     *,
@@ -246,11 +246,10 @@ def heap_vs_native(
         print(report)   # heap vs native: native: ...; native kept per call: +1.0 MiB (+50.0 MiB over 50 calls)
     """
     is_async = check_workload(workload)
-    calls = check_count(calls, "calls", 1)
-    warmup = check_count(warmup, "warmup", 0)
-    if not isinstance(trim, bool):
-        raise expected("True or False", "trim", trim)
-    tolerance_bytes = parse_size(tolerance, "tolerance")
+    calls = _checks.integer(calls, "calls", minimum=1, maximum=MAX_CALLS)
+    warmup = _checks.integer(warmup, "warmup", minimum=0, maximum=MAX_CALLS)
+    _checks.flag(trim, "trim")
+    tolerance_bytes = _checks.size(tolerance, "tolerance")
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start(1)
@@ -260,8 +259,10 @@ def heap_vs_native(
         def call(index: int) -> None:
             try:
                 caller()
-            except Exception as error:
-                raise WorkloadError(f"workload: raised {type(error).__name__} in call {index}: {error}") from error
+            except WorkloadError:
+                raise
+            except (Exception, GeneratorExit, SystemExit) as error:  # not Ctrl-C: that is the user's
+                raise run_error(error, f"call {index}") from error
 
         for index in range(warmup):
             call(index)
@@ -298,6 +299,7 @@ def heap_vs_native(
                             malloc_live_bytes=int(live) if live == live else None)
 
 
+@_checks.strict
 def classify_readings(
     frame: pd.DataFrame,
     *,
@@ -313,13 +315,16 @@ def classify_readings(
     """
     from ..analysis.forecast import theil_sen
 
-    if not isinstance(frame, pd.DataFrame):
-        raise expected("a DataFrame of readings", "frame", frame)
+    frame = _checks.frame(frame, "frame", what="a DataFrame of readings")
     if process_column is None:
         process_column = "uss" if "uss" in frame.columns and frame["uss"].notna().any() else "rss"
-    for name in (heap_column, process_column):
-        if name not in frame.columns:
-            raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", name)
+    for option, name in (("heap_column", heap_column), ("process_column", process_column)):
+        if not isinstance(name, str) or name not in frame.columns:
+            raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", option, name)
+    _checks.frame(frame, "frame", numeric=[heap_column, process_column], what="a DataFrame of readings")
+    if trimmed_bytes is not None:
+        trimmed_bytes = _checks.integer(trimmed_bytes, "trimmed_bytes")
+    tolerance_bytes = _checks.size(tolerance, "tolerance")
     data = frame[[heap_column, process_column]].dropna()
     if len(data) < 3:
         raise expected("at least 3 readings", "frame", f"{len(data)} rows")
@@ -327,4 +332,4 @@ def classify_readings(
     growth = {name: theil_sen(x, data[name].to_numpy(dtype=float))[0] * (len(data) - 1)
               for name in (heap_column, process_column)}
     return classify_growth(heap_bytes=growth[heap_column], process_bytes=growth[process_column],
-                           trimmed_bytes=trimmed_bytes, tolerance_bytes=parse_size(tolerance, "tolerance"))
+                           trimmed_bytes=trimmed_bytes, tolerance_bytes=tolerance_bytes)

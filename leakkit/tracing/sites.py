@@ -38,10 +38,11 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .._errors import WorkloadError, check_options, expected
+from .. import _checks
+from .._errors import WorkloadError, check_options
 from .._sizes import format_size
 from .._text import wrap_lines
-from .workload import CALL_FRAMES, Caller, check_count, check_workload
+from .workload import CALL_FRAMES, MAX_CALLS, MAX_FRAMES, MAX_LOOPS, Caller, check_workload, run_error
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # leakkit/
 _TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__)
@@ -142,10 +143,11 @@ class GrowthSites:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-        from ..reports.plots import size_tick
+        from ..reports.plots import axes, size_tick
 
         if ax is None:
             _, ax = plt.subplots(figsize=(9, 4), layout="constrained")  # room for the legend on the right
+        ax = axes(ax)
         grown = self.series - self.series.iloc[0] if len(self.series) else self.series
         for site in grown.columns:
             values = grown[site].astype(float).where(grown[site] > 0)
@@ -171,6 +173,7 @@ def _short_site(site: str) -> str:
     return f"{'/'.join(parts[-2:]) if len(parts) > 1 else path}:{line}"
 
 
+@_checks.strict
 def growth_sites(
     workload: Callable[[], Any],
     *,
@@ -206,14 +209,12 @@ def growth_sites(
     check_options("growth_sites", unknown,
                   frozenset({"loops", "calls_per_loop", "nframes", "top", "threads", "progress"}))
     is_async = check_workload(workload)
-    loops = check_count(loops, "loops", 3)
-    calls_per_loop = check_count(calls_per_loop, "calls_per_loop", 1)
-    nframes = check_count(nframes, "nframes", 1)
-    top = check_count(top, "top", 1)
-    if not isinstance(threads, bool):
-        raise expected("True or False", "threads", threads)
-    if progress is not None and not isinstance(progress, bool):
-        raise expected("True, False or None", "progress", progress)
+    loops = _checks.integer(loops, "loops", minimum=3, maximum=MAX_LOOPS)
+    calls_per_loop = _checks.integer(calls_per_loop, "calls_per_loop", minimum=1, maximum=MAX_CALLS)
+    nframes = _checks.integer(nframes, "nframes", minimum=1, maximum=MAX_FRAMES)
+    top = _checks.integer(top, "top", minimum=1, maximum=MAX_CALLS)
+    _checks.flag(threads, "threads")
+    _checks.optional_flag(progress, "progress")
 
     started = not tracemalloc.is_tracing()
     if started:
@@ -228,8 +229,10 @@ def growth_sites(
             for _ in range(calls_per_loop):
                 try:
                     caller()
-                except Exception as error:
-                    raise WorkloadError(f"workload: raised {type(error).__name__} in loop {loop}: {error}") from error
+                except WorkloadError:
+                    raise
+                except (Exception, GeneratorExit, SystemExit) as error:  # not Ctrl-C: that is the user's
+                    raise run_error(error, f"loop {loop}") from error
             gc.collect()
             snapshot = tracemalloc.take_snapshot()
             readings.append(_reduce(snapshot, threads))

@@ -14,20 +14,22 @@ own row with ``depth`` > 0, and what it keeps is counted in the outer call's row
 inclusive). Checkpoints are only taken between outermost calls. Async functions: the row spans the
 whole awaited call, including what other tasks did meanwhile. Generators: the row spans the
 generator's life, from the call to exhaustion or close, summing only the time and memory of its own
-steps (not what the consumer does between them; :mod:`leakkit.tracing.generators`).
+steps (not what the consumer does between them; :mod:`leakkit.tracing.frames_importlib_bootstrap`).
 """
 from __future__ import annotations
 
 import functools
 import inspect
 import os
+import sys
 import types
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import pandas as pd
 
-from .._errors import check_options, expected
+from .. import _checks
+from .._errors import expected
 from ..probes import process as probes
 from ..recording.recorder import Recorder
 from ..recording.tables import Recording
@@ -36,11 +38,9 @@ from ..reports.trace_report import (
 )
 from .calls import CallMeter
 from .checkpoints import Checkpoints
-from .generators import trace_async_generator, trace_generator
+from .frames_importlib_bootstrap import traced_call
 
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Trace:
@@ -51,25 +51,29 @@ class Trace:
     ``last_error`` is leakkit's own last failure, if any (the traced calls never see it).
     """
 
+    @_checks.strict
     def __init__(self, func: Callable, *, checkpoint_every: int | str = "auto", summaries: bool = True,
                  tracemalloc: bool = False, fds: bool = False, stream: str | None = None,
                  overhead_budget: float = 0.05, name: str | None = None) -> None:
+        original = func
         binding = "static" if isinstance(func, staticmethod) else "class" if isinstance(func, classmethod) else None
         if binding is not None:  # @trace over @staticmethod / @classmethod: trace the function inside
             func = func.__func__
         if not callable(func):
             raise expected("a callable (function, method, coroutine function or generator function)", "func", func)
-        if not (checkpoint_every == "auto" or (isinstance(checkpoint_every, int) and not isinstance(checkpoint_every, bool)
-                                               and checkpoint_every > 0)):
-            raise expected("a positive int or 'auto'", "checkpoint_every", checkpoint_every)
-        if isinstance(overhead_budget, bool) or not (isinstance(overhead_budget, (int, float))
-                                                     and 0 < overhead_budget <= 1):
-            raise expected("a fraction in (0, 1], e.g. 0.05", "overhead_budget", overhead_budget)
+        if not (isinstance(checkpoint_every, str) and checkpoint_every == "auto"):
+            if isinstance(checkpoint_every, str):
+                raise expected("a positive int or 'auto'", "checkpoint_every", checkpoint_every)
+            checkpoint_every = _checks.integer(checkpoint_every, "checkpoint_every", minimum=1,
+                                               what="a positive int or 'auto'")
+        overhead_budget = _checks.fraction(overhead_budget, "overhead_budget")
         for option, value in (("summaries", summaries), ("tracemalloc", tracemalloc), ("fds", fds)):
-            if not isinstance(value, bool):
-                raise expected("True or False", option, value)
+            _checks.flag(value, option)
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise expected("a non-empty str (the function column) or None", "name", name)
+        self._options = {"checkpoint_every": checkpoint_every, "summaries": summaries, "tracemalloc": tracemalloc,
+                         "fds": fds, "stream": stream, "overhead_budget": overhead_budget, "name": name}
+        self._original = original
         functools.update_wrapper(self, func)
         # a callable object's own attributes, copied by update_wrapper, must not hide the trace's API
         # (an object with a ``report`` attribute would make traced.report its value)
@@ -88,6 +92,8 @@ class Trace:
         if self._kind == "async":
             import asyncio.coroutines
             self._is_coroutine = asyncio.coroutines._is_coroutine  # asyncio.iscoroutinefunction in 3.10/3.11
+        self._names = (getattr(func, "__name__", type(func).__name__), getattr(func, "__qualname__", None)
+                       or getattr(func, "__name__", type(func).__name__))  # the coroutines it makes are named so
         recorder = Recorder(stream)
         self._recorder = recorder
         self._checkpoints = Checkpoints(recorder, self._qualname, every=checkpoint_every, budget=float(overhead_budget),
@@ -108,35 +114,25 @@ class Trace:
     def __repr__(self) -> str:
         return f"<leakkit.trace of {self._qualname}: {len(self._recorder)} calls>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        kind = self._kind
-        if kind == "async":
-            return self._call_async(args, kwargs)
-        if kind == "gen":
-            return trace_generator(self._meter, self._func, args, kwargs)
-        if kind == "asyncgen":
-            return trace_async_generator(self._meter, self._func, args, kwargs)
-        meter = self._meter
-        state = meter.before()
-        try:
-            result = self._func(*args, **kwargs)
-        except BaseException as error:
-            meter.after(state, type(error).__name__)
-            raise
-        meter.after(state, None)
-        return result
+    __call__ = traced_call  # in a file whose frames warnings' stacklevel skips (see its docstring)
 
-    async def _call_async(self, args: tuple, kwargs: dict) -> Any:
-        """The sync path's twin: the same readings, the call awaited in between."""
-        meter = self._meter
-        state = meter.before()
-        try:
-            result = await self._func(*args, **kwargs)
-        except BaseException as error:
-            meter.after(state, type(error).__name__)
-            raise
-        meter.after(state, None)
-        return result
+    # -- pickle and copy: by reference, as the function it wraps ----------------------------------
+    def __reduce__(self) -> str | tuple:
+        """A module-level traced function pickles by its name (a process pool imports it and gets
+        the trace there); one not reachable by name pickles as "trace this function with these options"."""
+        module = sys.modules.get(getattr(self, "__module__", None) or "")
+        found: Any = module
+        for part in str(getattr(self, "__qualname__", "")).split("."):
+            found = getattr(found, part, None) if found is not None and part != "<locals>" else None
+        if found is self:
+            return self.__qualname__
+        return (_rebuild, (self._original, self._options))
+
+    def __copy__(self) -> Trace:
+        return self  # as a function's copy is the function: one function, one recording
+
+    def __deepcopy__(self, memo: dict) -> Trace:
+        return self
 
     @property
     def last_error(self) -> BaseException | None:
@@ -148,7 +144,11 @@ class Trace:
         self._meter.last_error = value
 
     def checkpoint(self) -> None:
-        """Take a checkpoint now (a full garbage collection, then every probe)."""
+        """Take a checkpoint now (a full garbage collection, then every probe).
+
+        Not wrapped by ``_checks.strict``: its argument tuple and dict would be alive during the
+        reading, a few blocks the checkpoints taken inside the calls do not have.
+        """
         self._checkpoints.now()
 
     # -- results --------------------------------------------------------------------------------
@@ -172,8 +172,9 @@ class Trace:
         """A copy of the three frames, detached from this trace."""
         return Recording(self.calls, self.checkpoints, self.summaries)
 
-    def report(self, *, checkpoint: bool = True) -> Any:
+    def report(self, *, checkpoint: bool = True) -> Any:  # not wrapped by _checks.strict: see checkpoint()
         """The verdict on what the calls kept (takes a last checkpoint first unless told not to)."""
+        _checks.flag(checkpoint, "checkpoint")
         if checkpoint and len(self._recorder):
             self.checkpoint()
         census = self._checkpoints.census
@@ -182,39 +183,42 @@ class Trace:
             holders = functools.partial(probes.bounded_holders, baseline=census)
         return trace_report(self.recording, function=self._qualname, holders=holders)
 
+    @_checks.strict
     def plot(self, ax: Any = None) -> Any:
         """Retained memory against calls with the fitted rate; returns the Axes."""
         return self.report(checkpoint=False).plot(ax=ax)
 
+    @_checks.strict
     def reset(self) -> None:
         """Forget the recording and start the checkpoint schedule again."""
         self._checkpoints.reset()
         self._meter.reset()
 
-    def save(self, path: str, *, format: str | None = None) -> str:
-        """Save the recording as CSV (or Parquet for a .parquet path); returns the path."""
+    @_checks.strict
+    def save(self, path: str | os.PathLike, *, format: str | None = None) -> str:
+        """Save the recording as CSV (or Parquet for a .parquet path); returns the path.
+
+        The file is replaced only once the new one is whole and on disk: a failed save (a full
+        disk) leaves the file that was there as it was and raises :class:`~leakkit.SaveError`.
+        """
+        _checks.path(path, "path")
+        if format is not None:
+            _checks.choice(format.lower() if isinstance(format, str) else format, "format", ("csv", "parquet"))
         return self._recorder.save(path, format=format)
 
+    @_checks.strict
     def stop(self) -> None:
         """Stop tracemalloc if this trace started it, and close the stream file."""
         self._checkpoints.stop()
         self._recorder.close()
 
 
-def _strict(func: Callable[P, R]) -> Callable[P, R]:
-    """Unknown keyword options raise UnknownOptionError naming the known ones (not a bare TypeError)."""
-    known = frozenset(name for name, parameter in inspect.signature(func).parameters.items()
-                      if parameter.kind is parameter.KEYWORD_ONLY)
-
-    @functools.wraps(func)
-    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-        check_options(func.__name__, {k: v for k, v in kwargs.items() if k != "func"}, known)
-        return func(*args, **kwargs)
-
-    return checked
+def _rebuild(func: Callable, options: dict) -> Trace:
+    """Unpickling a trace not reachable by name: the same function traced with the same options."""
+    return Trace(func, **options)
 
 
-@_strict
+@_checks.strict
 def trace(func: Callable | None = None, *, checkpoint_every: int | str = "auto", summaries: bool = True,
           tracemalloc: bool = False, fds: bool = False, stream: str | os.PathLike | None = None,
           overhead_budget: float = 0.05, name: str | None = None) -> Any:

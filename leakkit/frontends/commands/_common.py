@@ -30,25 +30,21 @@ def check_plot_path(path: str, name: str = "plot") -> str:
 def save_plot(report: Any, path: str, *, picked: bool = False) -> str:
     """Draw ``report.plot(ax=...)`` into an image file (format from its extension), without pyplot.
 
-    ``picked``: leakkit chose the name (next to a recording), so a symlink or hard link planted
-    there is refused rather than followed.
+    Saved whole or not at all (:func:`leakkit.recording.files.saving`: a full disk leaves the old
+    image). ``picked``: leakkit chose the name (next to a recording), so a symlink or a hard link
+    planted there is refused, never followed.
     """
     from matplotlib.figure import Figure
 
-    from ...recording.files import open_replace
+    from ...recording.files import refuse_planted, saving
 
     fmt = check_plot_path(path)
+    if picked:
+        refuse_planted(path, "plot")
     figure = Figure(figsize=(8, 4), layout="tight")
     report.plot(ax=figure.subplots())
-    try:
-        if picked:
-            handle = os.fdopen(open_replace(path, "plot"), "wb")
-        else:
-            handle = open(path, "wb")  # noqa: SIM115 - the user named it: follow it as they meant
-        with handle:
-            figure.savefig(handle, format=fmt, dpi=100)
-    except OSError as error:
-        raise InvalidArgumentError(f"plot: expected a writable path, received {path!r}: {error}") from None
+    with saving(path, "plot", binary=True, picked=picked) as handle:
+        figure.savefig(handle, format=fmt, dpi=100)
     return path
 
 
