@@ -61,6 +61,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck-bisect-budget", type=float, default=None, dest="leakcheck_bisect_budget",
                     metavar="SECONDS", help="with --leakcheck-all: time budget of each leaking test's bisect "
                                             "(default 15; ini: leakcheck_bisect_budget)")
+    group.addoption("--leakcheck-screen", type=int, default=None, dest="leakcheck_screen", metavar="N",
+                    help="with --leakcheck-all: runs every test gets before a verdict; a test is checked further "
+                         "only when each of them grew (default 3; ini: leakcheck_screen)")
+    parser.addini("leakcheck_screen", default=None, help="leakcheck-all: runs every test gets (default 3)")
     parser.addini("leakcheck_all", type="bool", default=False, help="repeat and leak-check every test")
     parser.addini("leakcheck_bisect_budget", default=None, help="leakcheck-all: seconds per bisect (default 15)")
     parser.addini("leakcheck_warn", type="bool", default=False, help="leakcheck-all: warn instead of failing")

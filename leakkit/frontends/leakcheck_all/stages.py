@@ -1,0 +1,215 @@
+"""One test's check in stages, each only for the tests the one before it suspects: what makes a
+whole suite affordable.
+
+1. **screen** (every test): ``screen`` more runs, a cheap reading after each; a counter is
+   suspect only when every run raised it (``regrtest -R``'s rule). Most tests stop here: with
+   the plain run that is ``1 + screen`` runs of the call phase, fixtures and reporting once.
+2. **confirm** (suspects): ``confirm`` more runs; leakkit's verdict on the whole series. Growth
+   that may still stop (a cache filling up one entry a run) runs on in doubling stages, within a
+   share of the bisect's budget: a bisect costs far more.
+3. **whose**: growth held only by the test harness (:mod:`.holders`) is not the test's.
+4. **bisect** (confirmed memory growth, and threads, fds or tasks left on every run): the
+   culprit function and the root that keeps its memory, within its budget (:mod:`.watchdog`).
+"""
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ..._compat import freeze
+from ..._errors import LeakkitError
+from ..._sizes import format_size
+from . import holders
+from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen
+from .quiet import Quiet
+from .runs import Interrupted, describe_error, run_once, unrepeatable_error
+from .watchdog import within
+
+RUN_ON_MAX = 128  # runs in all, at most, for growth that may stop
+RUN_ON_SHARE = 1 / 3  # of the bisect budget: what running on may spend to spare a bisect
+
+
+@dataclass
+class Plan:
+    """How many runs each stage makes."""
+
+    warmup: int  # unmeasured runs before the screen (the plain run is a warm-up already)
+    screen: int  # measured runs every test gets
+    confirm: int  # more measured runs for a suspect
+    bisect_budget: float  # seconds, each bisect
+
+
+@dataclass
+class Outcome:
+    """What --leakcheck-all found for one test: a JSON-able dict crosses xdist on the report."""
+
+    nodeid: str
+    verdict: str  # leak, clean, plateau, inconclusive, harness, unrepeatable, skipped, unconfirmed
+    counter: str = ""  # the counter that leaked: blocks, malloc_bytes, traced_bytes, fds, threads, tasks
+    rate: str = ""  # per run, in the counter's unit
+    culprit: str | None = None
+    root: str | None = None
+    detail: str = ""
+    runs: int = 0  # repeated runs made (the plain run not counted)
+    seconds: float = 0.0  # spent checking it, its bisect included
+    bisect_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+class Check:
+    """The stages for one test; ``targets`` gives the bisect's targets, ``say`` a progress line."""
+
+    def __init__(self, item: pytest.Item, quiet: Quiet, plan: Plan, *, harness: tuple[str, ...],
+                 targets: Callable[[], list[Any]], say: Callable[[str], None]) -> None:
+        self.item, self.quiet, self.plan = item, quiet, plan
+        self.harness, self.targets, self.say = harness, targets, say
+        self.runs = 0
+        self.measured = 0
+        self.measured_s = 0.0  # the measured runs' time with their readings: what running on costs a run
+        self.series = Series(tuple(FLOORS), 1 + plan.screen + max(plan.confirm, RUN_ON_MAX))
+
+    def run(self) -> Outcome:
+        started = time.perf_counter()
+        outcome = self._stages()
+        outcome.runs = self.runs
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _once(self) -> None:
+        self.runs += 1
+        run_once(self.item, self.quiet)
+
+    def _measured(self, n: int) -> None:
+        started = time.perf_counter()
+        for _ in range(n):
+            self._once()
+            self.series.add(read_counters())
+        self.measured += n
+        self.measured_s += time.perf_counter() - started
+
+    def _stages(self) -> Outcome:
+        nodeid, plan = self.item.nodeid, self.plan
+        frozen = False
+        try:
+            for _ in range(plan.warmup):
+                self._once()
+            # Frozen before the first reading: its collection and every later one walk only what
+            # the runs made, not the whole heap of the test process. Garbage left from before
+            # stays frozen, so it counts the same in every reading.
+            frozen = freeze()
+            self.series.add(read_counters())
+            self._measured(plan.screen)
+            suspects = screen(self.series, plan.screen)
+            if not suspects:
+                return Outcome(nodeid, "clean", detail="no counter grew on every run")
+            table = None
+            if frozen and any(n in MEMORY for n in suspects):
+                gc.unfreeze()  # the containers' lengths, to tell whose the growth is afterwards
+                table = holders.lengths()
+                frozen = freeze()
+            self._measured(plan.confirm)
+            verdicts = judge(self.series, suspects)
+            leaking = [n for n in suspects if verdicts[n].verdict == "leak"]
+            if any(n in MEMORY for n in leaking) and not any(n in COUNTS for n in leaking):
+                verdicts, leaking = self._run_on(suspects, verdicts, leaking)
+            if not leaking:
+                worst = _worst(verdicts)
+                return Outcome(nodeid, worst.verdict if worst is not None else "clean",
+                               detail=str(worst) if worst is not None else "")
+            counter = ([n for n in leaking if n in COUNTS] or leaking)[0]
+            if table is not None and counter in MEMORY:
+                if frozen:
+                    gc.unfreeze()
+                    frozen = False
+                held = holders.whose(table, self.harness)
+                if held.by_harness(plan.confirm):
+                    return Outcome(nodeid, "harness", counter, _rate(verdicts[counter], counter),
+                                   detail=f"grew only in the test harness's containers: {held.holder}")
+        except Interrupted:
+            raise
+        except BaseException as error:
+            if not unrepeatable_error(error):
+                raise
+            return Outcome(nodeid, "unrepeatable", detail=describe_error(error))
+        finally:
+            if frozen:
+                gc.unfreeze()
+        return self._bisected(counter, verdicts)
+
+    def _run_on(self, suspects: list[str], verdicts: dict[str, Any], leaking: list[str]
+                ) -> tuple[dict[str, Any], list[str]]:
+        """Run on in doubling stages while the growth could still stop, within a share of the bisect budget."""
+        budget = self.plan.bisect_budget * RUN_ON_SHARE
+        spent = 0.0
+        while leaking and self.series.n < self.series.size:
+            n = min(self.series.n, self.series.size - self.series.n)  # doubling
+            if spent + self.measured_s / max(self.measured, 1) * n > budget:
+                break
+            started = time.perf_counter()
+            self._measured(n)
+            spent += time.perf_counter() - started
+            verdicts = judge(self.series, suspects)
+            leaking = [name for name in suspects if verdicts[name].verdict == "leak"]
+        return verdicts, leaking
+
+    def _bisected(self, counter: str, verdicts: dict[str, Any]) -> Outcome:
+        """Bisect a confirmed growth: LEAK with the culprit and root, or unconfirmed."""
+        nodeid = self.item.nodeid
+        rate = _rate(verdicts[counter], counter)
+        report, problem, spent = self._bisect()
+        counts = counter in COUNTS
+        if report is None:
+            detail = f"  {counter}: {verdicts[counter]}\n  (no bisect: {problem})"
+            return Outcome(nodeid, "leak" if counts else "unconfirmed", counter, rate, detail=detail, bisect_s=spent)
+        root = report.retention[0] if report.retention else None
+        detail = f"  {counter}: {verdicts[counter]}\n{report}"
+        if report.verdict == "leak" and not counts:
+            rate = f"{format_size(report.total.rate, signed=True)}/run ({rate})"
+        if report.verdict != "leak" and not counts:
+            return Outcome(nodeid, "unconfirmed", counter, rate, detail=f"bisect says {report.verdict}\n{detail}",
+                           bisect_s=spent)
+        return Outcome(nodeid, "leak", counter, rate, report.culprit, root, detail, bisect_s=spent)
+
+    def _bisect(self) -> tuple[Any, str, float]:
+        from ... import bisect
+
+        started = time.perf_counter()
+        try:
+            targets = self.targets()
+        except LeakkitError as error:
+            return None, str(error), 0.0
+        budget = self.plan.bisect_budget
+        self.say(f"leakcheck-all: {self.item.nodeid} keeps memory on every run; bisecting it "
+                 f"(at most ~{budget:.0f} s) ...")
+        item, quiet = self.item, self.quiet
+
+        def workload() -> None:
+            run_once(item, quiet)
+
+        try:
+            report = within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False,
+                                                            time_budget=budget))
+            return report, "", time.perf_counter() - started
+        except Interrupted:
+            spent = time.perf_counter() - started
+            return None, f"the bisect overran its {budget:.0f} s budget and was cut after {spent:.0f} s", spent
+        except LeakkitError as error:
+            return None, str(error), time.perf_counter() - started
+
+
+def _rate(growth: Any, counter: str) -> str:
+    return f"{growth.rate:+.3g} {UNITS[counter]}/run"
+
+
+def _worst(verdicts: dict[str, Any]) -> Any:
+    """The verdict to report for a test that does not leak: the most doubtful of its counters."""
+    order = {"inconclusive": 0, "plateau": 1, "clean": 2}
+    ranked = sorted(verdicts.values(), key=lambda g: order.get(g.verdict, 3))
+    return ranked[0] if ranked else None

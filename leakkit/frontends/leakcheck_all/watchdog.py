@@ -1,0 +1,81 @@
+"""A bisect that overruns its time is cut, and the test reported as such, rather than holding the session.
+
+``leakkit.bisect`` keeps to its ``time_budget``; a suite is where a budget that is not kept costs
+most (one bisect sat in its retention search for over ten minutes). The watchdog is a timer
+thread: past ``limit`` seconds of wall time it raises :class:`~.runs.Interrupted` into the
+threads running the bisect (the caller's, where the workload runs, and leakkit's analysis thread,
+named ``leakkit-analysis``), at their next Python instruction; bisect gives back what it changed
+on the way out (its ``finally``), and the caller reports the bisect as cut.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .runs import Interrupted
+
+T = TypeVar("T")
+ANALYSIS_THREAD = "leakkit-analysis"
+
+
+def _set_async(ident: int, error: Any) -> bool:
+    """Raise ``error`` in thread ``ident`` at its next Python instruction (None: clear one pending)."""
+    try:
+        setter = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except AttributeError:  # pragma: no cover - not CPython
+        return False
+    setter.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    setter.restype = ctypes.c_int
+    return setter(ctypes.c_ulong(ident), ctypes.py_object() if error is None else error) == 1
+
+
+def _raise_in(ident: int) -> bool:
+    return _set_async(ident, Interrupted)
+
+
+def within(limit: float, func: Callable[[], T]) -> T:
+    """``func()``, interrupted (Interrupted raised) once it has run ``limit`` seconds."""
+    caller = threading.get_ident()
+    done = threading.Event()
+    fired: list[bool] = []
+    started: set[int] = {t.ident for t in threading.enumerate() if t.ident is not None}
+
+    def watch() -> None:
+        if done.wait(limit):
+            return
+        fired.append(True)
+        # the analysis thread first: the caller may be waiting on it, and gets its error through it
+        for thread in threading.enumerate():
+            if thread.name == ANALYSIS_THREAD and thread.ident is not None and thread.ident not in started:
+                _raise_in(thread.ident)
+        if not done.wait(2.0):
+            _raise_in(caller)
+
+    timer = threading.Thread(target=watch, name="leakkit-watchdog", daemon=True)
+    timer.start()
+    try:
+        return func()
+    except Interrupted:
+        raise
+    except BaseException as error:
+        if fired and _from_interruption(error):
+            raise Interrupted() from None
+        raise
+    finally:
+        done.set()
+        timer.join()
+        if fired:  # an interruption that came too late must not land in the caller's next code
+            _set_async(caller, None)
+
+
+def _from_interruption(error: Any) -> bool:
+    """An error that came out of an interrupted bisect (re-raised, or chained from Interrupted)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, Interrupted):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
