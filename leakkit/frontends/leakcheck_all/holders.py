@@ -1,4 +1,4 @@
-"""Growth held by the test harness, told apart from the test's by what holds it.
+"""Growth that is not the test's leak, told by what holds it: the test harness, or a bounded cache.
 
 :mod:`.quiet` keeps what pytest itself holds per call phase as the first run left it; a plugin it
 does not know (a fixture keeping a list of every mock it made, a reporter keeping every result)
@@ -8,21 +8,28 @@ containers that grew over a suspect's confirming runs (:func:`leakkit.probes.con
 are traced back through their referrers to their owner (a module, a class, a function, an
 instance of a class), and the owner's module says whose it is. pytest, pluggy, xdist, leakkit and
 the plugins the session registered (conftest files excepted: they are the suite's own code) are
-the harness.
+the harness. The same walk finds a container with a known bound on the way (an ``lru_cache``'s
+``maxsize``, a ``deque``'s ``maxlen``: :func:`leakkit.retention.paths.bounds_along`): growth held
+there stops at the bound (``typing``'s caches fill one entry per new class for 128 runs). Entries
+that are weak references (``object.__subclasses__()``, an ABC's cache) are a side structure of
+what grows elsewhere and are not counted.
 """
 from __future__ import annotations
 
+import collections
 import gc
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from ...probes import containers
+from ...retention.paths import bounds_along
 
 HARNESS = ("_pytest", "pytest", "pluggy", "xdist", "execnet", "leakkit")
-_PLAIN = (dict, list, tuple, set, frozenset, types.CellType, types.MappingProxyType)
+_PLAIN = (dict, list, tuple, set, frozenset, types.CellType, types.MappingProxyType, collections.deque)
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
 _DEPTH = 4  # referrer levels walked from a container to its owner
 
@@ -30,15 +37,30 @@ _DEPTH = 4  # referrer levels walked from a container to its owner
 @dataclass
 class Held:
     """Whose the growth over a test's confirming runs is: entries added to harness-owned
-    containers and to others, and the largest harness holder's description."""
+    containers, to bounded ones and to others, with the largest of the first two described."""
 
-    harness: int
-    other: int
-    holder: str
+    harness: int = 0
+    bounded: int = 0
+    other: int = 0
+    holder: str = ""
+    bound: str = ""
 
-    def by_harness(self, runs: int) -> bool:
-        """All the growth (at least one entry a run) is in the harness's containers."""
-        return self.harness >= runs and self.other < max(runs // 2, 1)
+    def verdict(self, runs: int) -> str | None:
+        """``harness`` or ``plateau`` when all the growth (at least one entry a run) is held
+        there, else None: the growth may be the test's."""
+        if self.other >= max(runs // 2, 1) or self.harness + self.bounded < runs:
+            return None
+        return "harness" if self.harness >= self.bounded else "plateau"
+
+    def __str__(self) -> str:
+        parts = []
+        if self.harness:
+            parts.append(f"{self.harness} entries in the test harness's containers ({self.holder})")
+        if self.bounded:
+            parts.append(f"{self.bounded} in a bounded cache ({self.bound})")
+        if self.other:
+            parts.append(f"{self.other} elsewhere")
+        return "; ".join(parts) or "no container grew"
 
 
 def harness_modules(config: pytest.Config) -> tuple[str, ...]:
@@ -78,44 +100,59 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
                     key=lambda row: row[0], reverse=True)[:_MAX_HOLDERS]
     del grown
     ignore = {id(ranked)} | {id(row) for row in ranked}
-    held = Held(0, 0, "")
+    held = Held()
     for added, container, parent in ranked:
-        if added <= 0:
+        if added <= 0 or _weak_entries(container, added):
             continue
-        owner = _owner(parent if parent is not None else container, ignore)
+        chain = _owner_chain(parent if parent is not None else container, ignore)
+        owner = chain[-1] if chain and _is_owner(chain[-1]) else None
         module = _home(owner) if owner is not None else None
+        bound = bounds_along([container, *chain])
         if module is not None and any(module == p or module.startswith(p + ".") for p in harness):
             held.harness += added
-            if not held.holder:
-                held.holder = f"{type(owner).__qualname__} ({module})"
+            held.holder = held.holder or f"{type(owner).__qualname__} ({module})"
+        elif bound is not None:
+            held.bounded += added
+            held.bound = held.bound or str(bound)
         else:
             held.other += added
+        del chain
     ranked.clear()
     return held
 
 
-def _owner(start: Any, ignore: set[int]) -> Any | None:
-    """The nearest object up the referrers of ``start`` that is not a plain container: a module,
-    a class, a function or an instance (what a person would say holds it)."""
+def _weak_entries(container: Any, added: int) -> bool:
+    """Whether a container's newest entries are all weak references (a side structure)."""
+    entries = containers.members(container)[-added:]
+    return bool(entries) and all(isinstance(value, weakref.ReferenceType) for _, value in entries)
+
+
+def _owner_chain(start: Any, ignore: set[int]) -> list[Any]:
+    """Objects up the referrers of ``start`` to the nearest one that is not a plain container: a
+    module, a class, a function or an instance (what a person would say holds it), that one last;
+    ``start`` first. Ends early (without an owner) when nothing refers to it any more."""
+    chain = [start]
     frontier = [start]
     seen = {id(start)}
-    ignore = ignore | {id(frontier)}
+    ignore = ignore | {id(frontier), id(chain)}
     for _ in range(_DEPTH):
-        for obj in frontier:
-            if _is_owner(obj):
-                return obj
+        owners = [obj for obj in frontier if _is_owner(obj)]
+        if owners:
+            if owners[0] is not start:
+                chain.append(owners[0])
+            return chain
         found: list[Any] = []
-        for obj in frontier:
-            for ref in gc.get_referrers(obj):
-                if id(ref) in seen or id(ref) in ignore or isinstance(ref, types.FrameType):
-                    continue
-                seen.add(id(ref))
-                found.append(ref)
+        for ref in gc.get_referrers(*frontier):
+            if id(ref) in seen or id(ref) in ignore or isinstance(ref, types.FrameType):
+                continue
+            seen.add(id(ref))
+            found.append(ref)
         frontier[:] = found[:64]
         del found
         if not frontier:
-            return None
-    return None
+            return chain
+        chain.append(frontier[0])
+    return chain
 
 
 def _is_owner(obj: Any) -> bool:

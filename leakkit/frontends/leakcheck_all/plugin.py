@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from ..._errors import LeakkitError
-from ..pytest_settings import flag, given, read_int, read_seconds
+from ..pytest_settings import flag, given, read_factor, read_int, read_seconds
 from ..targets import resolve_all
 from .holders import harness_modules
-from .progress import Progress
+from .progress import Budget, Progress
 from .project import package_under_test, with_submodules
 from .quiet import Baseline, Quiet
 from .runs import repeatable
@@ -31,6 +31,7 @@ DEFAULT_BISECT_BUDGET = 15.0  # seconds per leaking test's bisect (leakkit.bisec
 DEFAULT_SCREEN = 3  # runs every test gets: regrtest -R's three
 DEFAULT_CONFIRM = 12  # more for a suspect: the fewest a verdict needs (leakkit.engine.run.MIN_CALLS)
 DEFAULT_WARMUP = 0  # the plain run is the warm-up
+DEFAULT_COST = 5.0  # the check's time, bisects aside, at most this many times the plain suite
 ATTRIBUTE = "leakkit_outcome"  # on the call phase's report: serialised by xdist, ignored by junitxml
 _BASELINE = pytest.StashKey[Baseline]()
 _ELAPSED = pytest.StashKey[float]()
@@ -70,6 +71,7 @@ class LeakcheckAll:
         self.target_spec = config.getoption("leakcheck_targets") or config.getini("leakcheck_targets") or None
         self.outcomes: list[dict[str, Any]] = []
         self.progress = Progress()
+        self.budget = Budget(read_factor(config, "leakcheck_cost", default=DEFAULT_COST, above=1.0))
         self._targets_given: list[Any] | None = None
         self._default_targets: list[Any] | None = None
         self._harness: tuple[str, ...] | None = None
@@ -120,8 +122,9 @@ class LeakcheckAll:
         self._running = True
         try:
             with Quiet(item, baseline) as quiet:
-                outcome = Check(item, quiet, self.plan, harness=self._harness_modules(),
+                outcome = Check(item, quiet, self.plan, harness=self._harness_modules(), budget=self.budget,
                                 targets=lambda: self._targets(item), say=lambda text: _say(self.config, text)).run()
+            self.budget.add(outcome.seconds - outcome.bisect_s, outcome.bisect_s)
         finally:
             self._running = False
             item.stash[_ELAPSED] = time.perf_counter() - started
@@ -166,13 +169,18 @@ class LeakcheckAll:
         write = terminalreporter.write_line
         leaking = [o for o in self.outcomes if o["verdict"] == "leak"]
         listed = [o for o in self.outcomes if o["verdict"] in ("unrepeatable", "skipped")]
-        others = [o for o in self.outcomes if o["verdict"] in ("unconfirmed", "inconclusive", "harness")]
+        others = [o for o in self.outcomes if o["verdict"] in ("unconfirmed", "inconclusive", "harness", "suspect")
+                  or (o["verdict"] == "plateau" and o.get("counter"))]
         judged = [o for o in self.outcomes if o["verdict"] not in ("unrepeatable", "skipped")]
         confirmed = sum(1 for o in judged if o.get("runs", 0) > self.plan.warmup + self.plan.screen)
         terminalreporter.section("leakkit --leakcheck-all")
         write(f"{len(judged)} tests judged, {len(leaking)} leaking, {len(listed)} not repeated "
               f"({self.plan.screen} more runs each, {self.plan.confirm}+ more for the {confirmed} whose runs all grew)")
         write(self.progress.cost())
+        costly = sorted((o for o in self.outcomes if o.get("seconds", 0) >= 1.0), key=lambda o: -o["seconds"])[:3]
+        if costly:
+            write("costliest: " + "; ".join(f"{o['nodeid']} ({o['runs']} runs, {o['seconds']:.1f} s, "
+                                            f"{o['verdict']})" for o in costly))
         for o in leaking:
             write(f"LEAK {o['nodeid']}: {o['rate']}; culprit {o['culprit'] or '?'}; kept by {o['root'] or '?'}")
         for o in others:

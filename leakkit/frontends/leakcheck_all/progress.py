@@ -67,3 +67,30 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
     minutes, rest = divmod(int(round(seconds)), 60)
     return f"{minutes} min {rest:02d} s"
+
+
+class Budget:
+    """The check's time against the plain suite's: at most ``factor`` times the plain suite in all,
+    bisects aside. Every test gets its screen; a suspect's further runs go ahead only while they
+    fit (an expensive suspect early in a session may not: it is listed, to be checked alone)."""
+
+    def __init__(self, factor: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.factor = factor
+        self.clock = clock
+        self.start = clock()
+        self.check_s = 0.0  # repeated runs and readings of tests finished
+        self.bisect_s = 0.0
+
+    def add(self, check_s: float, bisect_s: float) -> None:
+        self.check_s += check_s
+        self.bisect_s += bisect_s
+
+    def plain_s(self, current: float = 0.0) -> float:
+        """The session's own time so far: all of it but the check's (``current``: the running test's check)."""
+        return max(self.clock() - self.start - self.check_s - self.bisect_s - current, 0.0)
+
+    def allows(self, current: float, more: float) -> bool:
+        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``."""
+        if self.factor == float("inf"):
+            return True
+        return self.check_s + current + more <= (self.factor - 1.0) * self.plain_s(current)

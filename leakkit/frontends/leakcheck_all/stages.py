@@ -25,12 +25,13 @@ from ..._compat import freeze
 from ..._errors import LeakkitError
 from ..._sizes import format_size
 from . import holders
+from .progress import Budget
 from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen
 from .quiet import Quiet
 from .runs import Interrupted, describe_error, run_once, unrepeatable_error
 from .watchdog import within
 
-RUN_ON_MAX = 128  # runs in all, at most, for growth that may stop
+RUN_ON_MAX = 512  # readings in all, at most, for growth that may stop (a 128-entry cache fills in 128 runs)
 RUN_ON_SHARE = 1 / 3  # of the bisect budget: what running on may spend to spare a bisect
 
 
@@ -49,7 +50,7 @@ class Outcome:
     """What --leakcheck-all found for one test: a JSON-able dict crosses xdist on the report."""
 
     nodeid: str
-    verdict: str  # leak, clean, plateau, inconclusive, harness, unrepeatable, skipped, unconfirmed
+    verdict: str  # leak, clean, plateau, inconclusive, harness, suspect, unrepeatable, skipped, unconfirmed
     counter: str = ""  # the counter that leaked: blocks, malloc_bytes, traced_bytes, fds, threads, tasks
     rate: str = ""  # per run, in the counter's unit
     culprit: str | None = None
@@ -67,20 +68,26 @@ class Check:
     """The stages for one test; ``targets`` gives the bisect's targets, ``say`` a progress line."""
 
     def __init__(self, item: pytest.Item, quiet: Quiet, plan: Plan, *, harness: tuple[str, ...],
-                 targets: Callable[[], list[Any]], say: Callable[[str], None]) -> None:
+                 targets: Callable[[], list[Any]], say: Callable[[str], None], budget: Budget) -> None:
         self.item, self.quiet, self.plan = item, quiet, plan
-        self.harness, self.targets, self.say = harness, targets, say
+        self.harness, self.targets, self.say, self.budget = harness, targets, say, budget
+        self.started = 0.0
         self.runs = 0
         self.measured = 0
         self.measured_s = 0.0  # the measured runs' time with their readings: what running on costs a run
         self.series = Series(tuple(FLOORS), 1 + plan.screen + max(plan.confirm, RUN_ON_MAX))
 
     def run(self) -> Outcome:
-        started = time.perf_counter()
+        self.started = time.perf_counter()
         outcome = self._stages()
         outcome.runs = self.runs
-        outcome.seconds = time.perf_counter() - started
+        outcome.seconds = time.perf_counter() - self.started
         return outcome
+
+    def _affords(self, runs: int) -> bool:
+        """Whether ``runs`` more runs (at the pace of the runs so far) fit the check's cost budget."""
+        per_run = self.measured_s / max(self.measured, 1)
+        return self.budget.allows(time.perf_counter() - self.started, per_run * runs)
 
     def _once(self) -> None:
         self.runs += 1
@@ -109,6 +116,12 @@ class Check:
             suspects = screen(self.series, plan.screen)
             if not suspects:
                 return Outcome(nodeid, "clean", detail="no counter grew on every run")
+            if not self._affords(plan.confirm):
+                steps = self.series.last_steps(suspects[0], plan.screen)
+                return Outcome(nodeid, "suspect", suspects[0], detail=(
+                    f"{suspects[0]} grew on each of its {plan.screen} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
+                    f"{plan.confirm} more runs (~{self.measured_s / self.measured * plan.confirm:.0f} s) would take the "
+                    f"check past {self.budget.factor:g}x the plain suite: check it alone: pytest {nodeid} --leakcheck-all --leakcheck-cost=inf"))
             table = None
             if frozen and any(n in MEMORY for n in suspects):
                 gc.unfreeze()  # the containers' lengths, to tell whose the growth is afterwards
@@ -117,21 +130,22 @@ class Check:
             self._measured(plan.confirm)
             verdicts = judge(self.series, suspects)
             leaking = [n for n in suspects if verdicts[n].verdict == "leak"]
-            if any(n in MEMORY for n in leaking) and not any(n in COUNTS for n in leaking):
-                verdicts, leaking = self._run_on(suspects, verdicts, leaking)
             if not leaking:
-                worst = _worst(verdicts)
-                return Outcome(nodeid, worst.verdict if worst is not None else "clean",
-                               detail=str(worst) if worst is not None else "")
+                return self._not_leaking(verdicts)
             counter = ([n for n in leaking if n in COUNTS] or leaking)[0]
-            if table is not None and counter in MEMORY:
-                if frozen:
-                    gc.unfreeze()
-                    frozen = False
-                held = holders.whose(table, self.harness)
-                if held.by_harness(plan.confirm):
-                    return Outcome(nodeid, "harness", counter, _rate(verdicts[counter], counter),
-                                   detail=f"grew only in the test harness's containers: {held.holder}")
+            if counter not in COUNTS:  # a thread, fd or task left by every run needs no more runs
+                if table is not None:
+                    gc.unfreeze()  # whose is the growth: the harness's, a bounded cache's, or maybe the test's
+                    held = holders.whose(table, self.harness)
+                    frozen = freeze()
+                    verdict = held.verdict(plan.confirm)
+                    if verdict is not None:
+                        return Outcome(nodeid, verdict, counter, _rate(verdicts[counter], counter),
+                                       detail=f"{counter} grew, held by what is not the test's: {held}")
+                verdicts, leaking = self._run_on(suspects, verdicts, leaking)
+                if not leaking:
+                    return self._not_leaking(verdicts)
+                counter = leaking[0]
         except Interrupted:
             raise
         except BaseException as error:
@@ -143,6 +157,11 @@ class Check:
                 gc.unfreeze()
         return self._bisected(counter, verdicts)
 
+    def _not_leaking(self, verdicts: dict[str, Any]) -> Outcome:
+        worst = _worst(verdicts)
+        return Outcome(self.item.nodeid, worst.verdict if worst is not None else "clean",
+                       detail=str(worst) if worst is not None else "")
+
     def _run_on(self, suspects: list[str], verdicts: dict[str, Any], leaking: list[str]
                 ) -> tuple[dict[str, Any], list[str]]:
         """Run on in doubling stages while the growth could still stop, within a share of the bisect budget."""
@@ -150,7 +169,7 @@ class Check:
         spent = 0.0
         while leaking and self.series.n < self.series.size:
             n = min(self.series.n, self.series.size - self.series.n)  # doubling
-            if spent + self.measured_s / max(self.measured, 1) * n > budget:
+            if spent + self.measured_s / max(self.measured, 1) * n > budget or not self._affords(n):
                 break
             started = time.perf_counter()
             self._measured(n)
