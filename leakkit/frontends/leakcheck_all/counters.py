@@ -20,6 +20,13 @@ import threading
 from array import array
 from typing import Any
 
+# imported with the plugin, not at a test's first verdict: what importing numpy adds to the process
+# (modules, their caches) would land between a suspect's runs and read as growth held elsewhere
+from ...analysis import classify
+from ..._compat import settle
+from ...probes import malloc
+from ...probes import process as probes
+
 BLOCKS_FLOOR = 8  # over a series' tail: a few blocks come and go between runs
 BYTES_FLOOR = 1024
 MALLOC_FLOOR = 4096  # malloc rounds and keeps free chunks: a few KiB move between runs
@@ -90,10 +97,6 @@ def read_counters() -> dict[str, float | None]:
     """The cheap counters, read right after a full collection and with the type attribute cache
     cleared: on 3.10/3.11 it keeps every attribute name it caches (each unpickled class name, each
     ``getattr`` with a new string), up to 4096 of them, which read as a few blocks per run."""
-    from ..._compat import settle
-    from ...probes import malloc
-    from ...probes import process as probes
-
     settle()
     gc.collect()
     return {"blocks": probes.blocks(), "malloc_bytes": malloc.malloc_in_use(), "traced_bytes": probes.traced_bytes(),
@@ -113,8 +116,6 @@ def screen(series: Series, runs: int) -> list[str]:
 
 def judge(series: Series, names: list[str] | None = None) -> dict[str, Any]:
     """leakkit's verdict on each counter's series (leakkit.analysis.classify), or on ``names`` only."""
-    from ...analysis import classify
-
     verdicts = {}
     x = series.x
     for name, values in series.readings.items():  # a probe that came and went has no series

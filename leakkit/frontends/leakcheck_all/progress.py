@@ -12,6 +12,7 @@ from typing import Any
 
 FIRST_S = 10.0  # the first line, after this long
 EVERY_S = 30.0
+FREE_S = 1.0  # a test's check up to this long fits any budget
 
 
 class Progress:
@@ -90,7 +91,8 @@ class Budget:
         return max(self.clock() - self.start - self.check_s - self.bisect_s - current, 0.0)
 
     def allows(self, current: float, more: float) -> bool:
-        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``."""
-        if self.factor == float("inf"):
+        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``
+        (a test's first second always does: a small session would otherwise afford nothing)."""
+        if self.factor == float("inf") or current + more <= FREE_S:
             return True
         return self.check_s + current + more <= (self.factor - 1.0) * self.plain_s(current)

@@ -32,7 +32,7 @@ from .runs import Interrupted, describe_error, run_once, unrepeatable_error
 from .watchdog import within
 
 RUN_ON_MAX = 512  # readings in all, at most, for growth that may stop (a 128-entry cache fills in 128 runs)
-RUN_ON_SHARE = 1 / 3  # of the bisect budget: what running on may spend to spare a bisect
+RUN_ON_S = 3.0  # at most, running on to spare a bisect (and a fifth of the bisect's budget)
 
 
 @dataclass
@@ -116,6 +116,7 @@ class Check:
             suspects = screen(self.series, plan.screen)
             if not suspects:
                 return Outcome(nodeid, "clean", detail="no counter grew on every run")
+            suspects.sort(key=lambda name: name not in COUNTS)  # a thread, fd or task first: the likelier leak
             if not self._affords(plan.confirm):
                 steps = self.series.last_steps(suspects[0], plan.screen)
                 return Outcome(nodeid, "suspect", suspects[0], detail=(
@@ -165,7 +166,7 @@ class Check:
     def _run_on(self, suspects: list[str], verdicts: dict[str, Any], leaking: list[str]
                 ) -> tuple[dict[str, Any], list[str]]:
         """Run on in doubling stages while the growth could still stop, within a share of the bisect budget."""
-        budget = self.plan.bisect_budget * RUN_ON_SHARE
+        budget = min(self.plan.bisect_budget / 5, RUN_ON_S)
         spent = 0.0
         while leaking and self.series.n < self.series.size:
             n = min(self.series.n, self.series.size - self.series.n)  # doubling
