@@ -59,6 +59,11 @@ class Series:
                 column[self.n] = value
         self.n += 1
 
+    def replace_last(self, reading: dict[str, float | None]) -> None:
+        """Read again what the last reading read (leakkit's own work since then taken out)."""
+        self.n -= 1
+        self.add(reading)
+
     @property
     def x(self) -> list[int]:
         return list(range(self.n))
@@ -103,11 +108,11 @@ def read_counters() -> dict[str, float | None]:
             "fds": probes.fds(), "threads": threading.active_count(), "tasks": _pending_tasks()}
 
 
-def screen(series: Series, runs: int) -> list[str]:
-    """The counters that every one of the last ``runs`` runs raised by at least their step (the
-    rule of CPython's ``regrtest -R``): the suspects, for a longer series to judge."""
+def screen(series: Series, runs: int, names: tuple[str, ...] = tuple(FLOORS)) -> list[str]:
+    """The counters (of ``names``) that every one of the last ``runs`` runs raised by at least their
+    step (the rule of CPython's ``regrtest -R``): the suspects, for a longer series to judge."""
     suspects = []
-    for name in FLOORS:
+    for name in names:
         steps = series.last_steps(name, runs)
         if len(steps) == runs and all(not math.isnan(d) and d >= STEPS[name] for d in steps):
             suspects.append(name)

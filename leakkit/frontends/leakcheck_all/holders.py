@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import collections
 import gc
+import re
+import threading
 import types
 import weakref
 from dataclasses import dataclass
@@ -29,9 +31,14 @@ from ...probes import containers
 from ...retention.paths import bounds_along
 
 HARNESS = ("_pytest", "pytest", "pluggy", "xdist", "execnet", "leakkit")
-_PLAIN = (dict, list, tuple, set, frozenset, types.CellType, types.MappingProxyType, collections.deque)
+# containers and namespaces: their owner is whoever holds them (a threading.local is a namespace
+# per thread: hypothesis keeps its caches' entries in one, under the cache that bounds them)
+_PLAIN = (dict, list, tuple, set, frozenset, types.CellType, types.MappingProxyType, collections.deque,
+          threading.local)
+_LIMIT = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entries|max_?items|size_?limit|"
+                    r"max_?count|cache_?size)$")
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
-_DEPTH = 4  # referrer levels walked from a container to its owner
+_DEPTH = 6  # referrer levels walked from a container to its owner (a cache's dict, in a thread-local, in its __dict__)
 
 
 @dataclass
@@ -42,13 +49,14 @@ class Held:
     harness: int = 0
     bounded: int = 0
     other: int = 0
+    attributes: int = 0  # attributes objects gained (lazy initialisation): neither held nor a holder's
     holder: str = ""
     bound: str = ""
 
     def verdict(self, runs: int) -> str | None:
-        """``harness`` or ``plateau`` when all the growth (at least one entry a run) is held
-        there, else None: the growth may be the test's."""
-        if self.other >= max(runs // 2, 1) or self.harness + self.bounded < runs:
+        """``harness`` or ``plateau`` when the growth (at least one entry a run) is held there and
+        less than an entry a run anywhere else, else None: the growth may be the test's."""
+        if self.other >= runs or self.harness + self.bounded < runs:
             return None
         return "harness" if self.harness >= self.bounded else "plateau"
 
@@ -60,6 +68,8 @@ class Held:
             parts.append(f"{self.bounded} in a bounded cache ({self.bound})")
         if self.other:
             parts.append(f"{self.other} elsewhere")
+        if self.attributes:
+            parts.append(f"{self.attributes} attributes set on existing objects")
         return "; ".join(parts) or "no container grew"
 
 
@@ -107,8 +117,11 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
         chain = _owner_chain(parent if parent is not None else container, ignore)
         owner = chain[-1] if chain and _is_owner(chain[-1]) else None
         module = _home(owner) if owner is not None else None
-        bound = bounds_along([container, *chain])
-        if module is not None and any(module == p or module.startswith(p + ".") for p in harness):
+        bound = bounds_along([container, *chain]) or (_limit_of(owner, container) if owner is not None else None)
+        if owner is not None and parent is None and not isinstance(owner, (types.ModuleType, type)) \
+                and containers.instance_dict(owner) is container:
+            held.attributes += added  # an object's own attributes (set lazily): no collection of entries
+        elif module is not None and any(module == p or module.startswith(p + ".") for p in harness):
             held.harness += added
             held.holder = held.holder or f"{type(owner).__qualname__} ({module})"
         elif bound is not None:
@@ -119,6 +132,17 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
         del chain
     ranked.clear()
     return held
+
+
+def _limit_of(owner: Any, container: Any) -> str | None:
+    """A size limit the owner keeps in an int attribute (``max_size``, ``capacity``...) that the
+    grown container it holds (however deep: a thread-local's list) is within: a bounded cache."""
+    for name, value in containers.attributes(owner):
+        if type(value) is int and value > 0 and _LIMIT.search(name.rsplit("__", 1)[-1]):
+            size = containers.container_len(container)
+            if 0 <= size <= value:
+                return f"{type(owner).__qualname__}.{name}={value}, holding {size}"
+    return None
 
 
 def _weak_entries(container: Any, added: int) -> bool:

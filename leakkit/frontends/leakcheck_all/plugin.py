@@ -169,7 +169,7 @@ class LeakcheckAll:
         write = terminalreporter.write_line
         leaking = [o for o in self.outcomes if o["verdict"] == "leak"]
         listed = [o for o in self.outcomes if o["verdict"] in ("unrepeatable", "skipped")]
-        others = [o for o in self.outcomes if o["verdict"] in ("unconfirmed", "inconclusive", "harness", "suspect")
+        others = [o for o in self.outcomes if o["verdict"] in ("unconfirmed", "inconclusive", "harness", "suspect", "runaway")
                   or (o["verdict"] == "plateau" and o.get("counter"))]
         judged = [o for o in self.outcomes if o["verdict"] not in ("unrepeatable", "skipped")]
         confirmed = sum(1 for o in judged if o.get("runs", 0) > self.plan.warmup + self.plan.screen)

@@ -16,9 +16,11 @@ what the session reports. :class:`Quiet` holds them as the first run left them:
   only); the first run's records are put back;
 * warnings go to a recorder of the run's own, under the filters the plain run has (an ``error``
   filter still raises); a test's own ``recwarn`` sees that run's warnings only;
-* ``monkeypatch`` changes the call phase made are undone after each run, so each run starts
-  where the first one did and the fixture's undo list does not grow; ``record_property``
-  entries beyond the first run's are dropped.
+* ``monkeypatch`` changes and ``mocker`` (pytest-mock) patches the call phase made are undone
+  after each run, so each run starts where the first one did and the fixtures' undo lists do
+  not grow (a patch left in place is patched again by the next run: a chain of mocks, each
+  call going through all of them); ``record_property`` entries beyond the first run's are
+  dropped.
 
 Fixture setup is left alone: the changes a fixture made before the call phase stay (a
 :class:`Baseline` taken when the call phase starts says which are the call phase's).
@@ -56,6 +58,7 @@ class Baseline:
 
     def __init__(self, item: pytest.Item) -> None:
         self.patches = [(mp, _patch_marks(mp)) for mp in _fixtures(item, pytest.MonkeyPatch)]
+        self.mocks = [(m, len(_mock_list(m)), len(getattr(m, "_mocks", None) or ())) for m in _mockers(item)]
         self.properties = len(getattr(item, "user_properties", ()))
         dtest = getattr(item, "dtest", None)  # a doctest: its runner clears its globals after each run
         self.globs = dict(dtest.globs) if dtest is not None and isinstance(getattr(dtest, "globs", None), dict) else None
@@ -81,6 +84,41 @@ def _undo_since(mp: Any, marks: tuple[int, int, bool, bool]) -> None:
     if not had_cwd and mp._cwd is not None:
         extra._cwd, mp._cwd = mp._cwd, None
     extra.undo()
+
+
+def _mockers(item: pytest.Item) -> list[Any]:
+    """pytest-mock's ``mocker`` fixtures among the test's fixture values (any scope)."""
+    values = getattr(item, "funcargs", None) or {}
+    return [v for v in values.values() if type(v).__module__.startswith("pytest_mock")
+            and callable(getattr(v, "stopall", None)) and _mock_list(v) is not None]
+
+
+def _mock_list(mocker: Any) -> list | None:
+    """The list a mocker keeps its patches in, to stop them at teardown (pytest-mock 3.x's two layouts)."""
+    cache = getattr(getattr(mocker, "_mock_cache", None), "cache", None)
+    if isinstance(cache, list):
+        return cache
+    patches = getattr(mocker, "_patches", None)
+    return patches if isinstance(patches, list) else None
+
+
+def _stop_since(mocker: Any, n: int, n_mocks: int) -> None:
+    """Stop the patches a mocker started after its ``n``-th, latest first, and forget them (and,
+    in pytest-mock's older layout, the mocks it made after its ``n_mocks``-th)."""
+    entries = _mock_list(mocker)
+    if entries is None:
+        return
+    for entry in reversed(entries[n:]):
+        patch = getattr(entry, "patch", entry)  # a cache item holds its patcher; the old layout, the patcher
+        if patch is not None and callable(getattr(patch, "stop", None)):
+            try:
+                patch.stop()
+            except RuntimeError:  # already stopped by the test itself
+                pass
+    del entries[n:]
+    mocks = getattr(mocker, "_mocks", None)
+    if isinstance(mocks, list):
+        del mocks[n_mocks:]
 
 
 class Quiet:
@@ -132,6 +170,8 @@ class Quiet:
             for mp, marks in self.baseline.patches:
                 if marks is not None:
                     _undo_since(mp, marks)
+            for mocker, n, n_mocks in self.baseline.mocks:
+                _stop_since(mocker, n, n_mocks)
         props = getattr(self.item, "user_properties", None)
         if isinstance(props, list):
             del props[self._first_properties:]

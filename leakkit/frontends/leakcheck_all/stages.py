@@ -25,12 +25,14 @@ from ..._compat import freeze
 from ..._errors import LeakkitError
 from ..._sizes import format_size
 from . import holders
+from ...probes import process as probes
 from .progress import Budget
 from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen
 from .quiet import Quiet
 from .runs import Interrupted, describe_error, run_once, unrepeatable_error
 from .watchdog import within
 
+RUNAWAY_BYTES = 1 << 30  # a test whose runs grow the process by more is not repeated further
 RUN_ON_MAX = 512  # readings in all, at most, for growth that may stop (a 128-entry cache fills in 128 runs)
 RUN_ON_S = 3.0  # at most, running on to spare a bisect (and a fifth of the bisect's budget)
 
@@ -50,7 +52,7 @@ class Outcome:
     """What --leakcheck-all found for one test: a JSON-able dict crosses xdist on the report."""
 
     nodeid: str
-    verdict: str  # leak, clean, plateau, inconclusive, harness, suspect, unrepeatable, skipped, unconfirmed
+    verdict: str  # leak, clean, plateau, inconclusive, harness, suspect, runaway, unrepeatable, skipped, unconfirmed
     counter: str = ""  # the counter that leaked: blocks, malloc_bytes, traced_bytes, fds, threads, tasks
     rate: str = ""  # per run, in the counter's unit
     culprit: str | None = None
@@ -72,6 +74,7 @@ class Check:
         self.item, self.quiet, self.plan = item, quiet, plan
         self.harness, self.targets, self.say, self.budget = harness, targets, say, budget
         self.started = 0.0
+        self.rss0: int | None = None
         self.runs = 0
         self.measured = 0
         self.measured_s = 0.0  # the measured runs' time with their readings: what running on costs a run
@@ -79,6 +82,7 @@ class Check:
 
     def run(self) -> Outcome:
         self.started = time.perf_counter()
+        self.rss0 = probes.rss()
         outcome = self._stages()
         outcome.runs = self.runs
         outcome.seconds = time.perf_counter() - self.started
@@ -98,6 +102,10 @@ class Check:
         for _ in range(n):
             self._once()
             self.series.add(read_counters())
+            rss = probes.rss()
+            if rss is not None and self.rss0 is not None and rss - self.rss0 > RUNAWAY_BYTES:
+                raise _RanAway(f"its runs grew the process by {format_size(rss - self.rss0)} in {self.runs} runs: "
+                               "not repeated further (run it alone to see what keeps it)")
         self.measured += n
         self.measured_s += time.perf_counter() - started
 
@@ -112,43 +120,55 @@ class Check:
             # stays frozen, so it counts the same in every reading.
             frozen = freeze()
             self.series.add(read_counters())
-            self._measured(plan.screen)
+            self._measured(plan.screen - 1)
+            table, held = None, None
+            if frozen and screen(self.series, plan.screen - 1, MEMORY):
+                # memory grew on every run so far: the containers' lengths before the last run, to
+                # tell by their holders whose its growth is (the harness's, a bounded cache's, or
+                # maybe the test's) without more runs
+                gc.unfreeze()
+                table = holders.lengths()
+                frozen = freeze()
+                self.series.replace_last(read_counters())  # the table itself is not the test's
+            self._measured(1)
             suspects = screen(self.series, plan.screen)
             if not suspects:
                 return Outcome(nodeid, "clean", detail="no counter grew on every run")
             suspects.sort(key=lambda name: name not in COUNTS)  # a thread, fd or task first: the likelier leak
-            if not self._affords(plan.confirm):
-                steps = self.series.last_steps(suspects[0], plan.screen)
-                return Outcome(nodeid, "suspect", suspects[0], detail=(
-                    f"{suspects[0]} grew on each of its {plan.screen} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
-                    f"{plan.confirm} more runs (~{self.measured_s / self.measured * plan.confirm:.0f} s) would take the "
-                    f"check past {self.budget.factor:g}x the plain suite: check it alone: pytest {nodeid} --leakcheck-all --leakcheck-cost=inf"))
-            table = None
-            if frozen and any(n in MEMORY for n in suspects):
-                gc.unfreeze()  # the containers' lengths, to tell whose the growth is afterwards
-                table = holders.lengths()
+            if table is not None and suspects[0] in MEMORY:
+                gc.unfreeze()
+                frozen = False
+                held = holders.whose(table, self.harness)
                 frozen = freeze()
-            self._measured(plan.confirm)
+                verdict = held.verdict(1)
+                if verdict is not None:
+                    steps = self.series.last_steps(suspects[0], plan.screen)
+                    return Outcome(nodeid, verdict, suspects[0], f"{sum(steps) / len(steps):+.3g} {UNITS[suspects[0]]}/run",
+                                   detail=f"{suspects[0]} grew, held by what is not the test's: {held}")
+            del table
+            more = max(plan.confirm - (self.measured - plan.screen), 0)
+            if not self._affords(more):
+                steps = self.series.last_steps(suspects[0], self.measured)
+                return Outcome(nodeid, "suspect", suspects[0], detail=(
+                    f"{suspects[0]} grew on each of its {len(steps)} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
+                    f"{more} more runs (~{self.measured_s / self.measured * more:.0f} s) would take the check past "
+                    f"{self.budget.factor:g}x the plain suite: check it alone: pytest {nodeid} --leakcheck-all "
+                    "--leakcheck-cost=inf" + (f" (its last run's growth: {held})" if held is not None else "")))
+            self._measured(more)
             verdicts = judge(self.series, suspects)
             leaking = [n for n in suspects if verdicts[n].verdict == "leak"]
             if not leaking:
                 return self._not_leaking(verdicts)
             counter = ([n for n in leaking if n in COUNTS] or leaking)[0]
             if counter not in COUNTS:  # a thread, fd or task left by every run needs no more runs
-                if table is not None:
-                    gc.unfreeze()  # whose is the growth: the harness's, a bounded cache's, or maybe the test's
-                    held = holders.whose(table, self.harness)
-                    frozen = freeze()
-                    verdict = held.verdict(plan.confirm)
-                    if verdict is not None:
-                        return Outcome(nodeid, verdict, counter, _rate(verdicts[counter], counter),
-                                       detail=f"{counter} grew, held by what is not the test's: {held}")
                 verdicts, leaking = self._run_on(suspects, verdicts, leaking)
                 if not leaking:
                     return self._not_leaking(verdicts)
                 counter = leaking[0]
         except Interrupted:
             raise
+        except _RanAway as error:
+            return Outcome(nodeid, "runaway", detail=str(error))
         except BaseException as error:
             if not unrepeatable_error(error):
                 raise
@@ -215,13 +235,18 @@ class Check:
 
         try:
             report = within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False,
-                                                            time_budget=budget))
+                                                            time_budget=budget), memory=2 * RUNAWAY_BYTES)
             return report, "", time.perf_counter() - started
-        except Interrupted:
+        except Interrupted as cut:
             spent = time.perf_counter() - started
-            return None, f"the bisect overran its {budget:.0f} s budget and was cut after {spent:.0f} s", spent
+            why = str(cut) or f"it overran its {budget:.0f} s budget"
+            return None, f"the bisect was cut after {spent:.0f} s: {why}", spent
         except LeakkitError as error:
             return None, str(error), time.perf_counter() - started
+
+
+class _RanAway(Exception):
+    """A test's runs grew the process past RUNAWAY_BYTES."""
 
 
 def _rate(growth: Any, counter: str) -> str:

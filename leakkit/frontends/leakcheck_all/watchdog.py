@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ...probes import process as probes
 from .runs import Interrupted
 
 T = TypeVar("T")
 ANALYSIS_THREAD = "leakkit-analysis"
+_POLL_S = 0.25
 
 
 def _set_async(ident: int, error: Any) -> bool:
@@ -35,17 +38,28 @@ def _raise_in(ident: int) -> bool:
     return _set_async(ident, Interrupted)
 
 
-def within(limit: float, func: Callable[[], T]) -> T:
-    """``func()``, interrupted (Interrupted raised) once it has run ``limit`` seconds."""
+def within(limit: float, func: Callable[[], T], *, memory: int | None = None) -> T:
+    """``func()``, interrupted (Interrupted raised) once it has run ``limit`` seconds, or once the
+    process has grown by ``memory`` bytes (a workload whose runs pile up: mocks patched over mocks)."""
     caller = threading.get_ident()
     done = threading.Event()
-    fired: list[bool] = []
+    fired: list[str] = []
     started: set[int] = {t.ident for t in threading.enumerate() if t.ident is not None}
+    rss0 = probes.rss() if memory is not None else None
+    deadline = time.monotonic() + limit
 
     def watch() -> None:
-        if done.wait(limit):
-            return
-        fired.append(True)
+        while True:
+            left = deadline - time.monotonic()
+            if done.wait(min(max(left, 0.0), _POLL_S)):
+                return
+            rss = probes.rss() if rss0 is not None else None
+            if rss is not None and memory is not None and rss - rss0 > memory:
+                fired.append(f"it grew the process by {rss - rss0 >> 20} MiB")
+                break
+            if time.monotonic() >= deadline:
+                fired.append("")
+                break
         # the analysis thread first: the caller may be waiting on it, and gets its error through it
         for thread in threading.enumerate():
             if thread.name == ANALYSIS_THREAD and thread.ident is not None and thread.ident not in started:
@@ -58,10 +72,10 @@ def within(limit: float, func: Callable[[], T]) -> T:
     try:
         return func()
     except Interrupted:
-        raise
+        raise Interrupted(fired[0] if fired else "") from None
     except BaseException as error:
         if fired and _from_interruption(error):
-            raise Interrupted() from None
+            raise Interrupted(fired[0]) from None
         raise
     finally:
         done.set()
