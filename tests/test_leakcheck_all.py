@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 
 import pytest
 
@@ -446,3 +447,65 @@ def test_every_test_runs_four_times_and_a_suspect_the_budget_cannot_afford_is_li
     assert re.search(r"^SUSPECT test_costs.py::test_slow_and_growing: blocks grew on each of its 3 runs "
                      r"\(\+\d+, \+\d+, \+\d+\); 12 more runs \(~\d+ s\) would take the check past 1.5x the plain suite",
                      summary, re.M), summary
+
+
+def _forever() -> None:
+    while True:
+        time.sleep(0.01)
+
+
+def test_the_watchdog_cuts_a_run_past_its_time_on_the_caller_or_the_analysis_thread():
+    # a bisect sat in its retention search for over ten minutes: the session must not
+    from leakkit.engine.worker import Worker
+    from leakkit.frontends.leakcheck_all.runs import Interrupted
+    from leakkit.frontends.leakcheck_all.watchdog import within
+
+    assert within(5.0, lambda: 42) == 42
+    started = time.perf_counter()
+    with pytest.raises(Interrupted):
+        within(0.5, _forever)  # the caller's own thread
+
+    def analysis() -> None:  # bisect's analysis thread, the caller waiting on it
+        worker = Worker()
+        try:
+            worker.call(_forever)
+        finally:
+            worker.close()
+
+    with pytest.raises(Interrupted):
+        within(0.5, analysis)
+    assert time.perf_counter() - started < 30
+    grown: list[bytearray] = []
+
+    def grow() -> None:
+        while True:
+            grown.append(bytearray(4 << 20))
+            time.sleep(0.02)
+
+    with pytest.raises(Interrupted, match="grew the process by"):
+        within(60.0, grow, memory=64 << 20)
+    assert len(grown) < 200
+    grown.clear()
+
+
+def test_progress_says_the_time_left_and_the_budget_keeps_the_check_within_its_factor():
+    from leakkit.frontends.leakcheck_all.progress import FREE_S, Budget, Progress
+
+    now = [0.0]
+    progress = Progress(clock=lambda: now[0])
+    progress.total = 100
+    lines = []
+    for _ in range(100):
+        now[0] += 0.5
+        lines.append(progress.finished())
+    shown = [line for line in lines if line]
+    assert shown[0] == "leakcheck-all: 20/100 tests in 10 s, about 40 s left", shown
+    assert shown[1] == "leakcheck-all: 80/100 tests in 40 s, about 10 s left", shown
+    budget = Budget(5.0, clock=lambda: now[0])
+    now[0] += 10.0  # 10 s of the plain session
+    budget.add(30.0, 100.0)
+    now[0] += 130.0  # the check's 30 s and its bisects' 100 s went by too
+    assert budget.plain_s() == pytest.approx(10.0)
+    assert budget.allows(0.0, 10.0)  # 40 s of check for 10 s of plain: 4x on top
+    assert not budget.allows(0.0, 10.5)
+    assert budget.allows(0.0, FREE_S) and Budget(float("inf")).allows(1e9, 1e9)

@@ -38,6 +38,7 @@ _PLAIN = (dict, list, tuple, set, frozenset, types.CellType, types.MappingProxyT
 _LIMIT = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entries|max_?items|size_?limit|"
                     r"max_?count|cache_?size)$")
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
+_NO_LIMIT = 1 << 32  # a "limit" this large bounds nothing (sys.maxsize as a default)
 _DEPTH = 6  # referrer levels walked from a container to its owner (a cache's dict, in a thread-local, in its __dict__)
 
 
@@ -136,9 +137,12 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
 
 def _limit_of(owner: Any, container: Any) -> str | None:
     """A size limit the owner keeps in an int attribute (``max_size``, ``capacity``...) that the
-    grown container it holds (however deep: a thread-local's list) is within: a bounded cache."""
+    grown container it holds (however deep: a thread-local's list) is within: a bounded cache.
+    Only an instance's own attribute counts (a module's ``maxsize`` is ``sys.maxsize``)."""
+    if isinstance(owner, (types.ModuleType, type, types.FunctionType, types.MethodType)):
+        return None
     for name, value in containers.attributes(owner):
-        if type(value) is int and value > 0 and _LIMIT.search(name.rsplit("__", 1)[-1]):
+        if type(value) is int and 0 < value < _NO_LIMIT and _LIMIT.search(name.rsplit("__", 1)[-1]):
             size = containers.container_len(container)
             if 0 <= size <= value:
                 return f"{type(owner).__qualname__}.{name}={value}, holding {size}"

@@ -28,9 +28,12 @@ class Progress:
         self.bisect_s = 0.0
         self.bisects = 0
         self.runs = 0
+        self.parts = {"run_s": 0.0, "read_s": 0.0, "holders_s": 0.0}
 
     def add(self, outcome: dict[str, Any]) -> None:
         self.check_s += float(outcome.get("seconds", 0.0))
+        for name in self.parts:
+            self.parts[name] += float(outcome.get(name, 0.0))
         self.bisect_s += float(outcome.get("bisect_s", 0.0))
         self.bisects += 1 if outcome.get("bisect_s") else 0
         self.runs += int(outcome.get("runs", 0))
@@ -57,7 +60,9 @@ class Progress:
     def cost(self) -> str:
         """The check's own time, for the summary: repeated runs and readings, and bisects."""
         runs_s = max(self.check_s - self.bisect_s, 0.0)
-        text = f"the check took {_duration(runs_s)} in {self.runs} repeated runs"
+        parts = self.parts
+        text = (f"the check took {_duration(runs_s)} in {self.runs} repeated runs (the runs {_duration(parts['run_s'])}, "
+                f"their readings {_duration(parts['read_s'])}, looking up holders {_duration(parts['holders_s'])})")
         if self.bisects:
             text += f" and {_duration(self.bisect_s)} in {self.bisects} bisect{'s' if self.bisects > 1 else ''}"
         return text

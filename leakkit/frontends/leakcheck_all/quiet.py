@@ -152,9 +152,16 @@ class Quiet:
         self._stack.close()
 
     def before_run(self) -> None:
-        """Fresh capture for the next run (log records, warnings, a doctest's globals)."""
+        """Fresh capture for the next run (log records, warnings, a doctest's globals), emptied in
+        place: a new list and stream per run would be blocks the readings count."""
         for handler in _log_handlers(self.item):
-            handler.reset()
+            records, stream = getattr(handler, "records", None), getattr(handler, "stream", None)
+            if isinstance(records, list) and isinstance(stream, io.StringIO):
+                records.clear()
+                stream.seek(0)
+                stream.truncate()
+            else:
+                handler.reset()
         self._recorded.clear()
         for recorder in _fixtures(self.item, pytest.WarningsRecorder):
             recorder.clear()
@@ -270,6 +277,8 @@ class Quiet:
     @contextlib.contextmanager
     def _logs(self) -> Iterator[None]:
         saved = [(h, h.records, h.stream) for h in _log_handlers(self.item)]
+        for handler, _, _ in saved:
+            handler.reset()  # the repeated runs' own records and stream, the first run's kept aside
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,9 @@ class Outcome:
     runs: int = 0  # repeated runs made (the plain run not counted)
     seconds: float = 0.0  # spent checking it, its bisect included
     bisect_s: float = 0.0
+    run_s: float = 0.0  # of which: the repeated runs, their readings, the holders' look-up
+    read_s: float = 0.0
+    holders_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -74,40 +78,59 @@ class Check:
         self.item, self.quiet, self.plan = item, quiet, plan
         self.harness, self.targets, self.say, self.budget = harness, targets, say, budget
         self.started = 0.0
-        self.rss0: int | None = None
+        self.rss0 = 0
         self.runs = 0
+        # where the check's time went (runs, readings, holders), in an array: a float attribute
+        # replaced after each run would be a block the check itself keeps at the next reading
+        self.spent = array("d", [0.0, 0.0, 0.0])
+        self.clock = array("d", [0.0, 0.0, 0.0])  # start times and the last RSS, kept out of the heap
         self.measured = 0
-        self.measured_s = 0.0  # the measured runs' time with their readings: what running on costs a run
         self.series = Series(tuple(FLOORS), 1 + plan.screen + max(plan.confirm, RUN_ON_MAX))
 
     def run(self) -> Outcome:
         self.started = time.perf_counter()
-        self.rss0 = probes.rss()
+        self.rss0 = probes.rss() or 0
         outcome = self._stages()
         outcome.runs = self.runs
         outcome.seconds = time.perf_counter() - self.started
+        outcome.run_s, outcome.read_s, outcome.holders_s = self.spent
         return outcome
 
     def _affords(self, runs: int) -> bool:
         """Whether ``runs`` more runs (at the pace of the runs so far) fit the check's cost budget."""
-        per_run = self.measured_s / max(self.measured, 1)
-        return self.budget.allows(time.perf_counter() - self.started, per_run * runs)
+        return self.budget.allows(time.perf_counter() - self.started, self.per_run_s * runs)
 
+    # Between two readings the check itself must hold the same objects: a float or an int kept in
+    # a local across a reading (a start time, the last RSS) reads as a block the test kept. Times
+    # and readings go into arrays.
     def _once(self) -> None:
         self.runs += 1
-        run_once(self.item, self.quiet)
+        self.clock[0] = time.perf_counter()
+        try:
+            run_once(self.item, self.quiet)
+        finally:
+            self.spent[0] += time.perf_counter() - self.clock[0]
+
+    def _read(self) -> dict[str, float | None]:
+        self.clock[1] = time.perf_counter()
+        reading = read_counters()
+        self.spent[1] += time.perf_counter() - self.clock[1]
+        return reading
 
     def _measured(self, n: int) -> None:
-        started = time.perf_counter()
         for _ in range(n):
             self._once()
-            self.series.add(read_counters())
-            rss = probes.rss()
-            if rss is not None and self.rss0 is not None and rss - self.rss0 > RUNAWAY_BYTES:
-                raise _RanAway(f"its runs grew the process by {format_size(rss - self.rss0)} in {self.runs} runs: "
-                               "not repeated further (run it alone to see what keeps it)")
+            self.series.add(self._read())
+            self.clock[2] = probes.rss() or 0
+            if self.rss0 and self.clock[2] - self.rss0 > RUNAWAY_BYTES:
+                raise _RanAway(f"its runs grew the process by {format_size(self.clock[2] - self.rss0)} in "
+                               f"{self.runs} runs: not repeated further (run it alone to see what keeps it)")
         self.measured += n
-        self.measured_s += time.perf_counter() - started
+
+    @property
+    def per_run_s(self) -> float:
+        """What a measured run has cost so far, with its reading."""
+        return (self.spent[0] + self.spent[1]) / max(self.runs, 1)
 
     def _stages(self) -> Outcome:
         nodeid, plan = self.item.nodeid, self.plan
@@ -119,27 +142,31 @@ class Check:
             # the runs made, not the whole heap of the test process. Garbage left from before
             # stays frozen, so it counts the same in every reading.
             frozen = freeze()
-            self.series.add(read_counters())
+            self.series.add(self._read())
             self._measured(plan.screen - 1)
             table, held = None, None
             if frozen and screen(self.series, plan.screen - 1, MEMORY):
                 # memory grew on every run so far: the containers' lengths before the last run, to
                 # tell by their holders whose its growth is (the harness's, a bounded cache's, or
                 # maybe the test's) without more runs
+                started = time.perf_counter()
                 gc.unfreeze()
                 table = holders.lengths()
                 frozen = freeze()
-                self.series.replace_last(read_counters())  # the table itself is not the test's
+                self.spent[2] += time.perf_counter() - started
+                self.series.replace_last(self._read())  # the table itself is not the test's
             self._measured(1)
             suspects = screen(self.series, plan.screen)
             if not suspects:
                 return Outcome(nodeid, "clean", detail="no counter grew on every run")
             suspects.sort(key=lambda name: name not in COUNTS)  # a thread, fd or task first: the likelier leak
             if table is not None and suspects[0] in MEMORY:
+                started = time.perf_counter()
                 gc.unfreeze()
                 frozen = False
                 held = holders.whose(table, self.harness)
                 frozen = freeze()
+                self.spent[2] += time.perf_counter() - started
                 verdict = held.verdict(1)
                 if verdict is not None:
                     steps = self.series.last_steps(suspects[0], plan.screen)
@@ -151,7 +178,7 @@ class Check:
                 steps = self.series.last_steps(suspects[0], self.measured)
                 return Outcome(nodeid, "suspect", suspects[0], detail=(
                     f"{suspects[0]} grew on each of its {len(steps)} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
-                    f"{more} more runs (~{self.measured_s / self.measured * more:.0f} s) would take the check past "
+                    f"{more} more runs (~{self.per_run_s * more:.0f} s) would take the check past "
                     f"{self.budget.factor:g}x the plain suite: check it alone: pytest {nodeid} --leakcheck-all "
                     "--leakcheck-cost=inf" + (f" (its last run's growth: {held})" if held is not None else "")))
             self._measured(more)
@@ -190,7 +217,7 @@ class Check:
         spent = 0.0
         while leaking and self.series.n < self.series.size:
             n = min(self.series.n, self.series.size - self.series.n)  # doubling
-            if spent + self.measured_s / max(self.measured, 1) * n > budget or not self._affords(n):
+            if spent + self.per_run_s * n > budget or not self._affords(n):
                 break
             started = time.perf_counter()
             self._measured(n)

@@ -5,7 +5,8 @@ most (one bisect sat in its retention search for over ten minutes). The watchdog
 thread: past ``limit`` seconds of wall time it raises :class:`~.runs.Interrupted` into the
 threads running the bisect (the caller's, where the workload runs, and leakkit's analysis thread,
 named ``leakkit-analysis``), at their next Python instruction; bisect gives back what it changed
-on the way out (its ``finally``), and the caller reports the bisect as cut.
+on the way out (its ``finally``), and the caller reports the bisect as cut. A thread inside one
+long C call (not Python code) gets it only when the call returns.
 """
 from __future__ import annotations
 
@@ -61,10 +62,11 @@ def within(limit: float, func: Callable[[], T], *, memory: int | None = None) ->
                 fired.append("")
                 break
         # the analysis thread first: the caller may be waiting on it, and gets its error through it
-        for thread in threading.enumerate():
-            if thread.name == ANALYSIS_THREAD and thread.ident is not None and thread.ident not in started:
-                _raise_in(thread.ident)
-        if not done.wait(2.0):
+        analysing = [t.ident for t in threading.enumerate() if t.name == ANALYSIS_THREAD
+                     and t.ident is not None and t.ident not in started]
+        for ident in analysing:
+            _raise_in(ident)
+        if not analysing or not done.wait(2.0):
             _raise_in(caller)
 
     timer = threading.Thread(target=watch, name="leakkit-watchdog", daemon=True)
