@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     InvalidArgumentError,
     LeakkitError,
+    MixedProcessesError,
     NotARecordingError,
     ProbeUnavailableWarning,
     ProcessAccessError,
@@ -30,7 +31,10 @@ _LAZY = {
     "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.timeline", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
-    "watch": "recording.watch", "write_mprofile": "recording.mprof",
+    "watch": "reports.live", "write_mprofile": "recording.mprof",
+    "WorkerForecasts": "reports.workers", "forecast_workers": "reports.workers",
+    "FleetReport": "reports.fleet", "FleetWriter": "recording.export.fleet_writer", "fleet": "reports.fleet",
+    "OpenTelemetryExporter": "recording.export.otel", "PrometheusExporter": "recording.export.prometheus",
 }
 
 
@@ -55,14 +59,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .analysis import Growth
     from .engine.bisect import bisect
     from .probes.heap import heap_summary, summary_diff
+    from .recording.export.fleet_writer import FleetWriter
+    from .recording.export.otel import OpenTelemetryExporter
+    from .recording.export.prometheus import PrometheusExporter
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
     from .recording.timeline import load as load_watch
-    from .recording.watch import watch
     from .reports.bisect_report import BisectReport
+    from .reports.fleet import FleetReport, fleet
     from .reports.forecast import Forecast, forecast
+    from .reports.live import watch
     from .reports.trace_report import TraceReport, verdict
+    from .reports.workers import WorkerForecasts, forecast_workers
     from .tracing.native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
     from .tracing.sites import GrowthSites, growth_sites
     from .tracing.trace import Trace, trace
@@ -76,6 +85,8 @@ __all__ = [
     "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "humanize", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",
+    "MixedProcessesError", "WorkerForecasts", "forecast_workers",
+    "FleetReport", "FleetWriter", "OpenTelemetryExporter", "PrometheusExporter", "fleet",
 ]
 
 

@@ -8,10 +8,12 @@ exception into exit code 3 (leakkit's own failure).
 from __future__ import annotations
 
 from .bisect import BisectCommand
+from .fleet import FleetCommand
 from .report import ReportCommand
 from .run import RunCommand
 from .watch import WatchCommand
 
-COMMANDS = {"watch": WatchCommand, "run": RunCommand, "report": ReportCommand, "bisect": BisectCommand}
+COMMANDS = {"watch": WatchCommand, "run": RunCommand, "report": ReportCommand, "bisect": BisectCommand,
+            "fleet": FleetCommand}
 
-__all__ = ["COMMANDS", "BisectCommand", "ReportCommand", "RunCommand", "WatchCommand"]
+__all__ = ["COMMANDS", "BisectCommand", "FleetCommand", "ReportCommand", "RunCommand", "WatchCommand"]
