@@ -243,6 +243,12 @@ def compare(plain: dict, checked: dict, junits: tuple[Path, Path]) -> list[str]:
     return diffs
 
 
+def bisect_seconds(summary: str) -> float:
+    """The bisects' wall time the summary gives ("and 1 min 02 s in 3 bisects")."""
+    match = re.search(r"and (?:(\d+) min )?([\d.]+) s in \d+ bisects?", summary)
+    return 0.0 if not match else 60.0 * int(match.group(1) or 0) + float(match.group(2))
+
+
 def flagged(summary: str) -> list[str]:
     return [line for line in summary.splitlines() if re.match(r"(LEAK|UNCONFIRMED|INCONCLUSIVE|HARNESS|NOT REPEATED) ",
                                                                line)]
@@ -268,35 +274,39 @@ def main() -> None:
             junits = (Path(tmp) / "plain.xml", Path(tmp) / "checked.xml")
             plain = run(root, suite, suite.args, junits[0])
             checked = run(root, suite, [*suite.args, "--leakcheck-all"], junits[1])
+            again = run(root, suite, suite.args, None)  # plain again: the ratio is to the mean of the two
+            plain["cpu"], plain["wall"] = (plain["cpu"] + again["cpu"]) / 2, (plain["wall"] + again["wall"]) / 2
             if keep:
                 (keep / f"{suite.name}-plain.txt").write_text(plain["out"])
                 (keep / f"{suite.name}-checked.txt").write_text(checked["out"])
             diffs = compare(plain, checked, junits)
             summary = leakkit_summary(checked["out"])
             tests = summary_line(plain["out"])
+            bisect_s = bisect_seconds(summary)
             row = [suite.name, tests, plain, checked, checked["cpu"] / plain["cpu"], checked["wall"] / plain["wall"],
-                   flagged(summary), diffs]
+                   flagged(summary), diffs, (checked["wall"] - bisect_s) / plain["wall"]]
             rows.append(row)
             _print_row(row, summary)
             if options.planted:
                 _planted(suite, sdist, Path(tmp), keep)
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
-    print("\n| suite (sdist) | style | tests | plain CPU / wall | `--leakcheck-all` CPU / wall | ratio CPU / wall | flagged |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, tests, plain, checked, r_cpu, r_wall, flags, _ in rows:
+    print("\n| suite (sdist) | style | tests | plain CPU / wall | `--leakcheck-all` CPU / wall | ratio CPU / wall "
+          "| wall without bisects | flagged |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, tests, plain, checked, r_cpu, r_wall, flags, _, r_runs in rows:
         suite = next(s for s in SUITES if s.name == name)
         print(f"| {name} {suite.version} | {suite.style} | {tests} | {plain['cpu']:.1f} s / {plain['wall']:.1f} s | "
-              f"{checked['cpu']:.1f} s / {checked['wall']:.1f} s | {r_cpu:.1f}x / {r_wall:.1f}x | "
+              f"{checked['cpu']:.1f} s / {checked['wall']:.1f} s | {r_cpu:.1f}x / {r_wall:.1f}x | {r_runs:.1f}x | "
               f"{len(flags) or 'none'} |")
 
 
 def _print_row(row: list, summary: str) -> None:
-    name, tests, plain, checked, r_cpu, r_wall, flags, diffs = row
+    name, tests, plain, checked, r_cpu, r_wall, flags, diffs, r_runs = row
     print(f"\n== {name}: {tests}")
     print(f"   plain   rc={plain['rc']} CPU {plain['cpu']:.1f} s wall {plain['wall']:.1f} s")
     print(f"   checked rc={checked['rc']} CPU {checked['cpu']:.1f} s wall {checked['wall']:.1f} s "
-          f"(ratio {r_cpu:.2f}x CPU, {r_wall:.2f}x wall)")
-    print("   " + "\n   ".join(summary.strip().splitlines()[:2]))
+          f"(ratio {r_cpu:.2f}x CPU, {r_wall:.2f}x wall; {r_runs:.2f}x wall without the bisects)")
+    print("   " + "\n   ".join(summary.strip().splitlines()[:3]))
     for line in flags:
         print(f"   {line[:300]}")
     print(f"   session report: {'same as the plain run' if not diffs else 'DIFFERS: ' + '; '.join(diffs)}")

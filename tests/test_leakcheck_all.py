@@ -501,7 +501,7 @@ def test_progress_says_the_time_left_and_the_budget_keeps_the_check_within_its_f
     shown = [line for line in lines if line]
     assert shown[0] == "leakcheck-all: 20/100 tests in 10 s, about 40 s left", shown
     assert shown[1] == "leakcheck-all: 80/100 tests in 40 s, about 10 s left", shown
-    budget = Budget(5.0, clock=lambda: now[0])
+    budget = Budget(5.0, clock=lambda: now[0], started=now[0])
     now[0] += 10.0  # 10 s of the plain session
     budget.add(30.0, 100.0)
     now[0] += 130.0  # the check's 30 s and its bisects' 100 s went by too

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from ..._compat import referents
 from ...probes import containers
 from ...retention.paths import bounds_along
 
@@ -110,12 +111,11 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
     ranked = sorted(((containers.container_len(c) - old, c, parent) for c, parent, old in grown),
                     key=lambda row: row[0], reverse=True)[:_MAX_HOLDERS]
     del grown
+    ranked = [row for row in ranked if row[0] > 0 and not _weak_entries(row[1], row[0])]
     ignore = {id(ranked)} | {id(row) for row in ranked}
+    chains = _owner_chains([parent if parent is not None else container for _, container, parent in ranked], ignore)
     held = Held()
-    for added, container, parent in ranked:
-        if added <= 0 or _weak_entries(container, added):
-            continue
-        chain = _owner_chain(parent if parent is not None else container, ignore)
+    for (added, container, parent), chain in zip(ranked, chains, strict=True):
         owner = chain[-1] if chain and _is_owner(chain[-1]) else None
         module = _home(owner) if owner is not None else None
         bound = bounds_along([container, *chain]) or (_limit_of(owner, container) if owner is not None else None)
@@ -130,7 +130,7 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
             held.bound = held.bound or str(bound)
         else:
             held.other += added
-        del chain
+    chains.clear()
     ranked.clear()
     return held
 
@@ -155,32 +155,46 @@ def _weak_entries(container: Any, added: int) -> bool:
     return bool(entries) and all(isinstance(value, weakref.ReferenceType) for _, value in entries)
 
 
-def _owner_chain(start: Any, ignore: set[int]) -> list[Any]:
-    """Objects up the referrers of ``start`` to the nearest one that is not a plain container: a
-    module, a class, a function or an instance (what a person would say holds it), that one last;
-    ``start`` first. Ends early (without an owner) when nothing refers to it any more."""
-    chain = [start]
-    frontier = [start]
-    seen = {id(start)}
-    ignore = ignore | {id(frontier), id(chain)}
+def _owner_chains(starts: list[Any], ignore: set[int]) -> list[list[Any]]:
+    """For each start, the objects up its referrers to the nearest one that is not a plain
+    container: a module, a class, a function or an instance (what a person would say holds it),
+    that one last, ``start`` first; a chain ends early (without an owner) when nothing refers to
+    it any more. One walk of the heap per level for all the starts together."""
+    chains = [[start] for start in starts]
+    frontiers = [[start] for start in starts]
+    seen = [{id(start)} for start in starts]
+    ignore = ignore | {id(chains), id(frontiers), id(seen)} | {id(c) for c in chains} | {id(f) for f in frontiers}
     for _ in range(_DEPTH):
-        owners = [obj for obj in frontier if _is_owner(obj)]
-        if owners:
-            if owners[0] is not start:
-                chain.append(owners[0])
-            return chain
-        found: list[Any] = []
-        for ref in gc.get_referrers(*frontier):
-            if id(ref) in seen or id(ref) in ignore or isinstance(ref, types.FrameType):
+        waiting = []
+        for i, frontier in enumerate(frontiers):
+            owners = [obj for obj in frontier if _is_owner(obj)]
+            if owners:
+                if owners[0] is not chains[i][0]:
+                    chains[i].append(owners[0])
+                frontier.clear()
+            elif frontier:
+                waiting.append(i)
+        if not waiting:
+            break
+        wanted: dict[int, list[int]] = {}
+        for i in waiting:
+            for obj in frontiers[i]:
+                wanted.setdefault(id(obj), []).append(i)
+        found: dict[int, list[Any]] = {i: [] for i in waiting}
+        for ref in gc.get_referrers(*(obj for i in waiting for obj in frontiers[i])):
+            if id(ref) in ignore or isinstance(ref, types.FrameType) or ref is wanted or ref is found:
                 continue
-            seen.add(id(ref))
-            found.append(ref)
-        frontier[:] = found[:64]
-        del found
-        if not frontier:
-            return chain
-        chain.append(frontier[0])
-    return chain
+            for child in referents(ref):
+                for i in wanted.get(id(child), ()):
+                    if id(ref) not in seen[i] and len(found[i]) < 64:
+                        seen[i].add(id(ref))
+                        found[i].append(ref)
+        for i in waiting:
+            frontiers[i][:] = found[i]
+            if found[i]:
+                chains[i].append(found[i][0])
+        del found, wanted
+    return chains
 
 
 def _is_owner(obj: Any) -> bool:

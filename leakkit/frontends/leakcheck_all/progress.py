@@ -68,6 +68,16 @@ class Progress:
         return text
 
 
+def _process_age() -> float:
+    """Seconds since this process started (0 when it cannot be read)."""
+    try:
+        import psutil
+
+        return max(time.time() - psutil.Process().create_time(), 0.0)
+    except Exception:
+        return 0.0
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
@@ -80,10 +90,13 @@ class Budget:
     bisects aside. Every test gets its screen; a suspect's further runs go ahead only while they
     fit (an expensive suspect early in a session may not: it is listed, to be checked alone)."""
 
-    def __init__(self, factor: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, factor: float, clock: Callable[[], float] = time.perf_counter, *,
+                 started: float | None = None) -> None:
+        """``started``: when the plain session began on ``clock`` (default: when this process did,
+        its start-up and imports being the plain suite's time as much as its tests)."""
         self.factor = factor
         self.clock = clock
-        self.start = clock()
+        self.start = clock() - _process_age() if started is None else started
         self.check_s = 0.0  # repeated runs and readings of tests finished
         self.bisect_s = 0.0
 
