@@ -509,3 +509,27 @@ def test_progress_says_the_time_left_and_the_budget_keeps_the_check_within_its_f
     assert budget.allows(0.0, 10.0)  # 40 s of check for 10 s of plain: 4x on top
     assert not budget.allows(0.0, 10.5)
     assert budget.allows(0.0, FREE_S) and Budget(float("inf")).allows(1e9, 1e9)
+
+
+def test_mocker_patches_are_undone_after_each_run(pytester):
+    # natsort's suite under the check once grew one process to 22 GB: each repeated run patched
+    # over the last run's patch, a chain of mocks every call went through
+    pytest.importorskip("pytest_mock")
+    pytester.makepyfile(mockedmod="def fetch(n):\n    return n\n", test_mocked=textwrap.dedent('''
+        import mockedmod
+
+        ORIGINAL = mockedmod.fetch
+
+        def test_patches(mocker):
+            fake = mocker.patch("mockedmod.fetch", return_value=7)
+            assert mockedmod.fetch(1) == 7 and fake.call_count == 1
+
+        def test_the_original_is_back():
+            assert mockedmod.fetch is ORIGINAL
+    '''))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all")
+    result.assert_outcomes(passed=2)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert "2 tests judged, 0 leaking, 0 not repeated" in summary, summary
+    assert "test_patches" not in summary, summary  # not HARNESS: nothing piled up

@@ -184,7 +184,8 @@ class LeakcheckAll:
         for o in leaking:
             write(f"LEAK {o['nodeid']}: {o['rate']}; culprit {o['culprit'] or '?'}; kept by {o['root'] or '?'}")
         for o in others:
-            write(f"{o['verdict'].upper()} {o['nodeid']}: {o['detail'].splitlines()[0] if o['detail'] else ''}")
+            name = "RAN AWAY" if o["verdict"] == "runaway" else o["verdict"].upper()
+            write(f"{name} {o['nodeid']}: {o['detail'].splitlines()[0] if o['detail'] else ''}")
         for o in listed:
             write(f"NOT REPEATED {o['nodeid']}: {o['detail']}")
 
