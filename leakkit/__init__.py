@@ -23,6 +23,7 @@ from ._errors import (
 # Everything else loads on first use (PEP 562), so that ``import leakkit`` (and pytest, which
 # loads the plugin in every run) does not pay for pandas, numpy and matplotlib until asked.
 _LAZY = {
+    "AttachReport": "reports.attach_report", "attach": "frontends.agent.client", "load_attach": "reports.attach_report",
     "BisectReport": "reports.bisect_report", "Forecast": "reports.forecast", "Growth": "analysis",
     "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
     "Recording": "recording.tables", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from ._text import humanize
     from .analysis import Growth
     from .engine.bisect import bisect
+    from .frontends.agent.client import attach
     from .probes.heap import heap_summary, summary_diff
     from .recording.export.fleet_writer import FleetWriter
     from .recording.export.otel import OpenTelemetryExporter
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
     from .recording.timeline import load as load_watch
+    from .reports.attach_report import AttachReport, load_attach
     from .reports.bisect_report import BisectReport
     from .reports.fleet import FleetReport, fleet
     from .reports.forecast import Forecast, forecast
@@ -79,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttachReport", "attach", "load_attach",
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
     "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",

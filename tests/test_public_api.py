@@ -22,6 +22,10 @@ import leakkit
 # name in leakkit.__all__ -> (the object's __name__, its signature with annotations and private
 # parameters left out; for an exception or warning, its base classes)
 PUBLIC = {
+    "AttachReport": ("AttachReport", "(result, way_in, target=<factory>, path=None)"),
+    "attach": ("attach", "(pid, *, duration=30.0, out=None, inject=True, top=15, frames=10, "
+                         "max_trace_memory='16MiB', progress=None, finish=None)"),
+    "load_attach": ("load_attach", "(path)"),
     "BisectReport": ("BisectReport", "(verdict, culprit, retention, suspects, growing_types, paths, "
                                      "series, tasks, function_series, total, native, native_leak, "
                                      "reason, calls, warmup, errors, error_types, calls_to_decide, "

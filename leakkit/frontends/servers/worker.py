@@ -9,7 +9,7 @@ servers are configured (the environment of the service):
 - ``LEAKKIT_SERVICE``, ``LEAKKIT_VERSION``: the labels (default: the server's name, none);
 - ``LEAKKIT_MONITOR_INTERVAL``, ``LEAKKIT_MONITOR_SUSTAIN``, ``LEAKKIT_MONITOR_MIN_GROWTH``,
   ``LEAKKIT_MONITOR_TRACE_WINDOW``, ``LEAKKIT_LIMIT`` (a size, or ``none``): the monitor's options;
-- ``LEAKKIT_MONITOR=0``: start nothing.
+- ``LEAKKIT_MONITOR=0``: start nothing; ``LEAKKIT_AGENT=0``: no attach agent beside the monitor.
 
 A worker whose monitor came with the fork (started before it, ``--preload``) keeps that one,
 relabelled. A failure to start never fails the worker: it is warned and the worker serves on.
@@ -49,15 +49,31 @@ def start(role: str = "worker", *, service: str | None = None, directory: str | 
         if running:  # came with the fork: this worker's own already (thread, files, pid)
             running[0].role = role
             running[0].service = running[0].service or service
+            start_agent()
             return running[0]
         directory = directory or os.environ.get("LEAKKIT_MONITOR_DIR") or os.path.join(tempfile.gettempdir(), "leakkit")
         os.makedirs(directory, mode=0o700, exist_ok=True)
         path = os.path.join(directory, f"{_safe(service)}-{_safe(role)}-{{pid}}.csv")
-        return monitor(path, role=role, service=service, **{**options_from_environment(), **options})
+        started = monitor(path, role=role, service=service, **{**options_from_environment(), **options})
+        start_agent()
+        return started
     except Exception as error:  # leakkit's fault must never be the worker's
         warnings.warn(f"leakkit: the worker monitor did not start ({type(error).__name__}: {error}); "
                       "the worker serves on without it", RuntimeWarning, stacklevel=2)
         return None
+
+
+def start_agent() -> None:
+    """The attach agent beside the monitor (``leakkit snapshot PID`` and ``leakkit attach PID`` reach it:
+    :mod:`leakkit.frontends.agent`); ``LEAKKIT_AGENT=0``: none. It never fails the worker."""
+    if os.environ.get("LEAKKIT_AGENT", "1") == "0":
+        return
+    try:
+        from ..agent import start
+
+        start()
+    except Exception:  # the worker serves on without it; the monitor runs
+        pass
 
 
 def stop() -> None:
