@@ -5,7 +5,9 @@ which every repeated run adds to (a real leak of the nested session, not of the 
 """
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 
 import pytest
 
@@ -88,7 +90,7 @@ def test_leaking_tests_fail_with_culprit_and_root_and_the_rest_keep_their_own_ou
     result.assert_outcomes(passed=7, failed=3, warnings=1)
     out = result.stdout.str()
     result.stdout.fnmatch_lines([
-        "leakkit --leakcheck-all: each test's call phase runs 1 + 2 warm-up + 12 measured times*",
+        "leakkit --leakcheck-all: each test's call phase runs 1 + 3 times; 12 more for a test whose runs all grew*",
         "*leakcheck-all: test_things.py::test_leaks keeps +*B/run (+* blocks/run) on every run",
         "*culprit: mypkg.register",
         "*mypkg.REGISTRY*",
@@ -251,3 +253,283 @@ def test_the_package_under_test_is_the_projects_package_not_its_tooling_modules(
     assert [m.__name__ for m in found] == ["projpkg"]
     assert not (tmp_path / "ran").exists()
     assert [m.__name__ for m in package_under_test(str(single), str(single / "tests"))] == ["onemod"]
+
+
+REPORTED = '''
+import logging, sys, time, unittest, warnings
+import pytest
+
+class WithSubtests(unittest.TestCase):
+    def test_each(self):
+        for n in range(5):
+            with self.subTest(n=n):
+                self.assertLess(n, 5)
+
+def test_pytest_subtests(subtests):
+    for n in range(4):
+        with subtests.test(n=n):
+            assert n < 4
+
+def test_prints_logs_and_warns(record_property):
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    logging.getLogger("app").warning("a log record")
+    warnings.warn("a warning", UserWarning)
+    record_property("answer", 42)
+
+def test_takes_its_time():
+    time.sleep(0.3)
+'''
+
+
+def _junit(path):
+    import xml.etree.ElementTree as ET
+
+    cases = {}
+    for case in ET.parse(path).iter("testcase"):
+        attrs = {k: v for k, v in case.attrib.items() if k != "time"}
+        children = [(c.tag, dict(c.attrib), (c.text or "").strip(), [(g.tag, dict(g.attrib)) for g in c])
+                    for c in case]
+        cases[attrs["name"]] = (attrs, children, float(case.attrib["time"]))
+    return cases
+
+
+def test_repeated_runs_leave_the_session_report_as_a_plain_run_gives_it(pytester):
+    # the issue's case: "69691 subtests passed" where the plain run says 2332; output, log records,
+    # warnings, properties and durations of repeated runs reached pytest's report too
+    pytester.makepyfile(test_reported=REPORTED)
+    args = ["-q", "-p", "no:cacheprovider", "-p", "no:asyncio", "-rP", "--durations=2", "--durations-min=0",
+            "-o", "junit_family=xunit1"]
+    plain = pytester.runpytest_subprocess(*args, f"--junitxml={pytester.path / 'plain.xml'}")
+    checked = pytester.runpytest_subprocess(*args, "--leakcheck-all", f"--junitxml={pytester.path / 'checked.xml'}")
+    line = re.compile(r"^(\d+ passed.*) in [\d.]+s", re.M)
+    assert line.findall(plain.stdout.str()) == ["4 passed, 1 warning, 9 subtests passed"], plain.stdout.str()[-2000:]
+    assert line.findall(checked.stdout.str()) == line.findall(plain.stdout.str()), checked.stdout.str()[-3000:]
+
+    def section(out, title):
+        return out.split(f" {title} ", 1)[1].split("\n=", 1)[0].split("\n", 1)[1]
+
+    for title in ("PASSES", "warnings summary"):  # captured output and log of each test, warnings
+        assert section(checked.stdout.str(), title) == section(plain.stdout.str(), title), title
+    a, b = _junit(pytester.path / "plain.xml"), _junit(pytester.path / "checked.xml")
+    assert {k: v[:2] for k, v in a.items()} == {k: v[:2] for k, v in b.items()}
+    # the call phase's duration is the first run's, not the four runs'
+    assert 0.25 < b["test_takes_its_time"][2] < 0.3 * 2.5, b["test_takes_its_time"]
+    slowest = re.search(r"([\d.]+)s call +test_reported.py::test_takes_its_time", checked.stdout.str())
+    assert slowest and float(slowest.group(1)) < 0.3 * 2.5, checked.stdout.str()[-2500:]
+    summary = checked.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert "4 tests judged, 0 leaking, 0 not repeated" in summary, summary
+
+
+HARNESS_PLUGIN = '''
+import pytest
+
+class Recorder:
+    """A plugin's fixture that keeps everything it is given: the session's state, not the test's."""
+    def __init__(self):
+        self.records = []
+
+    def record(self, value):
+        self.records.append({"value": value})
+
+RECORDER = Recorder()
+
+@pytest.fixture
+def recorder():
+    return RECORDER
+'''
+
+ITEM9 = '''
+import os, sys
+import pytest
+
+class Settings:
+    mode = "plain"
+
+def test_monkeypatches(monkeypatch, tmp_path):
+    monkeypatch.setattr(Settings, "mode", "patched")
+    monkeypatch.setenv("LEAKKIT_ITEM9", "1")
+    monkeypatch.delattr(Settings, "mode")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert not hasattr(Settings, "mode")
+
+def test_the_patches_were_undone():
+    assert Settings.mode == "plain" and "LEAKKIT_ITEM9" not in os.environ
+
+RUNS = []
+
+def test_exits_when_repeated():
+    RUNS.append(1)
+    if len(RUNS) > 1:
+        raise SystemExit(3)
+
+def test_records_in_a_plugins_fixture(recorder):
+    recorder.record(len(RUNS))
+'''
+
+
+def test_monkeypatch_systemexit_and_what_a_plugin_keeps_are_not_the_tests_leaks(pytester):
+    # issue 24 item 9: a clean test using monkeypatch.setattr failed (MonkeyPatch keeps an undo
+    # entry per run); a test raising SystemExit on a repeated run failed instead of being listed
+    pytester.makepyfile(harness_plugin=HARNESS_PLUGIN, test_item9=ITEM9)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "harness_plugin",
+                                           "--leakcheck-all")
+    result.assert_outcomes(passed=4)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert "4 tests judged, 0 leaking, 1 not repeated" in summary, summary
+    assert "NOT REPEATED test_item9.py::test_exits_when_repeated: a repeated run raised SystemExit: 3" in summary
+    assert re.search(r"^HARNESS test_item9.py::test_records_in_a_plugins_fixture: blocks grew, held by what is "
+                     r"not the test's: \d+ entries in the test harness's containers \(Recorder \(harness_plugin\)\)",
+                     summary, re.M), summary
+    assert "test_monkeypatches" not in summary
+
+
+def test_doctests_are_repeated_and_judged(pytester):
+    pytester.makepyfile(docmod='''
+        KEPT = []
+
+        def keep(n):
+            """
+            >>> keep(1)
+            >>> len(KEPT) > 0
+            True
+            """
+            KEPT.append(bytearray(64))
+
+        def add(a, b):
+            """
+            >>> add(2, 3)
+            5
+            """
+            return a + b
+    ''')
+    pytester.makepyprojecttoml('[project]\nname = "docmod-not-installed"\n')
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--doctest-modules",
+                                           "--leakcheck-all", "docmod.py")
+    result.assert_outcomes(passed=1, failed=1)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert "2 tests judged, 1 leaking, 0 not repeated" in summary, summary
+    assert "LEAK docmod.py::docmod.keep: +" in summary and "culprit docmod.keep; kept by docmod.KEPT[" in summary
+
+
+def test_targets_that_do_not_import_stop_the_session(pytester):
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leakcheck-all", "--leakcheck-targets=no_such_pkg")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--leakcheck-targets: expected an importable module or a name defined here, "
+                                 "received 'no_such_pkg'*"])
+
+
+def test_every_test_runs_four_times_and_a_suspect_the_budget_cannot_afford_is_listed(pytester):
+    pytester.makepyfile(test_costs='''
+        import time
+
+        RUNS = {"clean": 0}
+        KEPT = []
+
+        def test_clean():
+            RUNS["clean"] += 1
+
+        def test_slow_and_growing():
+            KEPT.append(object())
+            time.sleep(0.4)
+
+        def test_runs_counted():
+            assert RUNS["clean"] == 1 + 3  # the plain run and the screen's three
+    ''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all",
+                                           "--leakcheck-cost=1.5")
+    result.assert_outcomes(passed=3)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert re.search(r"^SUSPECT test_costs.py::test_slow_and_growing: blocks grew on each of its 3 runs "
+                     r"\(\+\d+, \+\d+, \+\d+\); 12 more runs \(~\d+ s\) would take the check past 1.5x the plain suite",
+                     summary, re.M), summary
+
+
+def _forever() -> None:
+    while True:
+        time.sleep(0.01)
+
+
+def test_the_watchdog_cuts_a_run_past_its_time_on_the_caller_or_the_analysis_thread():
+    # a bisect sat in its retention search for over ten minutes: the session must not
+    from leakkit.engine.worker import Worker
+    from leakkit.frontends.leakcheck_all.runs import Interrupted
+    from leakkit.frontends.leakcheck_all.watchdog import within
+
+    assert within(5.0, lambda: 42) == 42
+    started = time.perf_counter()
+    with pytest.raises(Interrupted):
+        within(0.5, _forever)  # the caller's own thread
+
+    def analysis() -> None:  # bisect's analysis thread, the caller waiting on it
+        worker = Worker()
+        try:
+            worker.call(_forever)
+        finally:
+            worker.close()
+
+    with pytest.raises(Interrupted):
+        within(0.5, analysis)
+    assert time.perf_counter() - started < 30
+    grown: list[bytearray] = []
+
+    def grow() -> None:
+        while True:
+            grown.append(bytearray(4 << 20))
+            time.sleep(0.02)
+
+    with pytest.raises(Interrupted, match="grew the process by"):
+        within(60.0, grow, memory=64 << 20)
+    assert len(grown) < 200
+    grown.clear()
+
+
+def test_progress_says_the_time_left_and_the_budget_keeps_the_check_within_its_factor():
+    from leakkit.frontends.leakcheck_all.progress import FREE_S, Budget, Progress
+
+    now = [0.0]
+    progress = Progress(clock=lambda: now[0])
+    progress.total = 100
+    lines = []
+    for _ in range(100):
+        now[0] += 0.5
+        lines.append(progress.finished())
+    shown = [line for line in lines if line]
+    assert shown[0] == "leakcheck-all: 20/100 tests in 10 s, about 40 s left", shown
+    assert shown[1] == "leakcheck-all: 80/100 tests in 40 s, about 10 s left", shown
+    budget = Budget(5.0, clock=lambda: now[0], started=now[0])
+    now[0] += 10.0  # 10 s of the plain session
+    budget.add(30.0, 100.0)
+    now[0] += 130.0  # the check's 30 s and its bisects' 100 s went by too
+    assert budget.plain_s() == pytest.approx(10.0)
+    assert budget.allows(0.0, 10.0)  # 40 s of check for 10 s of plain: 4x on top
+    assert not budget.allows(0.0, 10.5)
+    assert budget.allows(0.0, FREE_S) and Budget(float("inf")).allows(1e9, 1e9)
+
+
+def test_mocker_patches_are_undone_after_each_run(pytester):
+    # natsort's suite under the check once grew one process to 22 GB: each repeated run patched
+    # over the last run's patch, a chain of mocks every call went through
+    pytest.importorskip("pytest_mock")
+    pytester.makepyfile(mockedmod="def fetch(n):\n    return n\n", test_mocked=textwrap.dedent('''
+        import mockedmod
+
+        ORIGINAL = mockedmod.fetch
+
+        def test_patches(mocker):
+            fake = mocker.patch("mockedmod.fetch", return_value=7)
+            assert mockedmod.fetch(1) == 7 and fake.call_count == 1
+
+        def test_the_original_is_back():
+            assert mockedmod.fetch is ORIGINAL
+    '''))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all")
+    result.assert_outcomes(passed=2)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
+    assert "2 tests judged, 0 leaking, 0 not repeated" in summary, summary
+    assert "test_patches" not in summary, summary  # not HARNESS: nothing piled up

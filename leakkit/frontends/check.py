@@ -32,6 +32,7 @@ def check(workload: Callable[[], Any], *, calls: int | None = None, warmup: int 
     Returns the TraceReport or BisectReport.
     """
     from .. import bisect, trace
+    from .._compat import settle
     from ..engine.run import MIN_CALLS
 
     check_workload(workload)
@@ -55,6 +56,10 @@ def check(workload: Callable[[], Any], *, calls: int | None = None, warmup: int 
             if bar is not None:
                 bar.update()
         for _ in range(calls):
+            # the type attribute cache keeps (up to 4096) names it caches, fresh strings too (opening
+            # a file looks some up): emptied before each call, it holds one call's names at each
+            # checkpoint, not every call's (a test writing a file read +1 block a call for ~100 calls)
+            settle()
             traced()
             if bar is not None:
                 bar.update()

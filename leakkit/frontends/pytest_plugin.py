@@ -12,9 +12,10 @@ registered with pytest (as pytest-memray does); the marker's help comes from its
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -61,6 +62,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck-bisect-budget", type=float, default=None, dest="leakcheck_bisect_budget",
                     metavar="SECONDS", help="with --leakcheck-all: time budget of each leaking test's bisect "
                                             "(default 15; ini: leakcheck_bisect_budget)")
+    group.addoption("--leakcheck-screen", type=int, default=None, dest="leakcheck_screen", metavar="N",
+                    help="with --leakcheck-all: runs every test gets before a verdict; a test is checked further "
+                         "only when each of them grew (default 3; ini: leakcheck_screen)")
+    parser.addini("leakcheck_screen", default=None, help="leakcheck-all: runs every test gets (default 3)")
+    group.addoption("--leakcheck-cost", type=float, default=None, dest="leakcheck_cost", metavar="FACTOR",
+                    help="with --leakcheck-all: the check's time, bisects aside, at most FACTOR times the plain "
+                         "suite's; a suspect whose further runs would pass it is listed, not confirmed "
+                         "(default 5; inf: no limit; ini: leakcheck_cost)")
+    parser.addini("leakcheck_cost", default=None, help="leakcheck-all: at most this many times the plain suite (default 5)")
     parser.addini("leakcheck_all", type="bool", default=False, help="repeat and leak-check every test")
     parser.addini("leakcheck_bisect_budget", default=None, help="leakcheck-all: seconds per bisect (default 15)")
     parser.addini("leakcheck_warn", type="bool", default=False, help="leakcheck-all: warn instead of failing")
@@ -127,7 +137,24 @@ class LeakcheckManager:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
-        marker = pyfuncitem.get_closest_marker("leakcheck")
+        """A marked pytest function: its body, called with its fixtures' values, is what repeats."""
+        with self._marked(pyfuncitem):
+            yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        """A marked unittest method (pytest calls no pytest_pyfunc_call for those): the method
+        repeats between one setUp and one tearDown, as a marked function's body between its fixtures."""
+        if type(item).__name__ != "TestCaseFunction" or item.get_closest_marker("leakcheck") is None:
+            yield
+            return
+        with self._marked(item):
+            yield
+
+    @contextlib.contextmanager
+    def _marked(self, item: Any) -> Iterator[None]:
+        """While the test runs, its ``obj`` is a wrapper that checks the real one (if marked)."""
+        marker = item.get_closest_marker("leakcheck")
         if marker is None:
             yield
             return
@@ -139,25 +166,26 @@ class LeakcheckManager:
         if options is not None and options.pop("skip", False):
             yield  # not repeatable: run once, as without the marker
             return
-        testfunction = pyfuncitem.obj
+        testfunction = item.obj
         if inspect.iscoroutinefunction(testfunction) or inspect.isasyncgenfunction(testfunction):
             options, problem = None, "expected a plain (not async) test function"
+        module = getattr(item, "module", None)
 
         def wrapper(*args: Any, **kwargs: Any) -> None:
             if options is None:
-                pytest.fail(f"leakcheck marker on {pyfuncitem.nodeid}: {problem}", pytrace=False)
+                pytest.fail(f"leakcheck marker on {item.nodeid}: {problem}", pytrace=False)
 
             def run_test_body() -> None:
                 testfunction(*args, **kwargs)
 
-            self.check(run_test_body, name=pyfuncitem.nodeid, namespace=vars(pyfuncitem.module)
-                       if pyfuncitem.module is not None else None, **options)
+            self.check(run_test_body, name=item.nodeid, namespace=vars(module) if module is not None else None,
+                       **options)
 
-        pyfuncitem.obj = wrapper
+        item.obj = wrapper
         try:
             yield
         finally:
-            pyfuncitem.obj = testfunction
+            item.obj = testfunction
 
 
 @pytest.fixture(name="leakcheck")

@@ -71,3 +71,18 @@ def _raw(config: pytest.Config, name: str) -> tuple[Any, str]:
     if text is None or str(text).strip() == "":
         return None, ""
     return str(text).strip(), f"ini setting {name}"
+
+
+def read_factor(config: pytest.Config, name: str, *, default: float, above: float) -> float:
+    """A factor option ``name`` (``inf`` allowed: no limit); raises pytest.UsageError unless over ``above``."""
+    value, source = _raw(config, name)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise pytest.UsageError(f"{source}: expected a number (or inf), received {value!r}") from None
+    if math.isnan(value) or value <= above:
+        raise pytest.UsageError(f"{source}: expected a number over {above:g} (or inf), received {value}")
+    return float(value)

@@ -25,6 +25,7 @@ import time
 
 import pandas as pd
 
+from .._compat import settle
 from ..probes import process as probes
 from ..recording.recorder import Recorder
 
@@ -205,6 +206,7 @@ class Checkpoints:
         if self._tracemalloc and not tracemalloc.is_tracing():
             tracemalloc.start()
             self._started_tracemalloc = True
+        settle()  # the type cache keeps fresh name strings it caches (a file opened per call read +1 block)
         gc.collect()
         # Read right after a full collection: cyclic garbage is gone and the freelists are empty.
         blocks_now = probes.blocks()
@@ -271,6 +273,7 @@ class Checkpoints:
         self.recorder.add_summary(n, summary)
         heap_bytes = int(summary["size"].sum())
         del summary
+        settle()  # the names the summary looked up are not kept: the next reading starts settled too
         gc.collect()
         self._own_blocks += probes.blocks() - blocks_before
         traced_after = probes.traced_bytes()

@@ -22,6 +22,7 @@ and :mod:`.project` (the package under test, where bisect looks for the culprit)
 """
 from __future__ import annotations
 
-from .plugin import LeakcheckAll, LeakcheckAllWarning, Outcome
+from .plugin import LeakcheckAll, LeakcheckAllWarning
+from .stages import Outcome
 
 __all__ = ["LeakcheckAll", "LeakcheckAllWarning", "Outcome"]

@@ -1,76 +1,78 @@
 """Running a pytest test's call phase again as if it were a fresh call.
 
-pytest runs a call phase once; ``--leakcheck-all`` runs it many more times on the same item, with
-its fixtures set up once. What pytest keeps per call phase (captured log records and warnings, a
-unittest TestCase instance, the failures a TestCase reports to the item) would otherwise carry
-over from run to run, grow with each, and read as the test's own leak, or hide its failures.
+pytest runs a call phase once; ``--leakcheck-all`` runs it more times on the same item, with its
+fixtures set up once. What a call phase leaves behind in pytest (reports, captured output, log
+records, warnings, monkeypatch changes) is held as the first run left it by
+:class:`~.quiet.Quiet`; what the test itself needs fresh is given here: a new unittest TestCase
+instance per run (as unittest gives each run), a doctest's globals as its setup made them (its
+runner clears them after each run), and the failures a TestCase reports to the item taken back.
 """
 from __future__ import annotations
 
 import contextlib
 import unittest
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from .quiet import Quiet, Unrepeatable
 
-def run_once(item: pytest.Function) -> None:
-    """The test's call phase once more: fresh log capture and TestCase, its own error raised.
+
+class Interrupted(BaseException):
+    """Raised into a repeated run or a bisect that overran its time (see :mod:`.watchdog`)."""
+
+
+def repeatable(item: pytest.Item) -> bool:
+    """Tests whose call phase can run again: pytest and unittest functions, doctests."""
+    if isinstance(item, pytest.Function):
+        return True
+    try:
+        from _pytest.doctest import DoctestItem
+    except ImportError:  # pragma: no cover - pytest always has it
+        return False
+    return isinstance(item, DoctestItem) and getattr(item, "dtest", None) is not None
+
+
+def unrepeatable_error(error: BaseException) -> bool:
+    """Whether a repeated run's exception says the test cannot be repeated (it is listed, not
+    judged): anything the test raised, SystemExit and pytest's outcomes included, but not a
+    KeyboardInterrupt nor leakkit's own interruption."""
+    return not isinstance(error, (KeyboardInterrupt, Interrupted))
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, Unrepeatable):
+        return str(error)[:200]
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"a repeated run raised {type(error).__name__}: {text}"[:200]
+
+
+def run_once(item: pytest.Item, quiet: Quiet) -> None:
+    """The test's call phase once more: fresh capture and TestCase, its own error raised.
 
     A unittest TestCase reports its failures to the item instead of raising: this run's are
     taken off again (the test's own outcome is its first run's) and the first one is raised.
+    What the run left with the harness is dropped afterwards (Unrepeatable for a failure it only
+    reported, a subtest's).
     """
-    for handler in _log_handlers(item):
-        handler.reset()
+    quiet.before_run()
     before = len(getattr(item, "_excinfo", None) or ())
-    with _fresh_testcase(item):
-        item.runtest()
+    try:
+        with _fresh_testcase(item):
+            item.runtest()
+    finally:
+        quiet.drop()
     recorded = getattr(item, "_excinfo", None)
     if recorded and len(recorded) > before:
         error = recorded[before].value
         del recorded[before:]
         raise error
-
-
-def _log_handlers(item: pytest.Item) -> list[Any]:
-    """pytest's log capture handlers: the test's caplog one and any on the root logger."""
-    import logging
-
-    try:
-        from _pytest.logging import LogCaptureHandler, caplog_handler_key
-    except ImportError:  # a pytest without these internals: the capture is just not reset
-        return []
-    found = [item.stash.get(caplog_handler_key, None)]
-    found += [h for h in logging.getLogger().handlers if isinstance(h, LogCaptureHandler)]
-    unique: list[Any] = []
-    for handler in found:
-        if handler is not None and hasattr(handler, "reset") and all(handler is not h for h in unique):
-            unique.append(handler)
-    return unique
+    quiet.check()
 
 
 @contextlib.contextmanager
-def fresh_capture(item: pytest.Item) -> Iterator[None]:
-    """Each repeated run sees fresh log and warning capture, as a fresh call phase would.
-
-    pytest keeps the call phase's log records and warnings in lists: repeated, they would grow
-    with every run and read as the test's leak (and ``caplog.records`` would see earlier runs).
-    The first run's records are put back afterwards, for pytest's own report.
-    """
-    saved = [(h, h.records, h.stream) for h in _log_handlers(item)]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pytest.warns inside a test sets its own filter
-            yield
-    finally:
-        for h, records, stream in saved:
-            h.records, h.stream = records, stream
-
-
-@contextlib.contextmanager
-def _fresh_testcase(item: pytest.Function) -> Iterator[None]:
+def _fresh_testcase(item: pytest.Item) -> Iterator[None]:
     """A unittest test's repeated run gets a new TestCase instance, as each run of the test in
     unittest or ``regrtest -R`` would: setUp and tearDown run inside the call phase, so nothing
     but what a test stores on ``self`` (a counter a helper method bumps) would carry over, and
@@ -83,7 +85,7 @@ def _fresh_testcase(item: pytest.Function) -> Iterator[None]:
         return
     fresh = cls(item.name)
     slot = "_testcase" if "_testcase" in vars(item) else "_instance"  # pytest < 8.2 kept it in _testcase
-    saved = {name: vars(item)[name] for name in (slot, "_obj") if name in vars(item)}
+    saved: dict[str, Any] = {name: vars(item)[name] for name in (slot, "_obj") if name in vars(item)}
     setattr(item, slot, fresh)
     item._obj = getattr(fresh, item.name)
     try:

@@ -1,0 +1,116 @@
+"""How far ``--leakcheck-all`` is, about how long it has left, and what it cost.
+
+Kept in the process that reports (the only one, or xdist's controller, which hears of every
+test): a line every ``every`` seconds, from the tests finished so far, and the cost summed from
+each test's outcome (its repeated runs and its bisect), for the closing summary.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+FIRST_S = 10.0  # the first line, after this long
+EVERY_S = 30.0
+FREE_S = 1.0  # a test's check up to this long fits any budget
+
+
+class Progress:
+    """Tests finished of ``total`` and the time left at the pace so far; the check's own cost."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.start = clock()
+        self.total: int | None = None
+        self.done = 0
+        self.next_at = self.start + FIRST_S
+        self.check_s = 0.0  # repeated runs, readings and bisects
+        self.bisect_s = 0.0
+        self.bisects = 0
+        self.runs = 0
+        self.parts = {"run_s": 0.0, "read_s": 0.0, "holders_s": 0.0}
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        self.check_s += float(outcome.get("seconds", 0.0))
+        for name in self.parts:
+            self.parts[name] += float(outcome.get(name, 0.0))
+        self.bisect_s += float(outcome.get("bisect_s", 0.0))
+        self.bisects += 1 if outcome.get("bisect_s") else 0
+        self.runs += int(outcome.get("runs", 0))
+
+    def finished(self) -> str | None:
+        """One more test finished: a progress line when one is due, else None."""
+        self.done += 1
+        now = self.clock()
+        if now < self.next_at:
+            return None
+        self.next_at = now + EVERY_S
+        elapsed = now - self.start
+        text = f"leakcheck-all: {self.done}"
+        if self.total:
+            text += f"/{self.total}"
+        text += f" tests in {_duration(elapsed)}"
+        if self.total and self.total > self.done:
+            left = elapsed / self.done * (self.total - self.done)
+            text += f", about {_duration(left)} left"
+        if self.bisects:
+            text += f" ({self.bisects} bisected, {_duration(self.bisect_s)})"
+        return text
+
+    def cost(self) -> str:
+        """The check's own time, for the summary: repeated runs and readings, and bisects."""
+        runs_s = max(self.check_s - self.bisect_s, 0.0)
+        parts = self.parts
+        text = (f"the check took {_duration(runs_s)} in {self.runs} repeated runs (the runs {_duration(parts['run_s'])}, "
+                f"their readings {_duration(parts['read_s'])}, looking up holders {_duration(parts['holders_s'])})")
+        if self.bisects:
+            text += f" and {_duration(self.bisect_s)} in {self.bisects} bisect{'s' if self.bisects > 1 else ''}"
+        return text
+
+
+def _process_age() -> float:
+    """Seconds since this process started (0 when it cannot be read)."""
+    try:
+        import psutil
+
+        return max(time.time() - psutil.Process().create_time(), 0.0)
+    except Exception:
+        return 0.0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+class Budget:
+    """The check's time against the plain suite's: at most ``factor`` times the plain suite in all,
+    bisects aside. Every test gets its screen; a suspect's further runs go ahead only while they
+    fit (an expensive suspect early in a session may not: it is listed, to be checked alone)."""
+
+    def __init__(self, factor: float, clock: Callable[[], float] = time.perf_counter, *,
+                 started: float | None = None) -> None:
+        """``started``: when the plain session began on ``clock`` (default: when this process did,
+        its start-up and imports being the plain suite's time as much as its tests)."""
+        self.factor = factor
+        self.clock = clock
+        self.start = clock() - _process_age() if started is None else started
+        self.check_s = 0.0  # repeated runs and readings of tests finished
+        self.bisect_s = 0.0
+
+    def add(self, check_s: float, bisect_s: float) -> None:
+        self.check_s += check_s
+        self.bisect_s += bisect_s
+
+    def plain_s(self, current: float = 0.0) -> float:
+        """The session's own time so far: all of it but the check's (``current``: the running test's check)."""
+        return max(self.clock() - self.start - self.check_s - self.bisect_s - current, 0.0)
+
+    def allows(self, current: float, more: float) -> bool:
+        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``
+        (a test's first second always does: a small session would otherwise afford nothing)."""
+        if self.factor == float("inf") or current + more <= FREE_S:
+            return True
+        return self.check_s + current + more <= (self.factor - 1.0) * self.plain_s(current)

@@ -1,0 +1,97 @@
+"""A bisect that overruns its time is cut, and the test reported as such, rather than holding the session.
+
+``leakkit.bisect`` keeps to its ``time_budget``; a suite is where a budget that is not kept costs
+most (one bisect sat in its retention search for over ten minutes). The watchdog is a timer
+thread: past ``limit`` seconds of wall time it raises :class:`~.runs.Interrupted` into the
+threads running the bisect (the caller's, where the workload runs, and leakkit's analysis thread,
+named ``leakkit-analysis``), at their next Python instruction; bisect gives back what it changed
+on the way out (its ``finally``), and the caller reports the bisect as cut. A thread inside one
+long C call (not Python code) gets it only when the call returns.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ...probes import process as probes
+from .runs import Interrupted
+
+T = TypeVar("T")
+ANALYSIS_THREAD = "leakkit-analysis"
+_POLL_S = 0.25
+
+
+def _set_async(ident: int, error: Any) -> bool:
+    """Raise ``error`` in thread ``ident`` at its next Python instruction (None: clear one pending)."""
+    try:
+        setter = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except AttributeError:  # pragma: no cover - not CPython
+        return False
+    setter.argtypes = [ctypes.c_ulong, ctypes.py_object]
+    setter.restype = ctypes.c_int
+    return setter(ctypes.c_ulong(ident), ctypes.py_object() if error is None else error) == 1
+
+
+def _raise_in(ident: int) -> bool:
+    return _set_async(ident, Interrupted)
+
+
+def within(limit: float, func: Callable[[], T], *, memory: int | None = None) -> T:
+    """``func()``, interrupted (Interrupted raised) once it has run ``limit`` seconds, or once the
+    process has grown by ``memory`` bytes (a workload whose runs pile up: mocks patched over mocks)."""
+    caller = threading.get_ident()
+    done = threading.Event()
+    fired: list[str] = []
+    started: set[int] = {t.ident for t in threading.enumerate() if t.ident is not None}
+    rss0 = probes.rss() if memory is not None else None
+    deadline = time.monotonic() + limit
+
+    def watch() -> None:
+        while True:
+            left = deadline - time.monotonic()
+            if done.wait(min(max(left, 0.0), _POLL_S)):
+                return
+            rss = probes.rss() if rss0 is not None else None
+            if rss is not None and memory is not None and rss - rss0 > memory:
+                fired.append(f"it grew the process by {rss - rss0 >> 20} MiB")
+                break
+            if time.monotonic() >= deadline:
+                fired.append("")
+                break
+        # the analysis thread first: the caller may be waiting on it, and gets its error through it
+        analysing = [t.ident for t in threading.enumerate() if t.name == ANALYSIS_THREAD
+                     and t.ident is not None and t.ident not in started]
+        for ident in analysing:
+            _raise_in(ident)
+        if not analysing or not done.wait(2.0):
+            _raise_in(caller)
+
+    timer = threading.Thread(target=watch, name="leakkit-watchdog", daemon=True)
+    timer.start()
+    try:
+        return func()
+    except Interrupted:
+        raise Interrupted(fired[0] if fired else "") from None
+    except BaseException as error:
+        if fired and _from_interruption(error):
+            raise Interrupted(fired[0]) from None
+        raise
+    finally:
+        done.set()
+        timer.join()
+        if fired:  # an interruption that came too late must not land in the caller's next code
+            _set_async(caller, None)
+
+
+def _from_interruption(error: Any) -> bool:
+    """An error that came out of an interrupted bisect (re-raised, or chained from Interrupted)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, Interrupted):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
