@@ -18,12 +18,15 @@ The rules, in order:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
 from .._sizes import format_size
 from ..analysis import Growth, classify, slowing_down, theil_sen
 from ..analysis.attribution import OUTSIDE
+from ..analysis.growers import grower_verdict, holder_series
+from ..reports import bisect_frames as frames
 from ..reports.bisect_report import BisectReport
 from ..reports.plots import format_rate
 from ..retention.paths import Bound, RetentionPath
@@ -41,10 +44,11 @@ def _retention_path(h: HolderRecord) -> RetentionPath:
 
 
 def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
-    """Holders whose new entries keep objects ``name`` made, the ones it made most of first; one
-    per holder (the threads of a pool each have their own ``threading.local`` list)."""
+    """Holders whose new entries keep objects ``name`` made, the ones it made the entries of first,
+    unbounded before bounded, then by what it made there; one per holder (the threads of a pool
+    each have their own ``threading.local`` list)."""
     mine = sorted((h for h in record.holders if h.made.get(name, 0) > 0),
-                  key=lambda h: (h.maker != name, h.side is not None, -h.made.get(name, 0)))
+                  key=lambda h: (h.maker != name, h.side is not None, h.bound is not None, -h.made.get(name, 0)))
     seen: set[str] = set()
     out = []
     for h in mine:
@@ -54,12 +58,53 @@ def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
     return out
 
 
+@dataclass
+class _Grower:
+    """One holder that grew, judged on its own series (:mod:`leakkit.analysis.growers`)."""
+
+    holder: HolderRecord
+    growth: Growth
+    verdict: str  # leak, filling, plateau, inconclusive, clean
+    why: str
+    left: int | None  # calls to fill its bound, or to decide
+
+
+def _growers(record: BisectRecord) -> dict[int, _Grower]:
+    """Every holder that is not a side structure, by id, with its own rate and verdict."""
+    placed: dict[str, float] = {}
+    for h in record.holders:
+        for name, made in h.made.items():
+            placed[name] = placed.get(name, 0.0) + made
+    out = {}
+    grew = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
+    seen: set[str] = set()
+    for h in record.holders:
+        if h.side is not None or h.kept_bytes <= 0 or h.holder in seen:
+            continue
+        if h.kept_bytes < min(1024, 0.02 * grew) and h.bound is None:
+            continue  # a few objects under a container that grew: not a grower of its own
+        seen.add(h.holder)
+        series = holder_series(h.made, record.self_bytes, placed, len(record.x))
+        verdict, g, why, left = grower_verdict(record.x, series, floor=FUNC_FLOOR, bound=h.bound,
+                                               added=h.new_len - h.old_len, calls=record.calls)
+        if h.declared is not None and h.bound is None:
+            why = f"{why}; {h.declared}"
+        out[id(h)] = _Grower(h, g, verdict, why, left)
+    return out
+
+
+def _rate(grower: _Grower | None) -> float:
+    rate = grower.growth.rate if grower is not None else math.nan
+    return rate if math.isfinite(rate) else -math.inf
+
+
 def judge(record: BisectRecord) -> BisectReport:
     x = record.x
     total = classify(x, record.total_bytes, floor=BYTES_FLOOR)
     growth: dict[str, Growth] = {}
     for name, series in record.self_bytes.items():
         growth[name] = classify(x, series, floor=FUNC_FLOOR)
+    growers = _growers(record)
     notes: list[str] = []
     if record.cut_short:
         notes.append(f"cut short: {record.cut_short}")
@@ -77,7 +122,13 @@ def judge(record: BisectRecord) -> BisectReport:
             held = _holders_of(record, name)
             real = [h for h in held if h.side is None]
             bound = next((h.bound for h in real[:3] if h.bound is not None), None)
-            if bound is not None:
+            # a bounded holder explains only its own share: the function still leaks when a
+            # fair part of what it keeps sits in a holder nothing bounds, growing on its own
+            mine = sum(h.made.get(name, 0) for h in real)
+            if any(h.bound is None and growers.get(id(h)) is not None and growers[id(h)].verdict == "leak"
+                   and (h.maker == name or h.made.get(name, 0) >= 0.25 * mine) for h in real):
+                pass
+            elif bound is not None:
                 bounds[name] = bound
                 verdict = "plateau" if bound.full else "inconclusive"
                 why[name] = f"held by a {bound}" + ("" if bound.full else ", still filling")
@@ -134,20 +185,26 @@ def judge(record: BisectRecord) -> BisectReport:
     reason = ""
     calls_to_decide = None
     retention_paths: list[RetentionPath] = []
-    # The culprit made what the biggest growing holder keeps.
-    for h in record.holders:
+    # The culprit made what the fastest growing holder nothing bounds keeps (its own rate).
+    lead = None
+    by_rate = sorted(record.holders, key=lambda h: (growers.get(id(h)) is None or growers[id(h)].verdict != "leak",
+                                                    -_rate(growers.get(id(h)))))
+    for h in by_rate:
         if h.side is None and h.bound is None and h.maker in leaking:
-            culprit = h.maker
+            culprit, lead = h.maker, growers.get(id(h))
             break
     if culprit is None and leaking:
         culprit = leaking[0]
     if culprit is not None:
         verdict = "leak"
-        g = growth[culprit]
-        reason = (f"{culprit} keeps {format_size(g.rate, signed=True)} per call "
+        g = growth[culprit] if lead is None or lead.verdict != "leak" else lead.growth
+        who = culprit if lead is None or lead.verdict != "leak" else lead.holder.holder
+        reason = (f"{who} keeps {format_size(g.rate, signed=True)} per call "
                   f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
-                  "growing to the last reading")
-        retention_paths = [_retention_path(h) for h in _holders_of(record, culprit) if h.side is None][:5]
+                  "growing to the last reading" + (f" (its entries made by {culprit})" if who != culprit else ""))
+        first = [lead.holder] if lead is not None else []
+        retention_paths = [_retention_path(h) for h in first + [h for h in _holders_of(record, culprit)
+                                                                if h.side is None and all(h is not f for f in first)]][:5]
         orphan = record.orphans.get(culprit)
         if not retention_paths and orphan is not None and not orphan.objects:
             retention_paths.append(RetentionPath(
@@ -190,7 +247,7 @@ def judge(record: BisectRecord) -> BisectReport:
                   f"calls: {cheap.reason}")
         calls_to_decide = cheap.calls_to_decide
         if cheap.verdict == "leak" and bounded and bounded_bytes >= 0.5 * grew:
-            h = bounded[0]
+            h = next((b for b in bounded if not b.bound.full), bounded[0])  # one still filling decides nothing yet
             per_call = max((h.new_len - h.old_len) / max(record.calls, 1), 1e-9)
             retention_paths = [_retention_path(b) for b in bounded[:3]]
             if h.bound.full:
@@ -208,17 +265,18 @@ def judge(record: BisectRecord) -> BisectReport:
         retention_paths = [_retention_path(b) for b in bounded[:3]]  # what the growth was found in
     if native is None:
         native = classify(x, record.native_rss, floor=NATIVE_FLOOR)
-    types_frame = _growing_types(record, culprit, retention_paths)
-    paths_frame, tasks_frame = _paths_and_tasks(record)
+    types_frame = frames.growing_types(record, culprit, retention_paths)
+    paths_frame, tasks_frame = frames.paths_and_tasks(record)
     errors = dict(record.error_types)
     return BisectReport(
         verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
         retention_details=retention_paths, suspects=suspects, growing_types=types_frame, paths=paths_frame,
         tasks=tasks_frame,
-        function_series=_function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
-        series=_series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
+        function_series=frames.function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
+        series=frames.series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
         calls=record.calls, warmup=record.warmup, errors=sum(errors.values()), error_types=errors,
         calls_to_decide=calls_to_decide, seconds=record.seconds, notes=notes, untraced_blocks=cheap,
+        growers=frames.growers_frame(list(growers.values()), record.calls),
         untraced=pd.DataFrame({"call": record.cheap_x, "allocated_blocks": record.cheap_blocks, "rss": record.cheap_rss,
                                "malloc_bytes": record.cheap_malloc}))
 
@@ -325,53 +383,3 @@ def _suspects(record: BisectRecord, growth: dict[str, Growth], verdicts: dict[st
     suspects["_rank"] = suspects["verdict"].map(order)
     return suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
         .drop(columns="_rank").reset_index(drop=True)
-
-
-def _function_series(record: BisectRecord, names: list[str]) -> pd.DataFrame:
-    """Long frame of the self-retained bytes of the given functions at each checkpoint."""
-    rows = [{"call": call, "function": name, "retained_bytes": value - record.self_bytes[name][0]}
-            for name in names if name in record.self_bytes
-            for call, value in zip(record.x, record.self_bytes[name], strict=True)]
-    return pd.DataFrame(rows, columns=["call", "function", "retained_bytes"])
-
-
-def _series_frame(record: BisectRecord) -> pd.DataFrame:
-    return pd.DataFrame({"call": record.x, "retained_bytes": record.total_bytes,
-                         "retained_blocks": record.total_blocks, "rss": record.rss,
-                         "native_bytes": record.native_rss, "malloc_native_bytes": record.native_malloc})
-
-
-def _paths_and_tasks(record: BisectRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
-    x = record.x
-    path_rows = []
-    for path, series in record.path_bytes.items():
-        g = classify(x, series, floor=FUNC_FLOOR)
-        path_rows.append({"path": " -> ".join(path), "function": path[-1], "bytes_per_call": g.rate,
-                          "verdict": g.verdict})
-    paths_frame = pd.DataFrame(path_rows, columns=["path", "function", "bytes_per_call", "verdict"])
-    if len(paths_frame):
-        paths_frame = paths_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
-    # By task: the outermost target frame of each path is what a task or thread runs (an asyncio
-    # task's stack starts at its coroutine, a pool thread's at the submitted function).
-    task_series: dict[str, list[float]] = {}
-    for path, series in record.path_bytes.items():
-        acc = task_series.setdefault(path[0], [0.0] * len(series))
-        for i, value in enumerate(series):
-            acc[i] += value
-    task_rows = []
-    for task, series in task_series.items():
-        g = classify(x, series, floor=FUNC_FLOOR)
-        task_rows.append({"task": task, "bytes_per_call": g.rate, "final_bytes": series[-1] - series[0],
-                          "verdict": g.verdict})
-    tasks_frame = pd.DataFrame(task_rows, columns=["task", "bytes_per_call", "final_bytes", "verdict"])
-    if len(tasks_frame):
-        tasks_frame = tasks_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
-    return paths_frame, tasks_frame
-
-
-def _growing_types(record: BisectRecord, culprit: str | None, paths: list[RetentionPath]) -> pd.DataFrame:
-    root = paths[0].root if paths else None
-    rows = [{"type": t, "count": c, "size": s, "function": f, "site": site,
-             "root": root if f == culprit else None} for t, f, site, c, s in record.survivors]
-    frame = pd.DataFrame(rows, columns=["type", "count", "size", "function", "site", "root"])
-    return frame.sort_values("size", ascending=False).reset_index(drop=True)

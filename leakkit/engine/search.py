@@ -28,6 +28,7 @@ from ..probes import containers as C
 from ..retention import holders as H
 from ..retention import naming, spelling
 from ..retention import paths as retention
+from ..retention.paths import Bound
 from .record import BisectRecord, HolderRecord, Orphan
 from .survivors import object_traceback
 
@@ -105,6 +106,8 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
     # naming is what the user reads first: it gets its time even when the search before it ran long
     naming_deadline = max(deadline, time.perf_counter() + 1.5)
     roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_deadline, partial=partial)
+    trees: dict = {}  # source files parsed for code-enforced bounds, shared by the holders
+    bound_deadline = max(deadline, time.perf_counter() + 1.0)
     for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
         holder, anchor = chosen[k], anchors[k]
         chain = roots.get(id(anchor))
@@ -113,11 +116,12 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
                 chain = [*chain, holder.container]
             text = spelling.render(chain)
             root = chain[0].name
-            bound = retention.bounds_along(chain[1:])
+            bound = retention.holder_bound(chain, deadline=bound_deadline, trees=trees)
         elif id(anchor) in partial:  # referrers, but no root within the limits: from the nearest object
             near = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
             text = naming.render_partial(near)
-            root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
+            root = text.split(".")[0].split("[")[0]
+            bound = retention.holder_bound(near, deadline=bound_deadline, trees=trees)
             del near
         else:
             python, elsewhere = _c_references(anchor, ignore)
@@ -128,11 +132,16 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
         deep = H.deep_size(holder.container, limit=20_000) if time.perf_counter() < deadline else (None, False)
+        bound, declared = _enforced(bound), _declared(bound)
+        if bound is None and holder.evicts:
+            bound = Bound("observed", holder.new_len, holder.new_len, how="observed",
+                          where=f"{holder.replaced} older entries replaced while it grew by {holder.added}")
         record.holders.append(HolderRecord(
             path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
-            entry_makers=dict(holder.entry_makers)))
+            entry_makers=dict(holder.entry_makers), declared=declared, young=holder.young))
+    trees.clear()
     del anchors, chosen, roots, partial
     record.holders.extend(fallback)
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
@@ -218,13 +227,23 @@ def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], gr
             if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
+            bound = retention.bounds_along(chain)
             out.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
                 else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
                     C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
-                bound=retention.bounds_along(chain), deep_bytes=None, deep_complete=False, how="forward"))
+                bound=_enforced(bound), declared=_declared(bound), deep_bytes=None, deep_complete=False,
+                how="forward"))
     hits.clear()
     return out
+
+
+def _enforced(bound: Bound | None) -> Bound | None:
+    return bound if bound is not None and bound.enforced else None
+
+
+def _declared(bound: Bound | None) -> Bound | None:
+    return bound if bound is not None and not bound.enforced else None
 
 
 _REFCOUNT_BIAS: int | None = None
@@ -338,7 +357,8 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
     del roots, partial
     kind = type(holder).__name__
     return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
-                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound, deep_bytes=None,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=_enforced(bound),
+                        declared=_declared(bound), deep_bytes=None,
                         deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 

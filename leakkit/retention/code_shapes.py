@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,7 @@ class Scope:
 
     holder_names: set[str] = field(default_factory=set)  # globals or closure variables bound to the holder
     holder_attrs: set[str] = field(default_factory=set)  # attribute names of the owner bound to it
+    holder: Any = None  # the holder itself (a stored bound method of it removes from it too)
     self_name: str | None = None  # the owner's name in a method (``self``)
     owner: dict = field(default_factory=dict)  # the owner's attributes
     globals: dict = field(default_factory=dict)
@@ -149,6 +151,25 @@ def is_holder(expr: ast.AST, scope: Scope) -> bool:
     return False
 
 
+def is_sibling(expr: ast.AST, scope: Scope) -> bool:
+    """Another builtin container of the owner's (``self._mapping`` beside the holder ``self._queue``)."""
+    return isinstance(expr, ast.Attribute) and is_owner(expr.value, scope) and \
+        C.container_len(scope.owner.get(mangle(expr.attr, scope))) >= 0
+
+
+def removes_by_method(call: ast.Call, scope: Scope) -> bool:
+    """``self._popleft()`` where the owner keeps ``self._popleft = self._queue.popleft``."""
+    if not (isinstance(call.func, ast.Attribute) and is_owner(call.func.value, scope)) or scope.holder is None:
+        return False
+    method = scope.owner.get(mangle(call.func.attr, scope))
+    if not C.is_a(method, (types.BuiltinMethodType, types.MethodType)):
+        return False
+    try:
+        return method.__self__ is scope.holder and method.__name__ in REMOVERS
+    except Exception:
+        return False
+
+
 def is_owner(expr: ast.AST, scope: Scope) -> bool:
     return scope.self_name is not None and isinstance(expr, ast.Name) and expr.id == scope.self_name
 
@@ -198,11 +219,14 @@ def size_test(test: ast.expr, scope: Scope, callee: Callee, depth: int) -> tuple
 
 
 def sizey(expr: ast.expr, scope: Scope) -> str | None:
-    """'' when ``expr`` measures the holder with ``len()``, the counter attribute's name when it
-    counts in one of the owner's int attributes, None otherwise."""
+    """'' when ``expr`` measures the holder with ``len()`` (or its owner, or a container of its
+    owner's kept in step with it: jinja2's ``LRUCache`` tests ``_mapping`` and pops ``_queue`` with
+    it), the counter attribute's name when it counts in one of the owner's int attributes, None
+    otherwise."""
     for node in ast.walk(expr):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and \
-                len(node.args) == 1 and (is_holder(node.args[0], scope) or is_owner(node.args[0], scope)):
+                len(node.args) == 1 and (is_holder(node.args[0], scope) or is_owner(node.args[0], scope)
+                                         or is_sibling(node.args[0], scope)):
             return ""
     for node in ast.walk(expr):
         if isinstance(node, ast.Attribute) and is_owner(node.value, scope):
@@ -262,6 +286,8 @@ def removes(body: list[ast.stmt], scope: Scope, callee: Callee, depth: int) -> b
         for node in expressions(stmt):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in REMOVERS \
                     and (is_holder(node.func.value, scope) or is_owner(node.func.value, scope)):
+                return True
+            if isinstance(node, ast.Call) and removes_by_method(node, scope):
                 return True
             if isinstance(node, ast.Call) and depth > 0:
                 inlined = callee(node, scope)

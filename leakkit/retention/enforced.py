@@ -41,9 +41,9 @@ _SKIP_MODULES = frozenset({"builtins", "abc", "_collections_abc", "collections",
 class _Reader:
     """Parses each source file once per search, until a deadline."""
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, trees: dict | None = None) -> None:
         self.deadline = deadline
-        self.trees: dict[str, ast.Module | None] = {}
+        self.trees: dict[str, ast.Module | None] = {} if trees is None else trees
 
     def tree(self, path: str | None) -> ast.Module | None:
         if not path or time.perf_counter() > self.deadline:
@@ -61,12 +61,12 @@ class _Reader:
         return tree
 
 
-def code_bound(chain: list[Any], *, deadline: float) -> CodeBound | None:
+def code_bound(chain: list[Any], *, deadline: float, trees: dict | None = None) -> CodeBound | None:
     """The bound code enforces on ``chain[-1]`` (a container reached from a root through
     ``chain``: naming's ``[Root, ..., holder]``), or None when no code found tests its size and
-    removes from it."""
+    removes from it. ``trees``: parsed files to share between calls (the caller clears it)."""
     holder = chain[-1]
-    reader = _Reader(deadline)
+    reader = _Reader(deadline, trees)
     try:
         for module, names in _module_globals(chain, holder):
             found = _in_module(reader, module, names, holder)
@@ -81,7 +81,8 @@ def code_bound(chain: list[Any], *, deadline: float) -> CodeBound | None:
     except Exception:  # source that does not read the way we expect: no bound, not a failure
         return None
     finally:
-        reader.trees.clear()
+        if trees is None:
+            reader.trees.clear()
     return None
 
 
@@ -217,7 +218,7 @@ def _in_owner(reader: _Reader, owner: Any, holder: Any) -> CodeBound | None:
         if node is None or not node.args.args:
             return None
         parts = func.__qualname__.split(".")
-        return node.body, S.Scope(holder_attrs=attrs, self_name=node.args.args[0].arg, owner=values,
+        return node.body, S.Scope(holder_attrs=attrs, holder=holder, self_name=node.args.args[0].arg, owner=values,
                                   globals=_module_space(func.__module__), locals=S.assignments(node),
                                   class_name=parts[-2] if len(parts) > 1 else "", qualname=scope.qualname,
                                   file=scope.file)
@@ -234,7 +235,7 @@ def _in_owner(reader: _Reader, owner: Any, holder: Any) -> CodeBound | None:
         for func in node.body:
             if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) or not func.args.args:
                 continue
-            scope = S.Scope(holder_attrs=attrs, self_name=func.args.args[0].arg, owner=values,
+            scope = S.Scope(holder_attrs=attrs, holder=holder, self_name=func.args.args[0].arg, owner=values,
                             globals=_module_space(module_name), locals=S.assignments(func), class_name=node.name,
                             qualname=f"{module_name}.{_QUALNAME.__get__(klass, type)}.{func.name}", file=path or "")
             found = S.scan(func, scope, holder, callee)

@@ -87,6 +87,18 @@ class Holder:
     entries: int = 0  # new entries that hold objects the run created
     weak: int = 0  # new entries that are weak references
     dead_weak: int = 0  # ... whose referent is gone: pending cleanup, not kept memory
+    young: int = -1  # entries made in the run, all of them (not only the newest): -1 when not counted
+
+    @property
+    def replaced(self) -> int:
+        """Older entries the run's entries replaced: arrivals beyond the growth (0 when not counted)."""
+        return max(self.young - self.added, 0) if self.young >= 0 else 0
+
+    @property
+    def evicts(self) -> bool:
+        """The run saw it replace old entries instead of growing: most of its entries made in the
+        run took the place of older ones (its length rose by a quarter of them or less)."""
+        return self.young >= 8 and self.added <= 0.25 * self.young
 
     @property
     def added(self) -> int:
@@ -177,7 +189,8 @@ class _Charger:
     allocation is itself traced (a figure's 4 000 objects would take seconds).
 
     ``young``: the tracked objects the run made (the unfrozen ones, an AddressSet), when known. Past the
-    look-up budget, a young object is charged to whoever made the object holding it.
+    look-up budget, a young object, or an untracked one (a string, bytes) that one of the run's
+    objects holds, is charged to whoever made the object holding it.
     """
 
     def __init__(self, attribute: Callable[[tuple], Any], young: Any, lookup_s: float) -> None:
@@ -198,8 +211,12 @@ class _Charger:
         if self.looking():
             who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
             return None if who == UNTRACED else who
-        if self.young is not None and gc.is_tracked(obj):
-            return parent_maker if obj in self.young else None
+        if self.young is not None:
+            if gc.is_tracked(obj):
+                return parent_maker if obj in self.young else None
+            # untracked (strings, bytes, tuples and dicts of atoms): the run's own object holds
+            # it, so most likely the same call made it (an old one shared by many counts once)
+            return parent_maker if not C.is_a(obj, (int, float, bool, type(None))) else None
         return None
 
 
@@ -268,9 +285,30 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
                     budget -= counted
                     holder.entries += bool(counted)
         if holder.entries or holder.weak:
+            if holder.entries and time.perf_counter() < deadline:
+                holder.young = young_members(container, attribute)
             out.append(holder)
     out.sort(key=lambda h: (h.side is not None, -h.kept_bytes))
     return out
+
+
+def young_members(container: Any, attribute: Callable[[tuple], Any], *, limit: int = 20_000) -> int:
+    """How many of a container's entries (a dict's by key or value) were made in the run; -1 for
+    a container too long to count (or not a builtin one). What an evicting cache shows: entries
+    made in the run beyond what it grew by replaced older ones."""
+    n = C.container_len(container)
+    if n < 0 or n > limit:
+        return -1
+    is_dict = C.is_a(container, dict)
+    count = 0
+    for key, value in C.members(container):
+        for obj in ((value, key) if is_dict else (value,)):
+            if C.is_a(obj, (int, float, bool, type(None), type)):
+                continue  # shared atoms say nothing of when the entry was made
+            if made_in_run(obj, attribute) not in (None, UNTRACED):
+                count += 1
+                break
+    return count
 
 
 def _lru_of(container: Any) -> Any:
