@@ -18,14 +18,13 @@ The rules, in order:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
 from .._sizes import format_size
 from ..analysis import Growth, classify, slowing_down, theil_sen
 from ..analysis.attribution import OUTSIDE
-from ..analysis.growers import grower_verdict, holder_series
+from ..analysis.growers import Grower, growers_of
 from ..reports import bisect_frames as frames
 from ..reports.bisect_report import BisectReport
 from ..reports.plots import format_rate
@@ -58,42 +57,7 @@ def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
     return out
 
 
-@dataclass
-class _Grower:
-    """One holder that grew, judged on its own series (:mod:`leakkit.analysis.growers`)."""
-
-    holder: HolderRecord
-    growth: Growth
-    verdict: str  # leak, filling, plateau, inconclusive, clean
-    why: str
-    left: int | None  # calls to fill its bound, or to decide
-
-
-def _growers(record: BisectRecord) -> dict[int, _Grower]:
-    """Every holder that is not a side structure, by id, with its own rate and verdict."""
-    placed: dict[str, float] = {}
-    for h in record.holders:
-        for name, made in h.made.items():
-            placed[name] = placed.get(name, 0.0) + made
-    out = {}
-    grew = (record.total_bytes[-1] - record.total_bytes[0]) if record.total_bytes else 0.0
-    seen: set[str] = set()
-    for h in record.holders:
-        if h.side is not None or h.kept_bytes <= 0 or h.holder in seen:
-            continue
-        if h.kept_bytes < min(1024, 0.02 * grew) and h.bound is None:
-            continue  # a few objects under a container that grew: not a grower of its own
-        seen.add(h.holder)
-        series = holder_series(h.made, record.self_bytes, placed, len(record.x))
-        verdict, g, why, left = grower_verdict(record.x, series, floor=FUNC_FLOOR, bound=h.bound,
-                                               added=h.new_len - h.old_len, calls=record.calls)
-        if h.declared is not None and h.bound is None:
-            why = f"{why}; {h.declared}"
-        out[id(h)] = _Grower(h, g, verdict, why, left)
-    return out
-
-
-def _rate(grower: _Grower | None) -> float:
+def _rate(grower: Grower | None) -> float:
     rate = grower.growth.rate if grower is not None else math.nan
     return rate if math.isfinite(rate) else -math.inf
 
@@ -104,7 +68,8 @@ def judge(record: BisectRecord) -> BisectReport:
     growth: dict[str, Growth] = {}
     for name, series in record.self_bytes.items():
         growth[name] = classify(x, series, floor=FUNC_FLOOR)
-    growers = _growers(record)
+    growers = growers_of(record.holders, record.x, record.self_bytes, record.calls, record.total_bytes,
+                         floor=FUNC_FLOOR)
     notes: list[str] = []
     if record.cut_short:
         notes.append(f"cut short: {record.cut_short}")

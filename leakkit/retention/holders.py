@@ -155,7 +155,7 @@ def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     return UNTRACED
 
 
-def _new_entries(container: Any, old_len: int) -> list[tuple[Any, Any]]:
+def new_entries(container: Any, old_len: int) -> list[tuple[Any, Any]]:
     """The entries most likely added since the table was taken: the newest of a dict (insertion
     order), both ends of a sequence, every member of a set (unordered; capped)."""
     items = C.members(container)
@@ -236,7 +236,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             break
         holder = Holder(container, parent, old_len, C.container_len(container))
         is_dict = C.is_a(container, dict)
-        for key, value in _new_entries(container, old_len):
+        for key, value in new_entries(container, old_len):
             weak = value if C.is_a(value, _WEAK) else None
             if weak is None and is_dict and C.is_a(key, _WEAK):
                 # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
@@ -272,7 +272,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
                 budget -= counted
                 holder.entries += 1
                 holder.newest = key
-        cache = parent if parent is not None and C.is_a(parent, _LRU) else _lru_of(container)
+        cache = parent if parent is not None and C.is_a(parent, _LRU) else lru_of(container)
         if cache is not None:
             # an lru_cache's table maps keys to C links the GC cannot see into; the cache itself
             # reports the keys and results it keeps
@@ -311,7 +311,7 @@ def young_members(container: Any, attribute: Callable[[tuple], Any], *, limit: i
     return count
 
 
-def _lru_of(container: Any) -> Any:
+def lru_of(container: Any) -> Any:
     """The ``lru_cache`` whose table ``container`` is (its values are the cache's C links)."""
     if not C.is_a(container, dict):
         return None

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..probes import containers as C
+from .enforced import code_bound
 from .spelling import short
 
 # In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
@@ -204,8 +205,6 @@ def holder_bound(chain: list[Any], *, deadline: float, trees: dict | None = None
     """The bound of ``chain[-1]``, a holder reached through ``chain`` (``[Root, ..., holder]``):
     its type's or a container's along the chain, else the one code enforces on it
     (:func:`leakkit.retention.enforced.code_bound`), else a declared one."""
-    from .enforced import code_bound
-
     plain = [getattr(c, "obj", c) if type(c).__name__ == "Root" else c for c in chain]
     along = bounds_along(plain[1:] if len(plain) > 1 else plain)
     if along is not None and along.enforced:

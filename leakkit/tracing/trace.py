@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import time
 import types
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -28,16 +29,17 @@ from typing import Any, ParamSpec, TypeVar
 import pandas as pd
 
 from .._errors import check_options, expected
-from ..probes import process as probes
 from ..recording.recorder import Recorder
 from ..recording.tables import Recording
 from ..reports.trace_report import (
     trace_report,  # imported here, not at the last checkpoint: it would read as growth
 )
+from ..retention.grown import grown_holders
 from .calls import CallMeter
 from .checkpoints import Checkpoints
 from .generators import trace_async_generator, trace_generator
 
+_GROWERS_S = 2.0  # seconds a report spends finding and naming the containers that grew (when it would say leak)
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -176,10 +178,11 @@ class Trace:
         """The verdict on what the calls kept (takes a last checkpoint first unless told not to)."""
         if checkpoint and len(self._recorder):
             self.checkpoint()
-        census = self._checkpoints.census
+        census, old = self._checkpoints.census, self._checkpoints.baseline_objects
         holders = None
         if checkpoint and census is not None:
-            holders = functools.partial(probes.bounded_holders, baseline=census)
+            def holders() -> list:
+                return grown_holders(census, old=old, deadline=time.perf_counter() + _GROWERS_S)
         return trace_report(self.recording, function=self._qualname, holders=holders)
 
     def plot(self, ax: Any = None) -> Any:

@@ -12,6 +12,8 @@ beside caches that fill.
 ``workload`` is one call of the buggy service; ``workload_fixed`` the same service with the
 context closed on the internal path too (``FIELD_SERVICE_FIXED=1`` in the environment picks
 the fixed one for ``workload`` as well, for runners that only call ``workload``).
+``FIELD_SERVICE_SEED`` shifts the request numbers (tenants, hosts, user agents) a run starts
+from; ``reset()`` forgets everything the service and its caches hold (a fresh start in-process).
 """
 from __future__ import annotations
 
@@ -147,8 +149,20 @@ def _client(fixed: bool):
     return create_app(fixed=fixed).test_client()
 
 
-_seq = itertools.count()
+_SEED = int(os.environ.get("FIELD_SERVICE_SEED", "0"))
+_seq = itertools.count(_SEED * 7919)
 _CLIENTS: dict[bool, flask.testing.FlaskClient] = {}
+
+
+def reset() -> None:
+    """Forget the contexts, the caches and the clients: the service as just started."""
+    global _seq
+    CONTEXTS.clear()
+    DNS_CACHE.clear()
+    parse_user_agent.cache_clear()
+    tenant_settings.cache_clear()
+    _CLIENTS.clear()
+    _seq = itertools.count(_SEED * 7919 + 100_000)
 
 
 def _call(fixed: bool) -> None:

@@ -1,0 +1,176 @@
+"""The containers that grew since a baseline, each named from a root, with its bound and what
+its new entries hold: the growers a trace reports when its memory rises (no tracemalloc needed).
+
+A trace takes every container's length at its baseline (:func:`leakkit.probes.containers.sizes`,
+one C pass). When its verdict would be a leak, :func:`grown_holders` finds the containers longer
+now, measures what their new entries reach (a bounded walk; an object shared by several counts
+once), names the biggest from a root (:mod:`leakkit.retention.naming`) and reads their bound
+(:func:`leakkit.retention.paths.holder_bound`: their type's, the code's that removes entries, else
+a declared one, which bounds nothing). The verdict then tells the growth bounded containers
+explain from the rest, which is the leak.
+"""
+from __future__ import annotations
+
+import gc
+import time
+import types
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from ..probes import containers as C
+from . import naming, spelling
+from .holders import lru_of, new_entries
+from .paths import Bound, holder_bound
+
+_WALK = 20_000  # objects walked under one holder's new entries at most
+_SKIP = (type, type(gc), type(len), types.FunctionType, types.CodeType, types.FrameType, weakref.ref)
+
+
+@dataclass(frozen=True)
+class GrownHolder:
+    """A container longer than at the baseline: its name, growth, what its new entries hold, its bound."""
+
+    path: str  # from a root: field_service.DNS_CACHE
+    root: str
+    kind: str
+    old_len: int
+    new_len: int
+    bytes: int  # reached from its new entries (shallow sizes, each object once)
+    objects: int
+    bound: Bound | None  # enforced: its type, code, or None
+    declared: Bound | None = None  # an attribute named like a limit: not a bound
+
+    @property
+    def added(self) -> int:
+        return self.new_len - self.old_len
+
+
+def grown_holders(table: Any, *, deadline: float, old: Any = None, top: int = 8, min_bytes: int = 1024,
+                  ignore: set[int] | None = None) -> list[GrownHolder]:
+    """The containers longer now than in ``table`` (:func:`leakkit.probes.containers.sizes` at the
+    baseline), the ``top`` that gained most bytes, named and bounded; leakkit's own left out.
+    ``old``: the tracked objects alive at the baseline (an AddressSet): what new entries reach of
+    them is not counted (an entry that refers to an old shared object does not make it new)."""
+    objects = gc.get_objects()
+    try:
+        grown = C.grown(objects, table)
+    finally:
+        del objects
+    ignore = set(ignore or ()) | {id(grown)}
+    seen = C.Seen()
+    measured = []
+    try:
+        for container, parent, old_len in grown:
+            if time.perf_counter() > deadline:
+                break
+            if C.container_len(container) - old_len < 2 or _ours(container, parent):
+                continue
+            size, count = _new_bytes(container, old_len, seen, old)
+            if size >= min_bytes:
+                measured.append((size, count, container, parent, old_len))
+    finally:
+        del grown
+    measured.sort(key=lambda m: -m[0])
+    measured = measured[:top]
+    anchors = [p if p is not None else c for _, _, c, p, _ in measured]
+    ignore |= {id(measured), id(anchors)}
+    roots = naming.find_roots(anchors, naming.ModuleIndex(), ignore=ignore,
+                              deadline=max(deadline, time.perf_counter() + 0.5))
+    out = []
+    trees: dict = {}
+    for (size, count, container, parent, old_len), anchor in zip(measured, anchors, strict=True):
+        chain = roots.get(id(anchor))
+        if chain is None and _held_by_leakkit(anchor, ignore):
+            continue
+        if chain is not None:
+            chain = [*chain, container] if parent is not None else chain
+            path, root = spelling.render(chain), chain[0].name
+            if root.startswith("leakkit"):
+                continue
+            bound = holder_bound(chain, deadline=max(deadline, time.perf_counter() + 0.5), trees=trees)
+        else:
+            path, root = f"<{type(container).__name__} whose referrers lead to no root>", "?"
+            bound = holder_bound([container], deadline=deadline, trees=trees)
+        out.append(GrownHolder(path, root, type(container).__name__, old_len, C.container_len(container), size,
+                               count, bound if bound is not None and bound.enforced else None,
+                               bound if bound is not None and not bound.enforced else None))
+    trees.clear()
+    del measured, anchors, roots
+    return [g for g in out if not _inside(g.path, out)]
+
+
+def _inside(path: str, growers: list[GrownHolder]) -> bool:
+    """A container inside another grower's new entries (``CACHE['k']`` under ``CACHE``): a dict
+    made in the run at the address of an older, shorter one reads as grown; the outer counts it."""
+    return any(path != g.path and path.startswith(g.path) and path[len(g.path):len(g.path) + 1] in "[."
+               for g in growers)
+
+
+def _ours(container: Any, parent: Any) -> bool:
+    """leakkit's own containers (the trace's recorder and tables) are not the user's growth."""
+    for obj in (parent, container):
+        if obj is None:
+            continue
+        module = C.type_dict(type(obj)).get("__module__") if not C.is_a(obj, (dict, list, set)) else None
+        if isinstance(module, str) and module.startswith("leakkit"):
+            return True
+    return False
+
+
+def _held_by_leakkit(obj: Any, ignore: set[int]) -> bool:
+    """No root reaches it and leakkit's own objects refer to it (a trace's recorder)."""
+    referrers = gc.get_referrers(obj)
+    try:
+        for ref in referrers:
+            if id(ref) in ignore or C.is_a(ref, types.FrameType):
+                continue
+            module = C.type_dict(type(ref)).get("__module__")
+            if isinstance(module, str) and module.startswith("leakkit"):
+                return True
+        return False
+    finally:
+        del referrers
+
+
+def _new_bytes(container: Any, old_len: int, seen: Any, old: Any) -> tuple[int, int]:
+    """Bytes and objects reached from the container's new entries (an ``lru_cache`` table: from
+    what the cache keeps), each object once across all holders, old ones not at all."""
+    cache = lru_of(container)
+    if cache is not None:
+        own = C.instance_dict(cache)
+        values = [v for v in gc.get_referents(cache) if v is not container and v is not own]
+        total, count = _walk(values, seen, old)
+        if old is None:  # no way to tell its old entries: its share of them
+            n = max(C.container_len(container), 1)
+            added = C.container_len(container) - old_len
+            return int(total * added / n), int(count * added / n)
+        return total, count
+    starts = []
+    for key, value in new_entries(container, old_len):
+        starts.append(value)
+        if C.is_a(container, dict):
+            starts.append(key)
+    return _walk(starts, seen, old)
+
+
+def _walk(starts: list[Any], seen: Any, old: Any) -> tuple[int, int]:
+    total = count = 0
+    stack = [s for s in starts if not C.is_a(s, _SKIP)]
+    while stack and count < _WALK:
+        obj = stack.pop()
+        if not seen.add(obj) or (old is not None and gc.is_tracked(obj) and obj in old):
+            continue
+        total += C.shallow_size(obj)
+        count += 1
+        if C.is_a(obj, (str, bytes, int, float, bool, type(None))):
+            continue
+        try:
+            children = gc.get_referents(obj)
+        except Exception:
+            continue
+        stack.extend(c for c in children if not C.is_a(c, _SKIP))
+    return total, count
+
+
+__all__ = ["GrownHolder", "grown_holders"]
