@@ -29,6 +29,7 @@ EXPLAINED = 0.75  # bounded containers explain the growth when they hold this sh
 # Their objects are measured by size (sys.getsizeof); the growth, by what the allocators hand out,
 # which rounds each block up and adds the containers' own tables: 1.2-1.35x as much here.
 ALLOCATOR = 1.3
+LOOSE_FLOOR = 4096  # bytes a container nothing bounds must gain over the trace to count against the bounded ones
 
 
 def judge(growers: list[Any], verdict: str, total: float, span: float) -> tuple[str, str, pd.DataFrame, int | None]:
@@ -36,7 +37,8 @@ def judge(growers: list[Any], verdict: str, total: float, span: float) -> tuple[
     would be ``verdict`` over ``span`` calls in which it kept ``total`` bytes (or blocks)."""
     span = max(span, 1.0)
     bounded = [g for g in growers if g.bound is not None]
-    free = [g for g in growers if g.bound is None]
+    # a few modules imported or names interned during the trace are not what could be a leak
+    free = [g for g in growers if g.bound is None and g.bytes >= max(LOOSE_FLOOR, 0.1 * total)]
     # a full container lets an old entry go for each it gains: only what it grew by is kept
     held = sum(g.bytes * (g.added / g.new_len if g.bound.full and g.new_len > 0 else 1.0) for g in bounded)
     loose = sum(g.bytes for g in free)
@@ -45,7 +47,7 @@ def judge(growers: list[Any], verdict: str, total: float, span: float) -> tuple[
     why = ""
     if bounded and total > 0 and ALLOCATOR * held >= EXPLAINED * total and loose < (1 - EXPLAINED) * total:
         verdict = "inconclusive" if left else "plateau"
-        why = ("held by containers with a bound, " + ("still filling: " if left else "full: ") + _names(bounded))
+        why = _names(bounded)
     elif bounded and verdict == "leak":
         why = "beside it, containers with a bound that stop growing (not the leak): " + _names(bounded)
     rows = [{"holder": g.path, "root": g.root,
@@ -66,7 +68,7 @@ def judge(growers: list[Any], verdict: str, total: float, span: float) -> tuple[
 
 
 def _names(growers: list[Any]) -> str:
-    names = ", ".join(g.path for g in growers[:2])
+    names = ", ".join(f"{g.path} ({g.bound})" for g in growers[:2])
     return names + (f" and {len(growers) - 2} more" if len(growers) > 2 else "") + " (see growers)"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..probes import containers as C
 from . import naming, spelling
-from .holders import lru_of, new_entries
+from .holders import lru_of
 from .paths import Bound, holder_bound
 
 _WALK = 20_000  # objects walked under one holder's new entries at most
@@ -47,66 +47,82 @@ class GrownHolder:
         return self.new_len - self.old_len
 
 
-def grown_holders(table: Any, *, deadline: float, old: Any = None, top: int = 8, min_bytes: int = 1024,
-                  ignore: set[int] | None = None) -> list[GrownHolder]:
-    """The containers longer now than in ``table`` (:func:`leakkit.probes.containers.sizes` at the
-    baseline), the ``top`` that gained most bytes, named and bounded; leakkit's own left out.
-    Measuring them takes at most two fifths of the time to ``deadline``, naming the rest (at least
-    a second: the names are what a person reads).
-    ``old``: the tracked objects alive at the baseline (an AddressSet): what new entries reach of
-    them is not counted (an entry that refers to an old shared object does not make it new)."""
-    start = time.perf_counter()
-    measuring = start + 0.4 * max(deadline - start, 0.0)
+def grown_containers(table: Any) -> list[tuple[Any, Any, int, int]]:
+    """``(container, parent, length then, length now)`` of the containers longer now than in
+    ``table`` (:func:`leakkit.probes.containers.sizes`): taken right after a trace's last
+    checkpoint, so that what its report adds afterwards (pandas compiling a regular expression)
+    is not counted as the calls' growth."""
     objects = gc.get_objects()
     try:
         grown = C.grown(objects, table)
     finally:
         del objects
+    return [(c, p, n, C.container_len(c)) for c, p, n in grown]
+
+
+def grown_holders(grown: list[tuple[Any, Any, int, int]], *, deadline: float, old: Any = None, top: int = 8,
+                  min_bytes: int = 1024, ignore: set[int] | None = None) -> list[GrownHolder]:
+    """Of the containers that grew (:func:`grown_containers`), the ``top`` whose new entries gained
+    most bytes, named and bounded; leakkit's own left out. ``old``: the tracked objects alive at
+    the baseline (an AddressSet): what new entries reach of them is not counted (an entry that
+    refers to an old shared object does not make it new). Measuring takes at most two fifths of
+    the time to ``deadline``, naming the rest (at least a second: the names are what a person reads)."""
+    start = time.perf_counter()
+    measuring = start + 0.4 * max(deadline - start, 0.0)
     ignore = set(ignore or ()) | {id(grown)}
     measured = []
     try:
         # the longest growth first: walking every container that gained an entry costs too much
         # in a big heap (a test runner's), and a leak gains an entry or more per call
-        candidates = sorted(((C.container_len(c) - n, i) for i, (c, p, n) in enumerate(grown)
-                             if C.container_len(c) - n >= 2 and not _ours(c, p)), reverse=True)[:_CANDIDATES]
+        candidates = sorted(((now - n, i) for i, (c, p, n, now) in enumerate(grown)
+                             if now - n >= 2 and not _ours(c, p)), reverse=True)[:_CANDIDATES]
         for _, i in candidates:
             if time.perf_counter() > measuring:
                 break
-            container, parent, old_len = grown[i]
+            container, parent, old_len, now = grown[i]
             # each holder counts what its new entries reach, even what another holder also keeps (a
             # test runner's log capture keeps the same records as the handler that leaks them)
-            size, count = _new_bytes(container, old_len, C.Seen(), old)
+            size, count = _new_bytes(container, old_len, now, C.Seen(), old)
             if size >= min_bytes:
-                measured.append((size, count, container, parent, old_len))
+                measured.append((size, count, container, parent, old_len, now))
     finally:
         del grown
     measured.sort(key=lambda m: -m[0])
     measured = measured[:top]
-    anchors = [p if p is not None else c for _, _, c, p, _ in measured]
+    anchors = [p if p is not None else c for _, _, c, p, _, _ in measured]
     ignore |= {id(measured), id(anchors)}
     naming_deadline = max(deadline, time.perf_counter() + 1.0)
     roots = naming.find_roots(anchors, naming.ModuleIndex(), ignore=ignore, deadline=naming_deadline)
     out = []
     trees: dict = {}
-    for (size, count, container, parent, old_len), anchor in zip(measured, anchors, strict=True):
+    for (size, count, container, parent, old_len, now), anchor in zip(measured, anchors, strict=True):
         chain = roots.get(id(anchor))
         if chain is None and _held_by_leakkit(anchor, ignore):
             continue
         if chain is not None:
             chain = [*chain, container] if parent is not None else chain
             path, root = spelling.render(chain), chain[0].name
-            if root.startswith("leakkit"):
+            if root.startswith("leakkit") or _through_leakkit(chain):
                 continue
             bound = holder_bound(chain, deadline=max(naming_deadline, time.perf_counter() + 0.5), trees=trees)
         else:
             path, root = f"<{type(container).__name__} whose referrers lead to no root>", "?"
-            bound = holder_bound([container], deadline=deadline, trees=trees)
-        out.append(GrownHolder(path, root, type(container).__name__, old_len, C.container_len(container), size,
+            cache = lru_of(container)  # an lru_cache of a function no root reaches: its own bound
+            if cache is not None:
+                path = f"<{type(cache).__name__} whose referrers lead to no root> (lru_cache table)"
+            bound = holder_bound([x for x in (cache, parent, container) if x is not None], deadline=deadline, trees=trees)
+        out.append(GrownHolder(path, root, type(container).__name__, old_len, now, size,
                                count, bound if bound is not None and bound.enforced else None,
                                bound if bound is not None and not bound.enforced else None))
     trees.clear()
     del measured, anchors, roots
-    return [g for g in out if not _inside(g.path, out)]
+    seen: set[str] = set()
+    unique = []
+    for g in sorted(out, key=lambda g: -g.bytes):  # one row per name (a table reached twice)
+        if g.path not in seen:
+            seen.add(g.path)
+            unique.append(g)
+    return [g for g in unique if not _inside(g.path, unique)]
 
 
 def _inside(path: str, growers: list[GrownHolder]) -> bool:
@@ -127,6 +143,25 @@ def _ours(container: Any, parent: Any) -> bool:
     return False
 
 
+def _leakkit_type(obj: Any) -> bool:
+    module = C.type_dict(type(obj)).get("__module__")
+    return isinstance(module, str) and module.startswith("leakkit")
+
+
+def _through_leakkit(chain: list[Any]) -> bool:
+    """A path through leakkit's own state (``traced._recorder._summaries``); through a traced
+    function to the user's function it wraps (``traced.__wrapped__``) is the user's."""
+    for i, obj in enumerate(chain[1:-1], start=1):
+        if not _leakkit_type(obj):
+            continue
+        own = C.instance_dict(obj) or {}
+        wrapped = own.get("__wrapped__")
+        rest = chain[i + 1:]
+        if wrapped is None or not any(x is wrapped for x in rest):
+            return True
+    return False
+
+
 def _held_by_leakkit(obj: Any, ignore: set[int]) -> bool:
     """No root reaches it and leakkit's own objects refer to it (a trace's recorder)."""
     referrers = gc.get_referrers(obj)
@@ -134,15 +169,14 @@ def _held_by_leakkit(obj: Any, ignore: set[int]) -> bool:
         for ref in referrers:
             if id(ref) in ignore or C.is_a(ref, types.FrameType):
                 continue
-            module = C.type_dict(type(ref)).get("__module__")
-            if isinstance(module, str) and module.startswith("leakkit"):
+            if _leakkit_type(ref):
                 return True
         return False
     finally:
         del referrers
 
 
-def _new_bytes(container: Any, old_len: int, seen: Any, old: Any) -> tuple[int, int]:
+def _new_bytes(container: Any, old_len: int, now: int, seen: Any, old: Any) -> tuple[int, int]:
     """Bytes and objects reached from the container's new entries (an ``lru_cache`` table: from
     what the cache keeps), each object once, old ones not at all."""
     cache = lru_of(container)
@@ -151,12 +185,17 @@ def _new_bytes(container: Any, old_len: int, seen: Any, old: Any) -> tuple[int, 
         values = [v for v in gc.get_referents(cache) if v is not container and v is not own]
         total, count = _walk(values, seen, old)
         if old is None:  # no way to tell its old entries: its share of them
-            n = max(C.container_len(container), 1)
-            added = C.container_len(container) - old_len
-            return int(total * added / n), int(count * added / n)
+            share = (now - old_len) / max(now, 1)
+            return int(total * share), int(count * share)
         return total, count
     starts = []
-    for key, value in new_entries(container, old_len):
+    items = C.members(container)
+    if C.is_a(container, (dict, list)) and len(items) > now:  # entries added since the snapshot: not the calls'
+        items = items[:now]
+    added = max(now - old_len, 0)
+    span = min(len(items), 2 * added + 16)
+    entries = items if C.is_a(container, (set, frozenset)) else items[-span:] if span else []
+    for key, value in entries[:50_000]:
         starts.append(value)
         if C.is_a(container, dict):
             starts.append(key)
@@ -182,4 +221,4 @@ def _walk(starts: list[Any], seen: Any, old: Any) -> tuple[int, int]:
     return total, count
 
 
-__all__ = ["GrownHolder", "grown_holders"]
+__all__ = ["GrownHolder", "grown_containers", "grown_holders"]

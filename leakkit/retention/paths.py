@@ -103,6 +103,8 @@ class Bound:
         if self.how == "declared":
             state = "past it: growing" if self.exceeded else "nothing found enforcing it"
             return f"declared {self.kind}={self.maxsize} ({state}), holding {self.size}"
+        if self.kind.endswith(")") and "(" in self.kind:  # lru_cache(maxsize) -> lru_cache(maxsize=128)
+            return f"{self.kind[:-1]}={self.maxsize}), holding {self.size}"
         return f"{self.kind}={self.maxsize}, holding {self.size}"
 
 
@@ -205,8 +207,8 @@ def holder_bound(chain: list[Any], *, deadline: float, trees: dict | None = None
     """The bound of ``chain[-1]``, a holder reached through ``chain`` (``[Root, ..., holder]``):
     its type's or a container's along the chain, else the one code enforces on it
     (:func:`leakkit.retention.enforced.code_bound`), else a declared one."""
-    plain = [getattr(c, "obj", c) if type(c).__name__ == "Root" else c for c in chain]
-    along = bounds_along(plain[1:] if len(plain) > 1 else plain)
+    rooted = bool(chain) and type(chain[0]).__name__ == "Root"
+    along = bounds_along(chain[1:] if rooted else chain)  # the root (a module's globals) bounds nothing
     if along is not None and along.enforced:
         return along
     found = code_bound(chain, deadline=deadline, trees=trees) if chain else None

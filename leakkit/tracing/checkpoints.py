@@ -185,12 +185,6 @@ class Checkpoints:
         probes.fds()
         probes.gc_collections()
         self.recorder.warm(self._name, threading.current_thread().name)
-        objects = gc.get_objects()
-        try:
-            self.census = containers.sizes(objects)
-            self.baseline_objects = containers.AddressSet(objects)
-        finally:
-            del objects
         if self._want_summaries and not _WARMED:
             # The first summary in a process fills the type-name table and pandas' and numpy's
             # caches: done here, before the baseline reading, the next summary finds them there.
@@ -201,6 +195,13 @@ class Checkpoints:
                 self.recorder.learn_types(heap_summary(collect=True))
             except Exception:
                 pass  # reported by the summary itself
+        # last: what the warm-up itself added to containers (re's cache...) is baseline too
+        objects = gc.get_objects()
+        try:
+            self.census = containers.sizes(objects)
+            self.baseline_objects = containers.AddressSet(objects)
+        finally:
+            del objects
 
     def _take(self, n: int, force_summary: bool = False) -> None:
         import tracemalloc

@@ -34,7 +34,7 @@ from ..recording.tables import Recording
 from ..reports.trace_report import (
     trace_report,  # imported here, not at the last checkpoint: it would read as growth
 )
-from ..retention.grown import grown_holders
+from ..retention.grown import grown_containers, grown_holders
 from .calls import CallMeter
 from .checkpoints import Checkpoints
 from .generators import trace_async_generator, trace_generator
@@ -181,8 +181,10 @@ class Trace:
         census, old = self._checkpoints.census, self._checkpoints.baseline_objects
         holders = None
         if checkpoint and census is not None:
+            grown = grown_containers(census)  # now: what building the report adds is not the calls'
+
             def holders() -> list:
-                return grown_holders(census, old=old, deadline=time.perf_counter() + _GROWERS_S)
+                return grown_holders(grown, old=old, deadline=time.perf_counter() + _GROWERS_S)
         return trace_report(self.recording, function=self._qualname, holders=holders)
 
     def plot(self, ax: Any = None) -> Any:
