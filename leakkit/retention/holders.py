@@ -8,8 +8,9 @@ beside a one-entry-per-call registry costs one C pass, not a walk.
 For each holder the new objects under its new entries are charged to the function whose code
 allocated them (the innermost target frame, as in the checkpoints), so the culprit is the function
 that made what the growing holder keeps. Entries that are weak references are a side structure
-(an ABC cache, a WeakSet): they exist because other objects exist, and dead ones only wait for a
-prune, so they are reported as such and never blamed.
+(an ABC cache, a WeakSet), and so are ``weakref.finalize``'s registry entries (one per object
+with a finalizer, alive as long as that object): they exist because other objects exist, and dead
+ones only wait for a prune, so they are reported as such and never blamed.
 """
 from __future__ import annotations
 
@@ -238,6 +239,10 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
         is_dict = C.is_a(container, dict)
         for key, value in new_entries(container, old_len):
             weak = value if C.is_a(value, _WEAK) else None
+            if weak is None and is_dict and C.is_a(key, weakref.finalize):
+                # weakref.finalize's registry: an entry lives as long as its object, which is held
+                # (or bounded) elsewhere; its weak reference tells whether that object still lives
+                weak = next((v for n, v in C.slot_values(value) if n == "weakref" and C.is_a(v, _WEAK)), key)
             if weak is None and is_dict and C.is_a(key, _WEAK):
                 # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
                 # table): charge it; the entry is a side structure only if it keeps nothing made here
