@@ -2,15 +2,22 @@
 
 The rules, in order:
 
+* Every holder that grew is a **grower** judged on its own (:mod:`leakkit.analysis.growers`): its
+  share of its makers' kept bytes at each checkpoint, its own rate, and its verdict: ``filling``
+  or ``plateau`` when something enforces its bound (its type, code that evicts, or the run seeing
+  it replace entries), else its series' own (``leak``...). A bound only declared by an attribute's
+  name bounds nothing.
 * A function **leaks** when the memory its own code allocated and that stays alive grows to the
-  last reading (:func:`leakkit.analysis.classify`), not slowing down, and is kept by something
-  that is not a side structure. The **culprit** is the function that made what the biggest growing
-  holder keeps (its new entries), so the first retention path and the culprit always agree; a
-  function whose objects only sit in weak-reference caches keyed by leaked objects is not blamed.
-* Growth held by a container with a known bound is a **plateau** when it is full, else
-  **inconclusive** with the calls that would fill it. Dead weak references waiting for a prune
-  are pending cleanup: never a leak. Growth that slows down (a cache still filling) is
-  **inconclusive** unless the run went on long enough to see it stop (**plateau**).
+  last reading (:func:`leakkit.analysis.classify`), not slowing down, and a fair part of it sits
+  in a growing holder nothing bounds (a bounded holder explains only its own share). The
+  **culprit** made the entries of the fastest such holder, whose own rate heads the report, so
+  the first retention path and the culprit always agree; a function whose objects only sit in
+  weak-reference caches keyed by leaked objects is not blamed.
+* Growth held only by bounded holders is a **plateau** when they are full, else **inconclusive**
+  with the calls that would fill them: a cache filling beside a fixed service is not a leak.
+  Dead weak references waiting for a prune are pending cleanup: never a leak. Growth that slows
+  down (a cache still filling) is **inconclusive** unless the run went on long enough to see it
+  stop (**plateau**).
 * **Native**: when the Python heap does not grow but malloc's own count of bytes in use does,
   linearly (>= ~4 KiB a call over 60 calls), or RSS does by more than its noise, the memory is
   outside Python's allocator; the wrapped function whose calls add it is the culprit.
