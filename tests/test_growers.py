@@ -75,6 +75,20 @@ CACHES = textwrap.dedent('''
             SHADOW_.clear()
 
 
+    HELPED = {}
+
+
+    def _evict_oldest(cache, keep):
+        for key in list(cache)[:len(cache) - keep]:
+            del cache[key]
+
+
+    def remember(key):
+        HELPED[key] = [key]
+        if len(HELPED) > 20:
+            _evict_oldest(HELPED, 10)
+
+
     UNCHECKED = []
 
 
@@ -155,6 +169,7 @@ def caches(tmp_path_factory: Any) -> Any:
         module.maybe(i, False)
         module.shadow(i)
         module.slow(i)
+        module.remember(i)
     for i in range(20):
         module.add(i)
     module.BOX = module.Box(5)
@@ -182,6 +197,21 @@ def test_a_hand_bounded_dict_reads_its_bound_from_the_code_that_evicts(caches: A
 def test_a_trim_loop_under_the_size_test_is_a_bound(caches: Any) -> None:
     bound = _bound(caches.TRIM)
     assert bound is not None and bound.how == "code" and bound.maxsize == 50 and bound.slack == 1
+    bound = _bound(caches.HELPED)  # the removal in a helper the cache is passed to
+    assert bound is not None and bound.how == "code" and bound.maxsize == 20
+
+
+def test_an_asyncio_queue_with_a_maxsize_is_bounded_by_its_type(caches: Any) -> None:
+    import asyncio
+
+    queue = asyncio.Queue(maxsize=7)
+    queue.put_nowait([1])
+    caches.QUEUE = queue
+    try:
+        bound = _bound(queue._queue)
+    finally:
+        del caches.QUEUE
+    assert bound is not None and bound.how == "implementation" and (bound.maxsize, bound.size) == (7, 1)
 
 
 @pytest.mark.parametrize("name", ["COND", "SHADOW", "UNCHECKED"])

@@ -127,6 +127,16 @@ def local_names(func: ast.AST) -> set[str]:
     return names - declared
 
 
+def holder_params(call: ast.Call, func: ast.AST, scope: Scope, *, skip: int = 0) -> set[str]:
+    """The parameters of ``func`` that a ``call`` of it passes the holder to (``_evict(CACHE)``);
+    ``skip``: leading parameters the call does not spell (a method's ``self``)."""
+    params = [a.arg for a in (*func.args.posonlyargs, *func.args.args)][skip:]
+    out = {params[i] for i, arg in enumerate(call.args[:len(params)]) if is_holder(arg, scope)}
+    names = {a.arg for a in (*func.args.posonlyargs, *func.args.args, *func.args.kwonlyargs)}
+    out |= {k.arg for k in call.keywords if k.arg in names and is_holder(k.value, scope)}
+    return out
+
+
 def own_nodes(func: ast.AST) -> list[ast.AST]:
     """The nodes of a function in line order, without descending into nested functions or classes."""
     out = []
@@ -162,7 +172,7 @@ def removes_by_method(call: ast.Call, scope: Scope) -> bool:
     if not (isinstance(call.func, ast.Attribute) and is_owner(call.func.value, scope)) or scope.holder is None:
         return False
     method = scope.owner.get(mangle(call.func.attr, scope))
-    if not C.is_a(method, (types.BuiltinMethodType, types.MethodType)):
+    if not C.is_a(method, types.BuiltinMethodType):  # a C method's __self__ and __name__ run no user code
         return False
     try:
         return method.__self__ is scope.holder and method.__name__ in REMOVERS

@@ -164,8 +164,8 @@ def _in_module(reader: _Reader, module: Any, names: set[str], holder: Any) -> Co
         if not isinstance(call.func, ast.Name) or call.func.id not in tops:
             return None
         func = tops[call.func.id]
-        return func.body, S.Scope(holder_names=names - S.local_names(func), globals=space,
-                                  locals=S.assignments(func), qualname=scope.qualname, file=scope.file)
+        return func.body, S.Scope(holder_names=(names - S.local_names(func)) | S.holder_params(call, func, scope),
+                                  globals=space, locals=S.assignments(func), qualname=scope.qualname, file=scope.file)
 
     for func, qualname in S.functions(tree, f"{module.__name__}."):
         scope = S.Scope(holder_names=names - S.local_names(func), globals=space, locals=S.assignments(func),
@@ -218,7 +218,8 @@ def _in_owner(reader: _Reader, owner: Any, holder: Any) -> CodeBound | None:
         if node is None or not node.args.args:
             return None
         parts = func.__qualname__.split(".")
-        return node.body, S.Scope(holder_attrs=attrs, holder=holder, self_name=node.args.args[0].arg, owner=values,
+        return node.body, S.Scope(holder_names=S.holder_params(call, node, scope, skip=1), holder_attrs=attrs,
+                                  holder=holder, self_name=node.args.args[0].arg, owner=values,
                                   globals=_module_space(func.__module__), locals=S.assignments(node),
                                   class_name=parts[-2] if len(parts) > 1 else "", qualname=scope.qualname,
                                   file=scope.file)

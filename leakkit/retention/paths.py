@@ -160,6 +160,13 @@ def bound_of(obj: Any) -> Bound | None:
     for cache, limit in _re_caches():
         if obj is cache:
             return Bound("re cache", limit, C.container_len(obj))
+    aio = sys.modules.get("asyncio")
+    if aio is not None and C.is_a(obj, aio.Queue):  # put_nowait refuses past maxsize, put waits
+        maxsize = (C.instance_dict(obj) or {}).get("_maxsize")
+        inner = (C.instance_dict(obj) or {}).get("_queue")
+        if type(maxsize) is int and maxsize > 0:
+            return Bound("asyncio.Queue(maxsize)", maxsize, max(C.container_len(inner), 0))
+        return None
     queue = sys.modules.get("queue")
     if queue is not None and C.is_a(obj, queue.Queue):
         maxsize = C.instance_dict(obj).get("maxsize") if C.instance_dict(obj) is not None else None
