@@ -1,9 +1,9 @@
 """A metrics pusher for a fleet of devices: each device's readings go to that device's own
-gateway (``http://127.0.<a>.<b>:9/api/v1/import``) through one ``urllib3.PoolManager(num_pools=300)``.
+gateway (``http://127.0.<a>.<b>:9/api/v1/import``) through one ``urllib3.PoolManager(num_pools=150)``.
 
 Look-alike (urllib3), a real enforced bound that fills. The manager keeps a connection pool per
 host in ``pools``, a ``RecentlyUsedContainer`` whose ``__setitem__`` pops the least recently used
-pool once it holds more than ``num_pools``: 300 pools after 300 devices, then it stays there.
+pool once it holds more than ``num_pools``: 150 pools after 150 devices, then it stays there.
 (The gateways refuse the connection here; the pool is made before the connection is tried.)
 """
 import itertools
@@ -11,7 +11,7 @@ import sys
 
 import urllib3
 
-POOLS = urllib3.PoolManager(num_pools=300, retries=False, timeout=0.5)
+POOLS = urllib3.PoolManager(num_pools=150, retries=False, timeout=0.5)
 _seq = itertools.count()
 
 
@@ -31,4 +31,4 @@ def workload():
 
 TARGETS = [sys.modules[__name__], urllib3.poolmanager, urllib3._collections]
 EXPECT = {"verdict": ["plateau", "inconclusive"], "culprit": [None], "root": []}
-TRUTH = {"kind": "bounded", "calls": 900, "checkpoints": 18}
+TRUTH = {"kind": "bounded", "calls": 450, "checkpoints": 18}
