@@ -111,9 +111,14 @@ def grown_holders(grown: list[tuple[Any, Any, int, int]], *, deadline: float, ol
             if cache is not None:
                 path = f"<{type(cache).__name__} whose referrers lead to no root> (lru_cache table)"
             bound = holder_bound([x for x in (cache, parent, container) if x is not None], deadline=deadline, trees=trees)
-        out.append(GrownHolder(path, root, type(container).__name__, old_len, now, size,
-                               count, bound if bound is not None and bound.enforced else None,
-                               bound if bound is not None and not bound.enforced else None))
+        declared = bound if bound is not None and not bound.enforced else None
+        bound = bound if bound is not None and bound.enforced else None
+        if bound is None and old is not None:
+            young = _young_entries(container, old)
+            if young >= 8 and now - old_len <= 0.25 * young:  # it replaced old entries instead of growing
+                bound = Bound("observed", now, now, how="observed",
+                              where=f"{young - (now - old_len)} older entries replaced while it grew by {now - old_len}")
+        out.append(GrownHolder(path, root, type(container).__name__, old_len, now, size, count, bound, declared))
     trees.clear()
     del measured, anchors, roots
     seen: set[str] = set()
@@ -200,6 +205,22 @@ def _new_bytes(container: Any, old_len: int, now: int, seen: Any, old: Any) -> t
         if C.is_a(container, dict):
             starts.append(key)
     return _walk(starts, seen, old)
+
+
+def _young_entries(container: Any, old: Any, limit: int = 20_000) -> int:
+    """Entries (a dict's by value or key) that are objects the collector tracks and that were not
+    alive at the baseline: made during the trace. 0 when the container is too long to count."""
+    n = C.container_len(container)
+    if n < 0 or n > limit:
+        return 0
+    is_dict = C.is_a(container, dict)
+    count = 0
+    for key, value in C.members(container):
+        for obj in ((value, key) if is_dict else (value,)):
+            if gc.is_tracked(obj) and obj not in old:
+                count += 1
+                break
+    return count
 
 
 def _walk(starts: list[Any], seen: Any, old: Any) -> tuple[int, int]:
