@@ -12,7 +12,7 @@ endif
 VENV   ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(PYVER))
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= lab,dev,parquet,realworld,docs
+EXTRAS ?= lab,dev,parquet,realworld,docs,servers
 LAB_ARGS ?=
 
 ifneq ($(wildcard $(PY)),)

@@ -37,6 +37,10 @@ class Caller:
             else:
                 self.loop = asyncio.new_event_loop()
 
+    def thread_id(self) -> int | None:
+        """The OS id of the thread an async workload runs on when it is not the caller's, else None."""
+        return self.loop_thread.thread.native_id if self.loop_thread is not None else None
+
     def call_workload(self) -> None:
         if self.is_async:
             if self.loop_thread is not None:

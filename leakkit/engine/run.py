@@ -21,8 +21,10 @@ from ..analysis import classify, slowing_down
 from ..analysis.attribution import OUTSIDE, Attributor, code_lines
 from ..probes import containers
 from ..reports.bisect_report import BisectReport
+from ..retention.budget import Clock, analysis_deadline
 from . import search, worker, wrappers
 from .calling import Caller
+from .codes import display_site
 from .judge import judge
 from .readings import Readings
 from .record import BisectRecord
@@ -32,6 +34,9 @@ from .targets import Targets
 
 MIN_CALLS = 12
 _RUN_SHARE = 0.5  # of the time budget, for calling the workload; the rest is for the analysis
+_CALLS_END = 0.6  # ... and past this share no call is made, even below MIN_CALLS
+_SEARCH_END = 0.9  # the search ends here: the verdict and the report take the rest
+_ANALYSIS_MIN = 0.1  # the analysis's least share, even when the calls overran (one call is never cut)
 _MAX_CHECKPOINTS = 60
 _BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
 _TRACED_MIN = 6  # traced calls of a heavy workload, to name the culprit: at least
@@ -69,17 +74,19 @@ class Run:
         self.table: Any = None  # the containers' lengths after the warm-up
         self.young: containers.AddressSet | None = None  # the tracked objects the run made, if the heap was frozen
         self.attribute: Attributor | None = None
-        self.t_start = self.cpu_start = 0.0
+        self.t_start = 0.0
+        self.clock: Clock | None = None
+        self.calls_until = time_budget * _RUN_SHARE  # budget seconds after which no more calls are made
 
     def _elapsed(self) -> float:
-        """Time spent so far, as the budget counts it: this process's CPU time, or a third of the
-        wall time if that is more (a loaded machine slows the wall clock, not the work; a workload
-        that waits on I/O spends wall time without CPU)."""
-        return max(time.process_time() - self.cpu_start, (time.perf_counter() - self.t_start) / 3)
+        """Time spent so far, as the budget counts it (leakkit.retention.budget): CPU time and the
+        workload's waits, not the time other processes held the CPU."""
+        return self.clock.elapsed()
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> BisectReport:
-        self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.t_start = time.perf_counter()
+        self.clock = Clock()
         self.was_tracing = tracemalloc.is_tracing()
         try:
             self._measure(self._prepare())
@@ -96,12 +103,18 @@ class Run:
         self.bar = _progress_bar(self.progress, self.warmup + self.calls)
         i = 0
         t_warm = time.perf_counter()
-        for _ in range(self.warmup):
+        for k in range(self.warmup):
+            if k and self._elapsed() > self.time_budget * _RUN_SHARE / 2:
+                self.notes.append(f"the warm-up made {k} of {self.warmup} calls (each took "
+                                  f"{self._elapsed() / k:.1f} s: the time budget)")
+                break
             self.caller.one(i)
             i += 1
             self.bar and self.bar.update(1)
         self._afford_malloc_readings(time.perf_counter() - t_warm)
         self.shallow = worker.Worker()  # before the containers' lengths are taken, and before tracing
+        self.clock.add_thread(self.shallow.native_id)
+        self.clock.add_thread(self.caller.thread_id())
         gc.collect()
         objects = gc.get_objects()
         self.table = containers.sizes(objects)  # how long every container is after the warm-up
@@ -142,8 +155,8 @@ class Run:
 
     def _calls(self, i: int, upto: int, every: int, checkpoint: Callable[[int], None]) -> int:
         """Measured calls until ``upto``, a ``checkpoint`` every ``every``; stops early (at least
-        MIN_CALLS) when the time budget for calling runs out."""
-        budget = self.time_budget * _RUN_SHARE
+        MIN_CALLS) when the time budget for calling runs out, and before MIN_CALLS past its hard end."""
+        budget = self.calls_until
         last = self.measured
         one, bar = self.caller.one, self.bar
         while self.measured < upto:
@@ -155,10 +168,12 @@ class Run:
             if n % every == 0 or n == upto:
                 checkpoint(n)
                 last = n
-            if n >= MIN_CALLS and n < upto and self._elapsed() > budget:
+            if n < upto and ((n >= MIN_CALLS and self._elapsed() > budget)
+                             or self._elapsed() > self.time_budget * _CALLS_END):
                 if last != n:
                     checkpoint(n)
-                self.cut_short = (f"the time budget ({self.time_budget:.0f} s) allowed {n} of {upto} calls")
+                self.cut_short = (f"the time budget ({self.time_budget:g} s) allowed {n} of {upto} calls"
+                                  + (f", fewer than the {MIN_CALLS} a verdict needs" if n < MIN_CALLS else ""))
                 break
         return i
 
@@ -177,7 +192,7 @@ class Run:
         first_why, before, target = why, self.measured, self.measured
         while why is not None and self.cut_short is None and target < self.max_calls:
             per_call = self._elapsed() / max(self.warmup + self.measured, 1)
-            if self._elapsed() + per_call * target > self.time_budget * _RUN_SHARE:
+            if self._elapsed() + per_call * target > self.calls_until:
                 self.cut_short = "the time budget"
                 break
             target = min(self.max_calls, 2 * target)
@@ -189,7 +204,7 @@ class Run:
             why = unsettled()
         if first_why is not None:
             self.ran_on = (f"{first_why}: ran on from {before} to {self.measured} calls"
-                           + (f" (stopped by the time budget, {self.time_budget:.0f} s)" if self.cut_short else ""))
+                           + (f" (stopped by the time budget, {self.time_budget:g} s)" if self.cut_short else ""))
             self.cut_short = None
         self.unsettled = why
         return i
@@ -226,11 +241,15 @@ class Run:
         r.reset_traced()
         self.heavy = True
         r.read_cheap(self.measured)
+        share = self.calls_until
+        # the traced calls that name the culprit are kept time for: the untraced ones stop earlier
+        self.calls_until = max(share - _TRACED_MIN * traced_call_s, self._elapsed() + 0.25 * (share - self._elapsed()))
         i = self._calls(i, self.calls, self.every, r.read_cheap)
         i = self._run_on(i, self._cheap_unsettled, r.read_cheap)
+        self.calls_until = share
         grows = classify(list(r.cheap_x), r.cheap_blocks, floor=_BLOCK_FLOOR).verdict in ("leak", "inconclusive")
-        left = self.time_budget * _RUN_SHARE - self._elapsed()
-        k = int(min(_TRACED_MAX, max(_TRACED_MIN, left / max(traced_call_s, 1e-6))))
+        left = share - self._elapsed()
+        k = int(min(_TRACED_MAX, max(2, left / max(traced_call_s, 1e-6))))
         self.notes.append(f"a traced call costs {traced_call_s:.2f} s: the verdict comes from {self.measured} "
                           "untraced calls (allocated blocks after each collection)"
                           + (f", the culprit from {k} traced calls" if grows else "; nothing grew, so none was traced"))
@@ -244,11 +263,14 @@ class Run:
                 # the traced calls made (a look-up calls the others untraced: neither is charged).
                 gc.freeze()
             start = self.measured
-            budget, self.time_budget = self.time_budget, float("inf")  # the traced calls were budgeted above
-            try:
-                i = self._calls(i, start + k, max(2, k // 4), self._checkpoint)  # a checkpoint reads every trace: few
-            finally:
-                self.time_budget = budget
+            cut, self.cut_short = self.cut_short, None
+            # past the calling share, traced calls go on (at least two) up to the hard end of calling
+            self.calls_until = self.time_budget * _CALLS_END
+            i = self._calls(i, start + k, max(2, k // 4), self._checkpoint)  # a checkpoint reads every trace: few
+            self.calls_until = share
+            if self.cut_short:
+                self.notes.append(f"{self.measured - start} of {k} traced calls made within the time budget")
+            self.cut_short = cut
         return i
 
     def _cheap_unsettled(self) -> str | None:
@@ -279,13 +301,15 @@ class Run:
     # -- after the calls -----------------------------------------------------------------------
     def _analyse(self) -> BisectReport:
         """Survivors, the retention search (each on a shallow stack: leakkit.engine.worker), the verdict."""
-        deadline = time.perf_counter() + max(self.time_budget - self._elapsed(), 1.0) / (16 if self.heavy else 4)
-        found, self.young = (self.shallow.call(survivors, self.found.lines, deadline, self.notes, self.froze)
+        # the budget's end, or a least share of it when the calls overran (a call is never cut)
+        end = max(_SEARCH_END * self.time_budget, self._elapsed() + _ANALYSIS_MIN * self.time_budget)
+        deadline = analysis_deadline(self.clock, end)
+        found, self.young = (self.shallow.call(survivors, self.found.lines, deadline.sooner(1 / 16 if self.heavy else 1 / 4),
+                                               self.notes, self.froze)
                              if tracemalloc.is_tracing() else ([], None))
         if self.froze:
             gc.unfreeze()
             self.froze = False
-        remaining = max(self.time_budget - self._elapsed(), 0.25 * self.time_budget)
         was_tracing = self.was_tracing
 
         def untrace() -> None:
@@ -298,8 +322,9 @@ class Run:
         leads = Leads(attribute=self.attribute, heavy=self.heavy, young=self.young,
                       site_bytes=self.readings.site_bytes, modules=list(self.found.modules),
                       classes=list(self.found.classes), functions=dict(self.found.functions))
-        record = self.shallow.call(search.explain, self.record(), leads, found, table,
-                                   time.perf_counter() + remaining, untrace)
+        record = self.shallow.call(search.explain, self.record(), leads, found, table, deadline, untrace)
+        if deadline.reason:
+            record.notes.extend(f"the search stopped at {r}" for r in deadline.reason)
         record.survivors = survivor_table(found)
         record.seconds = time.perf_counter() - self.t_start
         found.clear()
@@ -320,7 +345,8 @@ class Run:
             rss_self={k: list(v) for k, v in r.rss_self.items()},
             malloc_self={k: list(v) for k, v in r.malloc_self.items()},
             call_counts={name: stats.calls for name, stats in self.found.stats.items()},
-            functions=list(self.found.functions), sites=r.top_sites(),
+            functions=list(self.found.functions),
+            sites={name: display_site(site) for name, site in r.top_sites().items()},
             atexit_added=self.atexit_after - self.atexit_before, errors=sum(self.caller.error_types.values()),
             error_types=dict(self.caller.error_types), cut_short=self.cut_short, ran_on=self.ran_on,
             notes=list(self.notes), unsettled=self.unsettled, heavy=self.heavy, cheap_x=list(r.cheap_x),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import time
 import types
 import weakref
 from collections import defaultdict
@@ -51,9 +50,10 @@ class Leads:
 
 
 def explain(record: BisectRecord, leads: Leads, survivors: list[tuple[Any, str, str]], table: Any,
-            deadline: float, untrace: Any = None) -> BisectRecord:
-    """Add to ``record`` what keeps the survivors: holders, their names and bounds, orphans.
-    ``untrace()`` is called once nothing more is needed from tracemalloc."""
+            deadline: Any, untrace: Any = None) -> BisectRecord:
+    """Add to ``record`` what keeps the survivors: holders, their names and bounds, orphans, until
+    ``deadline`` (a :class:`leakkit.retention.budget.Deadline`: time and memory); what it cut is
+    said in the record's notes. ``untrace()`` is called once nothing more is needed from tracemalloc."""
     # Kept small, the search called early in it: under tracemalloc every allocation the search
     # makes scans the line table of each frame on the stack up to its current line (leakkit.engine.worker).
     untrace = untrace or (lambda: None)
@@ -73,9 +73,14 @@ def _growing(record: BisectRecord) -> list[str]:
             and series[-1] > series[0]]
 
 
-def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, deadline: float,
+def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, deadline: Any,
             own: set[str], untrace: Any) -> None:
-    found = _holders(leads, survivors, table, deadline)
+    # shares of what is left when each step starts: naming, what the user reads first, keeps its own
+    found = _holders(leads, survivors, table, deadline.sooner(0.5))
+    found_cut = found.cut
+    if found_cut:
+        record.notes.append(f"the search for holders stopped at the time budget, having looked at {found.looked} of "
+                            f"{found.grown} containers that grew")
     growing = _growing(record)
     grown_ids = found.grown_ids
     ignore = found.ignore
@@ -89,8 +94,8 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
     if total > 0 and sum(h.kept_bytes for h in found if h.side is None) >= 0.8 * total:
         missing = []  # the holders found keep most of what grew: the rest is most likely in them too
     fallback: list[HolderRecord] = []
-    if missing and time.perf_counter() < deadline:
-        fallback = _forward_fallback(leads, record, missing, grown_ids, own, deadline)
+    if missing and not deadline.over():
+        fallback = _forward_fallback(leads, record, missing, grown_ids, own, deadline.sooner(0.3))
         explained |= {name for h in fallback for name in h.made}
         missing = [n for n in missing if n not in explained]
     untrace()
@@ -103,11 +108,12 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
     index = naming.ModuleIndex(own)
     partial: dict[int, list[Any]] = {}
     ignore.add(id(partial))
-    # naming is what the user reads first: it gets its time even when the search before it ran long
-    naming_deadline = max(deadline, time.perf_counter() + 1.5)
-    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_deadline, partial=partial)
+    naming_by = deadline.sooner(0.8)
+    roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_by, partial=partial)
+    if len(roots) < len(anchors) and naming_by.over():
+        record.notes.append(f"naming stopped at the time budget: {len(roots)} of {len(anchors)} holders named from a root")
     trees: dict = {}  # source files parsed for code-enforced bounds, shared by the holders
-    bound_deadline = max(deadline, time.perf_counter() + 1.0)
+    bound_deadline = deadline
     for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
         holder, anchor = chosen[k], anchors[k]
         chain = roots.get(id(anchor))
@@ -131,7 +137,7 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
-        deep = H.deep_size(holder.container, limit=20_000) if time.perf_counter() < deadline else (None, False)
+        deep = H.deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
         bound, declared = _enforced(bound), _declared(bound)
         if bound is None and holder.evicts:
             bound = Bound("observed", holder.new_len, holder.new_len, how="observed",
@@ -146,8 +152,9 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
     record.holders.extend(fallback)
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
     missing = [n for n in missing if (record.self_bytes[n][-1] - record.self_bytes[n][0]) >= 0.1 * total]
-    if missing and time.perf_counter() < deadline:
-        _orphans(record, survivors, missing, ignore, own, deadline)
+    if missing and not deadline.over():
+        # a search cut short may have missed the holder: then "nothing holds it" is not said
+        _orphans(record, survivors, missing, ignore, own, deadline, cut=found_cut)
 
 
 class _Found(list):
@@ -155,9 +162,12 @@ class _Found(list):
 
     grown_ids: set[int]
     ignore: set[int]
+    grown: int = 0  # containers that grew
+    looked: int = 0  # ... of which the search looked at
+    cut: bool = False  # it stopped at its deadline
 
 
-def _holders(leads: Leads, survivors: list, table: Any, deadline: float) -> _Found:
+def _holders(leads: Leads, survivors: list, table: Any, deadline: Any) -> _Found:
     """Holders of what the run made, from the containers that grew since the warm-up."""
     objects = gc.get_objects()
     try:
@@ -166,10 +176,14 @@ def _holders(leads: Leads, survivors: list, table: Any, deadline: float) -> _Fou
         del objects
     found = _Found()
     found.ignore = {id(grown), id(survivors), id(found), id(leads)}
-    lookup_s = min(0.5 if leads.heavy else 1.5, max(0.2, (deadline - time.perf_counter()) / 3))
+    lookup_s = min(0.5 if leads.heavy else 1.5, max(0.2, deadline.left() / 3))
+    progress: list[int] = []
     found.extend(H.find_holders(grown, leads.attribute, ignore=found.ignore, deadline=deadline, young=leads.young,
-                                lookup_s=lookup_s))
+                                lookup_s=lookup_s, progress=progress))
+    found.grown, found.looked = len(grown), progress[0] if progress else len(grown)
+    found.cut = found.looked < found.grown
     found.grown_ids = {id(c) for c, _, _ in grown}
+    found.cut = found.cut or deadline.over()
     del grown
     return found
 
@@ -204,7 +218,7 @@ def _entry_label(holder: H.Holder) -> str:
 
 
 def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], grown_ids: set[int], own: set[str],
-                      deadline: float) -> list[HolderRecord]:
+                      deadline: Any) -> list[HolderRecord]:
     """Objects the growing functions made, reached from the targets' namespaces without any
     container growing on the way (``LOG += line`` rebinds a global to a bigger object)."""
     wanted = set(missing)
@@ -274,7 +288,7 @@ def _bias() -> int:
 
 
 def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missing: list[str], ignore: set[int],
-             modules: set[str], deadline: float) -> None:
+             modules: set[str], deadline: Any, cut: bool = False) -> None:
     """Survivors of the growing functions that no container that grew holds: the old object that
     refers to most of them (an ``lru_cache`` whose links replaced old entries, so its length did
     not change), else none: held from C."""
@@ -299,12 +313,12 @@ def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missin
         if orphans:
             site = record.sites.get(name) or items[0][1]
             record.orphans[name] = Orphan(name, orphans, len(items), c_refs, site, sorted(kinds))
-        elif len(referred) >= 0.5 * len(items) and time.perf_counter() < deadline:
+        elif len(referred) >= 0.5 * len(items) and not deadline.over():
             holder = _common_referrer(record, name, referred, own | {id(referred)}, modules, deadline)
             if holder is not None:
                 record.holders.append(holder)
         referred.clear()
-    for name in missing:
+    for name in missing if not cut else ():
         if name not in record.orphans and name in record.sites:
             # Nothing found holds it: no container grew with it, no object the run made refers to
             # it, and the targets' namespaces do not reach it (untracked objects cannot be counted).
@@ -313,7 +327,7 @@ def _orphans(record: BisectRecord, survivors: list[tuple[Any, str, str]], missin
 
 
 def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[int], modules: set[str],
-                     deadline: float) -> HolderRecord | None:
+                     deadline: Any) -> HolderRecord | None:
     """The object the run did not make that refers to most of ``objs`` (what ``name`` made and
     kept), named from a root, with its bound; None when none refers to half of them."""
     referrers = gc.get_referrers(*objs)
@@ -340,7 +354,7 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
     by_id.clear()
     index = naming.ModuleIndex(modules)
     partial: dict[int, list[Any]] = {}
-    roots = naming.find_roots([holder], index, ignore=own | {id(partial)}, deadline=max(deadline, time.perf_counter() + 1.0),
+    roots = naming.find_roots([holder], index, ignore=own | {id(partial)}, deadline=deadline,
                               partial=partial)
     chain = roots.get(id(holder))
     if chain is not None:

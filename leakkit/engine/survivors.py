@@ -8,12 +8,12 @@ since they are most of what a leak keeps and the collector does not list them.
 from __future__ import annotations
 
 import gc
-import time
 from typing import Any
 
 from .. import _compat
 from ..probes import containers
 from ..retention import holders as H
+from .codes import display_site
 
 _UNSEEN = object()
 
@@ -27,7 +27,7 @@ def object_traceback(obj: Any) -> tuple | None:
         return None
 
 
-def survivors(lines: dict, deadline: float, notes: list[str],
+def survivors(lines: dict, deadline: Any, notes: list[str],
               frozen: bool) -> tuple[list[tuple[Any, str, str]], containers.AddressSet | None]:
     """(object, target, ``file:line``) for each object the run left that a target made, stopping
     at ``deadline`` (and saying so in ``notes``); with, when the heap was ``frozen`` before the
@@ -41,8 +41,8 @@ def survivors(lines: dict, deadline: float, notes: list[str],
     # Under tracemalloc every allocation costs a traceback: objects the run did not trace are
     # passed over without making one (no id(), no counter per object).
     for start in range(0, len(new), 4096):
-        if time.perf_counter() > deadline:
-            notes.append(f"survivors listed for {start} of {len(new)} objects the run left (time budget)")
+        if deadline.over():
+            notes.append(f"survivors listed for {start} of {len(new)} objects the run left (the time budget)")
             break
         for obj in new[start:start + 4096]:
             tb = object_traceback(obj)
@@ -95,4 +95,4 @@ def survivor_table(found: list[tuple[Any, str, str]]) -> list[tuple[str, str, st
         entry = table.setdefault((kind, name, site), [0, 0])
         entry[0] += 1
         entry[1] += containers.shallow_size(obj)
-    return [(kind, name, site, count, size) for (kind, name, site), (count, size) in table.items()]
+    return [(kind, name, display_site(site), count, size) for (kind, name, site), (count, size) in table.items()]

@@ -22,6 +22,8 @@ from typing import Any
 
 from .._errors import expected
 from ..probes import containers as C
+from .codes import Renames
+from .counting import CodeCounter, counter_for
 from .wrappers import Patch, Stats, patch, restore
 
 _COMPREHENSIONS = {"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"}
@@ -40,6 +42,8 @@ class Targets:
     stats: dict[str, Stats] = field(default_factory=dict)
     bounded_wrappers: dict[int, Any] = field(default_factory=dict)
     wrappers: dict[int, Callable] = field(default_factory=dict)  # id(original) -> its wrapper
+    renames: Renames = field(default_factory=Renames)  # code given a filename of its own for the run
+    counter: CodeCounter | None = None  # calls counted by code object (else by the wrappers)
 
     def wrapped(self, func: Callable) -> Callable:
         """The instrumented twin of ``func`` if we patched it (so calls to it are counted)."""
@@ -49,7 +53,11 @@ class Targets:
         """Put every replaced attribute back, newest first, whatever happened; an attribute the
         workload itself replaced meanwhile is left as the workload set it."""
         self.wrappers.clear()
+        if self.counter is not None:
+            self.counter.stop()
+            self.counter = None
         restore(self.patches)
+        self.renames.restore()
 
 
 def _qualname(func: Any) -> str:
@@ -202,6 +210,8 @@ def collect(targets: Any) -> Targets:
         else:
             raise expected("targets that are modules, classes or functions", "targets", item)
     plan: list[tuple[Any, str, Any, str]] = []
+    # code typed at the REPL or exec'd shares its filename: each its own for the run (engine.codes)
+    result.renames.apply(_unwrap(raw) for _, _, raw in found if C.is_a(_unwrap(raw), types.FunctionType))
     for owner, attr, raw in found:
         inner = _unwrap(raw)
         name = _qualname(inner)
@@ -215,6 +225,13 @@ def collect(targets: Any) -> Targets:
             plan.append((owner, attr, raw, name))
     if not result.functions:
         raise expected("targets that contain at least one Python function", "targets", targets)
+    # calls counted by code object where possible (engine.counting): then only builtins are wrapped
+    counter = counter_for({n: f for n, f in result.functions.items() if C.is_a(f, types.FunctionType)}, result.stats)
+    if counter.start():
+        result.counter = counter
+        plan = [step for step in plan if not C.is_a(_unwrap(step[2]), types.FunctionType)]
+    else:
+        counter.stop()
     try:
         for owner, attr, raw, name in plan:
             stats = result.stats.setdefault(name, Stats(name))

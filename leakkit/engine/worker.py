@@ -36,6 +36,11 @@ class Worker:
         except RuntimeError:  # no thread to be had (interpreter shutting down, a thread limit)
             self._thread = None
 
+    @property
+    def native_id(self) -> int | None:
+        """The thread's id in the OS (its scheduler statistics count against the budget's clock)."""
+        return self._thread.native_id if self._thread is not None else None
+
     def _loop(self) -> None:
         while True:
             task = self._tasks.get()

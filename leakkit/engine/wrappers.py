@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import tracemalloc
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,7 +53,19 @@ class _Stack(threading.local):
 _stack = _Stack()
 _rss = probes.rss
 _HAS_MALLOC = malloc_in_use() is not None
-_malloc = malloc_in_use if _HAS_MALLOC else (lambda: 0)
+_traced = tracemalloc.get_traced_memory
+_tracing_own = tracemalloc.get_tracemalloc_memory
+
+
+def _native() -> int:
+    """malloc's bytes in use less what tracemalloc traces (Python's own objects, the large ones
+    of which malloc holds) and less tracemalloc's own tables (malloc'd, one entry per traced
+    block): what C code called from here allocated itself. A call that returns a big dict it built
+    (freed later by its caller) is not charged native memory for it."""
+    return (malloc_in_use() or 0) - _traced()[0] - _tracing_own()
+
+
+_malloc = _native if _HAS_MALLOC else (lambda: 0)
 
 
 def malloc_readings(on: bool) -> None:
@@ -60,7 +73,7 @@ def malloc_readings(on: bool) -> None:
     allocator's free lists: in a big, fragmented heap it costs ~100 us, which a workload making
     thousands of target calls cannot afford; RSS is still read."""
     global _malloc
-    _malloc = malloc_in_use if on and _HAS_MALLOC else (lambda: 0)
+    _malloc = _native if on and _HAS_MALLOC else (lambda: 0)
 
 
 def malloc_reading_cost() -> float:
@@ -77,13 +90,15 @@ def malloc_reading_cost() -> float:
     return sorted(times)[7]
 
 
-def _enter() -> tuple[int, int, list[int]]:
+def enter() -> tuple[int, int, list[int]]:
+    """Before a target call: RSS, native bytes, and the call's frame on this thread's stack."""
     frame = [0, 0]
     _stack.frames.append(frame)
     return (_rss() or 0), (_malloc() or 0), frame
 
 
-def _leave(stats: Stats, r0: int, m0: int, frame: list[int], failed: bool) -> None:
+def leave(stats: Stats, r0: int, m0: int, frame: list[int], failed: bool) -> None:
+    """After a target call: count it, charge it its own growth and its caller the inclusive one."""
     m1 = _malloc() or 0
     incl = (_rss() or 0) - r0
     mincl = m1 - m0
@@ -117,19 +132,19 @@ def wrap(func: Callable, stats: Stats) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        r0, m0, frame = _enter()
+        r0, m0, frame = enter()
         failed = True
         try:
             result = func(*args, **kwargs)
             failed = False
             return result
         finally:
-            _leave(stats, r0, m0, frame, failed)
+            leave(stats, r0, m0, frame, failed)
     return wrapper
 
 
 WRAPPER_CODES = frozenset({wrap.__code__, *(c for c in wrap.__code__.co_consts if isinstance(c, types.CodeType)),
-                           _enter.__code__, _leave.__code__})
+                           enter.__code__, leave.__code__})
 
 
 def namespace(owner: Any) -> Any:

@@ -297,6 +297,155 @@ static PyObject *managed_traceback(PyObject *self, PyObject *obj) {
 }
 #endif
 
+
+#if PY_VERSION_HEX < 0x030B0000
+#include <frameobject.h>
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+/* ---- Calls counted by code object (3.10, 3.11; 3.12+ uses sys.monitoring) -------------------
+ *
+ * count_start(codes, on_call, on_return) installs a C profile function on every thread (and,
+ * through threading.setprofile(count_thread), on threads started later) that looks each Python
+ * call's code object up in an address table and, for the codes given, calls
+ * on_call(index, first) when a frame of it starts or resumes (first: a new call, not a generator
+ * resumed) and on_return(index, failed) when it returns, yields or unwinds. Every other call costs
+ * one table probe. Registered callables, decorated functions and functions stored anywhere run
+ * the same code object, so they are counted wherever they are called from.
+ * count_stop() removes it where it is ours. A thread that already had a profile function is left
+ * alone (count_start says how many). Python code run by the callbacks is not profiled.
+ */
+static struct {
+    uintptr_t *slots;      /* code addresses, open addressing; 0: empty */
+    Py_ssize_t *index;     /* index of each slot's code */
+    size_t mask;
+    PyObject *codes;       /* the tuple of codes: kept alive while counted */
+    PyObject *indexes;     /* tuple of ints: the argument passed for each index */
+    PyObject *on_call, *on_return;
+    int active;
+} counting;
+
+static Py_ssize_t count_lookup(PyObject *code) {
+    uintptr_t addr = (uintptr_t)code;
+    size_t i = (size_t)((addr >> 4) * 11400714819323198485ull) & counting.mask;
+    while (counting.slots[i] != 0) {
+        if (counting.slots[i] == addr) return counting.index[i];
+        i = (i + 1) & counting.mask;
+    }
+    return -1;
+}
+
+static int count_profile(PyObject *unused, PyFrameObject *frame, int what, PyObject *arg) {
+    if ((what != PyTrace_CALL && what != PyTrace_RETURN) || !counting.active) return 0;
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    Py_ssize_t i = count_lookup((PyObject *)code);
+    Py_DECREF(code);
+    if (i < 0) return 0;
+    PyObject *result;
+    if (what == PyTrace_CALL) {
+#if PY_VERSION_HEX >= 0x030B0000
+        int first = PyFrame_GetLasti(frame) < 0;
+#else
+        int first = frame->f_lasti < 0;
+#endif
+        result = PyObject_CallFunctionObjArgs(counting.on_call, PyTuple_GET_ITEM(counting.indexes, i),
+                                              first ? Py_True : Py_False, NULL);
+    } else {
+        result = PyObject_CallFunctionObjArgs(counting.on_return, PyTuple_GET_ITEM(counting.indexes, i),
+                                              arg == NULL ? Py_True : Py_False, NULL);
+    }
+    if (result == NULL) PyErr_Clear();  /* leakkit's own failure never reaches the program */
+    else Py_DECREF(result);
+    return 0;
+}
+
+static int count_install(PyThreadState *tstate) {
+    if (tstate->c_profilefunc != NULL && tstate->c_profilefunc != count_profile) return 0;
+    return _PyEval_SetProfile(tstate, count_profile, NULL) == 0;
+}
+
+static PyObject *count_stop(PyObject *self, PyObject *unused) {
+    counting.active = 0;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t)) {
+        if (t->c_profilefunc == count_profile && _PyEval_SetProfile(t, NULL, NULL) < 0) PyErr_Clear();
+    }
+    Py_CLEAR(counting.codes);
+    Py_CLEAR(counting.indexes);
+    Py_CLEAR(counting.on_call);
+    Py_CLEAR(counting.on_return);
+    PyMem_RawFree(counting.slots);
+    PyMem_RawFree(counting.index);
+    counting.slots = NULL;
+    counting.index = NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *count_start(PyObject *self, PyObject *args) {
+    PyObject *codes, *on_call, *on_return;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyTuple_Type, &codes, &on_call, &on_return)) return NULL;
+    if (counting.slots != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "count_start: already counting");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(codes);
+    size_t size = 16;
+    while (size < (size_t)(4 * n + 4)) size *= 2;
+    counting.slots = (uintptr_t *)PyMem_RawCalloc(size, sizeof(uintptr_t));
+    counting.index = (Py_ssize_t *)PyMem_RawCalloc(size, sizeof(Py_ssize_t));
+    counting.indexes = PyTuple_New(n);
+    if (counting.slots == NULL || counting.index == NULL || counting.indexes == NULL) {
+        count_stop(NULL, NULL);
+        return PyErr_NoMemory();
+    }
+    counting.mask = size - 1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *code = PyTuple_GET_ITEM(codes, k);
+        PyObject *number = PyLong_FromSsize_t(k);
+        if (!PyCode_Check(code) || number == NULL) {
+            Py_XDECREF(number);
+            count_stop(NULL, NULL);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "count_start: expected a tuple of code objects");
+            return NULL;
+        }
+        PyTuple_SET_ITEM(counting.indexes, k, number);
+        uintptr_t addr = (uintptr_t)code;
+        size_t i = (size_t)((addr >> 4) * 11400714819323198485ull) & counting.mask;
+        while (counting.slots[i] != 0 && counting.slots[i] != addr) i = (i + 1) & counting.mask;
+        counting.slots[i] = addr;
+        counting.index[i] = k;
+    }
+    Py_INCREF(codes);
+    Py_INCREF(on_call);
+    Py_INCREF(on_return);
+    counting.codes = codes;
+    counting.on_call = on_call;
+    counting.on_return = on_return;
+    counting.active = 1;
+    long installed = 0, skipped = 0;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t != NULL; t = PyThreadState_Next(t)) {
+        if (count_install(t)) installed++;
+        else skipped++;
+        if (PyErr_Occurred()) PyErr_Clear();
+    }
+    return Py_BuildValue("(ll)", installed, skipped);
+}
+
+/* count_thread(frame, event, arg): handed to threading.setprofile; the first event of a new thread
+ * puts the C profile function in its place. */
+static PyObject *count_thread(PyObject *self, PyObject *args) {
+    if (counting.active) {
+        PyThreadState *tstate = PyThreadState_Get();
+        if (tstate->c_profilefunc == NULL || tstate->c_profilefunc != count_profile) {
+            if (_PyEval_SetProfile(tstate, count_profile, NULL) < 0) PyErr_Clear();
+        }
+    } else {
+        PyEval_SetProfile(NULL, NULL);  /* counting ended: the trampoline removes itself */
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"addresses", addresses, METH_O, "addresses(objects) -> bytes: sorted addresses, for has()"},
     {"has", has, METH_VARARGS, "has(table, obj) -> bool: obj's address is in addresses()'s table"},
@@ -305,6 +454,11 @@ static PyMethodDef methods[] = {
      "seen_add(seen, obj) -> bool: True if obj's address was not in seen (it is now)"},
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
     {"managed_traceback", managed_traceback, METH_O, "managed_traceback(obj) -> frames or None (3.11)"},
+#endif
+#if PY_VERSION_HEX < 0x030C0000
+    {"count_start", count_start, METH_VARARGS, "count_start(codes, on_call, on_return) -> (threads hooked, threads left)"},
+    {"count_stop", count_stop, METH_NOARGS, "count_stop(): remove the counting profile function"},
+    {"count_thread", count_thread, METH_VARARGS, "count_thread(frame, event, arg): for threading.setprofile"},
 #endif
     {"sizes", sizes, METH_VARARGS, "sizes(objects, deque_type) -> bytes: (address, length) of every container"},
     {"grown", grown, METH_VARARGS, "grown(objects, table, deque_type) -> [(container, parent, old_length)]"},

@@ -39,6 +39,7 @@ _MISSING = object()
 _dict_descr: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _slot_descr: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _C_SIZEOF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType, types.BuiltinFunctionType)
 
 
 def is_a(obj: Any, cls: type | tuple[type, ...]) -> bool:
@@ -150,8 +151,10 @@ def shallow_size(obj: Any) -> int:
     tp = type(obj)
     c_sizeof = _C_SIZEOF.get(tp)
     if c_sizeof is None:
+        # only a C slot or C method counts: a mock's ``__sizeof__`` is an object of its own whose
+        # call makes a child mock (and each MagicMock has a class of its own)
         method = static_lookup(tp, "__sizeof__")
-        c_sizeof = _C_SIZEOF[tp] = not isinstance(method, types.FunctionType)
+        c_sizeof = _C_SIZEOF[tp] = type(method) in _C_METHODS
     try:
         return sys.getsizeof(obj) if c_sizeof else object.__sizeof__(obj) + (16 if gc.is_tracked(obj) else 0)
     except Exception:
@@ -275,3 +278,38 @@ def first_members(obj: Any, n: int) -> list[tuple[Any, Any]]:
     except RuntimeError:
         return []
     return []
+
+
+def newest_members(obj: Any, n: int) -> list[tuple[Any, Any]]:
+    """The last ``n`` of :func:`members` of a dict (insertion order) or a list, without copying the rest."""
+    try:
+        if is_a(obj, dict):
+            last = list(islice(reversed(dict.items(obj)), n))
+            last.reverse()
+            return last
+        if is_a(obj, list):
+            length = list.__len__(obj)
+            start = max(length - n, 0)
+            return list(enumerate(list.__getitem__(obj, slice(start, length)), start))
+    except RuntimeError:
+        return []
+    return members(obj)[-n:]
+
+
+def iter_members(obj: Any) -> Iterator[tuple[Any, Any]]:
+    """:func:`members` one at a time, without copying a container of millions (a search for one
+    entry stops where it finds it); ends early if the container changes size meanwhile."""
+    try:
+        if is_a(obj, dict):
+            yield from dict.items(obj)
+        elif is_a(obj, list):
+            yield from enumerate(list.__iter__(obj))
+        elif is_a(obj, tuple):
+            yield from enumerate(tuple.__iter__(obj))
+        elif is_a(obj, _DEQUE):
+            yield from enumerate(_DEQUE.__iter__(obj))
+        elif is_a(obj, (set, frozenset)):
+            for item in set.__iter__(obj) if is_a(obj, set) else frozenset.__iter__(obj):
+                yield item, item
+    except RuntimeError:
+        return

@@ -25,12 +25,12 @@ import ast
 import gc
 import os
 import sys
-import time
 import types
 from typing import Any
 
 from ..probes import containers as C
 from . import code_shapes as S
+from .budget import as_deadline
 from .code_shapes import CodeBound
 
 _MAX_SOURCE = 1 << 20  # bytes of source parsed per file at most
@@ -41,12 +41,12 @@ _SKIP_MODULES = frozenset({"builtins", "abc", "_collections_abc", "collections",
 class _Reader:
     """Parses each source file once per search, until a deadline."""
 
-    def __init__(self, deadline: float, trees: dict | None = None) -> None:
-        self.deadline = deadline
+    def __init__(self, deadline: Any, trees: dict | None = None) -> None:
+        self.deadline = as_deadline(deadline)
         self.trees: dict[str, ast.Module | None] = {} if trees is None else trees
 
     def tree(self, path: str | None) -> ast.Module | None:
-        if not path or time.perf_counter() > self.deadline:
+        if not path or self.deadline.over():
             return None
         if path in self.trees:
             return self.trees[path]
@@ -61,10 +61,11 @@ class _Reader:
         return tree
 
 
-def code_bound(chain: list[Any], *, deadline: float, trees: dict | None = None) -> CodeBound | None:
+def code_bound(chain: list[Any], *, deadline: Any, trees: dict | None = None) -> CodeBound | None:
     """The bound code enforces on ``chain[-1]`` (a container reached from a root through
     ``chain``: naming's ``[Root, ..., holder]``), or None when no code found tests its size and
-    removes from it. ``trees``: parsed files to share between calls (the caller clears it)."""
+    removes from it. ``deadline``: a time or a :mod:`leakkit.retention.budget` deadline, checked
+    before each file is read. ``trees``: parsed files to share between calls (the caller clears it)."""
     holder = chain[-1]
     reader = _Reader(deadline, trees)
     try:

@@ -24,9 +24,11 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ..probes import containers as C
+from .budget import as_deadline
 
 _get_object_traceback = tracemalloc._get_object_traceback
 
@@ -156,21 +158,45 @@ def made_in_run(obj: Any, attribute: Callable[[tuple], Any]) -> str | None:
     return UNTRACED
 
 
-def new_entries(container: Any, old_len: int) -> list[tuple[Any, Any]]:
+_SET_ENTRIES = 50_000  # members of a set looked at, at most, when none can be told new
+
+
+def _new_entries(container: Any, old_len: int, deadline: Any = None) -> list[tuple[Any, Any]]:
     """The entries most likely added since the table was taken: the newest of a dict (insertion
-    order), both ends of a sequence, every member of a set (unordered; capped)."""
-    items = C.members(container)
-    added = max(len(items) - old_len, 0)
-    if not items or not added:
+    order), both ends of a sequence, the members of a set the run made (unordered: looked for by
+    their traceback, up to ``deadline``). Only those are copied: under tracemalloc a copy of a
+    2 M-member container is 2 M traced allocations."""
+    length = C.container_len(container)
+    added = max(length - old_len, 0)
+    if length <= 0 or not added:
         return []
-    span = min(len(items), 2 * added + 16)
-    if C.is_a(container, dict):
-        return items[-span:]
+    span = min(length, 2 * added + 16)
     if C.is_a(container, (set, frozenset)):
-        return items[:50_000]
-    if span >= len(items):
-        return items
-    return items[:span] + items[-span:]
+        if length <= _SET_ENTRIES:
+            return C.members(container)
+        return _made_members(container, span, deadline)
+    if span >= length or not C.is_a(container, (dict, list)):
+        return C.members(container)
+    return C.newest_members(container, span) if C.is_a(container, dict) else \
+        C.first_members(container, span) + C.newest_members(container, span)
+
+
+def _made_members(container: Any, wanted: int, deadline: Any) -> list[tuple[Any, Any]]:
+    """Up to ``wanted`` members of a big set that tracemalloc traced (made since tracing began),
+    looked for one by one (a look-up of an old object finds nothing and allocates nothing)."""
+    out: list[tuple[Any, Any]] = []
+    try:
+        members = set.__iter__(container) if C.is_a(container, set) else frozenset.__iter__(container)
+        # in chunks, with no counter: under tracemalloc every int or tuple made per member is a traced allocation
+        while len(out) < wanted and not (deadline is not None and deadline.over()):
+            chunk = list(islice(members, 4096))
+            if not chunk:
+                break
+            out.extend((member, member) for member in chunk if _get_object_traceback(member) is not None)
+            del chunk
+    except RuntimeError:  # the set changed size meanwhile
+        pass
+    return out[:wanted]
 
 
 def _referents(obj: Any) -> list[Any]:
@@ -200,6 +226,7 @@ class _Charger:
         self.until = time.perf_counter() + lookup_s
         self.lookups = 0
         self.seen = C.Seen()
+        self.deadline: Any = None
 
     def looking(self) -> bool:
         """Whether look-ups are still within their time (checked every 64)."""
@@ -222,22 +249,31 @@ class _Charger:
 
 
 def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple], Any], *,
-                 ignore: set[int], deadline: float, max_objects: int = 300_000, young: Any = None,
-                 lookup_s: float = 1.5) -> list[Holder]:
+                 ignore: set[int], deadline: Any, max_objects: int = 300_000, young: Any = None,
+                 lookup_s: float = 1.5, progress: list[int] | None = None) -> list[Holder]:
     """Holders whose new entries keep objects the run made, biggest first. Objects are counted
     once, under the first holder that reaches them. ``lookup_s``: seconds of tracemalloc look-ups
-    for the objects inside the entries, after which ``young`` (if known) tells what the run made."""
+    for the objects inside the entries, after which ``young`` (if known) tells what the run made.
+    ``deadline`` (a time or a :mod:`leakkit.retention.budget` deadline) is checked inside every
+    walk; ``progress`` gets the number of containers looked at."""
+    deadline = as_deadline(deadline)
     charger = _Charger(attribute, young, lookup_s)
+    charger.deadline = deadline
     out: list[Holder] = []
     budget = max_objects
+    looked = 0
     for container, parent, old_len in grown:
         if id(container) in ignore or (parent is not None and id(parent) in ignore):
+            looked += 1
             continue
-        if budget <= 0 or time.perf_counter() > deadline:
+        if budget <= 0 or deadline.over():
             break
+        looked += 1
         holder = Holder(container, parent, old_len, C.container_len(container))
         is_dict = C.is_a(container, dict)
-        for key, value in new_entries(container, old_len):
+        for step, (key, value) in enumerate(_new_entries(container, old_len, deadline)):
+            if step % 256 == 255 and deadline.over():
+                break
             weak = value if C.is_a(value, _WEAK) else None
             if weak is None and is_dict and C.is_a(key, weakref.finalize):
                 # weakref.finalize's registry: an entry lives as long as its object, which is held
@@ -290,23 +326,28 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
                     budget -= counted
                     holder.entries += bool(counted)
         if holder.entries or holder.weak:
-            if holder.entries and time.perf_counter() < deadline:
-                holder.young = young_members(container, attribute)
+            if holder.entries and not deadline.over():
+                holder.young = young_members(container, attribute, deadline=deadline)
             out.append(holder)
+    if progress is not None:
+        progress.append(looked)
     out.sort(key=lambda h: (h.side is not None, -h.kept_bytes))
     return out
 
 
-def young_members(container: Any, attribute: Callable[[tuple], Any], *, limit: int = 20_000) -> int:
+def young_members(container: Any, attribute: Callable[[tuple], Any], *, limit: int = 20_000,
+                  deadline: Any = None) -> int:
     """How many of a container's entries (a dict's by key or value) were made in the run; -1 for
-    a container too long to count (or not a builtin one). What an evicting cache shows: entries
-    made in the run beyond what it grew by replaced older ones."""
+    a container too long to count (or not a builtin one), or when ``deadline`` passes. What an
+    evicting cache shows: entries made in the run beyond what it grew by replaced older ones."""
     n = C.container_len(container)
     if n < 0 or n > limit:
         return -1
     is_dict = C.is_a(container, dict)
     count = 0
-    for key, value in C.members(container):
+    for step, (key, value) in enumerate(C.members(container)):
+        if step % 256 == 255 and deadline is not None and deadline.over():
+            return -1
         for obj in ((value, key) if is_dict else (value,)):
             if C.is_a(obj, (int, float, bool, type(None), type)):
                 continue  # shared atoms say nothing of when the entry was made
@@ -320,7 +361,7 @@ def lru_of(container: Any) -> Any:
     """The ``lru_cache`` whose table ``container`` is (its values are the cache's C links)."""
     if not C.is_a(container, dict):
         return None
-    values = [v for _, v in C.members(container)[-3:]]
+    values = [v for _, v in C.newest_members(container, 3)]
     if not values or any(type(v).__name__ != "_lru_list_elem" for v in values):
         return None
     import gc
@@ -343,7 +384,10 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
     counted = 0
     stack = [(root, who)]
     lines = getattr(charger.attribute, "lines", None)
+    deadline = charger.deadline
     while stack and counted < budget:
+        if counted % 1024 == 1023 and deadline is not None and deadline.over():
+            break
         obj, maker = stack.pop()
         if lines is not None and holder.objects[maker] < 64 and charger.looking():
             frames = raw_traceback(obj) or ()
@@ -360,14 +404,18 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
     return counted
 
 
-def deep_size(obj: Any, *, limit: int = 200_000) -> tuple[int, bool]:
+def deep_size(obj: Any, *, limit: int = 200_000, deadline: Any = None) -> tuple[int, bool]:
     """Bytes of ``obj`` and everything it reaches (pympler's ``asizeof``, without running any of the
-    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects."""
+    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects
+    or ``deadline``."""
     seen: set[int] = {id(obj)}
     stack = [obj]
     total = 0
+    deadline = as_deadline(deadline) if deadline is not None else None
+    steps = 0
     while stack:
-        if len(seen) > limit:
+        steps += 1
+        if len(seen) > limit or (deadline is not None and steps % 512 == 0 and deadline.over()):
             return total, False
         item = stack.pop()
         total += C.shallow_size(item)
@@ -375,4 +423,6 @@ def deep_size(obj: Any, *, limit: int = 200_000) -> tuple[int, bool]:
             if id(child) not in seen and not C.is_a(child, _NO_WALK + (type, types.FunctionType)):
                 seen.add(id(child))
                 stack.append(child)
+                if len(seen) > limit:  # one container of millions stops the walk here, not after
+                    return total, False
     return total, True

@@ -15,13 +15,13 @@ from __future__ import annotations
 import collections
 import gc
 import sys
-import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..probes import containers as C
+from .budget import as_deadline
 from .holders import raw_traceback
 from .spelling import render
 
@@ -111,7 +111,7 @@ def _made_in(obj: Any) -> str | None:
     return raw[-1][0] if raw else None
 
 
-def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], deadline: float,
+def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], deadline: Any,
                max_depth: int = 12, width: int = 96, partial: dict[int, list[Any]] | None = None,
                referrers: Callable[[list[Any]], list[Any]] | None = None) -> dict[int, list[Any]]:
     """``{id(obj): chain}`` where chain is ``[root, ..., obj]`` and root a :class:`Root`; an object
@@ -123,6 +123,7 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
     passes a sliced one, so that the application runs between slices).
     """
     find = referrers if referrers is not None else (lambda nodes: gc.get_referrers(*nodes))
+    deadline = as_deadline(deadline)  # a time.perf_counter() value, or a leakkit.retention.budget deadline
     down: dict[tuple[int, int], Any] = {}  # (source, id(referrer)) -> what it refers to on the way down
     keep: list[Any] = []  # every node met, alive until the chains are built
     found: dict[int, list[tuple[tuple, list[Any]]]] = collections.defaultdict(list)
@@ -139,7 +140,7 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
     own = {id(down), id(keep), id(found), id(frontier), id(objects), id(result)} | ignore
     for level in range(max_depth):
         frontier = [(o, src) for o, src in frontier if settled_at.get(src, level) >= level - 1]
-        if not frontier or time.perf_counter() > deadline:
+        if not frontier or deadline.over():
             break
         nodes = [o for o, _ in frontier]
         found_refs = find(nodes)
@@ -150,7 +151,9 @@ def find_roots(objects: list[Any], index: ModuleIndex, *, ignore: set[int], dead
         nxt: list[tuple[Any, int]] = []
         per_source: dict[int, int] = collections.defaultdict(int)  # the width is each object's own
         own.update((id(nxt), id(per_source)))
-        for ref in sorted(found_refs, key=_old_first):
+        for step, ref in enumerate(sorted(found_refs, key=_old_first)):
+            if step % 512 == 511 and deadline.over():
+                break
             rid = id(ref)
             if rid in own or C.is_a(ref, (types.FrameType, types.ModuleType)):
                 continue
@@ -259,7 +262,7 @@ def _score(root: Root, chain: list[Any], index: ModuleIndex) -> tuple:
 
 def _first_key(root: Root, chain: list[Any]) -> str | None:
     if C.is_a(root.obj, dict) and len(chain) > 1:
-        for key, value in C.members(root.obj):
+        for key, value in C.iter_members(root.obj):
             if value is chain[1] and isinstance(key, str):
                 return key
     return None

@@ -21,13 +21,13 @@ import functools
 import re
 import sys
 import threading
-import time
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..probes import containers as C
+from .budget import as_deadline
 from .enforced import code_bound
 from .spelling import short
 
@@ -210,7 +210,7 @@ def bounds_along(chain: Iterable[Any]) -> Bound | None:
     return declared
 
 
-def holder_bound(chain: list[Any], *, deadline: float, trees: dict | None = None) -> Bound | None:
+def holder_bound(chain: list[Any], *, deadline: Any, trees: dict | None = None) -> Bound | None:
     """The bound of ``chain[-1]``, a holder reached through ``chain`` (``[Root, ..., holder]``):
     its type's or a container's along the chain, else the one code enforces on it
     (:func:`leakkit.retention.enforced.code_bound`), else a declared one."""
@@ -225,18 +225,28 @@ def holder_bound(chain: list[Any], *, deadline: float, trees: dict | None = None
 
 
 # -- the shallow forward walk ----------------------------------------------------------------------
-def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
-    """(label, child) pairs a person could type, for the kinds of holders leaks live in."""
+def _entries(obj: Any, newest: int | None) -> list[tuple[Any, Any]]:
+    """A container's entries, or only its ``newest`` (a set's first: it has no order)."""
+    if newest is None:
+        return C.members(obj)
+    if C.is_a(obj, (set, frozenset)):
+        return C.first_members(obj, newest)
+    return C.newest_members(obj, newest)
+
+
+def _children(obj: Any, own_modules: set[str], newest: int | None = None) -> Iterable[tuple[str, Any]]:
+    """(label, child) pairs a person could type, for the kinds of holders leaks live in; of a big
+    container that grew, only its ``newest`` entries."""
     if C.is_a(obj, dict):
-        for key, value in C.members(obj):
+        for key, value in _entries(obj, newest):
             yield f"[{short(key)}]", value
             if not C.is_a(key, (int, float, bool, type(None))):
                 yield f"[{short(key)}]", key  # the key is part of the entry it names
     elif C.is_a(obj, (list, tuple, collections.deque)):
-        for i, value in C.members(obj):
+        for i, value in _entries(obj, newest):
             yield f"[{i}]", value
     elif C.is_a(obj, (set, frozenset)):
-        for value, _ in C.members(obj):
+        for value, _ in _entries(obj, newest):
             yield f" ∋ {short(value)}", value
     elif C.is_a(obj, type):
         try:
@@ -303,7 +313,7 @@ def _children(obj: Any, own_modules: set[str]) -> Iterable[tuple[str, Any]]:
 
 def forward(namespaces: list[tuple[str, Any]], attribute: Callable[[Any], str | None], *, own_modules: set[str],
             grown: set[int], max_depth: int = 4, max_nodes: int = 50_000, big: int = 1000,
-            deadline: float | None = None) -> dict[str, list[tuple[str, list[Any], int]]]:
+            deadline: Any = None) -> dict[str, list[tuple[str, list[Any], int]]]:
     """Breadth-first from named roots to objects ``attribute(obj)`` names (None for the others).
 
     A container longer than ``big`` is expanded only if it grew (``grown``: ids): the standing
@@ -321,7 +331,7 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Callable[[Any], str | 
             continue
         seen.add(id(obj))
         nodes += 1
-        if deadline and nodes % 256 == 0 and time.perf_counter() > deadline:
+        if deadline is not None and nodes % 256 == 0 and as_deadline(deadline).over():
             break
         key = attribute(obj) if depth > 1 else None
         if key is not None:
@@ -340,9 +350,12 @@ def forward(namespaces: list[tuple[str, Any]], attribute: Callable[[Any], str | 
         if length > big and id(obj) not in grown:
             continue
         try:
-            for label, child in _children(obj, own_modules):
+            for label, child in _children(obj, own_modules, big if length > big else None):
                 if id(child) not in seen and not C.is_a(child, _SKIP):
                     queue.append((child, path + label, depth + 1, path, chain + (child,)))
+                    if len(queue) % 256 == 0 and (len(queue) + nodes >= max_nodes or (
+                            deadline is not None and as_deadline(deadline).over())):
+                        break
         except Exception:  # a container that changes or misbehaves while walked: skip it
             continue
     return {key: sorted((tuple(v) for v in holders.values()), key=lambda item: -item[2])

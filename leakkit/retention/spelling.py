@@ -45,7 +45,7 @@ def render(chain: list[Any]) -> str:
     root, objs = chain[0], chain[1:]
     text = root.name
     if C.is_a(root.obj, dict) and root.name == root.module and objs:  # a module's globals
-        key = next((k for k, v in C.members(root.obj) if v is objs[0]), None)
+        key = next((k for k, v in C.iter_members(root.obj) if v is objs[0]), None)
         text += f".{key}" if isinstance(key, str) else f"[{short(key)}]"
         nodes = objs
     else:
@@ -75,7 +75,7 @@ def edge(parent: Any, child: Any, previous: Any = None) -> str:
             return " (thread-local)"
         own_namespace = previous is not None and (
             (C.is_a(previous, type) and class_namespace(previous) is parent) or C.instance_dict(previous) is parent)
-        for key, value in C.members(parent):
+        for key, value in C.iter_members(parent):
             if value is child:
                 if own_namespace and isinstance(key, str):
                     return f".{key}"
@@ -87,7 +87,7 @@ def edge(parent: Any, child: Any, previous: Any = None) -> str:
                 return f" (key {short(key)})"
         return " -> dict"
     if C.is_a(parent, (list, tuple, collections.deque)):
-        for i, value in C.members(parent):
+        for i, value in C.iter_members(parent):
             if value is child:
                 return f"[{i}]"
         return f" -> {type(child).__name__}"
@@ -139,5 +139,5 @@ def edge(parent: Any, child: Any, previous: Any = None) -> str:
 
 def _is_thread_dicts(obj: Any) -> bool:
     """The table of a ``threading.local``: {weak reference to a thread's dummy: that thread's dict}."""
-    keys = [k for k, _ in C.members(obj)[:3]]
+    keys = [k for k, _ in C.first_members(obj, 3)]
     return bool(keys) and all(type(k).__name__ in ("weakref", "ReferenceType", "_localdummy") for k in keys)

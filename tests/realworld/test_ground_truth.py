@@ -56,12 +56,16 @@ def test_fixed_release_stays_flat(case: str, tmp_path) -> None:
     """The release that fixed the C leak, installed beside the pinned one, keeps nothing per call."""
     target = tmp_path / "fixed"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary", ":all:",
-                          "--target", str(target), FIXED[case]], capture_output=True, text=True, timeout=300)
+                          "--target", str(target), *FIXED[case].split()], capture_output=True, text=True, timeout=300)
     if pip.returncode != 0:
         pytest.skip(f"cannot install {FIXED[case]} here (no package index?): {pip.stderr.strip()[-300:]}")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2]); import _truth, json; "
-            "m = _truth.load_case(sys.argv[3]); s = _truth.series(m.workload, m.TRUTH.get('calls', 200)); "
-            "ok, desc = _truth.judge_series(s['x'], s['traced'], 'clean', 0); "
+            "m = _truth.load_case(sys.argv[3]); native = m.TRUTH['kind'] == 'native'; "
+            "s = _truth.series(m.workload, m.TRUTH.get('calls', 200), native=native); "
+            "ok, desc = _truth.judge_series(s['x'], s['malloc' if native else 'traced'], 'clean', 0); "
+            # malloc's count moves by tens of bytes a call with nothing kept (its free lists, caches
+            # of the library): a native case's fixed release is flat within 5% of the leak's least rate
+            "ok = ok or (native and _truth.per_call(s['x'], s['malloc']) < 0.05 * m.TRUTH['min_bytes_per_call']); "
             "lib = sys.modules[m.TARGETS[1].__name__.split('.')[0]]; "
             "print('FIXED-JSON ' + json.dumps({'ok': ok, 'desc': desc, 'file': lib.__file__}))")
     proc = subprocess.run([sys.executable, "-c", code, HERE, str(target), os.path.join(HERE, case)],

@@ -40,6 +40,10 @@ class BisectCommand:
         parser.add_argument("-n", "--calls", type=int, default=_bisect_default("calls"),
                             help=f"measured calls, at least {MIN_CALLS} (default: %(default)s)")
         parser.add_argument("--warmup", type=int, default=2, help="calls before measuring (default: %(default)s)")
+        parser.add_argument("--time-budget", type=float, default=_bisect_default("time_budget"), metavar="SECONDS",
+                            help="CPU seconds for the whole bisect, analysis included (default: %(default)s)")
+        parser.add_argument("--max-calls", type=int, default=None, metavar="N",
+                            help="the most measured calls when the growth is not settled (default: 8 x --calls)")
         parser.add_argument("--plot", metavar="PNG", help="save the retained-memory plot")
         parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -57,6 +61,7 @@ class BisectCommand:
         if targets == [None]:
             raise expected("--targets (the workload's module could not be found)", "targets", args.workload)
         report = bisect(workload, targets=targets, calls=args.calls, warmup=args.warmup,
+                        time_budget=args.time_budget, max_calls=args.max_calls,
                         progress=False if args.quiet else None)
         print(printable(str(report)))
         if args.plot:

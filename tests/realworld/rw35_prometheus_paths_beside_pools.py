@@ -53,5 +53,5 @@ TARGETS = [sys.modules[__name__], prometheus_client.metrics, urllib3.poolmanager
 EXPECT = {"verdict": ["leak"], "culprit": ["MetricWrapperBase.labels", "record_request"],
           "root": ["LATENCY._metrics"], "says": ["filling"]}
 TRUTH = {"kind": "leak", "calls": 400, "min_bytes_per_call": 2000,
-         "root": "rw34_prometheus_paths_beside_pools.LATENCY._metrics", "root_grows_by": 0.95,
+         "root": "rw35_prometheus_paths_beside_pools.LATENCY._metrics", "root_grows_by": 0.95,
          "release": "release"}

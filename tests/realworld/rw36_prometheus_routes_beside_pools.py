@@ -1,4 +1,4 @@
-"""The order API's outbound client of rw34 with its fix: latencies are labelled by route template
+"""The order API's outbound client of rw35 with its fix: latencies are labelled by route template
 (``/orders/<id>``), so the metric keeps one child per route; the warehouse calls still go
 through one ``urllib3.PoolManager(num_pools=100)`` whose pools fill towards their bound.
 

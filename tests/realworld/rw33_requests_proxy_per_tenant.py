@@ -49,5 +49,5 @@ TARGETS = [sys.modules[__name__], requests.adapters, requests.sessions]
 EXPECT = {"verdict": ["leak"], "culprit": ["HTTPAdapter.proxy_manager_for", "send_webhook"],
           "root": ["SESSION.adapters['http://'].proxy_manager"], "says": ["pool_maxsize=10 (past it"]}
 TRUTH = {"kind": "leak", "calls": 150, "min_bytes_per_call": 1000,
-         "root": "rw32_requests_proxy_per_tenant.SESSION.adapters['http://'].proxy_manager", "root_grows_by": 0.95,
+         "root": "rw33_requests_proxy_per_tenant.SESSION.adapters['http://'].proxy_manager", "root_grows_by": 0.95,
          "release": "release"}
