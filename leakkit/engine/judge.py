@@ -148,9 +148,13 @@ def judge(record: BisectRecord) -> BisectReport:
             leaking = []
         elif not leaking:
             # few traced calls: a function whose kept memory rises and that made a growing holder
-            rising = {n for n, g in growth.items() if n != OUTSIDE and g.rate > 0 and g.verdict != "clean"}
+            # (under 4 traced readings no function has a verdict of its own: the untraced calls decide)
+            few = len(x) < 4
+            rising = {n for n, g in growth.items() if n != OUTSIDE and g.verdict != "clean" and (
+                g.rate > 0 or (few and record.self_bytes[n][-1] > record.self_bytes[n][0]))}
             leaking = [h.maker for h in record.holders if h.side is None and h.bound is None and h.maker in rising
-                       and verdicts.get(h.maker) not in ("inconclusive", "plateau") and h.kept_bytes >= 0.2 * grew][:1]
+                       and (few or verdicts.get(h.maker) not in ("inconclusive", "plateau"))
+                       and h.kept_bytes >= 0.2 * grew][:1]
 
     culprit = None
     verdict = "clean"
@@ -171,9 +175,14 @@ def judge(record: BisectRecord) -> BisectReport:
         verdict = "leak"
         g = growth[culprit] if lead is None or lead.verdict != "leak" else lead.growth
         who = culprit if lead is None or lead.verdict != "leak" else lead.holder.holder
-        reason = (f"{who} keeps {format_size(g.rate, signed=True)} per call "
-                  f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
-                  "growing to the last reading" + (f" (its entries made by {culprit})" if who != culprit else ""))
+        if math.isfinite(g.rate):
+            reason = (f"{who} keeps {format_size(g.rate, signed=True)} per call "
+                      f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
+                      "growing to the last reading" + (f" (its entries made by {culprit})" if who != culprit else ""))
+        else:  # too few traced readings for a rate: the untraced calls' blocks decided
+            reason = (f"{who}'s kept memory rises over the few traced calls, and allocated blocks grow over the "
+                      f"untraced ones ({format_rate(cheap.rate, 'blocks')})" if cheap is not None else
+                      f"{who}'s kept memory rises")
         first = [lead.holder] if lead is not None else []
         retention_paths = [_retention_path(h) for h in first + [h for h in _holders_of(record, culprit)
                                                                 if h.side is None and all(h is not f for f in first)]][:5]

@@ -138,7 +138,7 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
         deep = H.deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
-        bound, declared = _enforced(bound), _declared(bound)
+        bound, declared = retention.split_bound(bound)
         if bound is None and holder.evicts:
             bound = Bound("observed", holder.new_len, holder.new_len, how="observed",
                           where=f"{holder.replaced} older entries replaced while it grew by {holder.added}")
@@ -241,23 +241,14 @@ def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], gr
             if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
-            bound = retention.bounds_along(chain)
+            bound, declared = retention.split_bound(retention.bounds_along(chain))
             out.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
                 else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
                     C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
-                bound=_enforced(bound), declared=_declared(bound), deep_bytes=None, deep_complete=False,
-                how="forward"))
+                bound=bound, declared=declared, deep_bytes=None, deep_complete=False, how="forward"))
     hits.clear()
     return out
-
-
-def _enforced(bound: Bound | None) -> Bound | None:
-    return bound if bound is not None and bound.enforced else None
-
-
-def _declared(bound: Bound | None) -> Bound | None:
-    return bound if bound is not None and not bound.enforced else None
 
 
 _REFCOUNT_BIAS: int | None = None
@@ -366,13 +357,13 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
         text = root = f"<{type(holder).__name__}>"
     series = record.self_bytes.get(name) or [0.0]
     kept = int(max(series[-1] - series[0], 0) * counts[best] / len(objs))
-    bound = retention.bound_of(holder)
-    size = bound.size if bound is not None else C.container_len(holder)
+    bound, declared = retention.split_bound(retention.bound_of(holder))
+    size = (bound or declared).size if (bound or declared) is not None else C.container_len(holder)
     del roots, partial
     kind = type(holder).__name__
     return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
-                        made={name: kept}, objects={name: counts[best]}, side=None, bound=_enforced(bound),
-                        declared=_declared(bound), deep_bytes=None,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound,
+                        declared=declared, deep_bytes=None,
                         deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 

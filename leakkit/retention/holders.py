@@ -29,6 +29,7 @@ from typing import Any
 
 from ..probes import containers as C
 from .budget import as_deadline
+from .deep import NO_WALK, referents
 
 _get_object_traceback = tracemalloc._get_object_traceback
 
@@ -67,8 +68,6 @@ def raw_traceback(obj: Any) -> tuple | None:
     if tb is None and _managed is not None and type(obj).__flags__ & _MANAGED_DICT and not C.is_a(obj, type):
         tb = _managed(obj)
     return tb
-_NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
-_ATOMS = (int, float, complex, bool, str, bytes, type(None))
 _WEAK = (weakref.ref,)
 _LRU = functools._lru_cache_wrapper
 UNTRACED = "<untraced>"
@@ -199,17 +198,6 @@ def _made_members(container: Any, wanted: int, deadline: Any) -> list[tuple[Any,
     return out[:wanted]
 
 
-def _referents(obj: Any) -> list[Any]:
-    import gc
-
-    if C.is_a(obj, _NO_WALK) or C.is_a(obj, _ATOMS):
-        return []
-    try:
-        return gc.get_referents(obj)
-    except Exception:
-        return []
-
-
 class _Charger:
     """Charges what new entries keep to the functions that made it, within a budget of
     tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
@@ -319,7 +307,7 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             # reports the keys and results it keeps
             own = C.instance_dict(cache)
             wrapped = own.get("__wrapped__") if own is not None else None
-            for value in _referents(cache):
+            for value in referents(cache):
                 if value is not container and value is not own and value is not wrapped and \
                         not C.is_a(value, types.FunctionType):
                     counted = _charge(value, holder, charger, budget)
@@ -395,34 +383,10 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
         holder.made[maker] += C.shallow_size(obj)
         holder.objects[maker] += 1
         counted += 1
-        for child in _referents(obj):
-            if C.is_a(child, _NO_WALK) or not seen(child):
+        for child in referents(obj):
+            if C.is_a(child, NO_WALK) or not seen(child):
                 continue  # looked at once: an old object shared by many new ones costs one look
             inner = charger.maker(child, maker)
             if inner is not None:
                 stack.append((child, inner))
     return counted
-
-
-def deep_size(obj: Any, *, limit: int = 200_000, deadline: Any = None) -> tuple[int, bool]:
-    """Bytes of ``obj`` and everything it reaches (pympler's ``asizeof``, without running any of the
-    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects
-    or ``deadline``."""
-    seen: set[int] = {id(obj)}
-    stack = [obj]
-    total = 0
-    deadline = as_deadline(deadline) if deadline is not None else None
-    steps = 0
-    while stack:
-        steps += 1
-        if len(seen) > limit or (deadline is not None and steps % 512 == 0 and deadline.over()):
-            return total, False
-        item = stack.pop()
-        total += C.shallow_size(item)
-        for child in _referents(item):
-            if id(child) not in seen and not C.is_a(child, _NO_WALK + (type, types.FunctionType)):
-                seen.add(id(child))
-                stack.append(child)
-                if len(seen) > limit:  # one container of millions stops the walk here, not after
-                    return total, False
-    return total, True

@@ -210,6 +210,13 @@ def bounds_along(chain: Iterable[Any]) -> Bound | None:
     return declared
 
 
+def split_bound(bound: Bound | None) -> tuple[Bound | None, Bound | None]:
+    """(the bound if something enforces it, the bound if it is only declared)."""
+    if bound is None:
+        return None, None
+    return (bound, None) if bound.enforced else (None, bound)
+
+
 def holder_bound(chain: list[Any], *, deadline: Any, trees: dict | None = None) -> Bound | None:
     """The bound of ``chain[-1]``, a holder reached through ``chain`` (``[Root, ..., holder]``):
     its type's or a container's along the chain, else the one code enforces on it
