@@ -27,6 +27,7 @@ from ..probes import containers as C
 from ..retention import holders as H
 from ..retention import naming, spelling
 from ..retention import paths as retention
+from ..retention.deep import deep_size
 from ..retention.paths import Bound
 from .record import BisectRecord, HolderRecord, Orphan
 from .survivors import object_traceback
@@ -137,7 +138,7 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
-        deep = H.deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
+        deep = deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
         bound, declared = retention.split_bound(bound)
         if bound is None and holder.evicts:
             bound = Bound("observed", holder.new_len, holder.new_len, how="observed",
@@ -238,7 +239,7 @@ def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], gr
         series = record.self_bytes.get(name) or [0.0]
         grew = series[-1] - series[0]
         for path, chain, count in paths[:2]:
-            if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
+            if deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
             bound, declared = retention.split_bound(retention.bounds_along(chain))
