@@ -40,10 +40,12 @@ def holder_series(made: Mapping[str, float], series: Mapping[str, Sequence[float
             out[i] += share * (values[i] - values[0])
     # Past its look-up budget the search charges what it finds under an entry to the entry's own
     # maker: the makers' split can be wrong where their sum is not. The series keeps its makers'
-    # shape and reaches at least what was found under the holder.
-    kept = float(sum(v for v in made.values() if v > 0))
-    if out and out[-1] > 0 and kept > out[-1]:
-        scale = kept / out[-1]
+    # shape and reaches what was found under the holder, never more than its makers kept in all.
+    found = float(sum(v for v in made.values() if v > 0))
+    makers = sum(max(series[n][-1] - series[n][0], 0.0) for n in made if series.get(n))
+    target = min(found, makers)
+    if out and out[-1] > 0 and target > out[-1]:
+        scale = target / out[-1]
         out = [v * scale for v in out]
     return out
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..probes import containers as C
 from .budget import as_deadline
-from .deep import NO_WALK, referents
+from .deep import NO_WALK, deep_size, referents  # noqa: F401 (deep_size: reached here too)
 
 _get_object_traceback = tracemalloc._get_object_traceback
 
