@@ -305,12 +305,15 @@ def trace_report(rec: Recording, *, function: str,
 
 
 def _rise(ckpt: Any) -> float | None:
-    """Bytes kept over the whole trace (first checkpoint to last), from the most exact series read."""
+    """Bytes kept over the trace, from the most exact series read: from the first checkpoint after
+    the first call (what the first call sets up once is a warm-up, not growth) to the last."""
     for column in ("traced_bytes", "allocated_bytes", "heap_bytes"):
         if column in ckpt:
-            points = ckpt[column].dropna()
+            points = ckpt[["call", column]].dropna()
+            if len(points) >= 3 and points["call"].iloc[0] == 0 and points["call"].iloc[1] <= 1:
+                points = points.iloc[1:]
             if len(points) >= 2:
-                return float(points.iloc[-1] - points.iloc[0])
+                return float(points[column].iloc[-1] - points[column].iloc[0])
     return None
 
 

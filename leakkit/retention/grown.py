@@ -170,15 +170,24 @@ def _through_leakkit(chain: list[Any]) -> bool:
 def _held_by_leakkit(obj: Any, ignore: set[int]) -> bool:
     """No root reaches it and leakkit's own objects refer to it (a trace's recorder)."""
     referrers = gc.get_referrers(obj)
+    spaces = []  # instance dicts (3.10 keeps attributes in one): whose they are is one level up
     try:
         for ref in referrers:
             if id(ref) in ignore or C.is_a(ref, types.FrameType):
                 continue
             if _leakkit_type(ref):
                 return True
+            if type(ref) is dict:
+                spaces.append(ref)
+        if spaces:
+            owners = gc.get_referrers(*spaces)
+            try:
+                return any(_leakkit_type(o) and any(C.instance_dict(o) is d for d in spaces) for o in owners)
+            finally:
+                del owners
         return False
     finally:
-        del referrers
+        del referrers, spaces
 
 
 def _new_bytes(container: Any, old_len: int, now: int, seen: Any, old: Any) -> tuple[int, int]:
