@@ -59,7 +59,8 @@ def serve(seconds: float, monitored: bool, interval: float, folder: str) -> dict
     if monitored:
         from leakkit import monitor
 
-        mon = monitor(os.path.join(folder, "bench.csv"), interval=interval, window=8, min_growth="256KiB")
+        mon = monitor(os.path.join(folder, "bench.csv"), interval=interval, sustain=max(2.0, 8 * interval),
+                      min_growth="256KiB", trace_window=0.5)
     gc.collect()
     end = time.perf_counter() + seconds
     n = 0

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     InvalidArgumentError,
     LeakkitError,
+    MixedProcessesError,
     NotARecordingError,
     ProbeUnavailableWarning,
     ProcessAccessError,
@@ -22,6 +23,7 @@ from ._errors import (
 # Everything else loads on first use (PEP 562), so that ``import leakkit`` (and pytest, which
 # loads the plugin in every run) does not pay for pandas, numpy and matplotlib until asked.
 _LAZY = {
+    "AttachReport": "reports.attach_report", "attach": "frontends.agent.client", "load_attach": "reports.attach_report",
     "BisectReport": "reports.bisect_report", "Forecast": "reports.forecast", "Growth": "analysis",
     "GrowthSites": "tracing.sites", "HeapNativeReport": "tracing.native", "Monitor": "recording.monitor",
     "Recording": "recording.tables", "Trace": "tracing.trace", "TraceReport": "reports.trace_report",
@@ -30,7 +32,10 @@ _LAZY = {
     "humanize": "_text", "load": "recording.tables", "load_watch": ("recording.timeline", "load"),
     "malloc_trim": "tracing.native", "monitor": "recording.monitor", "read_mprofile": "recording.mprof",
     "summary_diff": "probes.heap", "trace": "tracing.trace", "verdict": "reports.trace_report",
-    "watch": "recording.watch", "write_mprofile": "recording.mprof",
+    "watch": "reports.live", "write_mprofile": "recording.mprof",
+    "WorkerForecasts": "reports.workers", "forecast_workers": "reports.workers",
+    "FleetReport": "reports.fleet", "FleetWriter": "recording.export.fleet_writer", "fleet": "reports.fleet",
+    "OpenTelemetryExporter": "recording.export.otel", "PrometheusExporter": "recording.export.prometheus",
 }
 
 
@@ -54,15 +59,22 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from ._text import humanize
     from .analysis import Growth
     from .engine.bisect import bisect
+    from .frontends.agent.client import attach
     from .probes.heap import heap_summary, summary_diff
+    from .recording.export.fleet_writer import FleetWriter
+    from .recording.export.otel import OpenTelemetryExporter
+    from .recording.export.prometheus import PrometheusExporter
     from .recording.monitor import Monitor, monitor
     from .recording.mprof import read_mprofile, write_mprofile
     from .recording.tables import Recording, load
     from .recording.timeline import load as load_watch
-    from .recording.watch import watch
+    from .reports.attach_report import AttachReport, load_attach
     from .reports.bisect_report import BisectReport
+    from .reports.fleet import FleetReport, fleet
     from .reports.forecast import Forecast, forecast
+    from .reports.live import watch
     from .reports.trace_report import TraceReport, verdict
+    from .reports.workers import WorkerForecasts, forecast_workers
     from .tracing.native import HeapNativeReport, classify_readings, heap_vs_native, malloc_trim
     from .tracing.sites import GrowthSites, growth_sites
     from .tracing.trace import Trace, trace
@@ -70,12 +82,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttachReport", "attach", "load_attach",
     "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "InvalidArgumentError",
     "LeakkitError", "Monitor", "NotARecordingError", "ProbeUnavailableWarning", "ProcessAccessError",
     "Recording", "RecordingStoppedWarning", "Trace", "TraceReport", "UnknownOptionError", "WorkloadError", "bisect",
     "classify_readings", "forecast", "growth_sites", "heap_summary", "heap_vs_native", "humanize", "load",
     "load_watch", "malloc_trim", "monitor", "read_mprofile", "summary_diff", "trace", "verdict", "watch",
     "write_mprofile",
+    "MixedProcessesError", "WorkerForecasts", "forecast_workers",
+    "FleetReport", "FleetWriter", "OpenTelemetryExporter", "PrometheusExporter", "fleet",
 ]
 
 

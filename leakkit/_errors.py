@@ -20,6 +20,12 @@ class NotARecordingError(LeakkitError, ValueError):
     """A file that was expected to hold a leakkit recording (or an mprof .dat) does not."""
 
 
+class MixedProcessesError(InvalidArgumentError):
+    """A memory series mixes several processes' samples (rows of several pids, or a file several
+    processes appended to with no pid column): a line through them is no process's, so it is
+    refused rather than fitted."""
+
+
 class ProcessAccessError(LeakkitError):
     """A process does not exist, or is not ours to read."""
 

@@ -125,8 +125,8 @@ def api_cases(f):
     for value, fragment in ((0, "int 0"), (-1, "int -1"), (True, "bool True"), ("1", "str '1'"),
                             (math.inf, "float inf"), (math.nan, "float nan")):
         cases.append((f"monitor interval={value!r}", lambda v=value: monitor(f["missing"], interval=v), E, fragment))
-    for value, fragment in ((7, "int 7"), (8.5, "float 8.5"), (True, "bool True"), ("60", "str '60'")):
-        cases.append((f"monitor window={value!r}", lambda v=value: monitor(f["missing"], window=v), E, fragment))
+    for value, fragment in ((7, "int 7"), (0, "int 0"), (True, "bool True"), ("60", "str '60'")):
+        cases.append((f"monitor sustain={value!r}", lambda v=value: monitor(f["missing"], sustain=v), E, fragment))
     for value, fragment in ((0, "int 0"), (True, "bool True")):
         cases.append((f"monitor top={value!r}", lambda v=value: monitor(f["missing"], top=v), E, fragment))
     for value, fragment in (("0.5", "str '0.5'"), (0, "int 0"), (-1, "int -1"), ("lots", "str 'lots'"),

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from _watched import command
 
@@ -60,7 +62,7 @@ def test_run_records_a_growing_command_then_report_reads_the_recording(workdir, 
 
     assert main(["report", "grow.csv", "--limit", "1GiB", "--plot", "forecast.png"]) == 1
     out, err = capsys.readouterr()
-    assert out.startswith("linear leak: uss reaches 1.0 GiB in ~")
+    assert re.match(r"linear leak: pid \d+ rss reaches 1.0 GiB in ~", out), out  # rss: what a limit counts (issue 19)
     assert "forecast.png" in err and (workdir / "forecast.png").exists()
 
 
@@ -95,10 +97,13 @@ def test_report_judges_a_trace_recording(workdir, capsys):
 def test_watch_a_pid_for_a_duration(capsys):
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
+        deadline = time.monotonic() + 60  # until it has exec'd: before, its command line is pytest's
+        while psutil.Process(sleeper.pid).cmdline() != ["sleep", "30"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         code = main(["watch", str(sleeper.pid), "--duration", "0.6", "--interval", "0.1", "-q"])
         out, err = capsys.readouterr()
         assert code == 0, out + err
-        assert out.startswith("leakkit watch: sleep 30: ")
+        assert out.startswith(f"leakkit watch: pid {sleeper.pid}: sleep 30: "), out  # the pid: issue 19
         assert "ended by duration" in out
         assert sleeper.poll() is None  # a pid we were given is left running
     finally:

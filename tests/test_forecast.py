@@ -32,14 +32,16 @@ def test_a_linear_leak_gets_a_rate_and_an_eta_whose_interval_holds_the_truth():
     t = np.arange(120) * 30.0
     frame = timeline(50 * MIB + rate * t + noisy(120))
     result = forecast(frame, "256MiB")
-    assert result.shape == "linear" and result.column == "uss"
+    # the headline is rss, what the limit counts (was uss: issue 19), uss beside it
+    assert result.shape == "linear" and result.column == "rss"
+    assert [(b.column, b.shape) for b in result.beside] == [("uss", "linear")] and not result.notes
     low, high = result.rate_interval
     assert low < rate < high
-    true_eta = (256 * MIB - (50 * MIB + rate * t[-1])) / rate
+    true_eta = (256 * MIB - (55 * MIB + rate * t[-1])) / rate  # rss is uss + 5 MiB here
     assert result.eta_interval[0] < true_eta < result.eta_interval[1]
     assert result.eta_s == pytest.approx(true_eta, rel=0.1)
     text = str(result)
-    assert text.startswith("linear leak: uss reaches 256.0 MiB in ~") and "1.2 MiB/min" in text
+    assert text.startswith("linear leak: rss reaches 256.0 MiB in ~") and "1.2 MiB/min" in text
     assert "<table" in result._repr_html_()
 
 
@@ -179,7 +181,7 @@ def test_text_and_repr_read_without_a_limit():
     result = forecast(timeline(50 * MIB + np.arange(50) * 0.5 * MIB + noisy(50, sd=0.01 * MIB)))
     text = str(result)
     assert "no limit given" in text and " at " not in text.splitlines()[0]
-    assert repr(result).startswith("<Forecast linear leak: uss +") and "np.float64" not in repr(result)
+    assert repr(result).startswith("<Forecast linear leak: rss +") and "np.float64" not in repr(result)
     assert all(type(v) is float for v in (result.rate_bytes_per_s, result.eta_s, *result.rate_interval))
 
 

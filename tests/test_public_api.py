@@ -22,6 +22,10 @@ import leakkit
 # name in leakkit.__all__ -> (the object's __name__, its signature with annotations and private
 # parameters left out; for an exception or warning, its base classes)
 PUBLIC = {
+    "AttachReport": ("AttachReport", "(result, way_in, target=<factory>, path=None)"),
+    "attach": ("attach", "(pid, *, duration=30.0, out=None, inject=True, top=15, frames=10, "
+                         "max_trace_memory='16MiB', progress=None, finish=None)"),
+    "load_attach": ("load_attach", "(path)"),
     "BisectReport": ("BisectReport", "(verdict, culprit, retention, suspects, growing_types, paths, "
                                      "series, tasks, function_series, total, native, native_leak, "
                                      "reason, calls, warmup, errors, error_types, calls_to_decide, "
@@ -35,7 +39,11 @@ PUBLIC = {
                                              "tolerance_bytes, readings, malloc_live_bytes=None)"),
     "InvalidArgumentError": ("InvalidArgumentError", ("LeakkitError", "ValueError")),
     "LeakkitError": ("LeakkitError", ("Exception",)),
-    "Monitor": ("Monitor", "(path, *, interval, window, min_growth, auto_snapshot, signal, baseline, top)"),
+    "MixedProcessesError": ("MixedProcessesError", ("InvalidArgumentError",)),
+    # issue 19: the monitor's growth rule is a sustained rate over ``sustain`` seconds, not ``window`` samples
+    "Monitor": ("Monitor", "(path, *, interval=1.0, sustain=300.0, min_growth=1048576, auto_snapshot=True, "
+                           "trace_window=30.0, signal=False, baseline=False, top=15, role=None, service=None, "
+                           "version=None, limit_bytes=None, fork=True)"),
     "NotARecordingError": ("NotARecordingError", ("LeakkitError", "ValueError")),
     "ProbeUnavailableWarning": ("ProbeUnavailableWarning", ("UserWarning",)),
     "ProcessAccessError": ("ProcessAccessError", ("LeakkitError",)),
@@ -47,6 +55,8 @@ PUBLIC = {
                                    "bytes_per_call_low, bytes_per_call_high, bytes_source, native, "
                                    "growing_types, reason, recording, bytes=None, native_column='uss')"),
     "UnknownOptionError": ("UnknownOptionError", ("LeakkitError", "TypeError")),
+    "WorkerForecasts": ("WorkerForecasts", "(table, forecasts, limit_bytes, limit_source, together=<factory>, "
+                                           "total_pss=None, duration_s=0.0)"),
     "WorkloadError": ("WorkloadError", ("LeakkitError",)),
     "bisect": ("bisect", "(workload, *, targets, calls=60, warmup=2, checkpoints=20, nframe=64, "
                          "progress=None, freeze=True, time_budget=15.0, max_calls=None, **unknown)"),
@@ -54,6 +64,8 @@ PUBLIC = {
                                                "process_column=None, trimmed_bytes=None, "
                                                "tolerance='1MiB')"),
     "forecast": ("forecast", "(frame, limit=None, *, column=None, tolerance='1MiB', confidence=0.95)"),
+    "forecast_workers": ("forecast_workers", "(frame, limit=None, *, column=None, tolerance='1MiB', "
+                                             "confidence=0.95)"),
     "growth_sites": ("growth_sites", "(workload, *, loops=10, calls_per_loop=1, nframes=25, top=10, "
                                      "threads=False, progress=None, **unknown)"),
     "heap_summary": ("heap_summary", "(objects=None, *, collect=True)"),
@@ -62,16 +74,27 @@ PUBLIC = {
     "load": ("load", "(path)"),
     "load_watch": ("load", "(path)"),
     "malloc_trim": ("malloc_trim", "()"),
-    "monitor": ("monitor", "(path, *, interval=1.0, window=60, min_growth='16MiB', auto_snapshot=True, "
-                           "signal=False, baseline=True, top=15, **unknown)"),
+    "monitor": ("monitor", "(path, *, interval=1.0, sustain=300.0, min_growth='1MiB', auto_snapshot=True, "
+                           "trace_window=30.0, signal=False, baseline=False, top=15, role=None, service=None, "
+                           "version=None, limit='auto', fork=True, **unknown)"),
     "read_mprofile": ("read_mprofile", "(path)"),
     "summary_diff": ("summary_diff", "(before, after)"),
     "trace": ("trace", "(func=None, *, checkpoint_every='auto', summaries=True, tracemalloc=False, "
                        "fds=False, stream=None, overhead_budget=0.05, name=None)"),
     "verdict": ("verdict", "(series, calls=None, *, floor=0.0)"),
+    # children: True since issue 19 (was False): a watch of a server's master follows its workers,
+    # each on rows of its own; children=True no longer sums them (no limit counts that sum)
     "watch": ("watch", "(pid_or_command, *, interval=1.0, duration=None, out=None, limit=None, "
-                       "children=False, progress=None)"),
+                       "children=True, progress=None)"),
     "write_mprofile": ("write_mprofile", "(frame, path, *, column='rss', cmdline=None)"),
+    "FleetReport": ("FleetReport", "(tables, top=10)"),
+    "FleetWriter": ("FleetWriter", "(root, *, host=None, service=None, every=10.0, slice_s=3600.0, flush_s=60.0, "
+                                   "source='monitor', compression='gzip')"),
+    "OpenTelemetryExporter": ("OpenTelemetryExporter", "(*, meter_provider=None, service=None, version=None, "
+                                                       "role=None)"),
+    "PrometheusExporter": ("PrometheusExporter", "(*, port=None, addr='127.0.0.1', multiprocess=None, service=None, "
+                                                 "version=None, role=None, stale_after=None)"),
+    "fleet": ("fleet", "(path, *, column='rss', since=None, stale='5min', top=10)"),
 }
 HEAVY = ("pandas", "numpy", "matplotlib", "IPython", "tqdm", "leakkit.frontends.leakcheck_all",
          "leakkit.engine.run")  # what loading the plugin, or ``import leakkit``, must not import
@@ -179,7 +202,7 @@ def _env() -> dict[str, str]:
 
 
 def test_python_m_leakkit_and_the_console_script_show_the_same_help():
-    commands = ("watch", "run", "report", "bisect")
+    commands = ("watch", "run", "report", "bisect", "fleet")
     done = subprocess.run([sys.executable, "-m", "leakkit", "--help"], capture_output=True, text=True,
                           env=_env(), timeout=120)
     assert done.returncode == 0, done.stderr

@@ -24,6 +24,7 @@ PY = sys.executable
 
 ABOVE_LIMIT = "import time; keep = [bytearray(1 << 20) for _ in range(80)]; time.sleep(120)"
 SLEEPER = "import time; time.sleep(120)"
+OLD_HEADER = "t,unix_time_s,rss,uss,pss,swap,children"  # recordings made before the pid column
 
 
 def byte_columns(frame):
@@ -143,17 +144,26 @@ def test_a_watcher_killed_mid_watch_leaves_every_flushed_sample(tmp_path):
     assert frame["rss"].gt(0).all()
 
 
-def test_children_are_summed_and_counted(tmp_path):
+def test_each_descendant_gets_rows_of_its_own_never_a_sum(tmp_path):
+    # Was: children=True summed the kid into the parent's row. No limit counts that sum (a memory
+    # limit is per process, issue 19): now each process has its own rows, its pid and role.
     out, marks = tmp_path / "parent.csv", tmp_path / "parent.marks"
     # the parent starts a kid holding 24 MiB, waits for a sample taken after the kid allocated,
     # then ends the kid and exits: no race between the kid's start-up and the watch's end
-    frame = watch(command("parent", out, marks, 24 * MIB), interval=0.05, out=out, children=True, progress=False)
+    frame = watch(command("parent", out, marks, 24 * MIB), interval=0.05, out=out, progress=False)
     assert frame.attrs["ended_by"] == "exit" and frame.attrs["returncode"] == 0
-    assert frame["children"].max() == 1
-    marks = read_marks(marks)
-    after = frame.iloc[marks["after"]]  # the kid is ended after this sample
-    assert after["children"] == 1
-    assert after["uss"] > 20 * MIB  # the kid's 24 MiB are in the total
+    parent = frame.attrs["pid"]
+    assert set(frame.loc[frame["pid"] == parent, "role"]) == {"master"}
+    kids = frame[frame["pid"] != parent]
+    assert kids["pid"].nunique() == 1 and set(kids["role"]) == {"worker"}
+    assert (kids["ppid"] == parent).all()
+    assert kids["uss"].max() > 20 * MIB  # the kid's 24 MiB, on its own rows
+    assert frame.loc[frame["pid"] == parent, "uss"].max() < 20 * MIB  # and not in the parent's
+    assert frame.groupby("t")["pid"].apply(lambda p: p.is_unique).all()  # one row per process per sample
+    kid = int(kids["pid"].iloc[0])
+    again = load(out)
+    assert list(again.columns) == COLUMNS and set(again["pid"]) == {parent, kid}
+    assert (again.loc[again["pid"] == kid, "role"] == "worker").all()
 
 
 def test_a_limit_ends_the_watch_and_is_kept_for_forecasts():
@@ -292,7 +302,7 @@ def test_a_sidecar_s_values_are_checked_before_they_reach_attrs(tmp_path):
     import json
 
     out = tmp_path / "w.csv"
-    out.write_text(",".join(COLUMNS) + "\n0.0,100.0,10,9,9,0,\n0.5,100.5,20,19,19,0,\n")
+    out.write_text(",".join(COLUMNS) + "\n0.0,100.0,7,1,master,10,9,9,0\n0.5,100.5,7,1,master,20,19,19,0\n")
     planted = {"pid": "7", "limit_bytes": -5, "interval": float("inf"), "cmdline": "rm -rf /", "other": 1}
     (tmp_path / "w.csv.json").write_text(json.dumps({"format": "leakkit watch", "sessions": [planted, "x"]}))
     attrs = load(out).attrs
@@ -303,7 +313,7 @@ def test_a_sidecar_s_values_are_checked_before_they_reach_attrs(tmp_path):
 def test_recordings_with_a_comment_line_before_the_header_still_load(tmp_path):
     old = tmp_path / "old.csv"
     old.write_text('# leakkit watch {"pid": 7, "interval": 0.5, "limit_bytes": 1048576}\n'
-                   + ",".join(COLUMNS) + "\n0.0,100.0,10,9,9,0,\n0.5,100.5,20,19,19,0,\n")
+                   + OLD_HEADER + "\n0.0,100.0,10,9,9,0,\n0.5,100.5,20,19,19,0,\n")
     frame = load(old)
     assert frame.attrs["pid"] == 7 and frame.attrs["limit_bytes"] == 1048576
     assert list(frame["rss"]) == [10, 20]

@@ -18,11 +18,24 @@ Shapes (checked in this order; ``tolerance`` is max(``tolerance`` option, 1% of 
 - ``sawtooth``: two or more sharp drops (> 30% of the range): restarts, buffer flushes, GC.
   The rate is that of the peaks (the upper envelope), which is what meets a limit.
 - ``flat``: the whole timeline stays within the tolerance.
-- ``plateau``: it grew, but the last third grows at < 20% of the overall rate (warm-up, a cache
-  filling to its bound). The rate is the last third's.
-- ``step``: growth in a few jumps (>= 60% of the growth in <= 30% of the intervals): a batch or
-  a cache that doubles. The rate is the long-run average over all samples.
-- ``linear``: steady growth: a leak. The rate is the slope over all samples.
+- then the warm-up is found from the data (:func:`leakkit.analysis.phases.warmup_end`: the first
+  sample from which the rest grows no slower in its second half than in its first), and the rest
+  (the *tail*) is judged:
+- ``warm-up``: the growth was still slowing down at the end (no straight tail in the last third,
+  and the last sixth still rising),
+  or, for a series that begins when its process began (a worker forked during the watch), growth
+  never yet seen to slow down: its start-up, not over. Not settled yet, neither a leak nor a
+  plateau; the rate is the last third's.
+- ``plateau``: the tail's rate has an interval reaching zero, or over the whole watch would rise
+  less than the tolerance, or its last third grows at < 50% of its rate, a shortfall beyond twice
+  the noise (growth that stopped lately: a cache reaching its bound); or a warm-up longer than two
+  thirds of the watch that has stopped in its last sixth. The rate is the last third's.
+- ``step``: the tail grows in a few jumps (>= 60% of its growth in <= 30% of the intervals): a
+  batch or a cache that doubles. The rate is the tail's long-run average.
+- ``linear``: the tail grows steadily: a leak. The rate is the tail's slope.
+
+The rate is never fitted on the warm-up: a worker started cold fills its caches at several times
+its leak rate, and a line through both forecast the limit 2.4x too soon.
 """
 from __future__ import annotations
 
@@ -32,9 +45,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from . import theil_sen as _theil_sen
+from . import phases
+from .growth import theil_sen as _theil_sen
 
-SHAPES = ("linear", "step", "sawtooth", "plateau", "flat")
+SHAPES = ("linear", "step", "sawtooth", "plateau", "flat", "warm-up")
 MIN_SAMPLES = 4
 
 
@@ -95,24 +109,26 @@ def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np
     return t[peaks], y[peaks]
 
 
-def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
-    """The shape name for a timeline (see the module docstring for the rules)."""
+def _tail_shape(t: np.ndarray, y: np.ndarray, *, tolerance: float, watched: float) -> str:
+    """plateau, step or linear for the straight (post-warm-up) stretch of a timeline that moved.
+
+    Growing: its rate's interval is above zero, and that rate over the whole time ``watched``
+    rises more than the tolerance (a tail after a long warm-up is short: its own rise alone would
+    call a 1 MiB/min leak watched for 40 s flat).
+    """
     duration = t[-1] - t[0]
-    span = float(np.percentile(y, 95) - np.percentile(y, 5))
-    d = np.diff(y)
-    if int(np.sum(d < -max(tolerance, 0.3 * float(np.ptp(y))))) >= 2:
-        return "sawtooth"
-    slope, *_ = theil_sen(t, y)
-    rise = slope * duration
-    if span <= tolerance and abs(rise) <= tolerance:
-        return "flat"
-    if rise <= tolerance:
+    slope, _, low, _ = theil_sen(t, y, autocorrelation=True)
+    if low <= 0 or slope * max(duration, watched) <= tolerance:
         return "plateau"  # it moved, but is not growing
     last = t >= t[0] + duration * 2 / 3
     if last.sum() >= 3:
         last_slope, *_ = theil_sen(t[last], y[last])
-        if last_slope < 0.2 * slope:
+        # stopped lately: slower than half the rate (a leak's own wander stays well within that), by
+        # more than the noise could make
+        shortfall = (slope - last_slope) * (t[-1] - t[last][0])
+        if last_slope < 0.5 * slope and shortfall > 2 * phases.scatter(t.tolist(), y.tolist()):
             return "plateau"
+    d = np.diff(y)
     med = float(np.median(d))
     mad = float(np.median(np.abs(d - med))) * 1.4826
     threshold = max(med + 6 * mad, 3 * med, tolerance / 8)
@@ -123,11 +139,45 @@ def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
     return "linear"
 
 
-def _segments_peaks(t: np.ndarray, y: np.ndarray, drops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The highest sample of each stretch between sharp drops: the sawtooth's upper envelope."""
-    cuts = [0, *(np.flatnonzero(drops) + 1).tolist(), len(y)]
-    peaks = [a + int(np.argmax(y[a:b])) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
-    return t[peaks], y[peaks]
+def _drops(y: np.ndarray, tolerance: float) -> np.ndarray:
+    return np.diff(y) < -max(tolerance, 0.3 * float(np.ptp(y)))
+
+
+def classify(t: np.ndarray, y: np.ndarray, *, tolerance: float) -> str:
+    """The shape name for a timeline (see the module docstring for the rules)."""
+    return _phases(t, y, tolerance=tolerance)[0]
+
+
+def _phases(t: np.ndarray, y: np.ndarray, *, tolerance: float,
+            from_start: bool = False) -> tuple[str, phases.WarmupEnd | None]:
+    """The shape, and where the warm-up ended (None for a sawtooth or a flat timeline).
+
+    ``from_start``: the series begins when the process began (a worker forked during the watch).
+    Its first growth is its start-up; growth never seen to slow down is then a warm-up not over
+    yet, never a leak (a worker importing its framework for 3 s read "+172 MiB/min").
+    """
+    if int(np.sum(_drops(y, tolerance))) >= 2:
+        return "sawtooth", None
+    span = float(np.percentile(y, 95) - np.percentile(y, 5))
+    slope, *_ = theil_sen(t, y)
+    if span <= tolerance and abs(slope * (t[-1] - t[0])) <= tolerance:
+        return "flat", None
+    # a slowdown smaller than an eighth of the tolerance is no warm-up worth the name: a page-sized
+    # creep of a smooth USS would otherwise keep a fixed worker "warming up" to the end
+    end = phases.warmup_end(t.tolist(), y.tolist(), floor=tolerance / 8)
+    if not end.settled:
+        # slowing down at every candidate: still warming up, unless it has stopped by the end (a
+        # warm-up longer than two thirds of the watch that ended in its last sixth is a plateau)
+        last = t >= t[-1] - (t[-1] - t[0]) / 6
+        if last.sum() >= 4:
+            rise = theil_sen(t[last], y[last])[0] * (t[-1] - t[last][0])
+            if rise <= max(tolerance / 8, 2 * phases.scatter(t[last].tolist(), y[last].tolist())):
+                return "plateau", phases.WarmupEnd(int(np.argmax(last)), float(t[last][0]), end.excess_bytes, True)
+        return "warm-up", end
+    shape = _tail_shape(t[end.index:], y[end.index:], tolerance=tolerance, watched=float(t[-1] - t[0]))
+    if from_start and end.index == 0 and shape in ("linear", "step"):
+        return "warm-up", phases.WarmupEnd(0, float(t[0]), 0.0, False)
+    return shape, end
 
 
 @dataclass(frozen=True)
@@ -138,6 +188,8 @@ class TimelineFit:
     limit. ``current_bytes`` is the fitted value at the last sample, the start of the extrapolation;
     ``fit_t0`` the first time the rate was fitted on; the interval lines of the rate pivot on
     ``pivot`` (time, bytes), the fit's centre, so the start of the extrapolation is uncertain too.
+    ``warmup_end_t``: when the warm-up found in the data ended (nan: none found); ``warmup_bytes``
+    the growth it held beyond the rate after it.
     """
 
     shape: str
@@ -148,29 +200,33 @@ class TimelineFit:
     current_bytes: float
     fit_t0: float
     pivot: tuple[float, float]
+    warmup_end_t: float = math.nan
+    warmup_bytes: float = 0.0
 
 
 def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, tolerance_bytes: float,
-                 confidence: float = 0.95) -> TimelineFit:
+                 confidence: float = 0.95, from_start: bool = False) -> TimelineFit:
     """Shape, rate with its interval and time to ``limit_bytes`` with its interval, of a timeline.
 
     ``t`` (seconds, increasing) and ``y`` (bytes, finite, >= 0): at least :data:`MIN_SAMPLES`
     samples spread over time (the caller checks). ``tolerance_bytes``: growth smaller than this,
-    or than 1% of the median, is flat. The rate is fitted on the samples the shape says meet a
+    or than 1% of the median, is flat. ``from_start``: the series begins at the process's start
+    (see :func:`_phases`). The rate is fitted on the samples the shape says meet a
     limit (see the module docstring).
     """
     tolerance_bytes = max(tolerance_bytes, 0.01 * float(np.median(y)))
-    shape = classify(t, y, tolerance=tolerance_bytes)
+    shape, end = _phases(t, y, tolerance=tolerance_bytes, from_start=from_start)
     fit_t, fit_y = t, y
     if shape == "sawtooth":
-        drops = np.diff(y) < -max(tolerance_bytes, 0.3 * float(np.ptp(y)))
-        peak_t, peak_y = _segments_peaks(t, y, drops)
+        peak_t, peak_y = _segments_peaks(t, y, _drops(y, tolerance_bytes))
         if len(peak_t) >= 3:
             fit_t, fit_y = peak_t, peak_y
-    elif shape == "plateau":
-        last = t >= t[0] + (t[-1] - t[0]) * 2 / 3
-        if last.sum() >= 3:
-            fit_t, fit_y = t[last], y[last]
+    elif end is not None:
+        fit_t, fit_y = t[end.index:], y[end.index:]  # never the warm-up
+        if shape in ("plateau", "warm-up"):  # where it stands now: the last third
+            last = fit_t >= fit_t[0] + (fit_t[-1] - fit_t[0]) * 2 / 3
+            if last.sum() >= 3:
+                fit_t, fit_y = fit_t[last], fit_y[last]
     slope, intercept, low, high = theil_sen(fit_t, fit_y, confidence=confidence, autocorrelation=True)
     current = intercept + slope * t[-1]
     if shape == "sawtooth" and fit_t is t:
@@ -206,4 +262,6 @@ def fit_timeline(t: np.ndarray, y: np.ndarray, *, limit_bytes: int | None, toler
         current_bytes=float(current),
         fit_t0=float(fit_t[0]),
         pivot=(float(pivot_t), float(pivot_y)),
+        warmup_end_t=float(end.t) if end is not None and end.index > 0 else math.nan,
+        warmup_bytes=float(end.excess_bytes) if end is not None and end.index > 0 else 0.0,
     )

@@ -95,7 +95,10 @@ def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
 
 
 def leaks(report: Any) -> bool:
-    """Whether a report found a leak: verdict ``leak``, or a forecast of steady or stepwise growth."""
+    """Whether a report found a leak: verdict ``leak``, a forecast of steady or stepwise growth, or
+    a forecast of a server's processes in which any one leaks."""
+    if hasattr(report, "leaking"):
+        return bool(report.leaking)
     verdict = getattr(report, "verdict", None)
     if verdict is not None:
         return verdict == "leak"

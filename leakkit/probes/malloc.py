@@ -15,7 +15,6 @@ Python code holds, whichever allocator holds them (:func:`allocated_bytes`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import re
 import sys
 
@@ -30,7 +29,16 @@ def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # "libc.so.6" is already loaded: dlopen only finds it. ctypes.util.find_library would run
+        # ldconfig in a subprocess and import subprocess and shutil (~2.5 MiB in a server's worker,
+        # where the monitor reads these counters), so it is only the fallback.
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        pass
+    try:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or None)
     except OSError:
         return None
 

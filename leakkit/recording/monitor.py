@@ -1,212 +1,156 @@
-"""An always-on, low-overhead memory monitor for a long-running worker, from inside the process.
+"""An always-on, light memory monitor that lives in a worker process, from inside it.
 
-Why: a leak that needs hours to show cannot be reproduced on demand; the worker has to record
-its own timeline and, when growth is confirmed, what was growing at that moment. A daemon thread
-reads cheap counters every ``interval`` seconds (about 0.1 ms per sample: no heap walk, no
-collection) and appends them to a CSV, one flushed line each, so a crash loses at most the
-last interval. Heavy work (a type summary, tracemalloc sites) happens only at snapshots: when
-they are due and what they say is :mod:`leakkit.recording.monitor_snapshot`.
+Why: a leak that needs hours to show cannot be reproduced on demand; the worker has to record its
+own timeline and, when growth is sustained, what was growing at that moment. A daemon thread reads
+cheap counters every ``interval`` seconds (:mod:`leakkit.recording.monitor_counters`: no heap walk,
+no collection, no numpy or pandas: it adds well under 2 MiB and 0.5% of a core to a worker,
+``benchmarks/monitor.py``), appends them to a CSV one row per write, judges its own growth rate
+(:mod:`leakkit.recording.monitor_rate`), and takes a snapshot when a leak is sustained
+(:mod:`leakkit.recording.monitor_capture`).
 
-CSV columns, a plain header and rows (read it back with :func:`leakkit.recording.timeline.load`, or any CSV
-reader; forecast it with :func:`leakkit.reports.forecast.forecast`); pid, argv and interval of each
-session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.recording.sidecar`):
+Fork-safe: a monitor started before a fork (gunicorn ``--preload``, a pool) goes on in every child
+(``os.register_at_fork``) with its own thread, files and state; ``path`` may hold ``{pid}`` (one
+recording per process, ``worker-{pid}.csv``), and every row has a ``pid`` column anyway. It
+takes no signal (servers own them: gunicorn uses HUP, USR1, USR2, TTIN, TTOU, WINCH, QUIT, INT,
+TERM, CHLD); a snapshot on demand is :meth:`Monitor.snapshot`, which ``leakkit snapshot PID`` calls.
 
-- ``t`` (s since the monitor started), ``unix_time_s``.
-- ``rss`` (bytes; from ``/proc/self/statm``, else psutil).
-- ``allocated_blocks`` (``sys.getallocatedblocks()``: Python's live memory blocks).
-- ``gc0``, ``gc1``, ``gc2`` (``gc.get_count()``), ``gc_collections`` (collections so far, all generations).
-- ``open_fds``, ``threads``.
+CSV columns (read it back with :func:`leakkit.recording.timeline.load`, or any CSV reader; forecast
+it with :func:`leakkit.reports.forecast.forecast`); pid, argv, interval, role, service, version and
+limit of each session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.recording.sidecar`):
+
+- ``t`` (s since the first row of the file), ``unix_time_s``, ``pid``.
+- ``rss`` (bytes; ``/proc/self/statm``), ``uss``, ``pss``, ``swap`` (bytes; one
+  ``/proc/self/smaps_rollup`` read every 10 s and around snapshots, RSS of those rows from the
+  same read; their cells are empty in the rows between: the rollup's page walk is the one costly
+  reading, 0.4-3 ms in a busy 60 MiB process).
+- ``python_heap`` (bytes held through pymalloc and malloc), ``allocated_blocks``.
+- ``gc0``, ``gc1``, ``gc2`` (``gc.get_count()``), ``gc_collections``, ``open_fds``, ``threads``.
 - ``traced_bytes`` (tracemalloc's traced heap; empty when it is off).
 - ``monitor_cpu_s`` (CPU time the monitor thread has used: its own overhead).
+- ``snapshots`` (snapshots finished so far), ``snapshot_rss``, ``snapshot_uss``, ``snapshot_pss``
+  (bytes: what leakkit's snapshots added to that column so far, tracemalloc while a snapshot
+  traces included; subtract them to read the application alone, as forecasts do).
 """
 from __future__ import annotations
 
 import atexit
-import collections
 import os
-import signal as signal_module
-import statistics
-import sys
 import threading
 import time
-import tracemalloc
-from typing import IO, Any
-
-import pandas as pd
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 from .._errors import InvalidArgumentError, check_options, expected
-from .._sizes import format_size, parse_size
-from . import sidecar as _sidecar
-from .monitor_counters import Counters
-from .monitor_snapshot import (
-    allocation_traces,
-    growing_types,
-    growth_confirmed,
-    header_lines,
-    site_lines,
-    type_lines,
-    type_summary,
-    write_snapshot,
-)
+from .._sizes import parse_size
+from . import monitor_rate
+from .monitor_counters import Counters, cgroup_limit
+from .monitor_file import RowFile
+from .monitor_run import Runner
 
-COLUMNS = ["t", "unix_time_s", "rss", "allocated_blocks", "gc0", "gc1", "gc2", "gc_collections",
-           "open_fds", "threads", "traced_bytes", "monitor_cpu_s"]
-_OPTIONS = frozenset({"interval", "window", "min_growth", "auto_snapshot", "signal", "baseline", "top"})
+COLUMNS = ["t", "unix_time_s", "pid", "rss", "uss", "pss", "swap", "python_heap", "allocated_blocks", "gc0", "gc1",
+           "gc2", "gc_collections", "open_fds", "threads", "traced_bytes", "monitor_cpu_s", "snapshots",
+           "snapshot_rss", "snapshot_uss", "snapshot_pss"]
+HEADLINE = "rss"  # what the rate, the verdict and the limit read: unsharing after a fork never moves it
+_OPTIONS = frozenset({"interval", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal", "baseline",
+                      "top", "role", "service", "version", "limit", "fork"})
+_MONITORS: list[Monitor] = []  # every monitor started in this process (or copied into it by a fork)
+_REGISTRY_LOCK = threading.Lock()
+
+
+def active() -> list[Monitor]:
+    """The monitors running in this process, oldest first (a forked child's copies included)."""
+    pid = os.getpid()
+    return [m for m in list(_MONITORS) if m.running and m.pid == pid]
 
 
 class Monitor:
-    """A background recorder of cheap memory counters with growth-triggered snapshot reports.
+    """A background recorder of this process's memory that judges its own growth and snapshots a leak.
 
-    Use :func:`monitor` to create one. ``path`` is the CSV; ``snapshots`` lists the reports
-    written; ``overhead`` is the monitor thread's CPU time over wall time so far.
+    Use :func:`monitor` to create one. ``path`` is this process's CSV; ``snapshots`` lists the
+    reports written; ``overhead`` is the monitor thread's CPU time over wall time so far;
+    ``last_error`` the last failure the thread caught (it never raises into the application).
     """
 
-    def __init__(self, path: str | os.PathLike, *, interval: float, window: int, min_growth: int,
-                 auto_snapshot: bool, signal: bool, baseline: bool, top: int) -> None:
-        if signal:
-            self._check_signal()  # before anything is opened
-        self.path = os.fspath(path)
+    def __init__(self, path: str, *, interval: float = 1.0, sustain: float = 300.0, min_growth: int = 1 << 20,
+                 auto_snapshot: bool = True, trace_window: float = 30.0, signal: bool = False, baseline: bool = False,
+                 top: int = 15, role: str | None = None, service: str | None = None, version: str | None = None,
+                 limit_bytes: int | None = None, fork: bool = True) -> None:
+        self.template = path
         self.interval = interval
-        self.window = window
+        self.sustain = sustain
         self.min_growth = min_growth
         self.auto_snapshot = auto_snapshot
+        self.trace_window = trace_window
         self.top = top
-        self.snapshots: list[str] = []
-        self.last_error: Exception | None = None  # the thread's last failure (a report, the CSV); it goes on
-        self._baseline_wanted = baseline
-        self._counters: Counters | None = None
-        self._recent: collections.deque[float] = collections.deque(maxlen=window)
-        self._last_types: pd.DataFrame | None = None
-        self._last_traces: tracemalloc.Snapshot | None = None
-        self._armed_at: float | None = None  # RSS above which the next growth snapshot may come
-        self._since_snapshot = 0
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = False
-        self._signalled = False
-        self._cpu_s = 0.0
-        self._start = time.monotonic()
+        self.role, self.service, self.version = role, service, version
+        self.limit_bytes = limit_bytes
+        self.follow_fork = fork
+        self.baseline = baseline
+        self.last_error: Exception | None = None
+        self._listeners: list[Callable[[dict[str, Any]], Any]] = []
         self._stopped_at: float | None = None
-        self._previous_handler: Any = None
         self._signal = signal
-        self.write_error: str | None = None  # why the CSV stopped (a full disk, ...); sampling goes on
-        self._warned = False
-        self._handle: IO[str] | None = self._open()  # checked first: nothing else is open yet if it fails
+        self._previous_handler: Any = None
+        self._fresh_state()
+        self.path = self._format_path()
+        self._file = RowFile(self.path, COLUMNS, self._meta())  # checked first: nothing else is open if it fails
         try:
             self._counters = Counters()
             if signal:
-                self._previous_handler = signal_module.signal(signal_module.SIGUSR2, self._on_signal)
-            self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
-            self._thread.start()
+                self._take_signal()
+            self._start_thread()
         except BaseException:
-            self._close_file()
+            self._file.close()
             if getattr(self, "_counters", None) is not None:
                 self._counters.close()
             raise
+        with _REGISTRY_LOCK:
+            _MONITORS.append(self)
         atexit.register(self.stop)
 
-    # -- recording ---------------------------------------------------------------------------
-    def _open(self) -> IO[str] | None:
-        """Open the CSV to append to; refuse a path that can never be one (before any thread starts).
+    def _fresh_state(self) -> None:
+        """What belongs to one process: a forked child starts its own."""
+        self.pid = os.getpid()
+        self.snapshots: list[str] = []
+        self._stopping = False
+        self._wake = threading.Event()
+        self._runner = Runner(self, monitor_rate.History(self.sustain))
+        self._start = time.monotonic()
+        self._cpu_s = 0.0
 
-        A file that opens but cannot be written (an already full disk) is not refused: the monitor
-        runs without it, with a warning (:attr:`write_error`), as it would if the disk filled later.
-        """
-        from .files import check_writable_target, open_append
+    def _format_path(self) -> str:
+        return self.template.format(pid=os.getpid(), role=self.role or "process", service=self.service or "service")
 
-        check_writable_target(self.path, "path")
-        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            from .timeline import first_record_line
+    def _meta(self) -> dict[str, Any]:
+        return {"interval": self.interval, "role": self.role, "service": self.service, "version": self.version,
+                "limit_bytes": self.limit_bytes}
 
-            if first_record_line(self.path) != ",".join(COLUMNS):
-                raise expected(f"a new file or a leakkit monitor CSV (header {','.join(COLUMNS)})", "path", self.path)
-        handle = os.fdopen(open_append(self.path, "path"), "a", encoding="utf-8")
-        try:
-            if handle.tell() == 0:
-                handle.write(",".join(COLUMNS) + "\n")
-                handle.flush()
-        except OSError as error:
-            self._handle = handle
-            self._file_failed(error)
-            return None
-        try:  # the context goes beside the CSV, which stays a plain header and rows
-            _sidecar.add_session(self.path, "monitor", {"pid": os.getpid(), "argv": list(sys.argv),
-                                                        "interval": self.interval})
-        except OSError as error:  # the metadata is lost, not the samples
-            self._warn_once(f"writing {_sidecar.path_for(self.path)!r} failed: {type(error).__name__}: {error}; "
-                            f"{self.path!r} goes on without its pid, argv and interval")
-        return handle
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="leakkit-monitor", daemon=True)
+        self._thread.start()
 
-    def _file_failed(self, error: BaseException) -> None:
-        """The CSV cannot be written any more: stop it (warned once), keep sampling and snapshots."""
-        self.write_error = f"writing {self.path!r} failed: {type(error).__name__}: {error}"
-        self.last_error = error if isinstance(error, Exception) else None
-        self._close_file()
-        self._warn_once(f"{self.write_error}; the recording stops there, the monitor goes on")
-
-    def _warn_once(self, message: str) -> None:
-        """One warning for the monitor's files in its life (the sidecar, then the CSV, on one full disk)."""
-        if self._warned:
-            return
-        self._warned = True
-        try:
-            import warnings
-
-            from .._errors import RecordingStoppedWarning
-
-            warnings.warn(f"leakkit monitor: {message}", RecordingStoppedWarning, stacklevel=3)
-        except Exception:  # warnings as errors: still nothing to raise into the application
-            pass
-
-    def _close_file(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            try:
-                handle.close()
-            except OSError:  # the last flush on a full disk
-                pass
-
-    def _write(self, row: dict[str, Any]) -> None:
-        handle = self._handle
-        if handle is None:
-            return
-        cells = [f"{row['t']:.4f}", f"{row['unix_time_s']:.4f}"]
-        cells += ["" if row[c] is None else str(row[c]) for c in COLUMNS[2:-1]]
-        cells.append(f"{row['monitor_cpu_s']:.6f}")
-        try:
-            handle.write(",".join(cells) + "\n")
-            handle.flush()
-        except ValueError:  # closed by stop() racing this sample
-            pass
-        except OSError as error:  # ENOSPC, EFBIG, EIO
-            self._file_failed(error)
-
+    # -- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        """The thread: sample, write, maybe snapshot; nothing it meets ends it before stop()."""
+        """Sample, write, judge, maybe snapshot, tell the listeners; nothing it meets ends it before stop()."""
         cpu0 = time.thread_time()
-        try:
-            if self._baseline_wanted:
-                with self._lock:
-                    self._last_types = type_summary()
-                    if tracemalloc.is_tracing():
-                        self._last_traces = allocation_traces()
-        except Exception as error:  # no baseline: the first report compares with nothing
-            self.last_error = error
         due = time.monotonic()
+        runner = self._runner
+        if self.baseline:
+            try:
+                runner.take_baseline()
+            except Exception as error:  # no baseline: the first snapshot compares with nothing
+                self.last_error = error
         while not self._stopping:
             try:
-                row = self._counters.sample(self._start, self._cpu_s)
-                self._write(row)
-                self._recent.append(row["rss"])
-                self._since_snapshot += 1
-                if self._signalled:
-                    self._signalled = False
-                    self._report("signal SIGUSR2", row)
-                elif self.auto_snapshot and self._growing(row["rss"]):
-                    rise = statistics.median(list(self._recent)[-max(1, self.window // 4):]) - self._recent[0]
-                    self._armed_at = row["rss"] + self.min_growth
-                    self._report(f"growth confirmed: rss {format_size(rise, signed=True)} over the last "
-                                 f"{len(self._recent)} samples", row)
+                row = runner.sample(self._counters, self._start, self._cpu_s)
+                self._file.write(row)
+                if self._file.exception is not None:  # the file stopped (warned once): the owner may ask why
+                    self.last_error, self._file.exception = self._file.exception, None
+                runner.judge()
+                runner.auto_snapshot()
+                if self._listeners:
+                    self._notify()
             except Exception as error:  # a failed sample or report must not end the monitor; kept for the owner
                 self.last_error = error
             self._cpu_s = time.thread_time() - cpu0
@@ -215,62 +159,55 @@ class Monitor:
             self._wake.clear()
         self._cpu_s = time.thread_time() - cpu0
 
-    def _growing(self, rss: float) -> bool:
-        if len(self._recent) < self.window or self._since_snapshot < self.window:
-            return False
-        if self._armed_at is not None and rss < self._armed_at:
-            return False
-        return growth_confirmed(list(self._recent), min_growth=self.min_growth)
-
-    # -- snapshots ---------------------------------------------------------------------------
-    def _report(self, reason: str, row: dict[str, Any] | None = None) -> str:
-        with self._lock:
-            if row is None:
-                row = self._counters.sample(self._start, self._cpu_s)
-            from . import monitor_heap
-
-            number = len(self.snapshots) + 1
-            lines = header_lines(number, reason, row)
-            objs = monitor_heap.objects()  # once for the summary and the paths; dropped before we return
+    def _notify(self) -> None:
+        status = self.status()
+        for listener in list(self._listeners):
             try:
-                types = type_summary(objs)
-                growing = growing_types(self._last_types, types, self.top)
-                since = "the previous snapshot" if self.snapshots else ("the start" if self._last_types is not None else None)
-                self._last_types = types
-                lines += type_lines(growing, since, objs, self)
-            finally:
-                del objs
-            if tracemalloc.is_tracing():
-                traces = allocation_traces()
-                lines += site_lines(traces, self._last_traces, self.top)
-                self._last_traces = traces
-            path = write_snapshot(self.path, number, "\n".join(lines) + "\n")
-            self.snapshots.append(path)
-            self._since_snapshot = 0
-            return path
+                listener(dict(status))
+            except Exception as error:  # an exporter's bug is the exporter's: never the application's
+                self.last_error = error
 
-    def snapshot(self, reason: str = "on demand") -> str:
-        """Write a snapshot report now (from the calling thread); returns its path."""
-        return self._report(reason)
+    # -- what users ask ----------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """This process's memory and the monitor's judgement now, as a plain JSON-able dict.
 
-    # -- signal ------------------------------------------------------------------------------
-    @staticmethod
-    def _check_signal() -> None:
-        if not hasattr(signal_module, "SIGUSR2"):
-            raise InvalidArgumentError("signal: expected a platform with SIGUSR2, received one without it")
-        if threading.current_thread() is not threading.main_thread():
-            raise InvalidArgumentError("signal: expected monitor() called from the main thread (signal handlers live there)")
+        Keys: pid, role, service, version, t_s, rss_bytes, pss_bytes, uss_bytes, swap_bytes,
+        python_heap_bytes, column (the headline, ``rss``), rate_bytes_per_s, rate_low_bytes_per_s,
+        rate_high_bytes_per_s (its growth rate and ~95% interval, leakkit's own snapshots left
+        out; None until known), verdict ("unknown", "warming up", "leak", "plateau", "flat"),
+        limit_bytes, seconds_to_limit (None without a limit or a leak), snapshots (int),
+        last_snapshot (path or None), snapshot_bytes (what snapshots added to the headline),
+        path, interval, last_error (str or None).
+        """
+        return self._runner.status()
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        # only flag it: the report is written by the monitor thread, not inside a signal handler
-        self._signalled = True
-        self._wake.set()
+    def add_listener(self, listener: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``listener(status)`` from the monitor thread after each sample (a metrics exporter
+        plugs in here); what it raises goes to :attr:`last_error`, never into the application."""
+        if not callable(listener):
+            raise expected("a callable taking the status dict", "listener", listener)
+        self._listeners.append(listener)
 
-    # -- life cycle --------------------------------------------------------------------------
+    def remove_listener(self, listener: Callable[[dict[str, Any]], Any]) -> None:
+        """Stop calling ``listener`` (absent: nothing happens)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def snapshot(self, reason: str = "on demand", *, duration: float = 0.0) -> str:
+        """Write a snapshot report now, from the calling thread; returns its path.
+
+        ``duration`` > 0: watch that many seconds first (a type summary at each end, allocations
+        traced in between), so the report says what grew, where it was allocated and what keeps it;
+        0: one look, compared with the previous snapshot. Waits for a snapshot already under way.
+        """
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < float("inf"):
+            raise expected("a number of seconds >= 0", "duration", duration)
+        return self._runner.snapshot(str(reason), float(duration))
+
     @property
     def running(self) -> bool:
         """True until :meth:`stop` (a full disk or a failed report does not end the thread: see ``last_error``)."""
-        return self._thread.is_alive()
+        return self._thread.is_alive() and not self._stopping
 
     @property
     def overhead(self) -> float:
@@ -278,30 +215,79 @@ class Monitor:
         wall = (self._stopped_at or time.monotonic()) - self._start
         return self._cpu_s / wall if wall > 0 else 0.0
 
+    @property
+    def write_error(self) -> str | None:
+        """Why the CSV stopped (a full disk, ...), or None; sampling and snapshots go on."""
+        return self._file.error
+
     def stop(self) -> None:
-        """Stop the thread, close the CSV and restore the signal handler; safe to call twice, never raises."""
+        """Stop the thread and close the CSV (and restore SIGUSR2's handler); safe to call twice, never raises."""
         if self._stopping and self._stopped_at is not None:
             return
         self._stopping = True
         self._wake.set()
-        if self._thread is not threading.current_thread():
+        if self._thread is not threading.current_thread() and self.pid == os.getpid():
             self._thread.join()
         self._stopped_at = time.monotonic()
-        self._close_file()
+        self._runner.close()
+        self._file.close()
         self._counters.close()
-        self._last_traces = None
-        if self._signal and self._previous_handler is not None:
-            try:
-                signal_module.signal(signal_module.SIGUSR2, self._previous_handler)
-            except ValueError:  # not the main thread: leave it, our handler only sets a flag
-                pass
+        self._give_signal_back()
         atexit.unregister(self.stop)
+        with _REGISTRY_LOCK:
+            if self in _MONITORS:
+                _MONITORS.remove(self)
 
-    def read(self) -> pd.DataFrame:
-        """The recording so far as a DataFrame (the CSV columns above)."""
+    def read(self) -> Any:
+        """The recording so far as a DataFrame (the CSV columns above; imports pandas)."""
         from .timeline import load
 
         return load(self.path)
+
+    # -- fork ------------------------------------------------------------------------------
+    def _forked(self) -> None:
+        """In a forked child, right after the fork: this process's own thread, files and state."""
+        self._runner.abandon()  # the parent's snapshot under way is the parent's (tracemalloc stopped)
+        if not self.follow_fork or self._stopping:
+            self._stopping = True
+            self._stopped_at = time.monotonic()
+            self._file.close()
+            self._counters.close()
+            return
+        if self.role == "master":
+            self.role = "worker"
+        self._fresh_state()
+        self.last_error = None
+        self._counters.reopen()
+        self.path = self._format_path()
+        self._file.reopen(self.path, self._meta())
+        self._start_thread()
+
+    # -- signal (discouraged) ------------------------------------------------------------------
+    def _take_signal(self) -> None:
+        import signal as signals
+
+        if not hasattr(signals, "SIGUSR2"):
+            raise InvalidArgumentError("signal: expected a platform with SIGUSR2, received one without it")
+        if threading.current_thread() is not threading.main_thread():
+            raise InvalidArgumentError("signal: expected monitor() called from the main thread (signal handlers live there)")
+        warnings.warn("leakkit monitor: signal=True takes SIGUSR2, which servers use themselves (gunicorn and uWSGI "
+                      "among them) and reset in their workers: there it kills the worker or is lost. Use "
+                      "`leakkit snapshot PID` or Monitor.snapshot() instead.", RuntimeWarning, stacklevel=4)
+        self._previous_handler = signals.signal(signals.SIGUSR2, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._runner.requested = "signal SIGUSR2"  # only a flag: the thread writes the report
+        self._wake.set()
+
+    def _give_signal_back(self) -> None:
+        if self._signal and self._previous_handler is not None and self.pid == os.getpid():
+            import signal as signals
+
+            try:
+                signals.signal(signals.SIGUSR2, self._previous_handler)
+            except ValueError:  # not the main thread: leave it, our handler only sets a flag
+                pass
 
     def __enter__(self) -> Monitor:
         return self
@@ -311,8 +297,9 @@ class Monitor:
 
     def __str__(self) -> str:
         state = "running" if self.running else "stopped"
-        return (f"leakkit monitor ({state}) -> {self.path}: every {self.interval:g} s, "
-                f"{len(self.snapshots)} snapshot(s), overhead {self.overhead:.2%} of one core")
+        status = self.status()
+        return (f"leakkit monitor ({state}, pid {self.pid}) -> {self.path}: every {self.interval:g} s, "
+                f"{status['verdict']}, {len(self.snapshots)} snapshot(s), overhead {self.overhead:.2%} of one core")
 
     def _repr_html_(self) -> str:
         import html
@@ -320,48 +307,92 @@ class Monitor:
         return f"<p>{html.escape(str(self))}</p>"
 
 
+def _after_fork_in_child() -> None:
+    global _REGISTRY_LOCK
+    _REGISTRY_LOCK = threading.Lock()  # the parent's may have been held by another thread at the fork
+    for mon in list(_MONITORS):
+        try:
+            mon._forked()
+        except Exception as error:  # the child runs on without its monitor, never fails for it
+            mon.last_error = error
+        if not mon.running:
+            _MONITORS.remove(mon)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def monitor(
     path: str | os.PathLike,
     *,
     interval: float = 1.0,
-    window: int = 60,
-    min_growth: int | float | str = "16MiB",
+    sustain: float = 300.0,
+    min_growth: int | float | str = "1MiB",
     auto_snapshot: bool = True,
+    trace_window: float = 30.0,
     signal: bool = False,
-    baseline: bool = True,
+    baseline: bool = False,
     top: int = 15,
+    role: str | None = None,
+    service: str | None = None,
+    version: str | None = None,
+    limit: int | float | str | None = "auto",
+    fork: bool = True,
     **unknown: Any,
 ) -> Monitor:
-    """Start recording this process's memory counters to ``path`` in a daemon thread.
+    """Start recording this process's memory to ``path`` in a daemon thread, judging its growth.
 
     Args:
-        path: the CSV to append to (created if missing).
+        path: the CSV to append to (created if missing); ``{pid}`` in it (and ``{role}``,
+            ``{service}``) is filled in, in each process: ``"/var/log/app/worker-{pid}.csv"``.
         interval: seconds between samples (> 0).
-        window: samples the growth rule looks at (:mod:`leakkit.recording.monitor_snapshot`).
-        min_growth: RSS growth over a window that counts ("16MiB", bytes).
-        auto_snapshot: write a snapshot report when growth is confirmed.
-        signal: write a snapshot on SIGUSR2 (opt-in: it replaces that signal's handler until
-            :meth:`Monitor.stop`; call from the main thread).
-        baseline: take a type summary at the start, so the first report shows what grew since.
+        sustain: seconds of steady growth that make a leak (:mod:`leakkit.recording.monitor_rate`).
+        min_growth: growth over ``sustain`` that counts ("1MiB", bytes).
+        auto_snapshot: take a snapshot when a leak is sustained (again each time the memory
+            grew by a quarter, or 4 ``min_growth``, since the last one).
+        trace_window: seconds a snapshot watches (allocations traced with tracemalloc meanwhile);
+            0: one look, no allocation sites.
+        signal: discouraged: write a snapshot on SIGUSR2, a signal servers use (it warns).
+        baseline: take a type summary at the start, so that a first instant snapshot says what grew
+            since (a walk of the heap: in a forked worker it unshares the pages it touches).
         top: rows per table in snapshot reports.
+        role, service, version: labels in the status, the sidecar and the reports ("worker",
+            "checkout", "1.4.2"); a forked child of a ``"master"`` is a ``"worker"``.
+        limit: the memory limit the time to limit counts to (a size, None); default ("auto"):
+            the cgroup's ``memory.max`` inside a container, else none.
+        fork: go on in forked children (each with its own thread and ``{pid}`` file).
 
     Example::
 
-        with monitor("/var/log/worker-memory.csv", interval=5, signal=True) as mon:
-            serve_forever()
-        # later: forecast(load("/var/log/worker-memory.csv"), "2GiB")
+        mon = monitor("/var/log/app/worker-{pid}.csv", role="worker", service="checkout")
+        mon.status()["verdict"]       # 'unknown', 'warming up', 'leak', 'plateau' or 'flat'
     """
     check_options("monitor", unknown, _OPTIONS)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0 \
-            or interval == float("inf"):
-        raise expected("a positive number of seconds", "interval", interval)
-    for name, value, minimum in (("window", window, 8), ("top", top, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise expected(f"an int >= {minimum}", name, value)
-    for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("baseline", baseline)):
+    for name, value in (("interval", interval), ("sustain", sustain), ("trace_window", trace_window)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf") \
+                or (value == 0 and name != "trace_window"):
+            raise expected("a positive number of seconds" + (" (or 0)" if name == "trace_window" else ""), name, value)
+    if sustain < 8 * interval:
+        raise expected(f"at least 8 intervals ({8 * interval:g} s) of seconds", "sustain", sustain)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise expected("an int >= 1", "top", top)
+    for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("baseline", baseline), ("fork", fork)):
         if not isinstance(value, bool):
             raise expected("True or False", name, value)
+    for name, value in (("role", role), ("service", service), ("version", version)):
+        if value is not None and not isinstance(value, str):
+            raise expected("a string or None", name, value)
     if not isinstance(path, (str, os.PathLike)):
         raise expected("a file path", "path", path)
-    return Monitor(path, interval=float(interval), window=window, min_growth=parse_size(min_growth, "min_growth"),
-                   auto_snapshot=auto_snapshot, signal=signal, baseline=baseline, top=top)
+    template = os.fspath(path)
+    try:
+        template.format(pid=0, role="", service="")
+    except (KeyError, IndexError, ValueError) as error:
+        raise expected("a path whose {fields} are among {pid}, {role}, {service}", "path", template) from error
+    limit_bytes = cgroup_limit() if limit == "auto" else None if limit is None else parse_size(limit, "limit")
+    return Monitor(template, interval=float(interval), sustain=float(sustain),
+                   min_growth=parse_size(min_growth, "min_growth"), auto_snapshot=auto_snapshot,
+                   trace_window=float(trace_window), signal=signal, baseline=baseline, top=top, role=role, service=service,
+                   version=version, limit_bytes=limit_bytes, fork=fork)
+

@@ -1,181 +1,192 @@
-"""When the in-process monitor writes a snapshot report, and what the report says.
+"""What a monitor snapshot report says, written as plain text beside the recording.
 
 Why apart from the sampler thread (:mod:`leakkit.recording.monitor`): sampling must stay cheap and
-never stop, while a snapshot is the heavy, rare part (a type summary, reference paths, tracemalloc
-sites), every pass over the heap in slices (:mod:`leakkit.recording.monitor_heap`); the rule that
-decides when one is due is tested on plain series.
+never stop, while a snapshot is the heavy, rare part (a type summary, reference paths, allocation
+sites), every pass over the heap in slices (:mod:`leakkit.recording.monitor_heap`); when a snapshot
+is taken and what it measures is :mod:`leakkit.recording.monitor_capture`.
 
-Growth rule (``auto_snapshot``, :func:`growth_confirmed`): over the last ``window`` samples, split
-into four quarters, growth is confirmed when each quarter's highest RSS is above the previous
-quarter's (sustained, not one jump; a sawtooth whose peaks rise still counts), and the last
-quarter's median RSS is at least ``min_growth`` above the first quarter's. After a growth
-snapshot, the next one needs a new full window and RSS ``min_growth`` above the RSS at that
-snapshot, so a steady leak gives one report per ``min_growth`` of growth, not one per sample.
-
-Snapshot reports are text files next to the recording: ``<name>.snapshot-001.txt``, ... with the
-reason, the counters, the types that grew since the previous snapshot (or the start)
-from :func:`leakkit.probes.heap.heap_summary`'s object set and names (a ``gc.get_objects()`` type
-count if that module is missing), what keeps the newest of them alive, and, if tracemalloc is
-tracing, the allocation sites that grew.
+A report, ``<name>.snapshot-001.txt``, ...: the reason, the monitor's status then (rate, verdict,
+time to the limit), the cyclic garbage collected first, the types that grew between the two type
+summaries of the snapshot (or since the previous snapshot), for each of the top growing types
+where its newest instances were allocated (tracemalloc, when it traced them) and the reference
+path that keeps them alive, then the allocation sites that grew. Plain Python throughout: no
+numpy, no pandas in a worker.
 """
 from __future__ import annotations
 
 import collections
 import datetime
-import gc
 import os
-import statistics
 import sys
+import sysconfig
 import time
 import tracemalloc
 from typing import Any
 
-import pandas as pd
-
 from .. import _compat
 from .._errors import InvalidArgumentError
-from .._sizes import format_size
+from .._sizes import format_duration, format_size
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # leakkit/
 
-
-def growth_confirmed(values: list[float], *, min_growth: float) -> bool:
-    """The monitor's growth rule over one window of RSS samples (see the module docstring)."""
-    if len(values) < 8:
-        return False
-    size = len(values) // 4
-    quarters = [values[i * size:(i + 1) * size] for i in range(3)] + [values[3 * size:]]
-    peaks = [max(q) for q in quarters]
-    rising = all(b > a for a, b in zip(peaks, peaks[1:], strict=False))
-    return rising and statistics.median(quarters[-1]) - statistics.median(quarters[0]) >= min_growth
+Row = tuple[str, int, int, int | None, int | None]  # type, count, size, count_delta, size_delta
 
 
-def type_summary(objs: list[Any] | None = None) -> pd.DataFrame:
-    """type, count, size of the live objects, computed in slices (see :mod:`leakkit.recording.monitor_heap`).
-
-    No full collection first: on a big heap it holds the GIL for a tenth of a second or more,
-    which is exactly the stall an always-on monitor must not cause.
-    """
-    try:
-        from . import monitor_heap
-
-        return monitor_heap.type_summary(monitor_heap.objects() if objs is None else objs)
-    except ImportError:  # leakkit.probes.heap_scan (numpy) missing: a gc type count, in slices too
-        counts: collections.Counter[str] = collections.Counter()
-        sizes: collections.Counter[str] = collections.Counter()
-        objects = gc.get_objects() if objs is None else objs
-        try:
-            for start in range(0, len(objects), 4000):
-                for obj in objects[start:start + 4000]:
-                    name = type(obj).__qualname__
-                    counts[name] += 1
-                    sizes[name] += sys.getsizeof(obj, 0)
-                time.sleep(0.0005)
-        finally:
-            del objects
-        return pd.DataFrame({"type": list(counts), "count": list(counts.values()),
-                             "size": [sizes[name] for name in counts]})
-
-
-def growing_types(before: pd.DataFrame | None, after: pd.DataFrame, top: int) -> pd.DataFrame:
+def growing_types(before: dict[str, list[int]] | None, after: dict[str, list[int]], top: int) -> list[Row]:
     """The types of ``after`` that grew in count or size since ``before`` (None: the largest), biggest growth first."""
     if before is None:
-        return after.sort_values("size", ascending=False).head(top).assign(count_delta=pd.NA, size_delta=pd.NA)
-    merged = pd.merge(after.groupby("type")[["count", "size"]].sum(), before.groupby("type")[["count", "size"]].sum(),
-                      left_index=True, right_index=True, how="outer", suffixes=("", "_before")).fillna(0)
-    merged["count_delta"] = merged["count"] - merged["count_before"]
-    merged["size_delta"] = merged["size"] - merged["size_before"]
-    grown = merged[(merged["count_delta"] > 0) | (merged["size_delta"] > 0)]
-    grown = grown.sort_values(["size_delta", "count_delta"], ascending=False).head(top)
-    return grown.reset_index()[["type", "count", "size", "count_delta", "size_delta"]]
+        rows = sorted(after.items(), key=lambda item: -item[1][1])[:top]
+        return [(name, count, size, None, None) for name, (count, size) in rows]
+    grown = []
+    for name, (count, size) in after.items():
+        old_count, old_size = before.get(name, (0, 0))
+        if count > old_count or size > old_size:
+            grown.append((name, count, size, count - old_count, size - old_size))
+    grown.sort(key=lambda row: (-(row[4] or 0), -(row[3] or 0)))
+    return grown[:top]
 
 
-def reachable(start: Any, depth: int = 5) -> set[int]:
-    """Ids of objects reachable from ``start`` within ``depth`` references: leakkit's own state."""
+def table_lines(rows: list[Row]) -> list[str]:
+    """The growing types as an aligned text table."""
+    if not rows:
+        return ["  (none)"]
+    cells = [("type", "count", "size", "+count", "+size")]
+    cells += [(name, str(count), format_size(size), "" if dc is None else f"{dc:+d}",
+               "" if ds is None else format_size(ds, signed=True)) for name, count, size, dc, ds in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(5)]
+    return ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+            for row in cells]
+
+
+_CONTAINERS = (dict, list, set, frozenset, tuple, collections.deque)
+
+
+def reachable(start: Any) -> set[int]:
+    """Ids of leakkit's own state: ``start`` and what it refers to through builtin containers and
+    leakkit's own objects (never through a function, a module, a thread or a user's object, which
+    are leaves: a listener's globals are the application's)."""
     seen: set[int] = {id(start)}
     level = [start]
-    for _ in range(depth):
-        nxt = [o for o in _compat.referents(*level) if id(o) not in seen and not isinstance(o, type)]
+    while level:
+        nxt = [o for o in _compat.referents(*level) if id(o) not in seen]
         seen.update(map(id, nxt))
-        level = nxt
+        level = [o for o in nxt if _ours_to_follow(o)]
     return seen
 
 
-def retention_lines(type_names: list[str], objs: list[Any], *, own: set[int], per_type: int = 8,
-                     budget_s: float = 1.0) -> list[str]:
-    """Reference paths from roots to the newest instances of each growing type (GC-tracked types:
-    the others cannot be enumerated without walking the whole heap). ``objs``: the tracked objects
-    (``gc.get_objects()``, taken once for the snapshot); ``own``: ids of leakkit's objects, never
-    sampled nor walked through. Every pass over the heap is sliced (:mod:`leakkit.recording.monitor_heap`)."""
-    from ..probes.heap_scan import type_name
+def _ours_to_follow(obj: Any) -> bool:
+    kind = type(obj)
+    if kind in _CONTAINERS:
+        return True
+    module = vars(kind).get("__module__")
+    return isinstance(module, str) and module.startswith("leakkit.") and not isinstance(obj, type)
+
+
+def _own_file(filename: str) -> bool:
+    return filename.startswith(_PACKAGE) or filename == tracemalloc.__file__
+
+
+def site_of(obj: Any, frames: int = 3) -> str | None:
+    """Where tracemalloc saw ``obj`` allocated: its innermost frames outside leakkit, or None."""
+    traceback = tracemalloc.get_object_traceback(obj)
+    if traceback is None:
+        return None
+    kept = [f"{frame.filename}:{frame.lineno}" for frame in reversed(traceback) if not _own_file(frame.filename)]
+    return " <- ".join(kept[:frames]) if kept else None
+
+
+def _traced(obj: Any) -> bool:
+    """Allocated while tracemalloc traced: the object, or (3.11, where tracemalloc cannot find an
+    object with inline attributes) what it holds."""
+    return tracemalloc.get_object_traceback(obj) is not None or any(
+        tracemalloc.get_object_traceback(ref) is not None for ref in _compat.referents(obj))
+
+
+def retention_lines(type_names: list[str], kinds: dict[str, set[type]], objs: list[Any], *, own: set[int],
+                    per_type: int = 8, budget_s: float = 2.0, sampled: Any = None) -> list[str]:
+    """For each growing type: where its newest instances were allocated (when traced) and the
+    reference paths from roots that keep them. ``kinds``: the types of each name (from the
+    summary); ``objs``: the tracked objects of this snapshot; ``own``: ids of leakkit's objects,
+    never sampled nor walked through. The search shares ``budget_s`` of CPU among the types.
+    ``sampled()`` is called once the instances and their sites are known: tracemalloc can stop
+    then (under it, every allocation of the search costs several times more)."""
     from ..retention import naming
     from . import monitor_heap
 
-    wanted = set(type_names)
-    names: dict[type, str] = {}
-    samples: dict[str, list[Any]] = {name: [] for name in type_names}
-    done = False
-    # the youngest generation first: the newest objects come first
-    for start in range(0, len(objs), monitor_heap.SLICE):
-        for obj in objs[start:start + monitor_heap.SLICE]:
-            kind = type(obj)
-            name = names.get(kind)
-            if name is None:
-                name = names[kind] = type_name(kind)
-            if name in wanted and len(samples[name]) < per_type and id(obj) not in own:
-                samples[name].append(obj)
-                if all(len(v) >= per_type for v in samples.values()):
-                    done = True
-                    break
-        if done:
-            break
-        monitor_heap.pause()
+    traced = tracemalloc.is_tracing()
+    wanted = {kind for name in type_names for kind in kinds.get(name, ())}
+    samples = monitor_heap.instances(objs, wanted, own=own, per_type=per_type, prefer=_traced if traced else None)
+    sites = {name: collections.Counter(site for kind in kinds.get(name, ()) for obj in samples.get(kind, ())[:per_type]
+                                       if (site := site_of(obj)))
+             for name in type_names} if traced else {}
+    contents = {name: collections.Counter(site for kind in kinds.get(name, ()) for obj in samples.get(kind, ())[:per_type]
+                                          for site in {site_of(ref) for ref in _compat.referents(obj)} if site)
+                for name in type_names if not sites.get(name)} if traced else {}
+    if sampled is not None:
+        sampled()
     lines: list[str] = []
     index = naming.ModuleIndex()
-    deadline = time.perf_counter() + budget_s
-    for name, found in samples.items():
-        if not found or time.perf_counter() > deadline:
+    # the budget is this thread's CPU time: on a busy machine the wall clock runs on while the
+    # application (and everything else) has the processor, and a wall budget found nothing
+    end = time.thread_time() + budget_s
+    for position, name in enumerate(type_names):
+        found = [obj for kind in kinds.get(name, ()) for obj in samples.get(kind, ())][:per_type]
+        if not found:
             continue
-        chains = naming.find_roots(found, index, ignore=own | {id(samples), id(found), id(names), id(objs)},
-                                   deadline=deadline, referrers=lambda frontier: monitor_heap.referrers(frontier, objs))
-        for chain in list(chains.values())[:2]:
-            lines.append(f"  {name}: {naming.render(chain)}")
-        del chains
+        if sites.get(name):
+            site, hits = sites[name].most_common(1)[0]
+            lines.append(f"  {name}: allocated at {site} ({hits} of {len(found)} newest sampled)")
+        elif traced and contents.get(name):  # 3.11: tracemalloc finds no object with inline attributes
+            site, hits = contents[name].most_common(1)[0]
+            lines.append(f"  {name}: its contents allocated at {site} (in {hits} of {len(found)} newest sampled)")
+        now = time.thread_time()
+        share = (end - now) / (len(type_names) - position)
+
+        def referrers(frontier: list[Any], stop: float = now + share) -> list[Any]:
+            return monitor_heap.referrers(frontier, objs, stop, clock=time.thread_time) if time.thread_time() < stop else []
+
+        ignore = own | {id(samples), id(found), id(objs)} | {id(kept) for kept in samples.values()}
+        chains = naming.find_roots(found, index, ignore=ignore,
+                                   deadline=time.perf_counter() + 60 * budget_s, referrers=referrers)
+        paths = list(dict.fromkeys(naming.render(chain) for chain in chains.values()))
+        for path in paths[:2]:
+            lines.append(f"  {name}: kept by {path}")
+        if not paths:
+            lines.append(f"  {name}: no path from a module global found in {max(share, 0):.1f} s of CPU (held from a "
+                         "frame, a C extension or the interpreter, or deeper)")
+        del chains, found
     samples.clear()
     return lines
 
 
-def header_lines(number: int, reason: str, row: dict[str, Any]) -> list[str]:
-    """The first lines of snapshot ``number``: why it was taken, when, and the monitor's counters then."""
-    return [
-        f"leakkit monitor snapshot {number}: {reason}",
-        f"time: {datetime.datetime.fromtimestamp(row['unix_time_s']).isoformat(timespec='seconds')} "
-        f"(t = {row['t']:.1f} s), pid {os.getpid()}",
-        f"rss: {format_size(row['rss'])}; allocated blocks: {row['allocated_blocks']}; open fds: "
-        f"{row['open_fds']}; threads: {row['threads']}; gc collections: {row['gc_collections']}",
-    ]
+def worth_a_path(rows: list[Row], kinds: dict[str, set[type]], most: int = 3) -> list[str]:
+    """The growing types whose reference paths are worth searching, the likeliest first: the
+    application's own classes grown by 10 objects or more (its modules are outside the standard
+    library and site-packages), then builtin and library types grown by 5% of the growth in bytes
+    or more, biggest first (23 more ints are noise; a growing bytes is often the leak's payload)."""
+    total = sum(max(0, row[4] or 0) for row in rows)
+    own = [row[0] for row in rows if row[3] is not None and row[3] >= 10
+           and any(_application(kind) for kind in kinds.get(row[0], ()))]
+    big = [row[0] for row in rows if row[3] is not None and row[0] not in own
+           and (row[4] or 0) >= max(1, 0.05 * total)]
+    return (own + big)[:most]
 
 
-def type_lines(growing: pd.DataFrame, since: str | None, objs: list[Any], owner: Any) -> list[str]:
-    """The growing types table (from :func:`growing_types`), then what keeps the newest of them alive.
-
-    ``since``: what the table compares with (None: nothing, it lists the largest types);
-    ``objs``: the tracked objects of this snapshot; ``owner``: the monitor, whose reachable state
-    (:func:`reachable`) is leakkit's and never sampled.
-    """
-    lines = [
-        "",
-        f"growing types since {since}:" if since else "largest types (no earlier summary to compare):",
-        growing.to_string(index=False) if len(growing) else "(none)",
-    ]
-    grown = [t for t, d in zip(growing["type"], growing["count_delta"], strict=True) if not pd.isna(d) and d > 0]
-    # the user's own classes first: a growing dict or str is more often a symptom of them
-    grown_names = sorted(grown, key=lambda t: "." not in t)[:3]
-    if grown_names:
-        paths = retention_lines(grown_names, objs, own=reachable(owner) | {id(objs)})
-        lines += ["", "what keeps the newest of them alive (reference paths from roots):"]
-        lines += paths or ["  (no path to a module global found: held from a frame, a C extension or the interpreter)"]
-    return lines
+def _application(kind: type) -> bool:
+    """Whether ``kind`` is defined by the application: a module file outside the interpreter's
+    library and site-packages."""
+    name = vars(kind).get("__module__")
+    if name == "__main__":  # the script, ``python -c``, the REPL, a notebook
+        return True
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    path = os.path.realpath(path)
+    roots = {os.path.realpath(p) for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
+                                            sysconfig.get_paths().get("platlib")) if p}
+    return not path.startswith(_PACKAGE) and not any(path.startswith(root + os.sep) for root in roots) \
+        and "site-packages" not in path
 
 
 def allocation_traces() -> tracemalloc.Snapshot:
@@ -186,15 +197,45 @@ def allocation_traces() -> tracemalloc.Snapshot:
     ])
 
 
-def site_lines(traces: tracemalloc.Snapshot, previous: tracemalloc.Snapshot | None, top: int) -> list[str]:
-    """The allocation sites that grew since ``previous`` (None: the largest ones), ``top`` of them."""
+def site_lines(traces: tracemalloc.Snapshot, previous: tracemalloc.Snapshot | None, top: int,
+               since: str) -> list[str]:
+    """The allocation sites that grew since ``previous`` (None: all of ``traces``, what was
+    allocated since tracing began and is still alive), ``top`` of them."""
     if previous is not None:
         stats = [s for s in traces.compare_to(previous, "lineno") if s.size_diff > 0][:top]
-        lines = ["", "growth sites (tracemalloc, since the previous snapshot):"]
     else:
         stats = traces.statistics("lineno")[:top]
-        lines = ["", "largest allocation sites (tracemalloc):"]
-    return lines + ([f"  {stat}" for stat in stats] or ["  (none)"])
+    return ["", f"allocation sites that grew {since} (tracemalloc):"] + ([f"  {stat}" for stat in stats] or ["  (none)"])
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """The monitor's judgement when the snapshot was taken, in words."""
+    rate = status.get("rate_bytes_per_s")
+    if rate is None:
+        judged = f"verdict: {status['verdict']}"
+    else:
+        judged = (f"verdict: {status['verdict']}: {status['column']} {format_size(rate * 60, signed=True)}/min "
+                  f"(95% interval {format_size(status['rate_low_bytes_per_s'] * 60, signed=True)} to "
+                  f"{format_size(status['rate_high_bytes_per_s'] * 60, signed=True)}/min)")
+    limit = status.get("limit_bytes")
+    if limit:
+        eta = status.get("seconds_to_limit")
+        judged += f"; limit {format_size(limit)}" + (f", reached in ~{format_duration(eta)}" if eta is not None else "")
+    return [judged]
+
+
+def header_lines(number: int, reason: str, row: dict[str, Any], status: dict[str, Any]) -> list[str]:
+    """The first lines of snapshot ``number``: why, when, which process, the counters and the verdict then."""
+    who = ", ".join(f"{k} {status[k]}" for k in ("role", "service", "version") if status.get(k))
+    return [
+        f"leakkit monitor snapshot {number}: {reason}",
+        f"time: {datetime.datetime.fromtimestamp(row['unix_time_s']).isoformat(timespec='seconds')} "
+        f"(t = {row['t']:.1f} s), pid {os.getpid()}" + (f" ({who})" if who else ""),
+        f"rss: {format_size(row['rss'])}; uss: {format_size(row['uss'])}; pss: {format_size(row['pss'])}; "
+        f"python heap: {format_size(row['python_heap'])}; allocated blocks: {row['allocated_blocks']}; "
+        f"open fds: {row['open_fds']}; threads: {row['threads']}",
+        *status_lines(status),
+    ]
 
 
 def write_snapshot(csv_path: str, number: int, text: str) -> str:

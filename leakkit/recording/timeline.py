@@ -8,19 +8,25 @@ the timeline survives the watched process or the watcher dying, and reading chec
 A file is a plain CSV (its context in the JSON sidecar, :mod:`leakkit.recording.sidecar`) or an
 mprof ``.dat`` (:mod:`leakkit.recording.mprof`).
 
-Columns of a watch timeline (one row per sample; bytes are bytes):
+Columns of a watch timeline: a long table, one row per process per sample (bytes are bytes):
 
-- ``t``: seconds since the first sample (float).
+- ``t``: seconds since the first sample (float); every process of one sample has the same ``t``.
 - ``unix_time_s``: wall-clock time of the sample (Unix seconds), what mprof ``.dat`` files store.
-- ``rss``: resident set size: pages in RAM, shared ones counted in full.
+- ``pid``: the process the row reads; ``ppid``: its parent.
+- ``role``: ``master`` (the process watched) or ``worker`` (any descendant: a server's worker, a
+  pool's process, a subprocess). A worker that exits ends its series; a new pid starts a new one.
+- ``rss``: resident set size: pages in RAM, shared ones counted in full. What a per-process limit
+  and the kernel's OOM killer count.
 - ``uss``: unique set size: pages only this process maps; what it would give back if it exited.
-  The figure to watch for a leak (smem's sense).
-- ``pss``: proportional set size: shared pages divided among the processes sharing them.
+  After a fork it rises as shared pages become private (copy-on-write), with RSS flat.
+- ``pss``: proportional set size: shared pages divided among the processes sharing them; summed
+  over the processes of a server, its total memory.
 - ``swap``: bytes swapped out (Linux).
-- ``children``: number of live child processes summed into the row (``children=True``), else missing.
 
-With ``children=True`` the byte columns are totals over the process and all its descendants.
-Monitor timelines have their own columns (:mod:`leakkit.recording.monitor`).
+Recordings made before the pid column (one process a file, and a ``children`` column that
+summed descendants) still load; a file in which several processes wrote rows with no pid column
+(the ``t`` column going back again and again) loads with ``attrs["mixed_processes"]`` saying so,
+and forecasts refuse it. Monitor timelines have their own columns (:mod:`leakkit.recording.monitor`).
 """
 from __future__ import annotations
 
@@ -35,9 +41,10 @@ import pandas as pd
 
 from .._errors import NotARecordingError, RecordingStoppedWarning, describe, expected
 from . import sidecar as _sidecar
-from .mprof import FRAME_COLUMNS, MprofWriter, looks_like_mprofile, read_mprofile
+from .mprof import MprofWriter, looks_like_mprofile, read_mprofile
 
-COLUMNS = list(FRAME_COLUMNS)
+COLUMNS = ["t", "unix_time_s", "pid", "ppid", "role", "rss", "uss", "pss", "swap"]
+TEXT_COLUMNS = frozenset({"role"})
 
 
 class _CsvSink:
@@ -56,21 +63,32 @@ class _CsvSink:
                           f"{error}; {path!r} goes on without its pid, command and limit", RecordingStoppedWarning,
                           stacklevel=5)  # _CsvSink, open_sink, watch.record, watch, the caller
 
-    def write(self, row: Sequence[float]) -> None:
-        cells = [f"{row[0]:.4f}", f"{row[1]:.4f}"]
-        cells += ["" if math.isnan(v) else str(int(v)) for v in row[2:]]
-        self._handle.write(",".join(cells) + "\n")
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        """One sample: a row per process (the COLUMNS' order), flushed together."""
+        lines = []
+        for row in rows:
+            cells = [f"{row[0]:.4f}", f"{row[1]:.4f}", str(int(row[2])), str(int(row[3])), str(row[4])]
+            cells += ["" if math.isnan(v) else str(int(v)) for v in row[5:]]
+            lines.append(",".join(cells) + "\n")
+        self._handle.write("".join(lines))
         self._handle.flush()
 
 
 class _DatSink:
-    """mprof records one metric: RSS, what its default backend measures."""
+    """mprof records one metric: RSS, what its default backend measures; the master's as ``MEM``,
+    each worker's as ``CHLD <pid>`` (mprof's line for a child process)."""
 
     def __init__(self, handle: IO[str], meta: dict[str, Any], path: str) -> None:
+        self._handle = handle
         self._writer = MprofWriter(handle, meta.get("cmdline"))
 
-    def write(self, row: Sequence[float]) -> None:
-        self._writer.write(row[2], row[1])
+    def write(self, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            if row[4] == "master":
+                self._writer.write(row[5], row[1])
+            else:
+                self._handle.write(f"CHLD {int(row[2])} {row[5] / (1 << 20):.6f} {row[1]:.4f}\n")
+        self._handle.flush()
 
 
 def first_record_line(path: str) -> str:
@@ -127,8 +145,11 @@ def close_quietly(handle: IO[str]) -> None:
 
 
 _NON_NEGATIVE = frozenset({"t", "unix_time_s", "rss", "uss", "pss", "swap", "children", "allocated_blocks",
-                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s"})
+                           "traced_bytes", "gc0", "gc1", "gc2", "gc_collections", "threads", "monitor_cpu_s",
+                           "pid", "python_heap", "snapshots", "snapshot_rss", "snapshot_uss", "snapshot_pss",
+                           "ppid"})
 _META_TYPES: dict[str, tuple[type, ...]] = {"pid": (int,), "interval": (int, float), "limit_bytes": (int, float),
+                                            "cgroup_limit_bytes": (int, float), "cgroup_limit_source": (str,),
                                             "started": (int, float), "started_unix_time_s": (int, float)}
 _META_MAX = 1 << 16  # a context line longer than this is not leakkit's
 
@@ -175,10 +196,12 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
         elif types is not None and isinstance(value, types) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
                 continue
-            if key == "limit_bytes" and value <= 0:
+            if key in ("limit_bytes", "cgroup_limit_bytes") and value <= 0:
                 continue
             kept[key] = value
         elif key in ("cmdline", "argv") and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            kept[key] = value
+        elif key in ("role", "service", "version") and isinstance(value, str):  # the monitor's labels
             kept[key] = value
     return kept
 
@@ -187,7 +210,8 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
     header: list[str] | None = None
     header_line = 0
     meta: dict[str, Any] = {}
-    rows: list[list[float]] = []
+    rows: list[list[Any]] = []
+    header_repeats = 0
     lines = handle.readlines()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -205,6 +229,7 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
                 )
             continue
         if cells == header:  # a second session appended to the same file
+            header_repeats += 1
             continue
         try:
             if len(cells) != len(header):
@@ -212,14 +237,21 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
                     f"{path}:{lineno}: expected {len(header)} comma-separated values ({','.join(header)}), "
                     f"received {len(cells)}"
                 )
-            rows.append([_cell(text, path, lineno, column) for text, column in zip(cells, header, strict=False)])
+            rows.append([text if column in TEXT_COLUMNS else _cell(text, path, lineno, column)
+                         for text, column in zip(cells, header, strict=False)])
         except NotARecordingError:
             if lineno == len(lines) and not line.endswith("\n"):
                 break  # the last line, cut short by a crash mid-write: everything before it stands
             raise
     if header is None:
         raise NotARecordingError(f"{path}: expected a leakkit CSV with a header line, received no data")
-    frame = pd.DataFrame(rows, columns=header, dtype="float64")
+    frame = pd.DataFrame(rows, columns=header)
+    numeric = [c for c in header if c not in TEXT_COLUMNS]
+    frame[numeric] = frame[numeric].astype("float64")
+    for column in ("pid", "ppid"):
+        if column in frame.columns and frame[column].notna().all():
+            frame[column] = frame[column].astype("int64")
+    raw_t = frame["t"].to_numpy(dtype=float).copy() if "pid" not in frame.columns else None
     if "unix_time_s" in frame.columns and len(frame) and frame["unix_time_s"].notna().all():
         # recompute t: appended sessions each restart their own t at 0
         frame["t"] = frame["unix_time_s"] - frame["unix_time_s"].iloc[0]
@@ -228,7 +260,25 @@ def _read_csv(path: str, handle: IO[str]) -> pd.DataFrame:
         sessions = [_checked_meta(session) for session in sidecar["sessions"]]
         meta = {**sessions[-1], "sessions": sessions}
     frame.attrs.update({key: value for key, value in meta.items()}, source="leakkit", path=path, header_line=header_line)
+    sessions = frame.attrs.get("sessions") or []
+    runs = _runs(raw_t, max(len(sessions), 1 + header_repeats))
+    if runs is not None:
+        pids = sorted({s["pid"] for s in sessions if isinstance(s.get("pid"), int)})
+        frame.attrs["mixed_processes"] = (
+            f"{path}: several processes appended rows with no pid column (the t column goes back {runs - 1} "
+            f"times in {len(frame)} rows, written by {max(len(sessions), 1)} session(s)"
+            + (f" of pids {', '.join(map(str, pids))}" if len(pids) > 1 else "") + "): their samples interleave")
     return frame
+
+
+def _runs(t: Any, sessions: int) -> int | None:
+    """For a file with no pid column: how many runs of increasing ``t`` it holds, when that says
+    several writers interleaved (each session restarts ``t`` once; interleaved writers send it back
+    at nearly every row): more runs than sessions, and at least one every ten rows. Else None."""
+    if t is None or len(t) < 3:
+        return None
+    runs = 1 + int((t[1:] < t[:-1]).sum())
+    return runs if runs > sessions and runs >= max(3, len(t) / 10) else None
 
 
 def load(path: str | os.PathLike) -> pd.DataFrame:

@@ -1,9 +1,10 @@
 """Watch a process's memory from outside, over time, so growth is confirmed before anyone bisects.
 
-:func:`watch` samples a process (by pid, or a command it starts, like ``mprof run``) with psutil
-and returns a DataFrame (columns in :mod:`leakkit.recording.timeline`); with ``out`` it appends
-every sample to a file as it goes (:mod:`leakkit.recording.timeline`), which
-:func:`leakkit.recording.timeline.load` reads back into the same shape.
+:func:`watch` samples a process (by pid, or a command it starts, like ``mprof run``) and every
+process it forks (a server's workers, recycled or respawned: :mod:`leakkit.recording.tree`),
+and returns a long DataFrame, one row per process per sample (columns in
+:mod:`leakkit.recording.timeline`); with ``out`` it appends every sample to a file as it goes,
+which :func:`leakkit.recording.timeline.load` reads back into the same shape.
 
 Why a module of its own: sampling another process is its own trade. It may exit (or become a
 zombie) between two readings, refuse to be read, or be a command watch() started and must not
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -31,7 +32,9 @@ from tqdm.auto import tqdm
 from .._errors import ProcessAccessError, RecordingStoppedWarning, expected
 from .._sizes import format_size, parse_size
 from ..probes import process as probes
+from ..probes.cgroup import memory_limit
 from .timeline import COLUMNS, close_quietly, open_out, open_sink
+from .tree import Tree
 
 
 def _check_interval(interval: Any, name: str = "interval") -> float:
@@ -84,29 +87,6 @@ def _attach(pid: int) -> psutil.Process:
         raise ProcessAccessError(f"pid_or_command: expected a running process, received pid {pid} (no such process)") from error
 
 
-def _figure(info: Any, name: str) -> float:
-    value = getattr(info, name, None)
-    return math.nan if value is None else float(value)
-
-
-def _full_info(process: psutil.Process) -> tuple[float, float, float, float] | None:
-    """rss, uss, pss, swap of one process; None once it is gone (or a zombie, which reads as zeros)."""
-    try:
-        info = probes.read_memory(process.pid)
-        if info.rss == 0 and process.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except psutil.NoSuchProcess:  # includes ZombieProcess
-        return None
-    except psutil.AccessDenied as error:
-        raise ProcessAccessError(f"pid {process.pid}: expected a process we may read (access denied)") from error
-    return (
-        float(info.rss),
-        _figure(info, "uss"),
-        _figure(info, "pss"),
-        _figure(info, "swap"),
-    )
-
-
 def _ended(process: psutil.Process, popen: subprocess.Popen | None) -> bool:
     """Whether the process has exited (a zombie counts): then its last reading is not trusted."""
     if popen is not None:
@@ -117,32 +97,6 @@ def _ended(process: psutil.Process, popen: subprocess.Popen | None) -> bool:
         return True
     except psutil.Error:
         return False
-
-
-def _sample(process: psutil.Process, children: bool) -> tuple[float, ...] | None:
-    """rss, uss, pss, swap, children for the process (and its descendants if asked); None when gone."""
-    own = _full_info(process)
-    if own is None:
-        return None
-    if not children:
-        return (*own, math.nan)
-    totals = list(own)
-    count = 0
-    try:
-        kids = process.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return None
-    for kid in kids:
-        try:
-            reading = _full_info(kid)
-        except ProcessAccessError:
-            continue  # a child that dropped privileges: leave it out rather than end the watch
-        if reading is None:
-            continue
-        totals = [a + b for a, b in zip(totals, reading, strict=False)]
-        count += 1
-    return (*totals, float(count))
-
 
 
 def _stop(popen: subprocess.Popen) -> None:
@@ -164,13 +118,16 @@ def watch(
     duration: float | None = None,
     out: str | os.PathLike | None = None,
     limit: int | float | str | None = None,
-    children: bool = False,
+    children: bool = True,
     progress: bool | None = None,
+    _on_sample: Callable[[list[tuple], Tree], None] | None = None,
 ) -> pd.DataFrame:
-    """Sample a process's RSS, USS, PSS and swap every ``interval`` seconds until it exits.
+    """Sample the RSS, USS, PSS and swap of a process and of each of its descendants, every
+    ``interval`` seconds, until it exits.
 
     Why from outside: a reading of the whole process is what a memory limit kills on, and it
-    sees native memory the Python heap does not.
+    sees native memory the Python heap does not. Why each descendant apart: a server's memory
+    limit is per worker, and its workers come and go.
 
     Args:
         pid_or_command: a pid (int), a ``subprocess.Popen``, or a command to start: a list of
@@ -182,15 +139,21 @@ def watch(
         out: file to append each sample to as it is taken (flushed per line): a plain CSV (the
             frame's columns; pid, command, interval and limit go to ``<out>.json`` beside it), or an
             mprof ``.dat`` (``MEM`` = rss in MiB) when the name ends in ``.dat``.
-        limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes): the watch ends once RSS reaches it;
-            kept in ``frame.attrs["limit_bytes"]`` for :func:`leakkit.reports.forecast.forecast`.
-        children: sum the process's descendants into each sample and count them.
+        limit: a size (``"256MiB"``, ``"1.5 GB"``, bytes), per process: the watch ends once the
+            RSS of any process watched reaches it; kept in ``frame.attrs["limit_bytes"]`` for
+            :func:`leakkit.reports.forecast.forecast`. Without one, the cgroup's memory limit (a
+            container's) is kept in ``attrs["cgroup_limit_bytes"]`` and ``attrs["cgroup_limit_source"]``.
+        children: also watch every descendant, each on rows of its own (its ``pid``, ``role``
+            ``worker``); False: the process alone. (Earlier releases summed them into one row:
+            no limit counts that sum.)
         progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
 
     Returns:
-        DataFrame with the columns of :mod:`leakkit.recording.timeline`; ``attrs`` holds ``pid``,
-        ``cmdline``, ``interval``, ``limit_bytes``, ``ended_by`` ("exit", "duration", "limit",
-        "interrupt") and ``returncode`` (for a started command that exited).
+        DataFrame with the columns of :mod:`leakkit.recording.timeline`, one row per process per
+        sample; ``attrs`` holds ``pid`` (the process watched), ``cmdline``, ``interval``,
+        ``limit_bytes``, ``ended_by`` ("exit", "duration", "limit", "interrupt"), ``returncode``
+        (for a started command that exited), ``limit_pid`` (which process reached the limit),
+        ``ended`` (pid -> when its series ended) and ``created`` (pid -> its start, Unix seconds).
 
     Example::
 
@@ -231,16 +194,21 @@ def watch(
     handle = open_out(out) if out is not None else None
     sink: Any = None
     out_error: str | None = None
-    rows: list[tuple[float, ...]] = []
+    rows: list[tuple] = []
     ended_by = "exit"
+    limit_pid: int | None = None
     finished = False  # only a command watch() started, and that did not end by itself, is ended here
     bar = None
     try:
         if argv is not None:
             process, popen = _start(argv)
-        meta = {"pid": process.pid, "cmdline": cmdline, "interval": interval, "limit_bytes": limit_bytes}
+        tree = Tree(process, follow=children)
+        cgroup = memory_limit(process.pid)
+        meta = {"pid": process.pid, "cmdline": cmdline, "interval": interval, "limit_bytes": limit_bytes,
+                "cgroup_limit_bytes": cgroup.limit_bytes if cgroup else None,
+                "cgroup_limit_source": cgroup.source if cgroup else None}
 
-        def record(row: tuple[float, ...] | None) -> None:
+        def record(row: list[tuple] | None) -> None:
             """Write to ``out``; a full disk stops the file (warned once), never the watch."""
             nonlocal sink, out_error, handle
             if handle is None:
@@ -269,19 +237,23 @@ def watch(
             while True:
                 if popen is not None and popen.poll() is not None:
                     break
-                reading = _sample(process, children)
                 now = time.monotonic()
-                if reading is None or _ended(process, popen):
+                readings = tree.sample(now - start)
+                if readings is None or _ended(process, popen):
                     break  # a reading of a process that ended meanwhile may be of its teardown: half unmapped
-                row = (now - start, time.time(), *reading)
-                rows.append(row)
-                record(row)
+                stamp = time.time()
+                sample = [(now - start, stamp, r.pid, r.ppid, r.role, r.rss, r.uss, r.pss, r.swap) for r in readings]
+                rows.extend(sample)
+                record(sample)
                 elapsed = now - start
+                if _on_sample is not None:
+                    _on_sample(sample, tree)
                 if bar is not None:
                     bar.n = min(elapsed, duration)
-                    bar.set_postfix_str(f"rss {format_size(reading[0])}", refresh=True)
-                if limit_bytes is not None and reading[0] >= limit_bytes:
-                    ended_by = "limit"
+                    bar.set_postfix_str(f"rss {format_size(max(r.rss for r in readings))}", refresh=True)
+                over = [r for r in readings if limit_bytes is not None and r.rss >= limit_bytes]
+                if over:
+                    ended_by, limit_pid = "limit", over[0].pid
                     break
                 if duration is not None and elapsed >= duration:
                     ended_by = "duration"
@@ -303,6 +275,11 @@ def watch(
         except KeyboardInterrupt:
             ended_by = "interrupt"
         finished = ended_by == "exit"
+        if finished and popen is not None:
+            try:  # it exited (a zombie, or reaped): its code is what a failed command is judged by
+                popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         if bar is not None:
             if finished:  # the process ended before the duration: the bar is full, not failed (a red bar)
@@ -312,7 +289,9 @@ def watch(
             close_quietly(handle)
         if argv is not None and popen is not None and not finished:
             _stop(popen)  # ended by duration, limit, Ctrl-C, or an error of ours: it must not outlive the watch
-    frame = pd.DataFrame(rows, columns=COLUMNS, dtype="float64")
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = frame.astype({c: "float64" for c in COLUMNS if c not in ("pid", "ppid", "role")})
+    frame = frame.astype({"pid": "int64", "ppid": "int64", "role": "object"})
     frame.attrs.update(
         source="watch",
         pid=process.pid,
@@ -323,6 +302,11 @@ def watch(
         returncode=popen.returncode if popen is not None else None,
         path=os.fspath(out) if out is not None else None,
         out_error=out_error,
+        limit_pid=limit_pid,
+        cgroup_limit_bytes=cgroup.limit_bytes if cgroup else None,
+        cgroup_limit_source=cgroup.source if cgroup else None,
+        ended=dict(tree.ended),
+        created=dict(tree.created),
     )
     return frame
 

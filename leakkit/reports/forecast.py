@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._errors import InvalidArgumentError, expected
+from .._errors import expected
 from .._sizes import format_duration, format_size, parse_size
 from .._text import wrap_lines
+from ..analysis import phases
 from ..analysis.forecast import MIN_SAMPLES, fit_timeline
+from .columns import BYTE_COLUMNS, LABELS, ColumnFit, column_fit, reconcile, unsharing_note
+from .series import one_process, pick_limit, series, without_snapshots
 
-_LABELS = {"linear": "linear leak", "step": "step growth", "sawtooth": "sawtooth", "plateau": "plateau", "flat": "flat"}
+_LABELS = LABELS
 
 
 def format_rate(bytes_per_s: float, signed: bool = False) -> str:
@@ -66,6 +69,12 @@ class Forecast:
     reach the limit; ``nan``: no limit given). ``current_bytes`` is the fitted value at the last
     sample, the starting point of the extrapolation. Intervals are Sen's, widened for the
     samples' autocorrelation (:mod:`leakkit.analysis.forecast`).
+
+    ``column`` is the headline (by default ``rss``, what a per-process limit and the OOM killer
+    count); ``beside`` holds the other byte columns' shapes and rates, ``notes`` the reason for
+    each whose verdict differs. ``warmup_end_s``: when the warm-up found in the data ended (``nan``:
+    none), ``warmup_bytes`` what it held; the rate is fitted after it. ``pid``: the process read;
+    ``limit_source``: where the limit came from (``"given"``, ``"recorded"``, or the cgroup file).
     """
 
     shape: str
@@ -79,6 +88,12 @@ class Forecast:
     samples: int
     duration_s: float
     confidence: float = 0.95
+    pid: int | None = None
+    limit_source: str | None = None
+    warmup_end_s: float = math.nan
+    warmup_bytes: float = 0.0
+    beside: tuple[ColumnFit, ...] = ()
+    notes: tuple[str, ...] = ()
     _t: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _y: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     _fit_t0: float = field(default=0.0, repr=False, compare=False)
@@ -115,10 +130,21 @@ class Forecast:
 
     def _lines(self) -> list[str]:
         seen = f"now {format_size(self.current_bytes)}; {self.samples} samples over {format_duration(self.duration_s)}"
+        who = f"pid {self.pid} " if self.pid is not None else ""
         if self.limit_bytes is None:
-            lines = [f"{self.label}: {self.column} {self._rate_text()} (no limit given)", f"  {seen}"]
+            lines = [f"{self.label}: {who}{self.column} {self._rate_text()} (no limit given)", f"  {seen}"]
         else:
-            lines = [f"{self.label}: {self.column} {self._eta_text()}", f"  rate {self._rate_text()}; {seen}"]
+            lines = [f"{self.label}: {who}{self.column} {self._eta_text()}", f"  rate {self._rate_text()}; {seen}"]
+            if self.limit_source not in (None, "given"):
+                lines.append(f"  limit from {self.limit_source}")
+        if math.isfinite(self.warmup_end_s):
+            lines.append(f"  warm-up: {format_size(self.warmup_bytes, signed=True)} beyond the rate until "
+                         f"{format_duration(self.warmup_end_s)} (growth slowing down, then straight); "
+                         f"the rate is fitted after it")
+        if self.beside:
+            lines.append(f"  beside {self.column}{' (what the limit counts)' if self.column == 'rss' else ''}: " + "; ".join(f"{b.column} {b.label} {format_rate(b.rate_bytes_per_s, signed=True)}"
+                                                      for b in self.beside))
+        lines += [f"  {note}" for note in self.notes]
         if math.isfinite(self.eta_s) and self.duration_s > 0 and self.eta_s > 3 * self.duration_s:
             lines.append(f"  the forecast extrapolates {self.eta_s / self.duration_s:.0f}x the "
                          f"{format_duration(self.duration_s)} watched: a longer watch tells whether the rate holds")
@@ -136,6 +162,11 @@ class Forecast:
             ("limit", self._eta_text()),
             ("samples", f"{self.samples} over {format_duration(self.duration_s)}"),
         ]
+        if math.isfinite(self.warmup_end_s):
+            rows.append(("warm-up", f"{format_size(self.warmup_bytes, signed=True)} until "
+                                    f"{format_duration(self.warmup_end_s)}; the rate is fitted after it"))
+        rows += [(b.column, f"{b.label} {format_rate(b.rate_bytes_per_s, signed=True)}") for b in self.beside]
+        rows += [("note", note) for note in self.notes]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
                        for k, v in rows)
         return f"<table class='leakkit-forecast'>{body}</table>"
@@ -196,8 +227,9 @@ def _pick_column(frame: pd.DataFrame, column: str | None) -> str:
         if column not in frame.columns:
             raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", column)
         return column
-    if "uss" in frame.columns and frame["uss"].notna().any():
-        return "uss"
+    for name in ("rss", "uss"):  # rss first: what a per-process limit and the OOM killer count
+        if name in frame.columns and frame[name].notna().any():
+            return name
     if "rss" in frame.columns:
         return "rss"
     raise expected("a frame with a 'uss' or 'rss' column (from leakkit.watch or leakkit.load)", "frame", list(frame.columns))
@@ -210,62 +242,118 @@ def forecast(
     column: str | None = None,
     tolerance: int | float | str = "1MiB",
     confidence: float = 0.95,
+    pid: int | None = None,
+    from_start: bool = False,
 ) -> Forecast:
-    """Classify a timeline (linear, step, sawtooth, plateau, flat) and estimate when it meets ``limit``.
+    """Classify one process's timeline and estimate when it meets ``limit``.
+
+    The shape (linear, step, sawtooth, plateau, flat, warm-up) and the rate come after the warm-up
+    found in the data (:mod:`leakkit.analysis.phases`): caches filling and pages unshared after a
+    fork are not fitted as a leak. The headline column is the one the limit counts; the other byte
+    columns are given beside it, each difference in verdict with its reason.
 
     Args:
         frame: a DataFrame with ``t`` (seconds) and byte columns, from watch/load or the monitor.
-        limit: a size ("256MiB", "1.5 GB", bytes); default ``frame.attrs["limit_bytes"]``. Without
-            one the shape and rate are still given.
-        column: the byte column; default ``uss`` if present with values, else ``rss``.
+            Rows of several processes (a ``pid`` column) need ``pid``; a series that mixes
+            processes with no pid to tell them apart is refused (MixedProcessesError).
+        limit: a size ("256MiB", "1.5 GB", bytes), per process; default the watch's
+            ``attrs["limit_bytes"]``, else the cgroup's memory limit recorded with it (a
+            container's ``memory.max``). Without one the shape and rate are still given.
+        column: the headline byte column; default ``rss`` (what a per-process limit and the
+            kernel's OOM killer count) when recorded, else ``uss``.
         tolerance: growth smaller than this (or 1% of the median) is flat.
         confidence: of the rate and ETA intervals.
+        pid: the process to forecast, in a frame with rows of several.
+        from_start: the series begins when the process began (a worker forked during the watch:
+            :func:`leakkit.forecast_workers` says so for each). Growth not yet seen to slow down
+            is then its start-up (``warm-up``), never a leak.
 
     Example::
 
-        result = forecast(load("worker.csv"), "256MiB")
-        print(result)      # linear leak: uss reaches 256.0 MiB in ~3 h 10 min (95% interval ...)
+        result = forecast(load("worker.csv"), "256MiB", pid=4242)
+        print(result)      # linear leak: pid 4242 rss reaches 256.0 MiB in ~3 h 10 min (95% interval ...)
         result.plot()
     """
     if not isinstance(frame, pd.DataFrame):
         raise expected("a DataFrame from leakkit.watch or leakkit.load", "frame", frame)
     if "t" not in frame.columns:
         raise expected("a frame with a 't' column (seconds)", "frame", list(frame.columns))
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (int, np.integer))):
+        raise expected("a pid (int)", "pid", pid)
     name = _pick_column(frame, column)
-    if limit is None:
-        limit = frame.attrs.get("limit_bytes")
-    limit_bytes = parse_size(limit, "limit") if limit is not None else None
+    limit_bytes, limit_source = pick_limit(frame, limit)
     tolerance_bytes = parse_size(tolerance, "tolerance")
     if not isinstance(confidence, float) or not 0 < confidence < 1:
         raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
-    data = frame[["t", name]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("t")
-    bad = ~np.isfinite(data.to_numpy(dtype=float)).all(axis=1) | (data[name].to_numpy(dtype=float) < 0)
-    if bad.any():  # an inf or negative reading is a broken probe, not memory: "now inf GiB" helps nobody
-        row = data[bad].iloc[0]
-        raise InvalidArgumentError(f"frame: expected finite times and byte counts >= 0 in 't' and {name!r}, "
-                                   f"received t={row['t']!r}, {name}={row[name]!r} ({int(bad.sum())} such rows)")
-    if len(data) < MIN_SAMPLES or data["t"].iloc[-1] <= data["t"].iloc[0]:
-        raise InvalidArgumentError(
-            f"frame: expected at least {MIN_SAMPLES} samples of {name!r} spread over time, received {len(data)}"
-        )
-    t = data["t"].to_numpy(dtype=float)
-    y = data[name].to_numpy(dtype=float)
-    fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence)
+    rows = without_snapshots(one_process(frame, None if pid is None else int(pid)))
+    t, y = series(rows, name)
+    columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]
+    both = rows[["t", name, *columns]].apply(pd.to_numeric, errors="coerce").sort_values("t")
+    complete = both.dropna()
+    reclaim_notes: list[str] = []
+
+    def compensated(column: str, t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """rss or pss with the kernel's reclaim of shared pages added back (when uss says so)."""
+        if column not in ("rss", "pss") or "uss" not in complete.columns or len(complete) < MIN_SAMPLES:
+            return t, y
+        found = phases.reclaim_compensated(complete["t"].tolist(), complete[column].tolist(),
+                                           complete["uss"].tolist(), floor=max(tolerance_bytes / 2, 256 * 1024))
+        if not found.events:
+            return t, y
+        total = sum(b for _, b in found.events)
+        reclaim_notes.append(f"{column} dropped {format_size(total)} in {len(found.events)} step(s) while uss did not "
+                             f"move: the kernel reclaiming shared file pages under memory pressure (they come back "
+                             f"when read), added back for the fit")
+        return complete["t"].to_numpy(dtype=float), np.asarray(found.values, dtype=float)
+
+    t, y = compensated(name, t, y)
+    fit = fit_timeline(t, y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
+                       from_start=from_start)
+    headline = column_fit(name, fit)
+    beside: list[ColumnFit] = []
+    for other in columns:
+        data = both[["t", other]].dropna()
+        if len(data) >= MIN_SAMPLES and data["t"].iloc[-1] > data["t"].iloc[0] and (data[other] >= 0).all():
+            other_t, other_y = compensated(other, data["t"].to_numpy(dtype=float), data[other].to_numpy(dtype=float))
+            beside.append(column_fit(other, fit_timeline(
+                other_t, other_y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
+                from_start=from_start)))
+    aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
+    aligned_t = complete["t"].to_numpy(dtype=float)
+    notes: list[str] = []
+    if aligned.keys() >= {"rss", "uss"}:
+        headline, beside, notes = reconcile(headline, beside, aligned_t, aligned)
+    if name == "rss" and aligned.keys() >= {"rss", "uss"} and math.isfinite(fit.warmup_end_t):
+        early = aligned_t <= fit.warmup_end_t  # what the warm-up held: was some of it unsharing?
+        note = unsharing_note(aligned_t[early], aligned["rss"][early], aligned["uss"][early], float(aligned_t[0])) \
+            if early.sum() >= 4 else None
+        if note and not any("copy-on-write" in n for n in notes):
+            notes.append(f"in the warm-up, {note}")
+    notes += reclaim_notes[:1]
+    eta, eta_interval = fit.eta_s, fit.eta_interval
+    if headline.shape == "unsharing" and limit_bytes is not None:  # bounded by what is shared: never a limit
+        eta, eta_interval = math.inf, (math.inf, math.inf)
+    pid_value = int(rows["pid"].iloc[0]) if "pid" in rows.columns and len(rows) else frame.attrs.get("pid")
     return Forecast(
-        shape=fit.shape,
+        shape=headline.shape,
         column=name,
         rate_bytes_per_s=fit.rate_bytes_per_s,
         rate_interval=fit.rate_interval,
-        eta_s=fit.eta_s,
-        eta_interval=fit.eta_interval,
+        eta_s=eta,
+        eta_interval=eta_interval,
         limit_bytes=limit_bytes,
         current_bytes=fit.current_bytes,
         samples=len(t),
         duration_s=float(t[-1] - t[0]),
         confidence=confidence,
+        pid=pid_value if isinstance(pid_value, (int, np.integer)) and not isinstance(pid_value, bool) else None,
+        limit_source=limit_source,
+        warmup_end_s=float(fit.warmup_end_t - t[0]) if math.isfinite(fit.warmup_end_t) else math.nan,
+        warmup_bytes=fit.warmup_bytes,
+        beside=tuple(beside),
+        notes=tuple(notes),
         _t=t,
         _y=y,
         _fit_t0=fit.fit_t0,
         _pivot=fit.pivot,
     )
-

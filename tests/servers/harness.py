@@ -166,6 +166,7 @@ def _listener() -> socket.socket:
 @contextlib.contextmanager
 def gunicorn(kind: str = "sync", *, workers: int = 3, fixed: bool = False, max_requests: int = 0,
              max_requests_jitter: int = 0, preload: bool = False, leak_bytes: int | None = None,
+             reference_rows: int = 0,
              env: dict[str, str] | None = None, args: list[str] | None = None,
              memory_cap: int | None = 2 << 30, stderr: int | None = subprocess.DEVNULL) -> Iterator[Server]:
     """Start gunicorn on 127.0.0.1 (a free port) with the test service; stop it and reap every process at exit.
@@ -177,6 +178,8 @@ def gunicorn(kind: str = "sync", *, workers: int = 3, fixed: bool = False, max_r
         max_requests, max_requests_jitter: recycle a worker after that many requests (0: never).
         preload: import the app in the master before forking (``--preload``).
         leak_bytes: payload each leaking request keeps (default :data:`leakapp_core.LEAK_BYTES`).
+        reference_rows: rows of the shared reference table ``/items/<n>`` reads (with ``preload``,
+            built in the master: the workers unshare its pages as they read it).
         env: more environment variables for the server; args: more gunicorn options (a config
             file with ``-c``, hooks...).
         memory_cap: address-space limit of every server process (None: none).
@@ -191,6 +194,8 @@ def gunicorn(kind: str = "sync", *, workers: int = 3, fixed: bool = False, max_r
                    "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     if leak_bytes is not None:
         environment["LEAKAPP_LEAK_BYTES"] = str(leak_bytes)
+    if reference_rows:
+        environment["LEAKAPP_REFERENCE_ROWS"] = str(reference_rows)
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}", "--workers", str(workers),
             "--worker-class", WORKER_CLASSES[kind], "--pythonpath", HERE, "--timeout", "120",
             "--graceful-timeout", "5", "--log-level", "warning", "--worker-tmp-dir", stats_dir]

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import atexit
 
+import leakapp_core as core
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-import leakapp_core as core
 
 atexit.register(core.write_stats)
 
@@ -26,7 +25,8 @@ async def health(request):
 
 
 async def item(request):
-    return JSONResponse(core.ordinary(f"item-{request.path_params['number']}"))
+    number = request.path_params["number"]
+    return JSONResponse(core.ordinary(f"item-{number}", number))
 
 
 async def internal_sync(request):

@@ -11,7 +11,11 @@ Per worker, under the harness's load (:mod:`servers.harness`):
   ``2 * CATALOG_SIZE`` keys: it fills, then replaces entries (memory that rises, then stops).
 - ``/login``: a hand-bounded session dict (``SESSION_LIMIT`` entries, the oldest evicted).
 - ``/``, ``/health``, ``/items/<n>``: ordinary endpoints; every request leaves a small cycle of
-  garbage that the collector frees later.
+  garbage that the collector frees later. ``/items/<n>`` also reads 200 rows of ``REFERENCE``, a
+  table of ``LEAKAPP_REFERENCE_ROWS`` small objects built at import (default none): with
+  ``--preload`` it is built in the master and shared after the fork, and each read writes
+  reference counts, so the worker's pages turn private one by one (copy-on-write unsharing: USS
+  rises toward RSS while RSS stays flat).
 - ``/whoami?hold=S``: the worker's pid, after holding the worker S seconds (so that concurrent
   calls spread over the workers: how the harness knows every worker is serving).
 
@@ -35,6 +39,8 @@ SESSION_LIMIT = int(os.environ.get("LEAKAPP_SESSION_LIMIT", "16"))
 SESSION_BYTES = 32 * 1024
 STATS_DIR = os.environ.get("LEAKAPP_STATS_DIR") or None
 
+REFERENCE = [{"id": i, "name": f"row-{i}", "tags": [f"t{i % 7}", f"g{i % 13}"]}
+             for i in range(int(os.environ.get("LEAKAPP_REFERENCE_ROWS", "0")))]
 CONTEXTS: dict[str, RequestContext] = {}  # the leak: per-request contexts nobody removes
 SESSIONS: dict[int, bytes] = {}           # bounded by hand to SESSION_LIMIT
 _ids = itertools.count()
@@ -116,8 +122,11 @@ def login(user: int) -> dict:
     return {"user": user, "sessions": len(SESSIONS)}
 
 
-def ordinary(name: str) -> dict:
+def ordinary(name: str, number: int | None = None) -> dict:
     """An ordinary endpoint; leaves a small cycle of garbage that the collector frees later."""
+    if number is not None and REFERENCE:  # a read of the shared table: writes reference counts
+        start = (number * 7919) % len(REFERENCE)
+        _ = [row["name"] for row in REFERENCE[start:start + 200]]
     node: dict = {"name": name, "parts": [str(i) * 8 for i in range(40)]}
     node["self"] = node
     _count()

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import atexit
 
-from flask import Flask, jsonify, request
-
 import leakapp_core as core
+from flask import Flask, jsonify, request
 
 app = Flask(__name__)
 atexit.register(core.write_stats)
@@ -26,7 +25,7 @@ def health():
 
 @app.get("/items/<int:number>")
 def item(number: int):
-    return jsonify(core.ordinary(f"item-{number}"))
+    return jsonify(core.ordinary(f"item-{number}", number))
 
 
 @app.post("/internal/sync")

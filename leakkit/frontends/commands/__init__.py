@@ -7,11 +7,15 @@ exception into exit code 3 (leakkit's own failure).
 """
 from __future__ import annotations
 
+from .attach import AttachCommand, SnapshotCommand
 from .bisect import BisectCommand
+from .fleet import FleetCommand
 from .report import ReportCommand
 from .run import RunCommand
 from .watch import WatchCommand
 
-COMMANDS = {"watch": WatchCommand, "run": RunCommand, "report": ReportCommand, "bisect": BisectCommand}
+COMMANDS = {"watch": WatchCommand, "run": RunCommand, "report": ReportCommand, "bisect": BisectCommand,
+            "fleet": FleetCommand, "attach": AttachCommand, "snapshot": SnapshotCommand}
 
-__all__ = ["COMMANDS", "BisectCommand", "ReportCommand", "RunCommand", "WatchCommand"]
+__all__ = ["COMMANDS", "AttachCommand", "BisectCommand", "FleetCommand", "ReportCommand", "RunCommand",
+           "SnapshotCommand", "WatchCommand"]

@@ -34,9 +34,12 @@ def report_for(path: str, *, limit: str | None = None, column: str | None = None
         outer = recording.calls[recording.calls["depth"] == 0]["function"]
         function = str(outer.mode().iloc[0]) if len(outer) else os.path.basename(path)
         return trace_report(recording, function=function)
-    from ... import forecast, load_watch
+    from ... import forecast, forecast_workers, load_watch
 
-    return forecast(load_watch(path), limit, column=column)
+    frame = load_watch(path)
+    if "pid" in frame.columns and frame["pid"].nunique() > 1:
+        return forecast_workers(frame, limit, column=column)  # a forecast per process, never one line through all
+    return forecast(frame, limit, column=column)
 
 
 class ReportCommand:
@@ -45,7 +48,8 @@ class ReportCommand:
     FILE is a leakkit.trace recording (.csv or .parquet, from Trace.save or stream=), a leakkit
     watch or monitor CSV, or a memory-profiler (mprof) .dat. A trace recording gets its verdict
     (leak, plateau, clean, inconclusive) and rates per call; a timeline gets its shape and a
-    forecast to --limit. The plot goes next to FILE with .png unless --plot or --no-plot says
+    forecast to --limit, for each process of a watch of a server (one per pid). A file in which
+    several processes wrote rows with no pid column is refused (exit code 2): its samples interleave. The plot goes next to FILE with .png unless --plot or --no-plot says
     otherwise. Exit code 1 when the recording shows a leak.
 
     Examples: leakkit report worker.csv --limit 2GiB
@@ -56,7 +60,7 @@ class ReportCommand:
         parser.add_argument("file", metavar="FILE", help="the recording")
         parser.add_argument("--limit", metavar="SIZE", help="memory limit for the forecast of a timeline, e.g. 2GiB")
         parser.add_argument("--column", choices=["uss", "rss", "pss", "swap"],
-                            help="timeline column to forecast (default: uss if recorded, else rss)")
+                            help="timeline column to forecast (default: rss, what a limit counts; uss if no rss)")
         output = parser.add_mutually_exclusive_group()
         output.add_argument("--plot", metavar="PNG", help="where to save the plot (default: FILE with .png)")
         output.add_argument("--no-plot", action="store_true", help="write no image")

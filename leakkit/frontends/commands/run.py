@@ -7,11 +7,14 @@ import time
 
 from ..._errors import InvalidArgumentError
 from ._common import check_plot_path
-from .watch import add_watch_options, summarize
+from .watch import add_watch_options, live_mode, summarize
 
 
 class RunCommand:
-    """Run a command to its end while watching its memory; write a recording, a plot and a report.
+    """Run a command to its end while watching its memory and its children's; write a recording, a plot and a report.
+
+    Every process the command forks (a server's workers) is watched on its own rows, with the
+    live table and the per-process forecasts of `leakkit watch`; e.g. leakkit run -- gunicorn app:app -w 3.
 
     The recording (leakkit CSV, or mprof .dat for a .dat name) defaults to a new file
     leakkit-YYYYmmdd-HHMMSS.csv in the current directory, and the plot to the same name with .png.
@@ -43,7 +46,7 @@ class RunCommand:
         out = args.out or _new_recording()
         plot = None if args.no_plot else (args.plot or os.path.splitext(out)[0] + ".png")
         frame = watch(command, interval=args.interval, out=out, limit=args.limit, children=args.children,
-                      progress=False if args.quiet else None)
+                      progress=False if args.quiet else None, live=live_mode(args))
         return summarize(frame, limit=args.limit, plot=plot, picked_plot=not args.plot)
 
 

@@ -16,10 +16,15 @@ def add_watch_options(parser: argparse.ArgumentParser, *, interval: float) -> No
     parser.add_argument("--interval", type=float, default=interval, metavar="SECONDS",
                         help=f"seconds between samples (default: {interval:g})")
     parser.add_argument("--limit", metavar="SIZE",
-                        help="memory limit such as 512MiB or 2GB: stop there, and forecast when it is reached")
-    parser.add_argument("--children", action="store_true", help="add the memory of child processes")
+                        help="memory limit per process such as 512MiB or 2GB: stop when a process reaches it, and "
+                             "forecast when each will (default: the cgroup's memory limit, in a container)")
+    parser.add_argument("--children", action="store_true", default=True,
+                        help="watch every descendant too, each on its own rows (the default; it no longer sums)")
+    parser.add_argument("--no-children", dest="children", action="store_false",
+                        help="watch the process alone, not its workers or other children")
     parser.add_argument("--plot", metavar="PNG", help="save the timeline and forecast as an image")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no live table (and no progress bar)")
 
 
 def summarize(frame: Any, *, limit: str | None, plot: str | None, picked_plot: bool = False) -> int:
@@ -29,12 +34,16 @@ def summarize(frame: Any, *, limit: str | None, plot: str | None, picked_plot: b
     (a non-zero exit code, or killed by a signal): CI must not read a crashed worker as a pass;
     else 0.
     """
-    from ... import forecast
+    from ... import forecast, forecast_workers
 
     attrs = frame.attrs
     command = printable(" ".join(attrs.get("cmdline") or []) or f"pid {attrs.get('pid')}")
     duration = float(frame["t"].iloc[-1]) if len(frame) else 0.0
-    print(f"leakkit watch: {command}: {len(frame)} samples over {duration:.1f} s, ended by {attrs.get('ended_by')}")
+    samples = frame["t"].nunique() if len(frame) else 0
+    pids = frame["pid"].nunique() if "pid" in frame.columns and len(frame) else 1
+    print(f"leakkit watch: pid {attrs.get('pid')}: {command}: {samples} samples of {pids} process(es) over "
+          f"{duration:.1f} s, ended by {attrs.get('ended_by')}"
+          + (f" (pid {attrs['limit_pid']} reached the limit)" if attrs.get("limit_pid") else ""))
     returncode = attrs.get("returncode")
     failed = attrs.get("ended_by") == "exit" and returncode not in (None, 0)
     if failed:
@@ -47,26 +56,39 @@ def summarize(frame: Any, *, limit: str | None, plot: str | None, picked_plot: b
     reached = attrs.get("ended_by") == "limit"
     otherwise = EXIT_COMMAND_FAILED if failed else 0
     try:
-        result = forecast(frame, limit)
+        result = forecast_workers(frame, limit) if pids > 1 else forecast(frame, limit)
     except InvalidArgumentError as error:  # too short to judge: say so, it is not a finding
         note(f"leakkit: no forecast: {error}")
         return 1 if reached else otherwise
-    print(f"  {result}")
+    print("\n".join(f"  {line}" for line in str(result).splitlines()))
     if plot:
         note(f"leakkit: plot saved to {printable(save_plot(result, plot, picked=picked_plot))}")
     return 1 if reached or leaks(result) else otherwise
 
 
-class WatchCommand:
-    """Watch a running process (PID) or a command (after --) and forecast its memory.
+def live_mode(args: argparse.Namespace) -> str | bool:
+    """The live table on stderr: redrawn in place on a terminal, plain lines otherwise; none with -q."""
+    import sys
 
-    Samples RSS, USS, PSS and swap every --interval seconds until the process exits, --duration
-    passes or --limit is reached, then classifies the timeline (linear leak, step, sawtooth,
-    plateau, flat) and estimates when it meets the limit. Exit code 1 when memory grows steadily
+    if args.quiet:
+        return False
+    return "tty" if sys.stderr.isatty() else "lines"
+
+
+class WatchCommand:
+    """Watch a running process (PID) or a command (after --) and every process it forks, and forecast each.
+
+    Samples RSS, USS, PSS and swap of the process and of each descendant (a server's workers,
+    followed as they are recycled or respawned) every --interval seconds until the process exits,
+    --duration passes or a process reaches --limit. A live table shows one row per worker (pid,
+    age, memory, rate, time to the limit, verdict), the master apart: redrawn on a terminal, as
+    plain lines otherwise. Each process's timeline is then classified after its warm-up (linear
+    leak, step, sawtooth, plateau, flat, warm-up) and forecast to the limit, which is per process
+    (default: the cgroup's memory.max in a container). Exit code 1 when a process grows steadily
     (linear or step growth, or the limit was reached); else 2 when a command given after --
     exited with a non-zero code or was killed; else 0.
 
-    Examples: leakkit watch 4242 --duration 600 --limit 2GiB --out worker.csv
+    Examples: leakkit watch 4242 --duration 600 --limit 512MiB --out server.csv   (4242: gunicorn's master)
               leakkit watch --interval 0.5 -- python worker.py
     """
 
@@ -86,5 +108,5 @@ class WatchCommand:
             check_plot_path(args.plot)
         target: Any = args.pid if args.pid is not None else args.command
         frame = watch(target, interval=args.interval, duration=args.duration, out=args.out, limit=args.limit,
-                      children=args.children, progress=False if args.quiet else None)
+                      children=args.children, progress=False if args.quiet else None, live=live_mode(args))
         return summarize(frame, limit=args.limit, plot=args.plot)
