@@ -2,15 +2,22 @@
 
 The rules, in order:
 
+* Every holder that grew is a **grower** judged on its own (:mod:`leakkit.analysis.growers`): its
+  share of its makers' kept bytes at each checkpoint, its own rate, and its verdict: ``filling``
+  or ``plateau`` when something enforces its bound (its type, code that evicts, or the run seeing
+  it replace entries), else its series' own (``leak``...). A bound only declared by an attribute's
+  name bounds nothing.
 * A function **leaks** when the memory its own code allocated and that stays alive grows to the
-  last reading (:func:`leakkit.analysis.classify`), not slowing down, and is kept by something
-  that is not a side structure. The **culprit** is the function that made what the biggest growing
-  holder keeps (its new entries), so the first retention path and the culprit always agree; a
-  function whose objects only sit in weak-reference caches keyed by leaked objects is not blamed.
-* Growth held by a container with a known bound is a **plateau** when it is full, else
-  **inconclusive** with the calls that would fill it. Dead weak references waiting for a prune
-  are pending cleanup: never a leak. Growth that slows down (a cache still filling) is
-  **inconclusive** unless the run went on long enough to see it stop (**plateau**).
+  last reading (:func:`leakkit.analysis.classify`), not slowing down, and a fair part of it sits
+  in a growing holder nothing bounds (a bounded holder explains only its own share). The
+  **culprit** made the entries of the fastest such holder, whose own rate heads the report, so
+  the first retention path and the culprit always agree; a function whose objects only sit in
+  weak-reference caches keyed by leaked objects is not blamed.
+* Growth held only by bounded holders is a **plateau** when they are full, else **inconclusive**
+  with the calls that would fill them: a cache filling beside a fixed service is not a leak.
+  Dead weak references waiting for a prune are pending cleanup: never a leak. Growth that slows
+  down (a cache still filling) is **inconclusive** unless the run went on long enough to see it
+  stop (**plateau**).
 * **Native**: when the Python heap does not grow but malloc's own count of bytes in use does,
   linearly (>= ~4 KiB a call over 60 calls), or RSS does by more than its noise, the memory is
   outside Python's allocator; the wrapped function whose calls add it is the culprit.
@@ -24,6 +31,8 @@ import pandas as pd
 from .._sizes import format_size
 from ..analysis import Growth, classify, slowing_down, theil_sen
 from ..analysis.attribution import OUTSIDE
+from ..analysis.growers import Grower, growers_of
+from ..reports import bisect_frames as frames
 from ..reports.bisect_report import BisectReport
 from ..reports.plots import format_rate
 from ..retention.paths import Bound, RetentionPath
@@ -41,10 +50,11 @@ def _retention_path(h: HolderRecord) -> RetentionPath:
 
 
 def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
-    """Holders whose new entries keep objects ``name`` made, the ones it made most of first; one
-    per holder (the threads of a pool each have their own ``threading.local`` list)."""
+    """Holders whose new entries keep objects ``name`` made, the ones it made the entries of first,
+    unbounded before bounded, then by what it made there; one per holder (the threads of a pool
+    each have their own ``threading.local`` list)."""
     mine = sorted((h for h in record.holders if h.made.get(name, 0) > 0),
-                  key=lambda h: (h.maker != name, h.side is not None, -h.made.get(name, 0)))
+                  key=lambda h: (h.maker != name, h.side is not None, h.bound is not None, -h.made.get(name, 0)))
     seen: set[str] = set()
     out = []
     for h in mine:
@@ -54,12 +64,19 @@ def _holders_of(record: BisectRecord, name: str) -> list[HolderRecord]:
     return out
 
 
+def _rate(grower: Grower | None) -> float:
+    rate = grower.growth.rate if grower is not None else math.nan
+    return rate if math.isfinite(rate) else -math.inf
+
+
 def judge(record: BisectRecord) -> BisectReport:
     x = record.x
     total = classify(x, record.total_bytes, floor=BYTES_FLOOR)
     growth: dict[str, Growth] = {}
     for name, series in record.self_bytes.items():
         growth[name] = classify(x, series, floor=FUNC_FLOOR)
+    growers = growers_of(record.holders, record.x, record.self_bytes, record.calls, record.total_bytes,
+                         floor=FUNC_FLOOR)
     notes: list[str] = []
     if record.cut_short:
         notes.append(f"cut short: {record.cut_short}")
@@ -77,7 +94,13 @@ def judge(record: BisectRecord) -> BisectReport:
             held = _holders_of(record, name)
             real = [h for h in held if h.side is None]
             bound = next((h.bound for h in real[:3] if h.bound is not None), None)
-            if bound is not None:
+            # a bounded holder explains only its own share: the function still leaks when a
+            # fair part of what it keeps sits in a holder nothing bounds, growing on its own
+            mine = sum(h.made.get(name, 0) for h in real)
+            if any(h.bound is None and growers.get(id(h)) is not None and growers[id(h)].verdict == "leak"
+                   and (h.maker == name or h.made.get(name, 0) >= 0.25 * mine) for h in real):
+                pass
+            elif bound is not None:
                 bounds[name] = bound
                 verdict = "plateau" if bound.full else "inconclusive"
                 why[name] = f"held by a {bound}" + ("" if bound.full else ", still filling")
@@ -125,29 +148,44 @@ def judge(record: BisectRecord) -> BisectReport:
             leaking = []
         elif not leaking:
             # few traced calls: a function whose kept memory rises and that made a growing holder
-            rising = {n for n, g in growth.items() if n != OUTSIDE and g.rate > 0 and g.verdict != "clean"}
+            # (under 4 traced readings no function has a verdict of its own: the untraced calls decide)
+            few = len(x) < 4
+            rising = {n for n, g in growth.items() if n != OUTSIDE and g.verdict != "clean" and (
+                g.rate > 0 or (few and record.self_bytes[n][-1] > record.self_bytes[n][0]))}
             leaking = [h.maker for h in record.holders if h.side is None and h.bound is None and h.maker in rising
-                       and verdicts.get(h.maker) not in ("inconclusive", "plateau") and h.kept_bytes >= 0.2 * grew][:1]
+                       and (few or verdicts.get(h.maker) not in ("inconclusive", "plateau"))
+                       and h.kept_bytes >= 0.2 * grew][:1]
 
     culprit = None
     verdict = "clean"
     reason = ""
     calls_to_decide = None
     retention_paths: list[RetentionPath] = []
-    # The culprit made what the biggest growing holder keeps.
-    for h in record.holders:
+    # The culprit made what the fastest growing holder nothing bounds keeps (its own rate).
+    lead = None
+    by_rate = sorted(record.holders, key=lambda h: (growers.get(id(h)) is None or growers[id(h)].verdict != "leak",
+                                                    -_rate(growers.get(id(h)))))
+    for h in by_rate:
         if h.side is None and h.bound is None and h.maker in leaking:
-            culprit = h.maker
+            culprit, lead = h.maker, growers.get(id(h))
             break
     if culprit is None and leaking:
         culprit = leaking[0]
     if culprit is not None:
         verdict = "leak"
-        g = growth[culprit]
-        reason = (f"{culprit} keeps {format_size(g.rate, signed=True)} per call "
-                  f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
-                  "growing to the last reading")
-        retention_paths = [_retention_path(h) for h in _holders_of(record, culprit) if h.side is None][:5]
+        g = growth[culprit] if lead is None or lead.verdict != "leak" else lead.growth
+        who = culprit if lead is None or lead.verdict != "leak" else lead.holder.holder
+        if math.isfinite(g.rate):
+            reason = (f"{who} keeps {format_size(g.rate, signed=True)} per call "
+                      f"[{format_size(g.rate_low, signed=True)}, {format_size(g.rate_high, signed=True)}], "
+                      "growing to the last reading" + (f" (its entries made by {culprit})" if who != culprit else ""))
+        else:  # too few traced readings for a rate: the untraced calls' blocks decided
+            reason = (f"{who}'s kept memory rises over the few traced calls, and allocated blocks grow over the "
+                      f"untraced ones ({format_rate(cheap.rate, 'blocks')})" if cheap is not None else
+                      f"{who}'s kept memory rises")
+        first = [lead.holder] if lead is not None else []
+        retention_paths = [_retention_path(h) for h in first + [h for h in _holders_of(record, culprit)
+                                                                if h.side is None and all(h is not f for f in first)]][:5]
         orphan = record.orphans.get(culprit)
         if not retention_paths and orphan is not None and not orphan.objects:
             retention_paths.append(RetentionPath(
@@ -190,7 +228,7 @@ def judge(record: BisectRecord) -> BisectReport:
                   f"calls: {cheap.reason}")
         calls_to_decide = cheap.calls_to_decide
         if cheap.verdict == "leak" and bounded and bounded_bytes >= 0.5 * grew:
-            h = bounded[0]
+            h = next((b for b in bounded if not b.bound.full), bounded[0])  # one still filling decides nothing yet
             per_call = max((h.new_len - h.old_len) / max(record.calls, 1), 1e-9)
             retention_paths = [_retention_path(b) for b in bounded[:3]]
             if h.bound.full:
@@ -208,17 +246,18 @@ def judge(record: BisectRecord) -> BisectReport:
         retention_paths = [_retention_path(b) for b in bounded[:3]]  # what the growth was found in
     if native is None:
         native = classify(x, record.native_rss, floor=NATIVE_FLOOR)
-    types_frame = _growing_types(record, culprit, retention_paths)
-    paths_frame, tasks_frame = _paths_and_tasks(record)
+    types_frame = frames.growing_types(record, culprit, retention_paths)
+    paths_frame, tasks_frame = frames.paths_and_tasks(record)
     errors = dict(record.error_types)
     return BisectReport(
         verdict=verdict, culprit=culprit, retention=[p.path for p in retention_paths],
         retention_details=retention_paths, suspects=suspects, growing_types=types_frame, paths=paths_frame,
         tasks=tasks_frame,
-        function_series=_function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
-        series=_series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
+        function_series=frames.function_series(record, [n for n in suspects["function"].head(4) if n != OUTSIDE]),
+        series=frames.series_frame(record), total=total, native=native, native_leak=native_leak, reason=reason,
         calls=record.calls, warmup=record.warmup, errors=sum(errors.values()), error_types=errors,
         calls_to_decide=calls_to_decide, seconds=record.seconds, notes=notes, untraced_blocks=cheap,
+        growers=frames.growers_frame(list(growers.values()), record.calls),
         untraced=pd.DataFrame({"call": record.cheap_x, "allocated_blocks": record.cheap_blocks, "rss": record.cheap_rss,
                                "malloc_bytes": record.cheap_malloc}))
 
@@ -325,53 +364,3 @@ def _suspects(record: BisectRecord, growth: dict[str, Growth], verdicts: dict[st
     suspects["_rank"] = suspects["verdict"].map(order)
     return suspects.sort_values(["_rank", "retained_bytes_per_call"], ascending=[True, False]) \
         .drop(columns="_rank").reset_index(drop=True)
-
-
-def _function_series(record: BisectRecord, names: list[str]) -> pd.DataFrame:
-    """Long frame of the self-retained bytes of the given functions at each checkpoint."""
-    rows = [{"call": call, "function": name, "retained_bytes": value - record.self_bytes[name][0]}
-            for name in names if name in record.self_bytes
-            for call, value in zip(record.x, record.self_bytes[name], strict=True)]
-    return pd.DataFrame(rows, columns=["call", "function", "retained_bytes"])
-
-
-def _series_frame(record: BisectRecord) -> pd.DataFrame:
-    return pd.DataFrame({"call": record.x, "retained_bytes": record.total_bytes,
-                         "retained_blocks": record.total_blocks, "rss": record.rss,
-                         "native_bytes": record.native_rss, "malloc_native_bytes": record.native_malloc})
-
-
-def _paths_and_tasks(record: BisectRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
-    x = record.x
-    path_rows = []
-    for path, series in record.path_bytes.items():
-        g = classify(x, series, floor=FUNC_FLOOR)
-        path_rows.append({"path": " -> ".join(path), "function": path[-1], "bytes_per_call": g.rate,
-                          "verdict": g.verdict})
-    paths_frame = pd.DataFrame(path_rows, columns=["path", "function", "bytes_per_call", "verdict"])
-    if len(paths_frame):
-        paths_frame = paths_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
-    # By task: the outermost target frame of each path is what a task or thread runs (an asyncio
-    # task's stack starts at its coroutine, a pool thread's at the submitted function).
-    task_series: dict[str, list[float]] = {}
-    for path, series in record.path_bytes.items():
-        acc = task_series.setdefault(path[0], [0.0] * len(series))
-        for i, value in enumerate(series):
-            acc[i] += value
-    task_rows = []
-    for task, series in task_series.items():
-        g = classify(x, series, floor=FUNC_FLOOR)
-        task_rows.append({"task": task, "bytes_per_call": g.rate, "final_bytes": series[-1] - series[0],
-                          "verdict": g.verdict})
-    tasks_frame = pd.DataFrame(task_rows, columns=["task", "bytes_per_call", "final_bytes", "verdict"])
-    if len(tasks_frame):
-        tasks_frame = tasks_frame.sort_values("bytes_per_call", ascending=False).reset_index(drop=True)
-    return paths_frame, tasks_frame
-
-
-def _growing_types(record: BisectRecord, culprit: str | None, paths: list[RetentionPath]) -> pd.DataFrame:
-    root = paths[0].root if paths else None
-    rows = [{"type": t, "count": c, "size": s, "function": f, "site": site,
-             "root": root if f == culprit else None} for t, f, site, c, s in record.survivors]
-    frame = pd.DataFrame(rows, columns=["type", "count", "size", "function", "site", "root"])
-    return frame.sort_values("size", ascending=False).reset_index(drop=True)

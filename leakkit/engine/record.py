@@ -17,7 +17,9 @@ class HolderRecord:
 
     ``made`` maps a function (or ``<outside targets>``) to the bytes of the objects its code
     allocated under the new entries; ``side`` says why the holder is a side structure (weak
-    references) and not where the leak is; ``bound`` is the holder's known bound, if any.
+    references) and not where the leak is; ``bound`` is a bound something enforces (its type,
+    code that removes entries, or the run that saw it replace them), ``declared`` one only an
+    attribute's name claims (never a bound: past it, the holder is plainly growing).
     """
 
     path: str  # root ... holder, with the newest entry: mod.CACHE['req-59']
@@ -36,6 +38,8 @@ class HolderRecord:
     # object referring to most of the kept objects), 'atexit', 'C'
     how: str
     entry_makers: dict[str, int] = field(default_factory=dict)  # function -> new entries whose value it made
+    declared: Bound | None = None
+    young: int = -1  # its entries made in the run (-1: not counted); beyond new_len - old_len they replaced older ones
 
     @property
     def kept_bytes(self) -> int:

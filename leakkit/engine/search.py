@@ -27,6 +27,8 @@ from ..probes import containers as C
 from ..retention import holders as H
 from ..retention import naming, spelling
 from ..retention import paths as retention
+from ..retention.deep import deep_size
+from ..retention.paths import Bound
 from .record import BisectRecord, HolderRecord, Orphan
 from .survivors import object_traceback
 
@@ -111,6 +113,8 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
     roots = naming.find_roots(anchors, index, ignore=ignore, deadline=naming_by, partial=partial)
     if len(roots) < len(anchors) and naming_by.over():
         record.notes.append(f"naming stopped at the time budget: {len(roots)} of {len(anchors)} holders named from a root")
+    trees: dict = {}  # source files parsed for code-enforced bounds, shared by the holders
+    bound_deadline = deadline
     for k in range(len(chosen)):  # no (holder, anchor) tuples: they would be referrers of the anchor
         holder, anchor = chosen[k], anchors[k]
         chain = roots.get(id(anchor))
@@ -119,11 +123,12 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
                 chain = [*chain, holder.container]
             text = spelling.render(chain)
             root = chain[0].name
-            bound = retention.bounds_along(chain[1:])
+            bound = retention.holder_bound(chain, deadline=bound_deadline, trees=trees)
         elif id(anchor) in partial:  # referrers, but no root within the limits: from the nearest object
             near = [*partial[id(anchor)], holder.container] if holder.parent is not None else partial[id(anchor)]
             text = naming.render_partial(near)
-            root, bound = text.split(".")[0].split("[")[0], retention.bounds_along(near)
+            root = text.split(".")[0].split("[")[0]
+            bound = retention.holder_bound(near, deadline=bound_deadline, trees=trees)
             del near
         else:
             python, elsewhere = _c_references(anchor, ignore)
@@ -133,12 +138,17 @@ def _search(leads: Leads, record: BisectRecord, survivors: list, table: Any, dea
                 text = f"<{holder.kind()} whose referrers lead to no root within the search's limits>"
             root, bound = "C", retention.bound_of(holder.container)
         newest = _entry_label(holder)
-        deep = H.deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
+        deep = deep_size(holder.container, limit=20_000, deadline=deadline) if not deadline.over() else (None, False)
+        bound, declared = retention.split_bound(bound)
+        if bound is None and holder.evicts:
+            bound = Bound("observed", holder.new_len, holder.new_len, how="observed",
+                          where=f"{holder.replaced} older entries replaced while it grew by {holder.added}")
         record.holders.append(HolderRecord(
             path=text + newest, holder=text, root=root, kind=holder.kind(), old_len=holder.old_len,
             new_len=holder.new_len, made=dict(holder.made), objects=dict(holder.objects), side=holder.side,
             bound=bound, deep_bytes=deep[0], deep_complete=deep[1], how="grown" if chain is not None else "C",
-            entry_makers=dict(holder.entry_makers)))
+            entry_makers=dict(holder.entry_makers), declared=declared, young=holder.young))
+    trees.clear()
     del anchors, chosen, roots, partial
     record.holders.extend(fallback)
     # only growth that matters is looked for further (a few bytes a call inside a library is noise)
@@ -229,14 +239,15 @@ def _forward_fallback(leads: Leads, record: BisectRecord, missing: list[str], gr
         series = record.self_bytes.get(name) or [0.0]
         grew = series[-1] - series[0]
         for path, chain, count in paths[:2]:
-            if H.deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
+            if deep_size(chain[-1], limit=10_000)[0] < 0.5 * grew:
                 continue  # an object that was there, not what grew (a counter rebound each call)
             root = path.split("[")[0].split(" ")[0]
+            bound, declared = retention.split_bound(retention.bounds_along(chain))
             out.append(HolderRecord(
                 path=path, holder=path.rsplit("[", 1)[0], root=root, kind=type(chain[-2]).__name__ if len(chain) > 1
                 else type(chain[-1]).__name__, old_len=0, new_len=count, made={name: sum(
                     C.shallow_size(o) for o in chain[-1:])}, objects={name: count}, side=None,
-                bound=retention.bounds_along(chain), deep_bytes=None, deep_complete=False, how="forward"))
+                bound=bound, declared=declared, deep_bytes=None, deep_complete=False, how="forward"))
     hits.clear()
     return out
 
@@ -347,12 +358,13 @@ def _common_referrer(record: BisectRecord, name: str, objs: list[Any], own: set[
         text = root = f"<{type(holder).__name__}>"
     series = record.self_bytes.get(name) or [0.0]
     kept = int(max(series[-1] - series[0], 0) * counts[best] / len(objs))
-    bound = retention.bound_of(holder)
-    size = bound.size if bound is not None else C.container_len(holder)
+    bound, declared = retention.split_bound(retention.bound_of(holder))
+    size = (bound or declared).size if (bound or declared) is not None else C.container_len(holder)
     del roots, partial
     kind = type(holder).__name__
     return HolderRecord(path=text, holder=text, root=root, kind=kind, old_len=size, new_len=size,
-                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound, deep_bytes=None,
+                        made={name: kept}, objects={name: counts[best]}, side=None, bound=bound,
+                        declared=declared, deep_bytes=None,
                         deep_complete=False, how="referrer", entry_makers={name: counts[best]})
 
 

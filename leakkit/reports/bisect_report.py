@@ -13,6 +13,20 @@ Columns:
     ``type``, ``count``, ``size`` (bytes, shallow), ``function`` (whose code created them),
     ``site`` (file:line), ``root`` (what keeps the culprit's objects alive): objects created during
     the run and alive at its end.
+``growers``
+    One row per holder that grew during the run, each judged on its own (the leak first, then
+    the caches still filling, then the rest): ``holder`` (the path from a root to the container),
+    ``root``, ``culprit`` (the function whose code made the entries it gained), ``verdict``
+    (``leak``; ``filling``: a bound something enforces, not reached yet; ``plateau``: at its
+    bound, or growth that stopped; ``inconclusive``; ``clean``), ``bytes_per_call`` with
+    ``bytes_per_call_low``/``_high`` (its own rate: the share of each function's kept bytes found
+    under its new entries, per checkpoint, fitted like every other rate), ``entries_before`` /
+    ``entries`` (its length after the warm-up and at the end), ``bound`` (what bounds it, as
+    text; empty when nothing does), ``bound_kind`` (``implementation``: its type enforces it;
+    ``code``: code that removes entries once the size reaches the limit; ``observed``: the run
+    saw it replace old entries; ``declared``: only an attribute named like a limit, which bounds
+    nothing), ``maxsize``, ``calls_to_fill`` (filling: calls until the bound is reached),
+    ``kept_bytes`` (bytes the run made under its new entries), ``why``.
 ``paths``
     ``path`` (call path of target functions, outermost first), ``function``, ``bytes_per_call``,
     ``verdict``: which caller path leaks when only one of several does.
@@ -44,7 +58,7 @@ from typing import Any
 import pandas as pd
 
 from .._sizes import format_size
-from .._text import wrap_lines
+from .._text import interval, wrap_lines
 from ..analysis import Growth
 from . import plots
 from .html import figure_html
@@ -84,6 +98,7 @@ class BisectReport:
     notes: list = field(default_factory=list)  # what was cut short or run on, side structures, C-held objects
     untraced: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # a heavy workload's untraced calls
     untraced_blocks: Growth | None = None  # their allocated blocks' growth: the verdict of a heavy run
+    growers: pd.DataFrame = field(default_factory=pd.DataFrame)  # every holder that grew, judged on its own
 
     def __repr__(self) -> str:
         rate = (f", {format_size(self.total.rate, signed=True)}/call" if math.isfinite(self.total.rate) else "")
@@ -100,9 +115,11 @@ class BisectReport:
             lines.append(f"  {self.reason}")
         if self.culprit:
             lines.append(f"  culprit: {self.culprit}")
+        lines.extend(self._grower_lines())
         t = self.total
         if math.isfinite(t.rate):
-            lines.append(f"  Python heap kept per call: {format_size(t.rate, signed=True)} "
+            lines.append(f"  {'total kept per call, all growers together' if len(self.growers) > 1 else 'kept per call'}"
+                         f" (Python heap): {format_size(t.rate, signed=True)} "
                          f"[{format_size(t.rate_low, signed=True)}, {format_size(t.rate_high, signed=True)}]")
         if self.native_leak and math.isfinite(self.native.rate):
             lines.append(f"  native memory per call: {format_size(self.native.rate, signed=True)} "
@@ -139,6 +156,26 @@ class BisectReport:
         if self.errors:
             kinds = ", ".join(f"{k} x{v}" for k, v in self.error_types.items())
             lines.append(f"  the workload raised {self.errors} times: {kinds}")
+        return lines
+
+    def _grower_lines(self) -> list[str]:
+        """Each grower with its own rate, verdict and bound: the leak first; a cache filling beside it
+        is said to be one, and said not to be the leak."""
+        shown = self.growers[self.growers["verdict"] != "clean"] if len(self.growers) else self.growers
+        if not len(shown) or (len(shown) == 1 and shown["verdict"].iloc[0] == "leak" and self.verdict == "leak"
+                              and not shown["bound"].iloc[0]):
+            return []
+        lines = ["  growers (each with its own rate per call):"]
+        for row in shown.head(6).itertuples():
+            rate = format_size(row.bytes_per_call, signed=True) if math.isfinite(row.bytes_per_call) else "?"
+            span = interval(row.bytes_per_call_low, row.bytes_per_call_high)
+            what = {"leak": "LEAK", "filling": "filling", "plateau": "plateau"}.get(row.verdict, row.verdict)
+            detail = f"entries made by {row.culprit}, {row.entries_before} -> {row.entries}"
+            if row.verdict != "leak" or row.bound:
+                detail += f"; {row.why}"
+            lines.append(f"    {what:12s} {row.holder}  {rate}/call {span}  ({detail})")
+        if len(shown) > 6:
+            lines.append(f"    ... {len(shown) - 6} more in report.growers")
         return lines
 
     def _repr_html_(self) -> str:

@@ -16,16 +16,13 @@ from .._sizes import format_size
 from .._text import interval, wrap_lines
 from ..analysis import Growth, classify
 from ..recording.tables import Recording
-from . import plots
+from . import plots, trace_growers
 from .html import figure_html
 
 BLOCKS_FLOOR = 8  # noise after a full collection, in blocks (a shell or test runner adds a few)
 BYTES_FLOOR = 512
 BYTES_LEAK_FLOOR = 64 << 10  # bytes alone call a leak only past allocator noise (malloc's per-thread caches)
 NATIVE_FLOOR = 1 << 20  # RSS/USS move by pages and arenas: below 1 MiB it is not a finding
-HOLDER_SHARE = 0.2  # a bounded container must explain this much of the top growing type to count
-HELD_FRACTION = 0.5
-_NOT_HELD = ("function (", "module(", "frame (", "weakref.")  # of the sampled newest growing objects held by bounded containers: a bounded holder
 
 
 @dataclass
@@ -54,6 +51,7 @@ class TraceReport:
     recording: Recording = field(repr=False)
     bytes: Growth | None = None  # the bytes series' full verdict (None when not measured)
     native_column: str = "uss"
+    growers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=trace_growers.COLUMNS))
 
     @property
     def blocks_per_call(self) -> float:
@@ -101,6 +99,7 @@ class TraceReport:
                          f"{interval(n.rate_low, n.rate_high)}")
         if self.verdict == "inconclusive" and b.calls_to_decide:
             lines.append(f"  about {b.calls_to_decide} more calls would decide")
+        lines.extend(trace_growers.lines(self.growers))
         if self.errors:
             lines.append(f"  {self.errors} calls raised")
         types = _notable(self.growing_types)
@@ -248,37 +247,31 @@ def trace_report(rec: Recording, *, function: str,
     Args:
         rec: the recording (its checkpoints decide; its summaries name the growing types).
         function: the name to report under.
-        holders: for a live trace, a function that looks at the heap for bounded containers
-            holding the newest objects of the growing types (:func:`leakkit.probes.process.bounded_holders`);
-            called only when the verdict would be ``leak``. Growth held by a container with a
-            known bound is a ``plateau`` once the container is full, ``inconclusive`` before.
+        holders: for a live trace, a function returning the containers that grew since its
+            baseline, named and bounded (:func:`leakkit.retention.grown.grown_holders`); called only
+            when the verdict would be ``leak``. Growth that containers with an enforced bound
+            explain is a ``plateau`` once they are full, ``inconclusive`` before; growth beside
+            them stays a ``leak`` (:mod:`leakkit.reports.trace_growers`).
     """
     ckpt = rec.checkpoints
     calls = rec.calls
     types = growing_types(rec.summaries)
     blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR)
     verdict, reason = blocks.verdict, blocks.reason
-    if verdict == "leak" and holders is not None and len(types):
-        # Per-object names say nothing about holders; weakrefs grow by leakkit's own doing when
-        # DataFrames are alive (sizing one through pandas' __sizeof__ adds dead weakrefs to it).
-        grown = types[(types["count_delta"] > 0) & ~types["type"].str.startswith(_NOT_HELD)]
-        grown = grown.sort_values("count_delta", ascending=False).head(3)
-        found = holders(list(grown["type"])) if len(grown) else []
-        # What bounded containers gained must explain most of the growth of the top growing types
-        # (each type's share capped at its own growth), and each container a fair part of one type.
-        deltas = dict(zip(grown["type"], grown["count_delta"].astype(float), strict=False))
-        held_by = [h for h in found
-                   if any(h.explained.get(t, 0.0) >= HOLDER_SHARE * d for t, d in deltas.items())]
-        explained = sum(min(sum(h.explained.get(t, 0.0) for h in held_by), d) for t, d in deltas.items())
-        if held_by and explained >= HELD_FRACTION * sum(deltas.values()):
-            span = max(int(ckpt["call"].iloc[-1] - ckpt["call"].iloc[0]), 1)
-            per_call = sum(h.gained for h in held_by) / span
-            room = sum(max(h.bound - h.size, 0) for h in held_by)
-            blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR,
-                              bound_reached=all(h.full for h in held_by),
-                              bound_calls_left=room / per_call if per_call > 0 else None)
-            verdict = blocks.verdict
-            reason = (f"{blocks.reason}: {', '.join(f'{h.description} holds {h.size}/{h.bound}' for h in held_by)}")
+    growers, calls_to_fill = pd.DataFrame(columns=trace_growers.COLUMNS), None
+    rise = _rise(ckpt)
+    if verdict == "leak" and holders is not None and rise is not None:
+        found = holders()
+        if found:
+            span = float(ckpt["call"].iloc[-1] - ckpt["call"].iloc[0])
+            judged, why, growers, calls_to_fill = trace_growers.judge(found, verdict, rise, span)
+            if judged != verdict:
+                # growth bounded containers explain: it stops when they are full
+                blocks = classify(ckpt["call"], ckpt["blocks"], floor=BLOCKS_FLOOR, bound_reached=judged == "plateau",
+                                  bound_calls_left=calls_to_fill)
+                verdict, reason = judged, f"{blocks.reason}: {why}"
+            elif why:
+                reason = f"{reason}; {why}"
     native = None
     memory_col = "uss" if ckpt["uss"].notna().sum() >= 4 else "rss"
     points = ckpt[["call", memory_col]].dropna()
@@ -309,7 +302,20 @@ def trace_report(rec: Recording, *, function: str,
         errors=int(calls["error"].notna().sum()) if len(calls) else 0,
         blocks=blocks, bytes_per_call=rate, bytes_per_call_low=low, bytes_per_call_high=high,
         bytes_source=source, native=native, growing_types=types, reason=reason,
-        recording=rec, bytes=kept, native_column=memory_col)
+        recording=rec, bytes=kept, native_column=memory_col, growers=growers)
+
+
+def _rise(ckpt: Any) -> float | None:
+    """Bytes kept over the trace, from the most exact series read: from the first checkpoint after
+    the first call (what the first call sets up once is a warm-up, not growth) to the last."""
+    for column in ("traced_bytes", "allocated_bytes", "heap_bytes"):
+        if column in ckpt:
+            points = ckpt[["call", column]].dropna()
+            if len(points) >= 3 and points["call"].iloc[0] == 0 and points["call"].iloc[1] <= 1:
+                points = points.iloc[1:]
+            if len(points) >= 2:
+                return float(points[column].iloc[-1] - points[column].iloc[0])
+    return None
 
 
 def _allocator_rise(ckpt: Any, first: int, last: int) -> float | None:

@@ -8,8 +8,9 @@ beside a one-entry-per-call registry costs one C pass, not a walk.
 For each holder the new objects under its new entries are charged to the function whose code
 allocated them (the innermost target frame, as in the checkpoints), so the culprit is the function
 that made what the growing holder keeps. Entries that are weak references are a side structure
-(an ABC cache, a WeakSet): they exist because other objects exist, and dead ones only wait for a
-prune, so they are reported as such and never blamed.
+(an ABC cache, a WeakSet), and so are ``weakref.finalize``'s registry entries (one per object
+with a finalizer, alive as long as that object): they exist because other objects exist, and dead
+ones only wait for a prune, so they are reported as such and never blamed.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..probes import containers as C
 from .budget import as_deadline
+from .deep import NO_WALK, deep_size, referents  # noqa: F401 (deep_size: reached here too)
 
 _get_object_traceback = tracemalloc._get_object_traceback
 
@@ -66,8 +68,6 @@ def raw_traceback(obj: Any) -> tuple | None:
     if tb is None and _managed is not None and type(obj).__flags__ & _MANAGED_DICT and not C.is_a(obj, type):
         tb = _managed(obj)
     return tb
-_NO_WALK = (types.ModuleType, types.FrameType, types.CodeType, type(len), types.BuiltinMethodType)
-_ATOMS = (int, float, complex, bool, str, bytes, type(None))
 _WEAK = (weakref.ref,)
 _LRU = functools._lru_cache_wrapper
 UNTRACED = "<untraced>"
@@ -89,6 +89,18 @@ class Holder:
     entries: int = 0  # new entries that hold objects the run created
     weak: int = 0  # new entries that are weak references
     dead_weak: int = 0  # ... whose referent is gone: pending cleanup, not kept memory
+    young: int = -1  # entries made in the run, all of them (not only the newest): -1 when not counted
+
+    @property
+    def replaced(self) -> int:
+        """Older entries the run's entries replaced: arrivals beyond the growth (0 when not counted)."""
+        return max(self.young - self.added, 0) if self.young >= 0 else 0
+
+    @property
+    def evicts(self) -> bool:
+        """The run saw it replace old entries instead of growing: most of its entries made in the
+        run took the place of older ones (its length rose by a quarter of them or less)."""
+        return self.young >= 8 and self.added <= 0.25 * self.young
 
     @property
     def added(self) -> int:
@@ -186,24 +198,14 @@ def _made_members(container: Any, wanted: int, deadline: Any) -> list[tuple[Any,
     return out[:wanted]
 
 
-def _referents(obj: Any) -> list[Any]:
-    import gc
-
-    if C.is_a(obj, _NO_WALK) or C.is_a(obj, _ATOMS):
-        return []
-    try:
-        return gc.get_referents(obj)
-    except Exception:
-        return []
-
-
 class _Charger:
     """Charges what new entries keep to the functions that made it, within a budget of
     tracemalloc look-ups: each costs a traceback tuple built under tracemalloc, where every
     allocation is itself traced (a figure's 4 000 objects would take seconds).
 
     ``young``: the tracked objects the run made (the unfrozen ones, an AddressSet), when known. Past the
-    look-up budget, a young object is charged to whoever made the object holding it.
+    look-up budget, a young object, or an untracked one (a string, bytes) that one of the run's
+    objects holds, is charged to whoever made the object holding it.
     """
 
     def __init__(self, attribute: Callable[[tuple], Any], young: Any, lookup_s: float) -> None:
@@ -225,8 +227,12 @@ class _Charger:
         if self.looking():
             who = made_in_run(obj, self.attribute) if not C.is_a(obj, type) else who_made(obj, self.attribute)
             return None if who == UNTRACED else who
-        if self.young is not None and gc.is_tracked(obj):
-            return parent_maker if obj in self.young else None
+        if self.young is not None:
+            if gc.is_tracked(obj):
+                return parent_maker if obj in self.young else None
+            # untracked (strings, bytes, tuples and dicts of atoms): the run's own object holds
+            # it, so most likely the same call made it (an old one shared by many counts once)
+            return parent_maker if not C.is_a(obj, (int, float, bool, type(None))) else None
         return None
 
 
@@ -257,6 +263,10 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
             if step % 256 == 255 and deadline.over():
                 break
             weak = value if C.is_a(value, _WEAK) else None
+            if weak is None and is_dict and C.is_a(key, weakref.finalize):
+                # weakref.finalize's registry: an entry lives as long as its object, which is held
+                # (or bounded) elsewhere; its weak reference tells whether that object still lives
+                weak = next((v for n, v in C.slot_values(value) if n == "weakref" and C.is_a(v, _WEAK)), key)
             if weak is None and is_dict and C.is_a(key, _WEAK):
                 # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
                 # table): charge it; the entry is a side structure only if it keeps nothing made here
@@ -291,19 +301,21 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
                 budget -= counted
                 holder.entries += 1
                 holder.newest = key
-        cache = parent if parent is not None and C.is_a(parent, _LRU) else _lru_of(container)
+        cache = parent if parent is not None and C.is_a(parent, _LRU) else lru_of(container)
         if cache is not None:
             # an lru_cache's table maps keys to C links the GC cannot see into; the cache itself
             # reports the keys and results it keeps
             own = C.instance_dict(cache)
             wrapped = own.get("__wrapped__") if own is not None else None
-            for value in _referents(cache):
+            for value in referents(cache):
                 if value is not container and value is not own and value is not wrapped and \
                         not C.is_a(value, types.FunctionType):
                     counted = _charge(value, holder, charger, budget)
                     budget -= counted
                     holder.entries += bool(counted)
         if holder.entries or holder.weak:
+            if holder.entries and not deadline.over():
+                holder.young = young_members(container, attribute, deadline=deadline)
             out.append(holder)
     if progress is not None:
         progress.append(looked)
@@ -311,7 +323,29 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
     return out
 
 
-def _lru_of(container: Any) -> Any:
+def young_members(container: Any, attribute: Callable[[tuple], Any], *, limit: int = 20_000,
+                  deadline: Any = None) -> int:
+    """How many of a container's entries (a dict's by key or value) were made in the run; -1 for
+    a container too long to count (or not a builtin one), or when ``deadline`` passes. What an
+    evicting cache shows: entries made in the run beyond what it grew by replaced older ones."""
+    n = C.container_len(container)
+    if n < 0 or n > limit:
+        return -1
+    is_dict = C.is_a(container, dict)
+    count = 0
+    for step, (key, value) in enumerate(C.members(container)):
+        if step % 256 == 255 and deadline is not None and deadline.over():
+            return -1
+        for obj in ((value, key) if is_dict else (value,)):
+            if C.is_a(obj, (int, float, bool, type(None), type)):
+                continue  # shared atoms say nothing of when the entry was made
+            if made_in_run(obj, attribute) not in (None, UNTRACED):
+                count += 1
+                break
+    return count
+
+
+def lru_of(container: Any) -> Any:
     """The ``lru_cache`` whose table ``container`` is (its values are the cache's C links)."""
     if not C.is_a(container, dict):
         return None
@@ -349,34 +383,10 @@ def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:
         holder.made[maker] += C.shallow_size(obj)
         holder.objects[maker] += 1
         counted += 1
-        for child in _referents(obj):
-            if C.is_a(child, _NO_WALK) or not seen(child):
+        for child in referents(obj):
+            if C.is_a(child, NO_WALK) or not seen(child):
                 continue  # looked at once: an old object shared by many new ones costs one look
             inner = charger.maker(child, maker)
             if inner is not None:
                 stack.append((child, inner))
     return counted
-
-
-def deep_size(obj: Any, *, limit: int = 200_000, deadline: Any = None) -> tuple[int, bool]:
-    """Bytes of ``obj`` and everything it reaches (pympler's ``asizeof``, without running any of the
-    objects' code); ``(bytes, complete)``: ``complete`` is False when the walk hit ``limit`` objects
-    or ``deadline``."""
-    seen: set[int] = {id(obj)}
-    stack = [obj]
-    total = 0
-    deadline = as_deadline(deadline) if deadline is not None else None
-    steps = 0
-    while stack:
-        steps += 1
-        if len(seen) > limit or (deadline is not None and steps % 512 == 0 and deadline.over()):
-            return total, False
-        item = stack.pop()
-        total += C.shallow_size(item)
-        for child in _referents(item):
-            if id(child) not in seen and not C.is_a(child, _NO_WALK + (type, types.FunctionType)):
-                seen.add(id(child))
-                stack.append(child)
-                if len(seen) > limit:  # one container of millions stops the walk here, not after
-                    return total, False
-    return total, True

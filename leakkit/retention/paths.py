@@ -1,9 +1,12 @@
 """Bounds of the containers that hold growth, and a shallow walk from the targets' namespaces.
 
-A holder with a known bound turns rising memory into a plateau (full) or an open question (still
-filling): ``deque(maxlen)``, ``lru_cache(maxsize)``, the ``re`` module's caches, ``Queue(maxsize)``,
-and any cache object that keeps its limit in a plain attribute (``maxsize``, ``capacity``,
-``max_entries``, ...: cachetools, jinja2, SQLAlchemy and most hand-written LRU classes do).
+A holder is bounded when something enforces its bound, and only then: its own type
+(``deque(maxlen)``, ``lru_cache(maxsize)``, ``Queue(maxsize)``, the ``re`` module's caches), code
+that removes entries once its size reaches a limit (:mod:`leakkit.retention.enforced`), or the run
+itself, which saw it replace old entries instead of growing (:mod:`leakkit.retention.holders`).
+An attribute named like a limit (``maxsize``, ``capacity``, ``max_entries``...) is only *declared*:
+it proves nothing (``MemoryHandler(capacity=100)`` without a target never empties its buffer),
+and a holder past its declared bound is plainly growing.
 
 The growth-led search (:mod:`leakkit.retention.holders`, :mod:`leakkit.retention.naming`) finds holders that grew. What
 it cannot see is memory kept without any container growing: an object replaced by a bigger one
@@ -25,6 +28,7 @@ from typing import Any
 
 from ..probes import containers as C
 from .budget import as_deadline
+from .enforced import code_bound
 from .spelling import short
 
 # In a notebook, __main__ also holds the shell's own history and objects: not roots of a leak.
@@ -61,17 +65,46 @@ _LIMIT_NAME = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_
 
 @dataclass(frozen=True)
 class Bound:
-    """A container with a known maximum size, and how full it is."""
+    """A container's maximum size, how full it is, and what says so (``how``):
 
-    kind: str  # 'deque(maxlen)', 'lru_cache(maxsize)', 're cache', 'Queue(maxsize)', 'Cls.capacity'
+    * ``implementation``: its type enforces it (``kind``: 'deque(maxlen)', 'lru_cache(maxsize)',
+      're cache', 'Queue(maxsize)');
+    * ``code``: code that removes entries once the size reaches the limit (``kind``: the test as
+      written, ``where``: the function and line);
+    * ``observed``: the run saw it replace old entries instead of growing (``where`` says how many);
+    * ``declared``: only an attribute named like a limit ('Cls.capacity'): not a bound.
+    """
+
+    kind: str
     maxsize: int
     size: int
+    how: str = "implementation"
+    where: str = ""
+    slack: int = 0  # entries over ``maxsize`` the enforcing code allows until its next removal
+
+    @property
+    def enforced(self) -> bool:
+        return self.how != "declared"
 
     @property
     def full(self) -> bool:
         return self.size >= self.maxsize
 
+    @property
+    def exceeded(self) -> bool:
+        """Past the bound: a declared bound that nothing holds it to."""
+        return self.size > self.maxsize + self.slack
+
     def __str__(self) -> str:
+        if self.how == "code":
+            return f"bound of {self.maxsize} enforced by {self.where} ({self.kind}), holding {self.size}"
+        if self.how == "observed":
+            return f"bound seen in the run ({self.where}), holding {self.size}"
+        if self.how == "declared":
+            state = "past it: growing" if self.exceeded else "nothing found enforcing it"
+            return f"declared {self.kind}={self.maxsize} ({state}), holding {self.size}"
+        if self.kind.endswith(")") and "(" in self.kind:  # lru_cache(maxsize) -> lru_cache(maxsize=128)
+            return f"{self.kind[:-1]}={self.maxsize}), holding {self.size}"
         return f"{self.kind}={self.maxsize}, holding {self.size}"
 
 
@@ -127,6 +160,13 @@ def bound_of(obj: Any) -> Bound | None:
     for cache, limit in _re_caches():
         if obj is cache:
             return Bound("re cache", limit, C.container_len(obj))
+    aio = sys.modules.get("asyncio")
+    if aio is not None and C.is_a(obj, aio.Queue):  # put_nowait refuses past maxsize, put waits
+        maxsize = (C.instance_dict(obj) or {}).get("_maxsize")
+        inner = (C.instance_dict(obj) or {}).get("_queue")
+        if type(maxsize) is int and maxsize > 0:
+            return Bound("asyncio.Queue(maxsize)", maxsize, max(C.container_len(inner), 0))
+        return None
     queue = sys.modules.get("queue")
     if queue is not None and C.is_a(obj, queue.Queue):
         maxsize = C.instance_dict(obj).get("maxsize") if C.instance_dict(obj) is not None else None
@@ -137,8 +177,8 @@ def bound_of(obj: Any) -> Bound | None:
 
 
 def _attribute_bound(obj: Any) -> Bound | None:
-    """A cache object that keeps its limit in a plain int attribute (``capacity``, ``maxsize``...),
-    holding its entries in a builtin container: the size is that container's length."""
+    """A limit declared in a plain int attribute (``capacity``, ``maxsize``...) of an object holding
+    its entries in a builtin container (the size is that container's length): declared, not enforced."""
     if C.is_a(obj, _ATOMS + _SKIP + (type, dict, list, set, tuple)):
         return None
     attrs = list(C.attributes(obj))
@@ -152,19 +192,43 @@ def _attribute_bound(obj: Any) -> Bound | None:
     sizes = [C.container_len(v) for _, v in attrs if C.container_len(v) >= 0]
     if not sizes:
         return None
-    return Bound(f"{type(obj).__name__}.{limit[0]}", limit[1], max(sizes))
+    return Bound(f"{type(obj).__name__}.{limit[0]}", limit[1], max(sizes), how="declared")
 
 
 def bounds_along(chain: Iterable[Any]) -> Bound | None:
-    """The first container with a known bound along a chain of objects."""
+    """The first container whose type enforces a bound along a chain of objects, else the first
+    declared one (which :attr:`Bound.enforced` tells apart)."""
+    declared = None
     for obj in chain:
         try:
             found = bound_of(obj)
         except Exception:
             found = None
-        if found is not None:
+        if found is not None and found.enforced:
             return found
-    return None
+        declared = declared or found
+    return declared
+
+
+def split_bound(bound: Bound | None) -> tuple[Bound | None, Bound | None]:
+    """(the bound if something enforces it, the bound if it is only declared)."""
+    if bound is None:
+        return None, None
+    return (bound, None) if bound.enforced else (None, bound)
+
+
+def holder_bound(chain: list[Any], *, deadline: Any, trees: dict | None = None) -> Bound | None:
+    """The bound of ``chain[-1]``, a holder reached through ``chain`` (``[Root, ..., holder]``):
+    its type's or a container's along the chain, else the one code enforces on it
+    (:func:`leakkit.retention.enforced.code_bound`), else a declared one."""
+    rooted = bool(chain) and type(chain[0]).__name__ == "Root"
+    along = bounds_along(chain[1:] if rooted else chain)  # the root (a module's globals) bounds nothing
+    if along is not None and along.enforced:
+        return along
+    found = code_bound(chain, deadline=deadline, trees=trees) if chain else None
+    if found is not None:
+        return Bound(found.source, found.limit, found.size, how="code", where=found.where, slack=found.slack)
+    return along
 
 
 # -- the shallow forward walk ----------------------------------------------------------------------

@@ -22,10 +22,12 @@ import math
 import sys
 import threading
 import time
+from typing import Any
 
 import pandas as pd
 
 from .._compat import settle
+from ..probes import containers
 from ..probes import process as probes
 from ..recording.recorder import Recorder
 
@@ -46,7 +48,8 @@ class Checkpoints:
     attributes: ``next_call`` (a checkpoint is due once the recorder holds that many calls; 0 makes
     the next outermost call take one), ``wall_due`` (perf_counter time of the next wall-time one),
     ``origin`` (perf_counter time the recording starts from), ``busy`` (seconds spent inside
-    outermost calls) and ``read_every``. ``census`` holds the bounded containers' sizes at the baseline.
+    outermost calls) and ``read_every``. ``census`` holds every container's length at the baseline (:func:`leakkit.probes.containers.sizes`):
+    the containers that grew since are what the report names as growers.
     """
 
     def __init__(self, recorder: Recorder, name: str, *, every: int | str, budget: float, summaries: bool,
@@ -68,7 +71,8 @@ class Checkpoints:
         self.origin: float | None = None
         self.busy = 0.0
         self.read_every = 1  # read memory on every call until _adapt says otherwise
-        self.census: dict[int, int] | None = None
+        self.census: Any = None
+        self.baseline_objects: Any = None  # the tracked objects alive at the baseline (by address)
         self._cost = 0.0  # seconds spent in checkpoints, summaries included
         self._summary_cost = 0.0
         self._last_call = -1  # calls finished at the last checkpoint (-1: no baseline yet)
@@ -182,7 +186,6 @@ class Checkpoints:
         probes.fds()
         probes.gc_collections()
         self.recorder.warm(self._name, threading.current_thread().name)
-        self.census = probes.bounded_census()
         if self._want_summaries and not _WARMED:
             # The first summary in a process fills the type-name table and pandas' and numpy's
             # caches: done here, before the baseline reading, the next summary finds them there.
@@ -193,6 +196,13 @@ class Checkpoints:
                 self.recorder.learn_types(heap_summary(collect=True))
             except Exception:
                 pass  # reported by the summary itself
+        # last: what the warm-up itself added to containers (re's cache...) is baseline too
+        objects = gc.get_objects()
+        try:
+            self.census = containers.sizes(objects)
+            self.baseline_objects = containers.AddressSet(objects)
+        finally:
+            del objects
 
     def _take(self, n: int, force_summary: bool = False) -> None:
         import tracemalloc

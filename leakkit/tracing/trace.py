@@ -22,6 +22,7 @@ import functools
 import inspect
 import os
 import sys
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -30,16 +31,17 @@ import pandas as pd
 
 from .. import _checks
 from .._errors import expected
-from ..probes import process as probes
 from ..recording.recorder import Recorder
 from ..recording.tables import Recording
 from ..reports.trace_report import (
     trace_report,  # imported here, not at the last checkpoint: it would read as growth
 )
+from ..retention.grown import grown_containers, grown_holders
 from .calls import CallMeter
 from .checkpoints import Checkpoints
 from .frames_importlib_bootstrap import traced_call
 
+_GROWERS_S = 2.0  # seconds a report spends finding and naming the containers that grew (when it would say leak)
 OPTIONS = frozenset({"checkpoint_every", "summaries", "tracemalloc", "fds", "stream", "overhead_budget", "name"})
 
 
@@ -177,10 +179,13 @@ class Trace:
         _checks.flag(checkpoint, "checkpoint")
         if checkpoint and len(self._recorder):
             self.checkpoint()
-        census = self._checkpoints.census
+        census, old = self._checkpoints.census, self._checkpoints.baseline_objects
         holders = None
         if checkpoint and census is not None:
-            holders = functools.partial(probes.bounded_holders, baseline=census)
+            grown = grown_containers(census)  # now: what building the report adds is not the calls'
+
+            def holders() -> list:
+                return grown_holders(grown, old=old, deadline=time.perf_counter() + _GROWERS_S)
         return trace_report(self.recording, function=self._qualname, holders=holders)
 
     @_checks.strict
