@@ -208,6 +208,36 @@ def test_bad_options_are_leakkit_errors(tmp_path, options, match):
         monitor(tmp_path / "bad.csv", **options)
 
 
+@pytest.mark.parametrize(("options", "match"), [({"window": 7}, "window"), ({"window": 30.5}, "window"),
+                                                ({"window": True}, "window"), ({"window": 30, "sustain": 60}, "not both")])
+def test_a_bad_window_is_a_leakkit_error(tmp_path, options, match):
+    with pytest.raises(LeakkitError, match=match):
+        monitor(tmp_path / "bad.csv", **options)
+
+
+def test_the_older_window_option_is_the_same_span_of_time_and_its_call_fires_on_a_1_mib_per_min_leak(tmp_path):
+    """The issue's own call, ``monitor(..., window=30, min_growth="1MiB")``: accepted, its window
+    30 samples of the interval, and a 1 MiB/min leak (which never rose 1 MiB in 30 s, so the
+    older rule never fired) is called a leak within 10 minutes on the whole life's scale."""
+    import random
+
+    from leakkit.recording import monitor_rate
+    from leakkit.recording.monitor import Monitor
+
+    with monitor(tmp_path / "old-{pid}.csv", interval=2.0, window=30, min_growth="1MiB") as mon:
+        assert mon.sustain == 60.0 and mon.window == 30 and mon.min_growth == MIB
+    with Monitor(str(tmp_path / "cls.csv"), interval=0.5, window=60, min_growth=MIB, auto_snapshot=False,
+                 signal=False, baseline=False, top=15) as old_style:  # the older class's call, every option given
+        assert old_style.sustain == 30.0 and old_style.window == 60
+    rnd = random.Random(7)
+    history, fired = monitor_rate.History(30 * 1.0), None
+    for second in range(600):
+        history.add(float(second), 30 * MIB + second / 60 * MIB + rnd.gauss(0, 0.3 * MIB))
+        if fired is None and second % 10 == 0 and monitor_rate.judge(history, MIB).verdict == "leak":
+            fired = second
+    assert fired is not None and fired <= 600
+
+
 def test_a_path_template_with_an_unknown_field_is_refused(tmp_path):
     with pytest.raises(LeakkitError, match="pid"):
         monitor(str(tmp_path / "worker-{worker}.csv"))

@@ -79,6 +79,10 @@ def test_a_master_and_its_workers_each_get_rows_and_a_recycled_worker_a_new_seri
     assert list(again.columns) == COLUMNS and set(again["pid"]) == set(frame["pid"])
     with pytest.raises(leakkit.MixedProcessesError, match=r"rows of 4 processes"):
         leakkit.forecast(again)
+    # an older script's forecast(watch(cmd)) is told how to read the process watched, as it used to
+    with pytest.raises(leakkit.MixedProcessesError, match=rf"pid={master} for the process watched.*children=False"):
+        leakkit.forecast(frame)
+    assert leakkit.forecast(frame, pid=frame.attrs["pid"]).pid == master
     one = leakkit.forecast(again, pid=int(grower))
     assert one.pid == grower and one.column == "rss"
     report = leakkit.forecast_workers(again, "1GiB")

@@ -42,18 +42,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import InvalidArgumentError, check_options, expected
-from .._sizes import parse_size
 from . import monitor_rate
-from .monitor_counters import Counters, cgroup_limit
+from .monitor_counters import Counters
 from .monitor_file import RowFile
+from .monitor_options import SUSTAIN_S, checked, sustain_of
 from .monitor_run import Runner
 
 COLUMNS = ["t", "unix_time_s", "pid", "rss", "uss", "pss", "swap", "python_heap", "allocated_blocks", "gc0", "gc1",
            "gc2", "gc_collections", "open_fds", "threads", "traced_bytes", "monitor_cpu_s", "snapshots",
            "snapshot_rss", "snapshot_uss", "snapshot_pss"]
 HEADLINE = "rss"  # what the rate, the verdict and the limit read: unsharing after a fork never moves it
-_OPTIONS = frozenset({"interval", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal", "baseline",
-                      "top", "role", "service", "version", "limit", "fork"})
+_OPTIONS = frozenset({"interval", "window", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal",
+                      "baseline", "top", "role", "service", "version", "limit", "fork"})
 _MONITORS: list[Monitor] = []  # every monitor started in this process (or copied into it by a fork)
 _REGISTRY_LOCK = threading.Lock()
 
@@ -72,13 +72,14 @@ class Monitor:
     ``last_error`` the last failure the thread caught (it never raises into the application).
     """
 
-    def __init__(self, path: str, *, interval: float = 1.0, sustain: float = 300.0, min_growth: int = 1 << 20,
-                 auto_snapshot: bool = True, trace_window: float = 30.0, signal: bool = False, baseline: bool = False,
-                 top: int = 15, role: str | None = None, service: str | None = None, version: str | None = None,
+    def __init__(self, path: str | os.PathLike, *, interval: float = 1.0, window: int | None = None,
+                 sustain: float = SUSTAIN_S, min_growth: int = 1 << 20, auto_snapshot: bool = True,
+                 trace_window: float = 30.0, signal: bool = False, baseline: bool = False, top: int = 15,
+                 role: str | None = None, service: str | None = None, version: str | None = None,
                  limit_bytes: int | None = None, fork: bool = True) -> None:
-        self.template = path
+        self.template = os.fspath(path)
         self.interval = interval
-        self.sustain = sustain
+        self.sustain = sustain_of(window, sustain, interval)
         self.min_growth = min_growth
         self.auto_snapshot = auto_snapshot
         self.trace_window = trace_window
@@ -108,6 +109,11 @@ class Monitor:
         with _REGISTRY_LOCK:
             _MONITORS.append(self)
         atexit.register(self.stop)
+
+    @property
+    def window(self) -> int:
+        """Samples in the growth window (``sustain / interval``): the older spelling of ``sustain``."""
+        return max(1, round(self.sustain / self.interval))
 
     def _fresh_state(self) -> None:
         """What belongs to one process: a forked child starts its own."""
@@ -327,7 +333,8 @@ def monitor(
     path: str | os.PathLike,
     *,
     interval: float = 1.0,
-    sustain: float = 300.0,
+    window: int | None = None,
+    sustain: float = SUSTAIN_S,
     min_growth: int | float | str = "1MiB",
     auto_snapshot: bool = True,
     trace_window: float = 30.0,
@@ -347,7 +354,12 @@ def monitor(
         path: the CSV to append to (created if missing); ``{pid}`` in it (and ``{role}``,
             ``{service}``) is filled in, in each process: ``"/var/log/app/worker-{pid}.csv"``.
         interval: seconds between samples (> 0).
-        sustain: seconds of steady growth that make a leak (:mod:`leakkit.recording.monitor_rate`).
+        window: the older spelling of ``sustain``, in samples (an int >= 8): ``window=30`` at
+            ``interval=2`` is ``sustain=60``. Earlier releases judged the last ``window`` samples'
+            rise against ``min_growth``; the rule now asks that rise to be steady too (each third
+            of the window growing), so an old call watches the same span with a stricter rule.
+        sustain: seconds of steady growth that make a leak (:mod:`leakkit.recording.monitor_rate`);
+            give this or ``window``, not both.
         min_growth: growth over ``sustain`` that counts ("1MiB", bytes).
         auto_snapshot: take a snapshot when a leak is sustained (again each time the memory
             grew by a quarter, or 4 ``min_growth``, since the last one).
@@ -369,30 +381,8 @@ def monitor(
         mon.status()["verdict"]       # 'unknown', 'warming up', 'leak', 'plateau' or 'flat'
     """
     check_options("monitor", unknown, _OPTIONS)
-    for name, value in (("interval", interval), ("sustain", sustain), ("trace_window", trace_window)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf") \
-                or (value == 0 and name != "trace_window"):
-            raise expected("a positive number of seconds" + (" (or 0)" if name == "trace_window" else ""), name, value)
-    if sustain < 8 * interval:
-        raise expected(f"at least 8 intervals ({8 * interval:g} s) of seconds", "sustain", sustain)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise expected("an int >= 1", "top", top)
-    for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("baseline", baseline), ("fork", fork)):
-        if not isinstance(value, bool):
-            raise expected("True or False", name, value)
-    for name, value in (("role", role), ("service", service), ("version", version)):
-        if value is not None and not isinstance(value, str):
-            raise expected("a string or None", name, value)
-    if not isinstance(path, (str, os.PathLike)):
-        raise expected("a file path", "path", path)
-    template = os.fspath(path)
-    try:
-        template.format(pid=0, role="", service="")
-    except (KeyError, IndexError, ValueError) as error:
-        raise expected("a path whose {fields} are among {pid}, {role}, {service}", "path", template) from error
-    limit_bytes = cgroup_limit() if limit == "auto" else None if limit is None else parse_size(limit, "limit")
-    return Monitor(template, interval=float(interval), sustain=float(sustain),
-                   min_growth=parse_size(min_growth, "min_growth"), auto_snapshot=auto_snapshot,
-                   trace_window=float(trace_window), signal=signal, baseline=baseline, top=top, role=role, service=service,
-                   version=version, limit_bytes=limit_bytes, fork=fork)
-
+    template, settings = checked(path, interval=interval, window=window, sustain=sustain, min_growth=min_growth,
+                                 auto_snapshot=auto_snapshot, trace_window=trace_window, signal=signal,
+                                 baseline=baseline, top=top, role=role, service=service, version=version, limit=limit,
+                                 fork=fork)
+    return Monitor(template, **settings)

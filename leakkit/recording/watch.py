@@ -144,8 +144,11 @@ def watch(
             :func:`leakkit.reports.forecast.forecast`. Without one, the cgroup's memory limit (a
             container's) is kept in ``attrs["cgroup_limit_bytes"]`` and ``attrs["cgroup_limit_source"]``.
         children: also watch every descendant, each on rows of its own (its ``pid``, ``role``
-            ``worker``); False: the process alone. (Earlier releases summed them into one row:
-            no limit counts that sum.)
+            ``worker``); False: the process alone. (Earlier releases watched the process alone by
+            default, and with ``children=True`` summed its descendants into its rows: no limit
+            counts that sum. An older script's ``forecast(frame)`` on a process that forked now
+            says which pids it holds; ``forecast(frame, pid=frame.attrs["pid"])`` reads the
+            process watched, as it used to, and ``forecast_workers(frame)`` every one.)
         progress: tqdm bar when ``duration`` is set; None shows it only on a terminal.
 
     Returns:

@@ -35,10 +35,13 @@ def one_process(frame: pd.DataFrame, pid: int | None = None) -> pd.DataFrame:
             return frame[frame["pid"] == pid]
         if len(pids) > 1:
             shown = ", ".join(map(str, pids[:12])) + (", ..." if len(pids) > 12 else "")
+            root = frame.attrs.get("pid")
+            watched = f"pid={root} for the process watched" if root in pids else "pid=PID"
             raise MixedProcessesError(
                 f"frame: expected one process's series, received rows of {len(pids)} processes (pids {shown}): "
                 f"a memory limit is per process, and a line through several is no one's. Forecast one with "
-                f"forecast(frame, pid=PID), or every one with leakkit.forecast_workers(frame)")
+                f"forecast(frame, {watched}), every one with leakkit.forecast_workers(frame), or watch the "
+                f"process alone with watch(..., children=False) (the default before watch followed workers)")
         return frame
     if pid is not None:
         raise expected("a frame with a pid column (from leakkit.watch), or no pid", "pid", pid)
