@@ -42,8 +42,9 @@ FORKED = """
             me = active()
             while me and rows(me[0].path) < 10 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            print("child", os.getpid(), len(me), me[0].role, me[0].running, me[0].path == os.path.join(folder, f"w-{os.getpid()}.csv"))
-            sys.stdout.flush()
+            own = me[0].path == os.path.join(folder, f"w-{os.getpid()}.csv")
+            # one write per line: two children's print()s interleave word by word
+            os.write(1, f"child {os.getpid()} {len(me)} {me[0].role} {me[0].running} {own}\\n".encode())
             os._exit(0)
         children.append(pid)
     for pid in children:
