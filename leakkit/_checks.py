@@ -160,8 +160,14 @@ def _error(kind: type[Exception], message: str) -> Exception:
 
 
 def frame(value: Any, name: str, *, columns: Iterable[str] = (), numeric: Iterable[str] = (),
-          what: str = "a DataFrame") -> Any:
-    """A pandas DataFrame with distinct column names, the ``columns`` given, and numbers in ``numeric``."""
+          readings: Iterable[str] = (), what: str = "a DataFrame") -> Any:
+    """A pandas DataFrame with distinct column names, the ``columns`` given, and numbers in ``numeric``.
+
+    ``readings``: memory readings (bytes), which where present must be finite and >= 0: a
+    negative or infinite reading is a broken probe, not memory, and fitted it reads as a leak or
+    as a shrink.
+    """
+    import numpy as np
     import pandas as pd
 
     if not isinstance(value, pd.DataFrame):
@@ -180,7 +186,64 @@ def frame(value: Any, name: str, *, columns: Iterable[str] = (), numeric: Iterab
                                              and not pd.api.types.is_bool_dtype(value[column])):
             raise InvalidArgumentError(f"{name}: expected numbers in column {column!r}, received dtype "
                                        f"{value[column].dtype}")
+    for column in readings:
+        if column not in value.columns:
+            continue
+        cells = pd.to_numeric(value[column], errors="coerce")
+        bad = cells.notna() & ~(np.isfinite(cells.to_numpy(dtype="float64", na_value=np.nan)) & (cells >= 0))
+        if bad.any():
+            raise InvalidArgumentError(f"{name}: expected finite byte counts >= 0 in column {column!r}, received "
+                                       f"{float(cells[bad].iloc[0])!r} ({int(bad.sum())} such rows)")
     return value
+
+
+T_MAX = 1e11  # seconds (~3000 years): a larger t is milliseconds or nanoseconds read as seconds
+
+
+def timeline(value: Any, name: str, *, readings: Iterable[str] = (), what: str = "a DataFrame") -> Any:
+    """A memory timeline: :func:`frame` with a ``t`` column of seconds, returned with ``t`` as floats.
+
+    Why: a ``t`` of datetimes (a frame a user built, or one resampled by pandas) read as numbers is
+    nanoseconds taken for seconds ("10 samples over 104 days"). Datetimes and timedeltas become
+    seconds (since the first sample); numbers beyond :data:`T_MAX` (epoch milliseconds or
+    nanoseconds) and text are refused. ``readings``: byte columns whose values, where present,
+    must be finite and >= 0 (a negative or infinite reading is a broken probe, not memory);
+    a ``pid`` column must hold whole numbers.
+    """
+    import numpy as np
+    import pandas as pd
+
+    value = frame(value, name, columns=("t",), readings=readings, what=f"{what} with a 't' column (seconds)")
+    t = value["t"]
+    if pd.api.types.is_object_dtype(t) and len(t) and t.dropna().map(
+            lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "tzinfo")).all():
+        try:
+            t = pd.to_datetime(t, utc=True)
+        except (TypeError, ValueError):
+            pass
+    if pd.api.types.is_datetime64_any_dtype(t):
+        seconds_ = (t - t.min()).dt.total_seconds()
+    elif pd.api.types.is_timedelta64_dtype(t):
+        seconds_ = t.dt.total_seconds()
+    elif pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t):
+        seconds_ = t.astype("float64")
+        largest = float(np.nanmax(np.abs(seconds_.to_numpy()))) if seconds_.notna().any() else 0.0
+        if largest > T_MAX:
+            raise InvalidArgumentError(
+                f"{name}: expected seconds in column 't' (at most {T_MAX:g}), received values up to {largest:.4g}: "
+                "milliseconds or nanoseconds? Divide them, or give datetimes")
+    else:
+        raise InvalidArgumentError(f"{name}: expected numbers (seconds) or datetimes in column 't', received dtype "
+                                   f"{t.dtype} ({describe(t.iloc[0]) if len(t) else 'empty'})")
+    if "pid" in value.columns:
+        pids = value["pid"].dropna()
+        if not (pd.api.types.is_numeric_dtype(pids) and not pd.api.types.is_bool_dtype(pids)
+                and bool((pids == pids.round()).all())):
+            raise InvalidArgumentError(f"{name}: expected whole numbers (process ids) in column 'pid', received dtype "
+                                       f"{pids.dtype} ({describe(pids.iloc[0]) if len(pids) else 'empty'})")
+    if seconds_ is t or t.dtype == "float64" and seconds_.equals(value["t"]):
+        return value
+    return value.assign(t=seconds_.to_numpy(dtype="float64"))
 
 
 def series(value: Any, name: str, *, finite: bool = True, length: int | None = None) -> Any:
@@ -218,9 +281,13 @@ def strict(func: F) -> F:
     """
     signature = inspect.signature(func)
     parameters = signature.parameters.values()
-    known = frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    known = frozenset(p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                      and p.name not in ("self", "cls"))
     open_keywords = any(p.kind is p.VAR_KEYWORD for p in parameters)
-    title = getattr(func, "__name__", "function")
+    qualname = getattr(func, "__qualname__", getattr(func, "__name__", "function"))
+    # a constructor is named by its class (Monitor(), not __init__()), a method by Class.method
+    title = qualname[: -len(".__init__")] if qualname.endswith(".__init__") else qualname
+    title = title.rpartition("<locals>.")[2]
 
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
@@ -237,5 +304,5 @@ def strict(func: F) -> F:
     return checked  # type: ignore[return-value]
 
 
-__all__ = ["INT_MAX", "SECONDS_MAX", "choice", "flag", "fraction", "frame", "integer", "number",
-           "one_line", "optional_flag", "path", "series", "seconds", "size", "strict"]
+__all__ = ["INT_MAX", "SECONDS_MAX", "T_MAX", "choice", "flag", "fraction", "frame", "integer", "number",
+           "one_line", "optional_flag", "path", "series", "seconds", "size", "strict", "timeline"]

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterable
 from typing import Any
 
+from . import _checks
 from ._sizes import format_size
 
 WIDTH = 100
@@ -73,6 +74,7 @@ def _format_cell(column: str, value: Any) -> str:
     return f"{value:.3g}"
 
 
+@_checks.strict
 def humanize(frame: Any) -> Any:
     """A copy of a DataFrame for display: byte columns as KiB/MiB, whole numbers without '.0',
     times as dates. For reading only: compute on the original, whose numbers are raw."""

@@ -194,7 +194,7 @@ def api_cases(f):
         cases.append((f"load <{name}>", lambda n=name: load(f[n]), E, fragment))
     cases.append(("load path=3", lambda: load(3), E, "int 3"))
     # load_watch (timelines)
-    for name, fragment in (("missing", "missing.csv"), ("dir", "Is a directory"), ("watch_inf", "'inf'"),
+    for name, fragment in (("missing", "missing.csv"), ("dir", "a directory"), ("watch_inf", "'inf'"),
                            ("watch_neg", "'-100'"), ("watch_nan", "'nan'"), ("watch_text", "'lots'"),
                            ("watch_cells", "received 3"), ("watch_no_header", "received no data"),
                            ("watch_bad_header", "when,memory"), ("mprof_bad", "'lots'"), ("mprof_nan", "'nan'"),
@@ -373,6 +373,108 @@ def _raise_generator_exit():
     raise GeneratorExit("from the workload")
 
 
+def _workers(**columns) -> pd.DataFrame:
+    """A watch's long table of two workers (pids 1 and 2), 5 samples each; ``columns`` replace its own."""
+    table = {"t": [float(i % 5) for i in range(10)], "pid": [1] * 5 + [2] * 5, "rss": [1e8 + i for i in range(10)]}
+    return pd.DataFrame({**table, **columns})
+
+
+def second_pass_cases(f):
+    """(case, call, error class, fragment) for what landed after the first pass: the monitor, the
+    server watch, forecast_workers, the fleet (FleetWriter, fleet, the exporters), attach and
+    load_attach, bisect's targets; and the datetime ``t`` read as seconds (class 6)."""
+    E, U = LeakkitError, UnknownOptionError
+    huge = 10**400
+    start = pd.Timestamp("2024-01-01")
+    cases = []
+    # huge ints (class 5): the seconds and counts of every entry point added since
+    for case, call in (
+        ("watch interval=10**400", lambda: leakkit.watch([sys.executable, "-c", "pass"], interval=huge)),
+        ("watch duration=10**400", lambda: leakkit.watch([sys.executable, "-c", "pass"], duration=huge)),
+        ("monitor interval=10**400", lambda: leakkit.monitor(f["missing"], interval=huge)),
+        ("monitor sustain=10**400", lambda: leakkit.monitor(f["missing"], sustain=huge)),
+        ("monitor window=10**400", lambda: leakkit.monitor(f["missing"], window=huge)),
+        ("monitor trace_window=10**400", lambda: leakkit.monitor(f["missing"], trace_window=huge)),
+        ("monitor top=10**400", lambda: leakkit.monitor(f["missing"], top=huge)),
+        ("fleet stale=10**400", lambda: leakkit.fleet(f["dir"], stale=huge)),
+        ("fleet since=10**400", lambda: leakkit.fleet(f["dir"], since=huge)),
+        ("fleet top=10**400", lambda: leakkit.fleet(f["dir"], top=huge)),
+        ("FleetWriter every=10**400", lambda: leakkit.FleetWriter(f["dir"], every=huge)),
+        ("FleetWriter flush_s=10**400", lambda: leakkit.FleetWriter(f["dir"], flush_s=huge)),
+        ("forecast_workers limit=10**400", lambda: leakkit.forecast_workers(_workers(), huge)),
+        ("attach duration=10**400", lambda: leakkit.attach(os.getpid(), duration=huge)),
+        ("bisect max_calls=10**400", lambda: leakkit.bisect(lambda: None, targets=[sys.modules[__name__]], max_calls=huge)),
+        ("bisect time_budget=10**400", lambda: leakkit.bisect(lambda: None, targets=[sys.modules[__name__]],
+                                                              time_budget=huge)),
+        ("PrometheusExporter port=10**400", lambda: leakkit.PrometheusExporter(port=huge)),
+    ):
+        cases.append((case, call, E, "digits"))
+    # paths that are not paths (class 5), options that are not options
+    for value, fragment in ((None, "NoneType None"), (3, "int 3"), ("", "str ''")):
+        cases += [
+            (f"load_attach path={value!r}", lambda v=value: leakkit.load_attach(v), E, fragment),
+            (f"load_watch path={value!r}", lambda v=value: leakkit.load_watch(v), E, fragment),
+            (f"AttachReport.save path={value!r}", lambda v=value: leakkit.AttachReport({}, "x").save(v), E, fragment),
+            (f"FleetWriter root={value!r}", lambda v=value: leakkit.FleetWriter(v), E, fragment),
+        ]
+    for value, fragment in ((3, "int 3"), ("", "str ''"), ("a\0b", "NUL")):  # None: the current directory
+        cases.append((f"attach out={value!r}", lambda v=value: leakkit.attach(os.getpid(), out=v), E, fragment))
+    for case, call, kind, fragment in (
+        ("AttachReport.save <directory>", lambda: leakkit.AttachReport({}, "x").save(f["dir"]), E, "a directory"),
+        ("FleetWriter.add None", lambda: leakkit.FleetWriter(f["dir"]).add(None), E, "NoneType None"),
+        ("forecast_workers confidence=95", lambda: leakkit.forecast_workers(_workers(), confidence=95), E, "int 95"),
+        ("forecast_workers column=3", lambda: leakkit.forecast_workers(_workers(), column=3), E, "int 3"),
+        ("forecast from_start='y'", lambda: leakkit.forecast(_frame(), from_start="y"), E, "str 'y'"),
+        ("classify_readings trimmed_bytes=-1", lambda: leakkit.classify_readings(
+            _frame().assign(traced_bytes=1.0), trimmed_bytes=-1), E, "int -1"),
+    ):
+        cases.append((case, call, kind, fragment))
+    # nonsense accepted (class 6): datetimes in nanoseconds, epoch milliseconds, negative readings
+    for name, frame, fragment in (
+        ("t in epoch nanoseconds", pd.DataFrame({"t": [start.value + i * 10**9 for i in range(10)], "rss": [1e8] * 10}),
+         "milliseconds or nanoseconds"),
+        ("t in epoch milliseconds", pd.DataFrame({"t": [1.7e12 + i * 1000 for i in range(10)], "rss": [1e8] * 10}),
+         "milliseconds or nanoseconds"),
+        ("t as text", _frame().assign(t="x"), "numbers (seconds) or datetimes"),
+        ("duplicate columns", pd.concat([_frame(), _frame()[["rss"]]], axis=1), "rss more than once"),
+        ("an inf uss beside rss", _frame().assign(uss=math.inf), "'uss'"),
+        ("a negative pss", _frame().assign(pss=-1.0), "'pss'"),
+    ):
+        cases.append((f"forecast {name}", lambda fr=frame: leakkit.forecast(fr), E, fragment))
+        cases.append((f"forecast_workers {name}", lambda fr=frame: leakkit.forecast_workers(fr.assign(pid=1)), E, fragment))
+    for name, frame, fragment in (
+        ("negative rss", _workers(rss=[-1.0] * 10), "'rss'"),
+        ("text pids", _workers(pid=["a"] * 10), "column 'pid'"),
+        ("fractional pids", _workers(pid=[1.5] * 10), "column 'pid'"),
+    ):
+        cases.append((f"forecast_workers {name}", lambda fr=frame: leakkit.forecast_workers(fr), E, fragment))
+    cases.append(("classify_readings negative readings", lambda: leakkit.classify_readings(
+        pd.DataFrame({"traced_bytes": [-1.0] * 5, "rss": [1e8] * 5})), E, "'traced_bytes'"))
+    # bisect's targets (class 5): what is not a target, said before anything runs
+    for value, fragment in ((3, "int 3"), (None, "NoneType None"), ([], "list []"), ("no_such_pkg_h2", "no_such_pkg_h2"),
+                            ([3], "int 3"), ({"a": 1}, "dict")):
+        cases.append((f"bisect targets={value!r}", lambda v=value: leakkit.bisect(lambda: None, targets=v), E, fragment))
+    return cases
+
+
+def _datetime_frame() -> pd.DataFrame:
+    start = pd.Timestamp("2024-01-01")
+    return pd.DataFrame({"t": [start + pd.Timedelta(seconds=i) for i in range(10)], "rss": [1e8 + i * 1e6 for i in range(10)]})
+
+
+@pytest.mark.parametrize("kind", ["Timestamp objects", "datetime64", "datetime64 UTC", "timedelta64"])
+def test_a_datetime_t_is_seconds_never_nanoseconds(kind):
+    """Issue 24's example: ``forecast`` read a datetime ``t`` in nanoseconds as seconds ("10 samples
+    over 104 d"). 10 samples a second apart growing 1 MB each: 9 s, 1 MB/s, whatever t's type."""
+    frame = _datetime_frame()
+    if kind != "Timestamp objects":
+        times = pd.date_range("2024-01-01", periods=10, freq="s", tz="UTC" if "UTC" in kind else None)
+        frame["t"] = times - times[0] if kind == "timedelta64" else times
+    for result in (leakkit.forecast(frame), leakkit.forecast_workers(frame.assign(pid=7)).forecasts[7]):
+        assert result.duration_s == pytest.approx(9.0)
+        assert result.rate_bytes_per_s == pytest.approx(1e6, rel=1e-6)
+
+
 class _Names(dict):
     """File names stand-in: enough to list the cases (their names) at collection time."""
 
@@ -416,7 +518,7 @@ def cli_cases(f):
         (["run", "--plot", f["dir"], "--", *true], "a directory"),
         (["run", "--interval", "-1", "--", *true], "interval: expected a positive number of seconds, received float -1.0"),
         (["report", f["missing"]], "missing.csv"),
-        (["report", f["dir"], "--no-plot"], "expected a readable recording"),
+        (["report", f["dir"], "--no-plot"], "expected a regular file, received"),
         (["report", f["notes"], "--no-plot"], "expected a leakkit CSV header with columns t and rss"),
         (["report", f["magic_only"], "--no-plot"], "expected the column header line"),
         (["report", f["bad_depth"], "--no-plot"], "expected an integer >= 0 in column 'depth', received 'deep'"),
@@ -628,3 +730,75 @@ def test_api_hardening_gets_a_clean_error(files, index):
     message = str(caught.value)
     assert "expected" in message, message
     assert fragment in message, (fragment, message)
+
+
+def _second_pass_ids() -> list[str]:
+    return [name for name, *_ in second_pass_cases(_Names())]
+
+
+@pytest.mark.parametrize("index", range(len(_second_pass_ids())), ids=_second_pass_ids())
+def test_api_second_pass_gets_a_clean_error(files, index):
+    name, call, kind, fragment = second_pass_cases(files)[index]
+    with pytest.raises(kind) as caught:
+        call()
+    message = str(caught.value)
+    assert "expected" in message, message
+    assert fragment in message, (fragment, message)
+
+
+# -- every public entry point: an unknown option is UnknownOptionError, never a bare TypeError --------
+def _entry_points(f):
+    """How to call each public callable with nothing wrong but one unknown option ``bogus_option``."""
+    ok = lambda: None  # noqa: E731
+    here = [sys.modules[__name__]]
+    return {
+        "attach": lambda **kw: leakkit.attach(os.getpid(), **kw),
+        "load_attach": lambda **kw: leakkit.load_attach(f["missing"], **kw),
+        "bisect": lambda **kw: leakkit.bisect(ok, targets=here, **kw),
+        "classify_readings": lambda **kw: leakkit.classify_readings(_frame(), **kw),
+        "forecast": lambda **kw: leakkit.forecast(_frame(), **kw),
+        "forecast_workers": lambda **kw: leakkit.forecast_workers(_workers(), **kw),
+        "growth_sites": lambda **kw: leakkit.growth_sites(ok, **kw),
+        "heap_summary": lambda **kw: leakkit.heap_summary(**kw),
+        "heap_vs_native": lambda **kw: leakkit.heap_vs_native(ok, **kw),
+        "humanize": lambda **kw: leakkit.humanize(_frame(), **kw),
+        "load": lambda **kw: leakkit.load(f["missing"], **kw),
+        "load_watch": lambda **kw: leakkit.load_watch(f["missing"], **kw),
+        "malloc_trim": lambda **kw: leakkit.malloc_trim(**kw),
+        "monitor": lambda **kw: leakkit.monitor(f["missing"], **kw),
+        "read_mprofile": lambda **kw: leakkit.read_mprofile(f["missing"], **kw),
+        "summary_diff": lambda **kw: leakkit.summary_diff(pd.DataFrame(), pd.DataFrame(), **kw),
+        "trace": lambda **kw: leakkit.trace(ok, **kw),
+        "verdict": lambda **kw: leakkit.verdict([1.0, 2.0], **kw),
+        "watch": lambda **kw: leakkit.watch([sys.executable, "-c", "pass"], **kw),
+        "write_mprofile": lambda **kw: leakkit.write_mprofile(_frame(), f["missing"], **kw),
+        "fleet": lambda **kw: leakkit.fleet(f["dir"], **kw),
+        "Monitor": lambda **kw: leakkit.Monitor(f["missing"], **kw),
+        "Trace": lambda **kw: leakkit.Trace(ok, **kw),
+        "FleetWriter": lambda **kw: leakkit.FleetWriter(f["dir"], **kw),
+        "OpenTelemetryExporter": lambda **kw: leakkit.OpenTelemetryExporter(**kw),
+        "PrometheusExporter": lambda **kw: leakkit.PrometheusExporter(**kw),
+        "Trace.save": lambda **kw: leakkit.trace(ok).save(f["missing"], **kw),
+        "AttachReport.save": lambda **kw: leakkit.AttachReport({}, "x").save(f["missing"], **kw),
+    }
+
+
+#: What leakkit returns (built by it, read by the user), not entry points a user calls.
+RESULTS = {"AttachReport", "BisectReport", "Forecast", "Growth", "GrowthSites", "HeapNativeReport", "Recording",
+           "TraceReport", "WorkerForecasts", "FleetReport"}
+
+
+def test_the_entry_point_table_covers_every_public_callable():
+    errors = {n for n in leakkit.__all__ if isinstance(getattr(leakkit, n), type)
+              and issubclass(getattr(leakkit, n), BaseException)}
+    listed = {n for n in _entry_points(_Names()) if "." not in n}
+    assert set(leakkit.__all__) - errors - RESULTS == listed, set(leakkit.__all__) - errors - RESULTS ^ listed
+
+
+@pytest.mark.parametrize("entry", list(_entry_points(_Names())))
+def test_every_entry_point_refuses_an_unknown_option_by_name(files, entry):
+    if entry == "OpenTelemetryExporter":
+        pytest.importorskip("opentelemetry")
+    with pytest.raises(UnknownOptionError, match="bogus_option") as caught:
+        _entry_points(files)[entry](bogus_option=1)
+    assert "expected one of" in str(caught.value) and "self" not in str(caught.value).split("expected one of")[1]

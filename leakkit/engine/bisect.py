@@ -18,10 +18,10 @@ What the engineer of the story in docs/method.md ("The story it comes from") did
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
+from .. import _checks
 from .._errors import check_options, expected
 from ..reports.bisect_report import BisectReport
 from .run import MIN_CALLS, Run
@@ -99,14 +99,10 @@ def _checked(workload: Any, calls: Any, warmup: Any, checkpoints: Any, nframe: A
         raise expected("True, False or None", "progress", progress)
     if not isinstance(freeze, bool):
         raise expected("True or False", "freeze", freeze)
-    if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) or not (
-            math.isfinite(time_budget) and time_budget > 0):
-        raise expected("a positive number of seconds", "time_budget", time_budget)
+    _checks.seconds(time_budget, "time_budget")
     if max_calls is None:
         max_calls = 8 * calls
-    if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < calls:
-        raise expected(f"an int >= calls ({calls})", "max_calls", max_calls)
-    return max_calls
+    return _checks.integer(max_calls, "max_calls", minimum=calls, maximum=10**9, what=f"an int >= calls ({calls})")
 
 
 OPTIONS = frozenset({"warmup", "checkpoints", "nframe", "progress", "freeze", "time_budget", "max_calls"})

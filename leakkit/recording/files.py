@@ -234,13 +234,15 @@ def _save_target(path: Any, name: str, picked: bool) -> str:
 
 @contextlib.contextmanager
 def saving(path: Any, name: str, *, binary: bool = False, picked: bool = False,
-           newline: str | None = None) -> Iterator[IO[Any]]:
+           newline: str | None = None, mode: int | None = None) -> Iterator[IO[Any]]:
     """Write a whole file that replaces ``path`` only once it is complete and on disk.
 
     Yields a handle on a new temporary file beside ``path``; on leaving the block it is flushed,
     ``fsync``-ed and renamed over ``path`` (keeping the old file's permissions). Any failure removes
     the temporary file, leaves ``path`` as it was, and raises (an OSError as :class:`~leakkit.SaveError`).
     ``picked``: leakkit chose the name, so a link planted there is replaced, never followed.
+    ``mode``: the new file's permissions (0o600 for a report naming the program's keys), whatever
+    the old file's or the umask's.
     """
     target = _save_target(path, name, picked)
     directory, base = os.path.split(os.path.abspath(target))
@@ -259,6 +261,8 @@ def saving(path: Any, name: str, *, binary: bool = False, picked: bool = False,
         handle.flush()
         os.fsync(raw.fileno())  # on disk before the name points at it: a crash never leaves an empty file
         _keep_owner(raw.fileno(), old)
+        if mode is not None:
+            os.fchmod(raw.fileno(), mode)
         handle.close()
         handle = None
         os.replace(scratch, target)

@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from .. import _checks
 from .._errors import InvalidArgumentError, check_options, expected
 from . import monitor_rate
 from .monitor_counters import Counters
@@ -72,6 +73,7 @@ class Monitor:
     ``last_error`` the last failure the thread caught (it never raises into the application).
     """
 
+    @_checks.strict
     def __init__(self, path: str | os.PathLike, *, interval: float = 1.0, window: int | None = None,
                  sustain: float = SUSTAIN_S, min_growth: int = 1 << 20, auto_snapshot: bool = True,
                  trace_window: float = 30.0, signal: bool = False, baseline: bool = False, top: int = 15,

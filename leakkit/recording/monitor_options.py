@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import _checks
 from .._errors import InvalidArgumentError, expected
 from .._sizes import parse_size
 from .monitor_counters import cgroup_limit
@@ -24,16 +25,15 @@ def sustain_of(window: Any, sustain: float, interval: float) -> float:
     """
     if window is None:
         return sustain
-    if isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW:
-        raise expected(f"an int >= {MIN_WINDOW} (samples in the growth window; or sustain=SECONDS)", "window", window)
+    window = _checks.integer(window, "window", minimum=MIN_WINDOW, maximum=10**9,
+                             what=f"an int >= {MIN_WINDOW} (samples in the growth window; or sustain=SECONDS)")
     return float(window) * interval
 
 
 def _seconds(name: str, value: Any, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf") \
-            or (value == 0 and not zero):
-        raise expected("a positive number of seconds" + (" (or 0)" if zero else ""), name, value)
-    return float(value)
+    if zero and _checks.number(value, name, what="a number of seconds >= 0") == 0:
+        return 0.0
+    return _checks.seconds(value, name)
 
 
 def checked(path: Any, *, interval: Any, window: Any, sustain: Any, min_growth: Any, auto_snapshot: Any,
@@ -44,11 +44,12 @@ def checked(path: Any, *, interval: Any, window: Any, sustain: Any, min_growth: 
         raise InvalidArgumentError(f"window: expected window (samples) or sustain (seconds), not both, received "
                                    f"window={window!r} and sustain={sustain!r}")
     interval = _seconds("interval", interval)
+    given = sustain
     sustain = sustain_of(window, _seconds("sustain", sustain), interval)
     if sustain < MIN_WINDOW * interval:
-        raise expected(f"at least {MIN_WINDOW} intervals ({MIN_WINDOW * interval:g} s) of seconds", "sustain", sustain)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise expected("an int >= 1", "top", top)
+        raise expected(f"at least {MIN_WINDOW} intervals ({MIN_WINDOW * interval:g} s) of seconds", "sustain",
+                       given if window is None else sustain)
+    top = _checks.integer(top, "top", minimum=1, maximum=10**6)
     for name, value in (("auto_snapshot", auto_snapshot), ("signal", signal), ("baseline", baseline), ("fork", fork)):
         if not isinstance(value, bool):
             raise expected("True or False", name, value)

@@ -30,6 +30,7 @@ and forecasts refuse it. Monitor timelines have their own columns (:mod:`leakkit
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -39,7 +40,8 @@ from typing import IO, Any
 
 import pandas as pd
 
-from .._errors import NotARecordingError, RecordingStoppedWarning, describe, expected
+from .. import _checks
+from .._errors import InvalidArgumentError, NotARecordingError, RecordingStoppedWarning, expected
 from . import sidecar as _sidecar
 from .mprof import MprofWriter, looks_like_mprofile, read_mprofile
 
@@ -96,7 +98,10 @@ def first_record_line(path: str) -> str:
 
     How a file to append to is recognized: its header (a watch or monitor CSV) or an mprof record.
     """
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    from .files import open_to_read
+
+    fd = open_to_read(path, "out", error=InvalidArgumentError)  # never waits on a FIFO swapped in
+    with open(fd, encoding="utf-8", errors="replace") as handle:
         for _ in range(64):
             line = handle.readline(1024)
             if not line:
@@ -281,6 +286,7 @@ def _runs(t: Any, sessions: int) -> int | None:
     return runs if runs > sessions and runs >= max(3, len(t) / 10) else None
 
 
+@_checks.strict
 def load(path: str | os.PathLike) -> pd.DataFrame:
     """Read a leakkit CSV (from :func:`leakkit.recording.watch.watch` or the monitor) or an mprof ``.dat`` into a DataFrame.
 
@@ -295,17 +301,13 @@ def load(path: str | os.PathLike) -> pd.DataFrame:
 
         frame = load("worker.csv")        # or load("mprofile_20240101.dat")
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise expected("a path to a recording", "path", path)
-    path = os.fspath(path)
-    try:
-        handle = open(path, encoding="utf-8", errors="replace")
-    except OSError as error:
-        raise NotARecordingError(f"path: expected a readable recording, received {describe(path)}: {error}") from error
-    with handle:
-        first = next((line for line in handle if line.strip()), "")
-        if looks_like_mprofile(first):
-            handle.close()
-            return read_mprofile(path)
-        handle.seek(0)
-        return _read_csv(path, handle)
+    from .files import read_text
+
+    path = _checks.path(path, "path")
+    # never blocks (a FIFO, a device are refused) and bounded (/dev/zero is not read to the end)
+    handle = io.StringIO(read_text(path, "path"))
+    first = next((line for line in handle if line.strip()), "")
+    if looks_like_mprofile(first):
+        return read_mprofile(path)
+    handle.seek(0)
+    return _read_csv(path, handle)

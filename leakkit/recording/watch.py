@@ -15,7 +15,6 @@ mprof's file format.
 """
 from __future__ import annotations
 
-import math
 import os
 import shlex
 import subprocess
@@ -29,6 +28,7 @@ import pandas as pd
 import psutil
 from tqdm.auto import tqdm
 
+from .. import _checks
 from .._errors import ProcessAccessError, RecordingStoppedWarning, expected
 from .._sizes import format_size, parse_size
 from ..probes import process as probes
@@ -38,11 +38,7 @@ from .tree import Tree
 
 
 def _check_interval(interval: Any, name: str = "interval") -> float:
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-        raise expected("a positive number of seconds", name, interval)
-    if not math.isfinite(interval) or interval <= 0:
-        raise expected("a positive number of seconds", name, interval)
-    return float(interval)
+    return _checks.seconds(interval, name)
 
 
 def _argv(command: str | Sequence[str]) -> list[str]:

@@ -27,11 +27,13 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _checks
 from .._errors import NotARecordingError
 from .._sizes import format_size
 
 KIND = "leakkit attach report"
 FORMAT = 1
+MAX_REPORT = 256 << 20  # bytes: a report is a few hundred KiB; a bigger file is not one (never read whole)
 _TYPE_COLUMNS = ["type", "count", "size", "count_delta", "size_delta", "new", "new_size", "site", "site_share",
                  "sampled", "traceback"]
 
@@ -167,16 +169,25 @@ class AttachReport:
     def to_json(self) -> dict[str, Any]:
         return {"kind": KIND, "format": FORMAT, "way_in": self.way_in, "target": self.target, "result": self.result}
 
+    @_checks.strict
     def save(self, path: str | os.PathLike) -> str:
         """Write the report (JSON, mode 0600: it names the program's types and keys); returns the path."""
-        from ..recording.files import create_new
+        return save_report(self, path)
 
-        path = os.fspath(path)
-        fd = create_new(path, "out", mode=0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle, indent=1, default=str)
-        self.path = path
-        return path
+
+def save_report(report: AttachReport, path: Any, *, picked: bool = False) -> str:
+    """Save whole or not at all (a full disk leaves the old file, or none, never half a report).
+
+    ``picked``: leakkit chose the name (:func:`default_name`, in a directory others may write), so a
+    link planted there is replaced, never followed.
+    """
+    from ..recording.files import saving
+
+    path = _checks.path(path, "path")
+    with saving(path, "path", mode=0o600, picked=picked) as handle:
+        json.dump(report.to_json(), handle, indent=1, default=str)
+    report.path = path
+    return path
 
 
 def default_name(pid: int, directory: str | os.PathLike | None = None) -> str:
@@ -184,15 +195,16 @@ def default_name(pid: int, directory: str | os.PathLike | None = None) -> str:
     return os.path.join(os.fspath(directory or "."), f"leakkit-attach-{pid}-{stamp}.json")
 
 
+@_checks.strict
 def load_attach(path: str | os.PathLike) -> AttachReport:
     """Read a report ``leakkit attach`` saved (its text, HTML and tables come back as they were)."""
-    path = os.fspath(path)
+    from ..recording.files import read_text
+
+    path = _checks.path(path, "path")
+    text = read_text(path, "path", limit=MAX_REPORT)  # a FIFO, a device, a directory: refused, never waited on
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise NotARecordingError(f"path: expected an attach report file, received {path!r}, which does not exist") from None
-    except (OSError, ValueError) as error:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
         raise NotARecordingError(f"path: expected an attach report (JSON), received {path!r}: {error}") from None
     if not isinstance(data, dict) or data.get("kind") != KIND or not isinstance(data.get("result"), dict):
         raise NotARecordingError(f"path: expected a {KIND} file, received {path!r}, which is not one")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _checks
 from .._errors import expected
 from .._sizes import format_duration, format_size
 from ..analysis import fleet as _queries
@@ -31,8 +32,8 @@ def seconds(value: Any, name: str) -> float | None:
     """A duration: seconds as a number, or text like '90s', '30min', '6h', '2d'; None stays None."""
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
+    if not isinstance(value, str):
+        return _checks.seconds(value, name)
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|min|m|h|d)\s*", value) if isinstance(value, str) else None
     if match is None or float(match.group(1)) <= 0:
         raise expected("a positive duration (seconds, or '90s', '30min', '6h', '2d')", name, value)
@@ -202,6 +203,7 @@ class FleetReport:
         return ax
 
 
+@_checks.strict
 def fleet(path: str | os.PathLike, *, column: str = "rss", since: Any = None, stale: Any = "5min",
           top: int = 10) -> FleetReport:
     """Ask the fleet's recordings (hive-partitioned Parquet from the monitor or a watch) which

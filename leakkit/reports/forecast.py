@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _checks
 from .._errors import expected
 from .._sizes import format_duration, format_size, parse_size
 from .._text import wrap_lines
@@ -235,6 +236,25 @@ def _pick_column(frame: pd.DataFrame, column: str | None) -> str:
     raise expected("a frame with a 'uss' or 'rss' column (from leakkit.watch or leakkit.load)", "frame", list(frame.columns))
 
 
+def checked_frame(frame: Any, column: Any, tolerance: Any, confidence: Any) -> tuple[pd.DataFrame, str, int]:
+    """The checks :func:`forecast` and :func:`~leakkit.forecast_workers` share: the frame as a timeline
+    (``t`` in seconds, datetimes converted, readings >= 0: :func:`leakkit._checks.timeline`), the
+    headline column, the tolerance in bytes, a confidence in (0, 1)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise expected("a DataFrame from leakkit.watch or leakkit.load", "frame", frame)
+    if "t" not in frame.columns:
+        raise expected("a frame with a 't' column (seconds)", "frame", list(frame.columns))
+    frame = _checks.timeline(frame, "frame", readings=BYTE_COLUMNS, what="a DataFrame from leakkit.watch or leakkit.load")
+    if column is not None and not isinstance(column, str):
+        raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", "column", column)
+    name = _pick_column(frame, column)
+    tolerance_bytes = parse_size(tolerance, "tolerance")
+    if not isinstance(confidence, float) or not 0 < confidence < 1:
+        raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
+    return frame, name, tolerance_bytes
+
+
+@_checks.strict
 def forecast(
     frame: pd.DataFrame,
     limit: int | float | str | None = None,
@@ -280,11 +300,9 @@ def forecast(
         raise expected("a frame with a 't' column (seconds)", "frame", list(frame.columns))
     if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (int, np.integer))):
         raise expected("a pid (int)", "pid", pid)
-    name = _pick_column(frame, column)
+    frame, name, tolerance_bytes = checked_frame(frame, column, tolerance, confidence)
+    _checks.flag(from_start, "from_start")
     limit_bytes, limit_source = pick_limit(frame, limit)
-    tolerance_bytes = parse_size(tolerance, "tolerance")
-    if not isinstance(confidence, float) or not 0 < confidence < 1:
-        raise expected("a confidence between 0 and 1, e.g. 0.95", "confidence", confidence)
     rows = without_snapshots(one_process(frame, None if pid is None else int(pid)))
     t, y = series(rows, name)
     columns = [c for c in BYTE_COLUMNS if c in rows.columns and c != name]

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import pandas as pd
 
+from .. import _checks
 from .._errors import expected
 from ..recording.timeline import COLUMNS
 from ..recording.tree import Tree
@@ -144,6 +145,7 @@ def _has_size(stream: IO[str]) -> bool:
         return False
 
 
+@_checks.strict
 def watch(
     pid_or_command: Any,
     *,

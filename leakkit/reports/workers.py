@@ -18,12 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _checks
 from .._errors import InvalidArgumentError, expected, printable
 from .._sizes import format_duration, format_size, parse_size
 from .._text import wrap_lines
 from ..analysis import phases
 from .columns import LEAK_SHAPES
-from .forecast import Forecast, duration_range, forecast, format_rate
+from .forecast import Forecast, checked_frame, duration_range, forecast, format_rate
 from .series import pick_limit
 
 TABLE_COLUMNS = ["pid", "role", "ppid", "first_s", "last_s", "age_s", "ended", "rss", "pss", "uss", "shared", "private",
@@ -188,6 +189,7 @@ def _row(pid: int, rows: pd.DataFrame, result: Forecast | None, note: str, ended
     }
 
 
+@_checks.strict
 def forecast_workers(
     frame: pd.DataFrame,
     limit: int | float | str | None = None,
@@ -214,6 +216,7 @@ def forecast_workers(
     """
     if not isinstance(frame, pd.DataFrame):
         raise expected("a DataFrame from leakkit.watch or leakkit.load_watch", "frame", frame)
+    frame, _name, _tolerance = checked_frame(frame, column, tolerance, confidence)  # t in seconds, readings >= 0
     if "pid" not in frame.columns:
         one = forecast(frame, limit, column=column, tolerance=tolerance, confidence=confidence)
         frame = frame.assign(pid=one.pid or 0, role="master")

@@ -321,9 +321,10 @@ def classify_readings(
     for option, name in (("heap_column", heap_column), ("process_column", process_column)):
         if not isinstance(name, str) or name not in frame.columns:
             raise expected(f"a column of the frame ({', '.join(map(str, frame.columns))})", option, name)
-    _checks.frame(frame, "frame", numeric=[heap_column, process_column], what="a DataFrame of readings")
+    _checks.frame(frame, "frame", numeric=[heap_column, process_column], readings=[heap_column, process_column],
+                  what="a DataFrame of readings")
     if trimmed_bytes is not None:
-        trimmed_bytes = _checks.integer(trimmed_bytes, "trimmed_bytes")
+        trimmed_bytes = _checks.integer(trimmed_bytes, "trimmed_bytes", minimum=0)
     tolerance_bytes = _checks.size(tolerance, "tolerance")
     data = frame[[heap_column, process_column]].dropna()
     if len(data) < 3:

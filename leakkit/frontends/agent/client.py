@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ... import _checks
 from ..._errors import LeakkitError, ProcessAccessError
 from ..._sizes import parse_size
 from .protocol import PREFIX, PROTOCOL, Lines, send
@@ -137,7 +138,7 @@ def out_dir(out: str | os.PathLike | None) -> str:
     """The report's directory, made if missing, checked before anything is done to the process."""
     from ..._errors import InvalidArgumentError
 
-    directory = os.fspath(out) if out is not None else "."
+    directory = _checks.path(out, "out") if out is not None else "."
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as error:
@@ -174,6 +175,7 @@ def way_in(pid: int, *, inject: bool, progress: Progress) -> tuple[str, str, Any
     return path, how, target
 
 
+@_checks.strict
 def attach(pid: int, *, duration: float = 30.0, out: str | os.PathLike | None = None, inject: bool = True,
            top: int = 15, frames: int = 10, max_trace_memory: int | str = "16MiB",
            progress: Progress | None = None, finish: threading.Event | None = None) -> Any:
@@ -206,15 +208,16 @@ def attach(pid: int, *, duration: float = 30.0, out: str | os.PathLike | None = 
     request = {"op": "attach", "options": options(duration, top, frames, max_trace_memory)}
     out = out_dir(out)
     path, how, target = way_in(pid, inject=inject, progress=say)
-    from ...reports.attach_report import AttachReport, default_name
+    from ...reports.attach_report import AttachReport, default_name, save_report
 
     _greeting, message = run_session(path, request, progress=say, finish=finish)
     report = AttachReport(result=message["report"], way_in=how,
                           target={"pid": pid, "user": target.user, "exe": target.exe, "command": target.command})
-    report.save(default_name(pid, out))
+    save_report(report, default_name(pid, out), picked=True)
     return report
 
 
+@_checks.strict
 def snapshot(pid: int, *, reason: str = "on demand", duration: float | None = None,
              out: str | os.PathLike | None = None, inject: bool = True, progress: Progress | None = None) -> Any:
     """The running monitor's snapshot of ``pid`` (its report's path and text, as a dict), or, without
@@ -225,12 +228,12 @@ def snapshot(pid: int, *, reason: str = "on demand", duration: float | None = No
                "options": options(10.0 if duration is None else duration, 15, 10, "16MiB")}
     out = out_dir(out)
     path, how, target = way_in(pid, inject=inject, progress=say)
-    from ...reports.attach_report import AttachReport, default_name
+    from ...reports.attach_report import AttachReport, default_name, save_report
 
     _greeting, message = run_session(path, request, progress=say)
     if message.get("event") == "snapshot":
         return {"path": message.get("path"), "text": message.get("text"), "way_in": how}
     report = AttachReport(result=message["report"], way_in=how,
                           target={"pid": pid, "user": target.user, "exe": target.exe, "command": target.command})
-    report.save(default_name(pid, out))
+    save_report(report, default_name(pid, out), picked=True)
     return report

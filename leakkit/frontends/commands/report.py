@@ -16,12 +16,16 @@ def is_trace_recording(path: str) -> bool:
 
     if path.endswith((".parquet", ".pq")):
         return True
+    from ...recording.files import open_to_read
+
+    fd = open_to_read(path, "path")  # a FIFO, a device, a directory: refused, never waited on
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(fd, encoding="utf-8", errors="replace") as handle:
             first = handle.readline(4096)
-        return first.rstrip("\r\n") == MAGIC or is_recording_header(first)
     except OSError as error:
-        raise NotARecordingError(f"expected a readable recording file, received {path!r}: {error}") from None
+        raise NotARecordingError(f"path: expected a readable recording file, received {path!r}: "
+                                 f"{error.strerror or error}") from None
+    return first.rstrip("\r\n") == MAGIC or is_recording_header(first)
 
 
 def report_for(path: str, *, limit: str | None = None, column: str | None = None) -> Any:

@@ -44,6 +44,7 @@ import warnings
 from array import array
 from typing import Any
 
+from ... import _checks
 from ..._errors import InvalidArgumentError, RecordingStoppedWarning, expected
 from .parquet_file import DOUBLE, INT64, INT64_NULL, STRING, Column, write_table
 
@@ -150,14 +151,13 @@ class FleetWriter:
         compression: ``"gzip"`` or ``"none"``.
     """
 
+    @_checks.strict
     def __init__(self, root: str | os.PathLike, *, host: str | None = None, service: str | None = None,
                  every: float = 10.0, slice_s: float = 3600.0, flush_s: float = 60.0,
                  source: str = "monitor", compression: str = "gzip") -> None:
-        if not isinstance(root, (str, os.PathLike)):
-            raise expected("a folder path", "root", root)
+        root = _checks.path(root, "root")
         for name, value in (("every", every), ("slice_s", slice_s), ("flush_s", flush_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise expected("a positive number of seconds", name, value)
+            _checks.seconds(value, name)
         if source not in ("monitor", "watch"):
             raise expected("'monitor' or 'watch'", "source", source)
         if compression not in ("gzip", "none"):
@@ -193,7 +193,7 @@ class FleetWriter:
         """Keep one status (at most one row per ``every`` seconds per pid); write files when due."""
         if self._closed:
             return
-        pid = status.get("pid")
+        pid = status.get("pid") if isinstance(status, dict) else None
         if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
             raise expected("a status with an int 'pid'", "status", status)
         now = _number(status.get("unix_time_s"), DOUBLE)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from ... import _checks
 from ..._errors import InvalidArgumentError, expected
 from .metrics import ATTRIBUTES, FIGURES, VERDICT, label_values, number
 
@@ -35,6 +36,7 @@ class OpenTelemetryExporter:
         mon.add_listener(OpenTelemetryExporter(meter_provider=provider))
     """
 
+    @_checks.strict
     def __init__(self, *, meter_provider: Any = None, service: str | None = None, version: str | None = None,
                  role: str | None = None) -> None:
         try:

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from ... import _checks
 from ..._errors import InvalidArgumentError, expected
 from .metrics import FIGURES, LABELS, VERDICT, label_values, number
 
@@ -134,6 +135,7 @@ class PrometheusExporter:
         mon.add_listener(PrometheusExporter(port=9464))    # curl 127.0.0.1:9464/metrics
     """
 
+    @_checks.strict
     def __init__(self, *, port: int | None = None, addr: str = "127.0.0.1", multiprocess: bool | None = None,
                  service: str | None = None, version: str | None = None, role: str | None = None,
                  stale_after: float | None = None) -> None:
