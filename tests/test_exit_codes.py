@@ -104,7 +104,7 @@ def recordings(tmp_path_factory):
 
 
 MALFORMED = ["call 1e20", "duplicate columns", "negative allocated_bytes", "a header twice", "depth -1", "not UTF-8",
-             "mprof negative", "mprof text", "not parquet.parquet"]  # /dev/zero, a FIFO: second pass (report.py, timeline.py)
+             "mprof negative", "mprof text", "not parquet.parquet", "a FIFO", "/dev/zero"]
 
 
 @pytest.mark.parametrize("name", MALFORMED)

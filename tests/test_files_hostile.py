@@ -88,11 +88,28 @@ def places(tmp_path):
 
 
 WHAT = {"fifo": "a FIFO", "/dev/zero": "a device", "/dev/null": "a device", "directory": "a directory",
-        "socket": "a socket", "sparse 2 GiB": "at most 1024 MiB"}
+        "socket": "a socket", "sparse 2 GiB": "of 2048 MiB"}
+def _report_cli(path: str) -> None:
+    """``leakkit report PATH`` as a reader: its exit-2 message raised, so it is judged like the API's."""
+    import io
+    from contextlib import redirect_stderr
+
+    from leakkit.frontends.cli import main
+
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["report", path, "--no-plot"])
+    assert code == 2 and "Traceback" not in err.getvalue(), (code, err.getvalue())
+    raise LeakkitError(err.getvalue())
+
+
 READERS = {
     "load": lambda p: leakkit.load(p),
     "read_mprofile": lambda p: leakkit.read_mprofile(p),
     "trace(stream=...)": lambda p: leakkit.trace(lambda: None, stream=p),
+    "load_watch": lambda p: leakkit.load_watch(p),
+    "load_attach": lambda p: leakkit.load_attach(p),
+    "leakkit report": _report_cli,
 }
 
 
@@ -112,12 +129,13 @@ def test_readers_refuse_what_is_not_a_regular_file_without_waiting(places, place
 
 
 @pytest.mark.parametrize("place", ["fifo", "/dev/null", "directory", "socket"])
-@pytest.mark.parametrize("writer", ["Trace.save", "Trace.save parquet", "write_mprofile"])
+@pytest.mark.parametrize("writer", ["Trace.save", "Trace.save parquet", "write_mprofile", "AttachReport.save"])
 def test_saves_refuse_what_is_not_a_regular_file_without_waiting(places, place, writer):
     path = places[place]
     traced = _recording()
     save = {"Trace.save": lambda: traced.save(path), "Trace.save parquet": lambda: traced.save(path, format="parquet"),
-            "write_mprofile": lambda: leakkit.write_mprofile(_frame(), path)}[writer]
+            "write_mprofile": lambda: leakkit.write_mprofile(_frame(), path),
+            "AttachReport.save": lambda: leakkit.AttachReport({"calls": 1}, "agent").save(path)}[writer]
     if writer.endswith("parquet"):
         pytest.importorskip("pyarrow")
     with watchdog(places["fifo"]) as dog, pytest.raises(LeakkitError, match=WHAT[place]):
@@ -234,6 +252,8 @@ SAVES = {
     "Trace.save parquet": (lambda t, p: t.save(p, format="parquet"), lambda p: len(leakkit.load(p).calls)),
     "write_mprofile": (lambda t, p: leakkit.write_mprofile(_frame().assign(rss=[float(len(t.calls))] * 3), p),
                        lambda p: len(leakkit.read_mprofile(p))),
+    "AttachReport.save": (lambda t, p: leakkit.AttachReport({"calls": list(range(len(t.calls)))}, "agent").save(p),
+                          lambda p: len(leakkit.load_attach(p).result["calls"])),
 }
 
 
@@ -308,3 +328,32 @@ def test_a_save_over_the_streams_own_file_is_appended_to_after_it(tmp_path):
         traced()
     traced.stop()
     assert list(leakkit.load(path).calls["call"]) == list(range(15))
+
+
+def test_a_monitor_snapshot_on_a_full_disk_leaves_no_empty_report(small_disk):
+    """Issue 24's example: a snapshot on a full disk left an empty file. Now SaveError, and no file."""
+    mon = leakkit.monitor(str(small_disk / "m.csv"), interval=0.05, auto_snapshot=False, trace_window=0, limit=None)
+    try:
+        first = mon.snapshot("before")  # room enough: a whole report
+        assert os.path.getsize(first) > 0
+        _fill(small_disk)
+        with pytest.raises(SaveError, match="No space left on device"):
+            mon.snapshot("on a full disk")
+    finally:
+        mon.stop()
+    reports = sorted(n for n in os.listdir(small_disk) if ".snapshot-" in n)
+    assert reports == [os.path.basename(first)], reports  # no empty snapshot-002, no temporary file
+    assert not [n for n in os.listdir(small_disk) if n.endswith(".tmp")]
+
+
+def test_a_fifo_among_a_fleets_slices_is_skipped_never_waited_on(tmp_path):
+    pytest.importorskip("duckdb")
+    with leakkit.FleetWriter(tmp_path, host="h", service="s", every=1) as writer:
+        for i in range(10):
+            writer.add({"pid": 9, "unix_time_s": 1.7e9 + i, "uss_bytes": 1 << 20, "verdict": "flat"})
+    folder = os.path.dirname(next(iter(writer.files)))
+    os.mkfifo(os.path.join(folder, "monitor-1-20240101T000000Z-0001.parquet"))  # a writer's name, a FIFO
+    with watchdog(os.path.join(folder, "monitor-1-20240101T000000Z-0001.parquet")) as dog:
+        report = leakkit.fleet(tmp_path)
+    assert not dog["needed"], "the fleet waited on the FIFO"
+    assert len(report.workers) == 1

@@ -201,6 +201,7 @@ class Monitor:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    @_checks.strict
     def snapshot(self, reason: str = "on demand", *, duration: float = 0.0) -> str:
         """Write a snapshot report now, from the calling thread; returns its path.
 
@@ -208,9 +209,9 @@ class Monitor:
         traced in between), so the report says what grew, where it was allocated and what keeps it;
         0: one look, compared with the previous snapshot. Waits for a snapshot already under way.
         """
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < float("inf"):
-            raise expected("a number of seconds >= 0", "duration", duration)
-        return self._runner.snapshot(str(reason), float(duration))
+        duration = _checks.number(duration, "duration", minimum=0, maximum=_checks.SECONDS_MAX,
+                                  what="a number of seconds >= 0")
+        return self._runner.snapshot(str(reason), duration)
 
     @property
     def running(self) -> bool:

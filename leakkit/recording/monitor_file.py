@@ -22,7 +22,10 @@ from .files import check_writable_target, open_append
 def _first_line(path: str) -> str:
     """The first non-empty, non-comment line of an existing file (at most 64 lines of 1 KiB: it may be
     anything), as :func:`leakkit.recording.timeline.first_record_line` reads it, without its pandas."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    from .._errors import InvalidArgumentError
+    from .files import open_to_read
+
+    with open(open_to_read(path, "path", error=InvalidArgumentError), encoding="utf-8", errors="replace") as handle:
         for _ in range(64):
             line = handle.readline(1024)
             if not line:

@@ -15,6 +15,7 @@ numpy, no pandas in a worker.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import os
 import sys
@@ -243,9 +244,11 @@ def write_snapshot(csv_path: str, number: int, text: str) -> str:
 
     Created exclusively and never through a link: the name is leakkit's, often in a shared
     directory, and leakkit often runs as root. A number already taken (an earlier run's
-    report, or a link someone planted) is skipped, never overwritten. Returns the path.
+    report, or a link someone planted) is skipped, never overwritten. The name is reserved empty,
+    then the text replaces it whole (:func:`~leakkit.recording.files.saving`): a full disk leaves
+    no empty or half report behind (the reserved name is removed) and raises SaveError. Returns the path.
     """
-    from .files import create_new
+    from .files import create_new, saving
 
     stem = os.path.splitext(csv_path)[0]
     for _ in range(10_000):
@@ -255,7 +258,13 @@ def write_snapshot(csv_path: str, number: int, text: str) -> str:
         except FileExistsError:
             number += 1
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        os.close(fd)
+        try:
+            with saving(path, "snapshot", picked=True, mode=0o600) as handle:
+                handle.write(text)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # the empty file this call reserved, nobody else's
+            raise
         return path
     raise InvalidArgumentError(f"snapshot: expected a free name {stem}.snapshot-NNN.txt, received 10000 taken")
