@@ -21,6 +21,7 @@ is being handled is noted, not raised, so the clean-up is not itself interrupted
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import threading
@@ -129,7 +130,7 @@ class ending_children:  # noqa: N801 - a context manager, named for what it does
         try:
             if self.signal in ENDING:
                 for popen in self._children:
-                    _end(popen)
+                    end_tree(popen)
         finally:
             self._children.clear()
             _OPEN.remove(self)
@@ -145,6 +146,43 @@ class ending_children:  # noqa: N801 - a context manager, named for what it does
                 _STATE.update(raised=False, holding=0, pending=None)
         if installed and self.redeliver and self.signal in ENDING:
             signal.raise_signal(self.signal)  # under the restored handler: by default, the process ends of it
+
+
+def end_tree(popen: subprocess.Popen, grace: float = 2.0) -> None:
+    """End a command leakkit started and every process it started (a server's workers, a shell's jobs).
+
+    Why the tree: SIGTERM to the command alone ends it, but what it forked is re-parented to init
+    and runs on, orphaned, unless the command ends it itself (a server's master does; a script
+    that forked and died does not). The descendants are listed before the command is asked to
+    end (after, they are no longer its children), the command is ended (SIGTERM, SIGKILL after
+    ``grace``), then those still running are ended the same way. Never raises.
+    """
+    descendants = _descendants(popen.pid) if popen.poll() is None else []
+    _end(popen, grace)
+    if not descendants:
+        return
+    try:
+        import psutil
+
+        for process in descendants:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()  # psutil checks the pid was not reused (its start time)
+        _gone, alive = psutil.wait_procs(descendants, timeout=grace)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(alive, timeout=grace)
+    except (ImportError, OSError, KeyboardInterrupt):
+        pass
+
+
+def _descendants(pid: int) -> list[Any]:
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # gone, no psutil, no /proc: nothing more to end than the command
+        return []
 
 
 def _end(popen: subprocess.Popen, grace: float = 2.0) -> None:

@@ -136,19 +136,33 @@ def test_off_the_main_thread_it_changes_nothing():
 
 
 # -- the command line ------------------------------------------------------------------------------
+#: A command that forks two workers and does not end them when it is ended (a script, not a server).
+FORKER = [sys.executable, "-c", "import os, time\nfor _ in range(2):\n    if os.fork() == 0:\n"
+          "        time.sleep(120)\n        os._exit(0)\ntime.sleep(120)"]
+
+
+@pytest.mark.parametrize("shape", ["one process", "a tree"])
 @pytest.mark.parametrize("command", ["run", "watch"])
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGHUP, -signal.SIGHUP),
                                           (signal.SIGINT, 130)])
-def test_a_signalled_cli_ends_its_command_and_never_exits_0(tmp_path, command, signum, code):
+def test_a_signalled_cli_ends_its_command_and_never_exits_0(tmp_path, command, signum, code, shape):
     argv = [sys.executable, "-m", "leakkit", command, "-q", "--interval", "0.05"]
     argv += ["--no-plot", "--out", str(tmp_path / "rec.csv")] if command == "run" else []
-    leakkit = subprocess.Popen([*argv, "--", *SLEEPER], env=ENV, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    leakkit = subprocess.Popen([*argv, "--", *(SLEEPER if shape == "one process" else FORKER)], env=ENV, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child = _child_of(leakkit)
+    workers = []
+    deadline = time.monotonic() + 60
+    while shape == "a tree" and len(workers) < 2 and time.monotonic() < deadline:
+        workers = child.children()  # the forks, once they run
+        time.sleep(0.05)
+    assert shape == "one process" or len(workers) == 2
     time.sleep(0.3)  # a few samples
     leakkit.send_signal(signum)
     out, err = leakkit.communicate(timeout=60)
     assert _gone(child.pid), f"the command outlived leakkit {command}"
+    # the command's own children too: SIGTERM to the command alone left them running, re-parented to init
+    assert all(_gone(worker.pid) for worker in workers), f"the command's workers outlived leakkit {command}"
     assert leakkit.returncode == code, (out, err)
     assert "Traceback" not in err
     if signum == signal.SIGINT:

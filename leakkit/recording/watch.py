@@ -96,15 +96,11 @@ def _ended(process: psutil.Process, popen: subprocess.Popen | None) -> bool:
 
 
 def _stop(popen: subprocess.Popen) -> None:
-    """End a command we started, politely first: it is ours, and must not outlive the watch."""
-    if popen.poll() is not None:
-        return
-    popen.terminate()
-    try:
-        popen.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
+    """End a command we started and what it started, politely first: they are ours, and must not
+    outlive the watch (:func:`leakkit._signals.end_tree`)."""
+    from .._signals import end_tree
+
+    end_tree(popen)
 
 
 def watch(
