@@ -52,7 +52,10 @@ def parse_size(value: int | float | str, name: str = "size") -> int:
 
 def format_size(nbytes: float, signed: bool = False) -> str:
     """Human-readable binary size: '1.2 MiB', '-340 B'; 'nan' for missing values."""
-    if nbytes is None or (isinstance(nbytes, float) and math.isnan(nbytes)):
+    try:  # pandas' NA (a nullable column with a gap: a fleet file without that column) is missing too
+        if nbytes is None or nbytes != nbytes or math.isnan(float(nbytes)):
+            return "n/a"
+    except (TypeError, ValueError):
         return "n/a"
     sign = "+" if signed and nbytes > 0 else ("-" if nbytes < 0 else "")
     size = abs(float(nbytes))

@@ -383,7 +383,7 @@ def second_pass_cases(f):
     """(case, call, error class, fragment) for what landed after the first pass: the monitor, the
     server watch, forecast_workers, the fleet (FleetWriter, fleet, the exporters), attach and
     load_attach, bisect's targets; and the datetime ``t`` read as seconds (class 6)."""
-    E, U = LeakkitError, UnknownOptionError
+    E = LeakkitError
     huge = 10**400
     start = pd.Timestamp("2024-01-01")
     cases = []

@@ -114,13 +114,25 @@ def test_malformed_recordings_are_input_errors_exit_2(recordings, name, capsys):
     assert "error:" in err and "expected" in err and "internal error" not in err
 
 
-@pytest.mark.parametrize("argv", [["report", "REC", "--no-plot"], ["--help"], ["report", "--help"], ["--version"]])
+def _fleet(root: Path) -> str:
+    """A fleet of one leaking worker whose statuses have uss but no rss (the report's default column)."""
+    with leakkit.FleetWriter(root, host="h", service="s", every=1) as writer:
+        for i in range(30):
+            writer.add({"pid": 9, "unix_time_s": 1.7e9 + i, "uss_bytes": (i + 1) << 20, "verdict": "leak"})
+    return str(root)
+
+
+@pytest.mark.parametrize("argv", [["report", "REC", "--no-plot"], ["--help"], ["report", "--help"], ["--version"],
+                                  ["fleet", "FLEET"], ["fleet", "FLEET", "--sql"], ["attach", "--help"]])
 def test_a_closed_pipe_ends_quietly(tmp_path, argv):
+    if "FLEET" in argv:
+        pytest.importorskip("duckdb")
+        _fleet(tmp_path / "fleet")
     traced = leakkit.trace(lambda: None, summaries=False)
     for _ in range(30):
         traced()
     traced.save(tmp_path / "rec.csv")
-    argv = [str(tmp_path / "rec.csv") if a == "REC" else a for a in argv]
+    argv = [str(tmp_path / "rec.csv") if a == "REC" else str(tmp_path / "fleet") if a == "FLEET" else a for a in argv]
     read, write = os.pipe()
     os.close(read)  # the reader (head) is gone before leakkit writes a line
     try:
@@ -129,7 +141,8 @@ def test_a_closed_pipe_ends_quietly(tmp_path, argv):
     finally:
         os.close(write)
     # argparse swallows a failed write of --help or --version: those end with 0, quietly too
-    assert done.returncode == 141 or (done.returncode == 0 and argv[0] != "report" or "--help" in argv), done.stderr
+    assert done.returncode == 141 or (done.returncode == 0 and argv[0] not in ("report", "fleet") or "--help" in argv), \
+        done.stderr
     assert done.stderr == b""
 
 
@@ -142,3 +155,12 @@ def test_a_broken_pipe_of_leakkits_own_is_its_failure_not_a_closed_output(monkey
     monkeypatch.setattr(report, "report_for", broken)
     assert main(["report", str(tmp_path / "x.csv"), "--no-plot"]) == 3
     assert "internal error: BrokenPipeError" in capsys.readouterr().err
+
+
+def test_a_fleet_without_the_reports_column_is_a_report_not_leakkits_failure(tmp_path, capsys):
+    """A fleet whose statuses lack rss (the default column) printed "internal error: boolean value of NA"."""
+    pytest.importorskip("duckdb")
+    code = main(["fleet", _fleet(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and "internal error" not in err, err
+    assert "n/a" in out

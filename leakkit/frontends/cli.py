@@ -53,7 +53,7 @@ def exit_code_table(width: int = 100) -> str:
     lines = []
     for code, meaning in EXIT_CODES:
         if len(code) > 9:  # a row that names commands: its meaning on the lines below
-            lines.append(f"  {code}:")
+            lines.append(f"  {code}")  # no colon: the row reads the same in --help as in the README
             code = ""
         lines.extend(textwrap.wrap(meaning, width, initial_indent=f"  {code:<9}", subsequent_indent=" " * 11))
     return "\n".join(lines)
