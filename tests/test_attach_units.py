@@ -25,7 +25,8 @@ from leakkit.probes.heap import heap_summary
 from leakkit.probes.target import read_target
 from leakkit.recording import attach_session
 from leakkit.recording.attach_sites import Sites, census, scan
-from leakkit.recording.heap_walk import HeapWalk, Pacer, type_name
+from leakkit.recording.heap_pacer import Pacer
+from leakkit.recording.heap_walk import HeapWalk, type_name
 from leakkit.reports.attach_report import AttachReport, load_attach
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -146,11 +147,14 @@ def test_the_walk_yields_the_gil_every_few_milliseconds_on_a_long_list_in_a_big_
     assert pacer.pauses >= (spent - sum(full)) / 0.05, (pacer.pauses, spent)
 
 
-def test_a_dict_and_a_set_of_a_million_entries_are_read_in_slices():
-    """One ``gc.get_referents`` of a dict or a set hands out all its entries in one C call: 40-130 ms
-    for a million to a few million entries (a cache that leaks is such a dict)."""
-    Planted.cache = {i: Planted(i) for i in range(1_000_000)}
-    Planted.names = {f"n{i}" for i in range(1_000_000)}
+def test_a_dict_and_a_set_of_half_a_million_entries_are_read_in_slices():
+    """One ``gc.get_referents`` of a dict or a set hands out all its entries in one C call: 55 ms for
+    half a million each, 113 ms for a million (a cache that leaks is such a dict)."""
+    Planted.cache = {i: Planted(i) for i in range(500_000)}
+    Planted.names = {f"n{i}" for i in range(500_000)}
+    # old, as a long-lived cache is: one young collection over containers made a moment ago (47 ms
+    # here, whoever asks for it) is not what this test measures
+    gc.collect()
     try:
         pacer = Pacer()
         walk = HeapWalk(pacer).run()
@@ -158,10 +162,11 @@ def test_a_dict_and_a_set_of_a_million_entries_are_read_in_slices():
         walk.release()
     finally:
         del Planted.cache, Planted.names
-    assert summary[type_name(Planted)][0] >= 1_000_000  # every entry was read
-    assert summary["str"][0] >= 1_000_000
+    assert summary[type_name(Planted)][0] >= 500_000  # every entry was read
+    assert summary["str"][0] >= 500_000
     # leakkit's own stretches stay near its 2 ms step: ten of them is far below one such call
-    assert pacer.longest_cpu_s < 10 * pacer.hold_s, pacer.longest_cpu_s
+    assert pacer.longest_cpu_s < 10 * pacer.hold_s, (pacer.longest_cpu_s, pacer.longest_what, pacer.collections,
+                                                    pacer.longest_collection_s)
 
 
 def test_a_grown_module_level_holder_is_found_by_name_with_the_site_of_its_new_entries():
