@@ -24,8 +24,10 @@ from test_fleet_e2e import Workers, _get, _wait_until
 
 MIB = 1 << 20
 
-# a master that forks three workers; the first keeps 1 MiB (touched) for each new sample the watch
-# writes to CSV, the others keep nothing; all exit once the watch has SAMPLES samples
+# a master that forks three workers, each with a start-up (4 MiB for each of its first 4 samples,
+# then 4 samples still); then the first keeps 1 MiB (touched) for each new sample the watch writes
+# to CSV, the others keep nothing; all exit once the watch has SAMPLES samples. (A worker that
+# grows from its birth on is never called a leak by a watch: that is its start-up, not over.)
 TREE = textwrap.dedent("""
     import os, sys, time
     csv, kids_file, samples = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -35,14 +37,19 @@ TREE = textwrap.dedent("""
                 return len({line.split(",", 1)[0] for line in handle if line[:1].isdigit()})
         except OSError:
             return 0
+    def keep(kept, mib):
+        block = bytearray(mib << 20)
+        block[::4096] = b"x" * len(block[::4096])
+        kept.append(block)
     def worker(grow):
-        keep, last, deadline = [], seen(), time.monotonic() + 120
+        kept, born, last, deadline = [], seen(), seen(), time.monotonic() + 120
         while (count := seen()) < samples and time.monotonic() < deadline:
-            if grow and count > last:
-                block = bytearray(1 << 20)
-                block[::4096] = b"x" * len(block[::4096])
-                keep.append(block)
-                last = count
+            if count > last:
+                age, last = count - born, count
+                if age <= 4:
+                    keep(kept, 4)
+                elif age > 8 and grow:
+                    keep(kept, 1)
             time.sleep(0.01)
         os._exit(0)
     kids = []
@@ -59,7 +66,7 @@ TREE = textwrap.dedent("""
 """)
 
 
-def _tree(tmp_path, samples: int = 60) -> tuple[list[str], str, str]:
+def _tree(tmp_path, samples: int = 70) -> tuple[list[str], str, str]:
     csv, kids = str(tmp_path / "watch.csv"), str(tmp_path / "kids")
     return [sys.executable, "-c", TREE, csv, kids, str(samples)], csv, kids
 
@@ -174,7 +181,8 @@ def test_leakkit_watch_fleet_then_leakkit_fleet_names_the_leaking_worker_alone(t
     command, csv, kids = _tree(tmp_path)
     code = main(["watch", "--interval", "0.1", "--out", csv, "--fleet", str(root), "--fleet-host", "web-3",
                  "--fleet-service", "api", "--fleet-version", "1.4", "-q", "--", *command])
-    assert code == 1, capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert code == 1, printed
     grower, *others = _kids(kids)
     capsys.readouterr()
     assert main(["fleet", str(root)]) == 1
