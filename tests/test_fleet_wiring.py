@@ -24,10 +24,11 @@ from test_fleet_e2e import Workers, _get, _wait_until
 
 MIB = 1 << 20
 
-# a master that forks three workers, each with a start-up (4 MiB for each of its first 4 samples,
-# then 4 samples still); then the first keeps 1 MiB (touched) for each new sample the watch writes
-# to CSV, the others keep nothing; all exit once the watch has SAMPLES samples. (A worker that
-# grows from its birth on is never called a leak by a watch: that is its start-up, not over.)
+# a master that forks three workers, each with a start-up (8 MiB for each of its first 6 samples,
+# then 6 samples still); then the first keeps 512 KiB (touched) for each new sample the watch writes
+# to CSV, the others keep nothing; all exit once the watch has SAMPLES samples. (A worker forked
+# during a watch whose growth is never seen to slow down is still starting up for the watch, never
+# a leak: its start-up must stand out from the leak, as a real worker's import and caches do.)
 TREE = textwrap.dedent("""
     import os, sys, time
     csv, kids_file, samples = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -37,19 +38,20 @@ TREE = textwrap.dedent("""
                 return len({line.split(",", 1)[0] for line in handle if line[:1].isdigit()})
         except OSError:
             return 0
-    def keep(kept, mib):
-        block = bytearray(mib << 20)
+    def keep(kept, kib):
+        block = bytearray(kib << 10)
         block[::4096] = b"x" * len(block[::4096])
         kept.append(block)
     def worker(grow):
         kept, born, last, deadline = [], seen(), seen(), time.monotonic() + 120
         while (count := seen()) < samples and time.monotonic() < deadline:
-            if count > last:
-                age, last = count - born, count
-                if age <= 4:
-                    keep(kept, 4)
-                elif age > 8 and grow:
-                    keep(kept, 1)
+            if count > last:  # samples missed (a busy machine) are caught up: growth per sample, exactly
+                age, new, last = count - born, count - last, count
+                if len(kept) < 6:
+                    for _ in range(min(age, 6) - len(kept)):
+                        keep(kept, 8 << 10)
+                elif age > 12 and grow:
+                    keep(kept, 512 * new)
             time.sleep(0.01)
         os._exit(0)
     kids = []
@@ -66,7 +68,7 @@ TREE = textwrap.dedent("""
 """)
 
 
-def _tree(tmp_path, samples: int = 70) -> tuple[list[str], str, str]:
+def _tree(tmp_path, samples: int = 80) -> tuple[list[str], str, str]:
     csv, kids = str(tmp_path / "watch.csv"), str(tmp_path / "kids")
     return [sys.executable, "-c", TREE, csv, kids, str(samples)], csv, kids
 
