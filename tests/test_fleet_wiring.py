@@ -129,6 +129,7 @@ def test_monitored_workers_serve_their_gauges_through_the_monitor_option():
         workers.stop()
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # the point: a monitor forked
 def test_the_monitor_closes_its_exporters_and_a_forked_child_gets_its_own(tmp_path):
     writer = leakkit.FleetWriter(tmp_path / "fleet", host="h", every=0.05, flush_s=0.2)
     endpoint = leakkit.PrometheusExporter(port=0)
