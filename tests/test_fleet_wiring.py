@@ -13,14 +13,13 @@ import socket
 import sys
 import textwrap
 import time
-import urllib.request
 
 import duckdb
 import pytest
+from test_fleet_e2e import Workers, _get, _wait_until
 
 import leakkit
 from leakkit.frontends.cli import main
-from test_fleet_e2e import Workers, _get, _wait_until
 
 MIB = 1 << 20
 
