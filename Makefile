@@ -47,7 +47,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml leakkit/probes/_heapscan.c leakkit/probes/_containerscan.c
+$(STAMP): $(PY) pyproject.toml leakkit/probes/_heapscan.c leakkit/probes/_containerscan.c leakkit/probes/_stackcut.c
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(PY) -m leakkit.frontends.agent.pth  # LEAKKIT_AGENT=1 opt-in: a wheel ships it, an editable install does not
 	$(PY) -m ipykernel install --sys-prefix --name leakkit --display-name "Python (leakkit)"

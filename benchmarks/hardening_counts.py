@@ -83,9 +83,11 @@ def run(root: str, ids: list[str]) -> dict[str, str]:
                           cwd=root, capture_output=True, text=True)
     outcomes = {}
     for line in done.stdout.splitlines():
-        match = re.match(r"(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+::\S+(?:\[.*\])?)", line)
-        if match:
-            outcomes[match.group(2)] = match.group(1)
+        outcome, _, test_id = line.partition(" ")
+        if outcome in ("PASSED", "FAILED", "ERROR", "XFAIL", "XPASS") and "::" in test_id:
+            if outcome != "PASSED" and test_id not in ids:
+                test_id = test_id.rsplit(" - ", 1)[0]  # the failure's message after the id
+            outcomes[test_id] = outcome
     return outcomes
 
 

@@ -1,12 +1,13 @@
 """A worker process for the fleet tests: a monitor in it, exporters as its listeners, a chosen growth.
 
-    python _fleet_worker.py MODE EXPORTS... [--service S] [--version V] [--interval SECONDS]
+    python _fleet_worker.py MODE EXPORTS... [--service S] [--version V] [--interval SECONDS] [--via-export]
 
 MODE: ``leak`` (keeps 256 KiB every 0.1 s, touched, so RSS/USS grow ~2.5 MiB/s), ``flat`` (allocates
 and frees the same amount), ``warm`` (keeps 8 MiB over the first second, then holds).
 EXPORTS: ``port`` (a /metrics endpoint on a free port), ``multiprocess`` (gauge files under
 PROMETHEUS_MULTIPROC_DIR), ``parquet=ROOT`` (FleetWriter, a row a sample, files rewritten each second).
-It prints ``ready PID PORT`` once the exporters are listening, then runs until stdin closes (the
+``--via-export``: the exporters are given to ``monitor(..., export=[...])``, which closes them when it
+stops (at exit), instead of ``add_listener`` and closing the writer here. It prints ``ready PID PORT`` once the exporters are listening, then runs until stdin closes (the
 test ends it by closing the pipe), with its address space capped at 2 GiB so a broken test
 cannot take the machine. Its own growth is read from /proc by the test, without leakkit.
 
@@ -82,9 +83,16 @@ class StandInMonitor:
         self._thread.join()
 
 
-def start_monitor(**options):
+def start_monitor(export=None, **options):
     from leakkit.recording import monitor as real
 
+    if export is not None:  # monitor(..., export=...): no stand-in
+        import tempfile
+
+        path = os.path.join(tempfile.mkdtemp(prefix="leakkit-fleet-"), "monitor.csv")
+        return real.monitor(path, interval=options["interval"], sustain=max(4.0, 8 * options["interval"]),
+                            role=options["role"], service=options["service"], version=options["version"],
+                            limit=options["limit"], auto_snapshot=False, export=export)
     if hasattr(real.Monitor, "add_listener"):
         import tempfile
 
@@ -103,9 +111,9 @@ def main() -> None:
     parser.add_argument("--service", default="api")
     parser.add_argument("--version", default="1.0")
     parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument("--via-export", action="store_true")
     args = parser.parse_args()
-    mon = start_monitor(interval=args.interval, role="worker", service=args.service, version=args.version,
-                        limit=768 << 20)
+    exporters: list = []
     port = 0
     writer = None
     for spec in args.exports:
@@ -114,16 +122,25 @@ def main() -> None:
 
             exporter = PrometheusExporter(port=0)
             port = exporter.address[1]
-            mon.add_listener(exporter)
+            exporters.append(exporter)
         elif spec == "multiprocess":
             from leakkit.recording.export.prometheus import PrometheusExporter
 
-            mon.add_listener(PrometheusExporter(multiprocess=True))
+            exporters.append(PrometheusExporter(multiprocess=True))
         elif spec.startswith("parquet="):
             from leakkit.recording.export.fleet_writer import FleetWriter
 
             writer = FleetWriter(spec.split("=", 1)[1], host="test-host", every=args.interval / 2, flush_s=1.0)
-            mon.add_listener(writer)
+            exporters.append(writer)
+    options = {"interval": args.interval, "role": "worker", "service": args.service, "version": args.version,
+               "limit": 768 << 20}
+    if args.via_export:
+        start_monitor(export=exporters, **options)  # closed by the monitor at exit (its atexit stop)
+        writer = None
+    else:
+        mon = start_monitor(**options)
+        for exporter in exporters:
+            mon.add_listener(exporter)
     print(f"ready {os.getpid()} {port}", flush=True)
     kept, stop = [], threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()

@@ -6,7 +6,10 @@ The script is a service typed at the top level: its functions live in ``__main__
 IPython compile them statement by statement: at the plain REPL every statement starts at line 1 of
 ``<stdin>``), a dataclass (whose methods the standard library compiles as ``<string>``), a library
 call, a 150 k-dict heap the calls touch, and one leak. Every run must name the leak's function and
-root as the file run does, and spend at most 1.5x its CPU time (bisect's own, read in the child).
+root as the file run does, and spend at most 1.5x its CPU time (bisect's own, read in the child:
+process time around the call, the workload's calls included). Beneath IPython, a kernel or pytest
+there are 15-35 host frames; the traced calls run with them cut off (leakkit.probes.stack), else
+tracing cost 5-9x as much per call there and these runs took 1.3-1.9x the file run's time.
 The runs go two at a time (~60 s in all on two busy cores).
 """
 from __future__ import annotations

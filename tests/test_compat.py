@@ -189,14 +189,15 @@ def test_the_c_extension_is_built_where_a_compiler_is() -> None:
     # has a compiler must have it, or a C API change went unnoticed.
     import leakkit.probes._containerscan as growth
     import leakkit.probes._heapscan as scan
+    import leakkit.probes._stackcut as cut
 
-    assert callable(scan.scan) and callable(scan.group_traces)
+    assert callable(scan.scan) and callable(scan.group_traces) and callable(cut.call_cut)
     assert callable(growth.sizes) and callable(growth.grown)
     assert hasattr(growth, "managed_traceback") == (sys.version_info[:2] == (3, 11))
 
 
 @pytest.mark.skipif(_compiler() is None, reason="no C compiler")
-@pytest.mark.parametrize("name", ["_heapscan.c", "_containerscan.c"])
+@pytest.mark.parametrize("name", ["_heapscan.c", "_containerscan.c", "_stackcut.c"])
 def test_the_c_extension_compiles_without_warnings(tmp_path, name) -> None:
     source = os.path.join(os.path.dirname(leakkit.__file__), "probes", name)
     include = sysconfig.get_paths()["include"]

@@ -79,7 +79,8 @@ PUBLIC = {
     # heap walk at start unshares a forked worker's pages: megabytes in every worker, for a comparison the
     # snapshot's own two summaries make), window 60 -> None (unset, the window is sustain=300 s, the new
     # option; window=N still means N samples: sustain = N * interval). Added since, with defaults:
-    # sustain, trace_window, role, service, version, limit, fork.
+    # sustain, trace_window, role, service, version, limit, fork, export (issue 23: exporters fed each
+    # status and closed with the monitor).
     "monitor": ("monitor", "(path, *, interval=1.0, window=None, min_growth='1MiB', auto_snapshot=True, "
                            "signal=False, baseline=False, top=15, **unknown)"),
     "read_mprofile": ("read_mprofile", "(path)"),
@@ -88,13 +89,14 @@ PUBLIC = {
                        "fds=False, stream=None, overhead_budget=0.05, name=None)"),
     "verdict": ("verdict", "(series, calls=None, *, floor=0.0)"),
     # children: True since issue 19 (was False): a watch of a server's master follows its workers,
-    # each on rows of its own; children=True no longer sums them (no limit counts that sum)
+    # each on rows of its own; children=True no longer sums them (no limit counts that sum). Added since,
+    # with defaults: live (issue 19), fleet (issue 23: every process's row as fleet Parquet).
     "watch": ("watch", "(pid_or_command, *, interval=1.0, duration=None, out=None, limit=None, "
                        "children=True, progress=None)"),
     "write_mprofile": ("write_mprofile", "(frame, path, *, column='rss', cmdline=None)"),
     "FleetReport": ("FleetReport", "(tables, top=10)"),
     "FleetWriter": ("FleetWriter", "(root, *, host=None, service=None, every=10.0, slice_s=3600.0, flush_s=60.0, "
-                                   "source='monitor', compression='gzip')"),
+                                   "source='monitor', compression='gzip')"),  # version=None added (issue 23)
     "OpenTelemetryExporter": ("OpenTelemetryExporter", "(*, meter_provider=None, service=None, version=None, "
                                                        "role=None)"),
     "PrometheusExporter": ("PrometheusExporter", "(*, port=None, addr='127.0.0.1', multiprocess=None, service=None, "

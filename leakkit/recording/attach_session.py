@@ -27,7 +27,8 @@ from typing import Any
 
 from .attach_sites import Sites, census, scan
 from .heap_referrers import referrers
-from .heap_walk import Aborted, HeapWalk, Pacer, type_name
+from .heap_pacer import Aborted, Pacer
+from .heap_walk import HeapWalk, type_name
 
 FORMAT = 1  # the result's layout; the report loader checks it
 
@@ -72,8 +73,20 @@ def allocation_cost() -> float:
 
 def run(options: Options, *, progress: Callable[[str], None], wait: Callable[[float], str | None],
         check: Callable[[], None]) -> dict[str, Any]:
+    """:func:`measure` with a :class:`~.heap_pacer.Pacer` that times the interpreter's own collections
+    in this thread apart from leakkit's work, from the first walk to the last reference search."""
+    pacer = Pacer(check=check)
+    pacer.watch()
+    try:
+        return measure(options, pacer, progress=progress, wait=wait)
+    finally:
+        pacer.unwatch()
+
+
+def measure(options: Options, pacer: Pacer, *, progress: Callable[[str], None],
+            wait: Callable[[float], str | None]) -> dict[str, Any]:
     """Measure, then leave. ``wait(s)`` sleeps up to ``s`` seconds and returns a reason to end the
-    window early ("enter") or None; ``check()`` raises :class:`Aborted` when the client is gone.
+    window early ("enter") or None; the pacer's ``check()`` raises :class:`Aborted` when the client is gone.
     Whatever ends it, tracing started here is stopped and every reference
     is dropped."""
     # imported before the first walk: what they import is not growth (Counter.most_common imports heapq)
@@ -82,7 +95,6 @@ def run(options: Options, *, progress: Callable[[str], None], wait: Callable[[fl
     from ..retention import holders, naming
 
     _ = (heapq.nlargest, holders.raw_traceback, naming.find_roots)
-    pacer = Pacer(check=check)
     notes: list[str] = []
     result: dict[str, Any] = {"format": FORMAT, "pid": os.getpid(), "python": sys.version.split()[0],
                               "executable": sys.executable, "argv": list(sys.argv), "options": asdict(options)}
@@ -146,7 +158,9 @@ def run(options: Options, *, progress: Callable[[str], None], wait: Callable[[fl
     result["memory"] = {"tracemalloc_peak": trace_peak, "walk_peak": max(w["own_bytes"] for w in walks)}
     result["gil"] = {"longest_hold_s": pacer.longest_s, "longest_hold_in": pacer.longest_what,
                      "longest_cpu_s": pacer.longest_cpu_s,
-                     "pauses": pacer.pauses, "tracemalloc_stop_s": stop_s}
+                     "pauses": pacer.pauses, "tracemalloc_stop_s": stop_s,
+                     "collections": pacer.collections, "longest_collection_s": pacer.longest_collection_s,
+                     "longest_collection_generation": pacer.longest_collection_generation}
     result["notes"] = notes
     return result
 

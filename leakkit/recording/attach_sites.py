@@ -37,7 +37,8 @@ from typing import Any
 
 from .. import _compat
 from ..probes import containers as C
-from .heap_walk import Pacer, Seen
+from .heap_pacer import Pacer
+from .heap_tables import Seen
 
 _OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _SKIP = (types.ModuleType, types.FrameType, types.CodeType, types.BuiltinFunctionType, types.WrapperDescriptorType,
@@ -117,7 +118,7 @@ def census(pacer: Pacer, *, limit: int = 50_000, depth: int = 5) -> dict[tuple, 
         if count >= limit:
             break
     objs.clear()
-    seen.pages.clear()
+    seen.clear()
     return table
 
 
@@ -201,7 +202,7 @@ class Sites:
                 "traceback": [[f, n] for f, n in stack]}
 
     def release(self) -> None:
-        self.seen.pages.clear()
+        self.seen.clear()
         self.names.clear()
         self.holder_objects.clear()
 

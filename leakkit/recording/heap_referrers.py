@@ -13,7 +13,8 @@ import gc
 from typing import Any
 
 from .. import _compat
-from .heap_walk import Chunks, Pacer
+from .heap_pacer import Pacer
+from .heap_tables import Chunks
 
 
 def referrers(frontier: list[Any], objs: Chunks, pacer: Pacer) -> list[Any]:

@@ -3,9 +3,11 @@
 Why not ``gc.get_objects()`` as the monitor does: that one call holds the GIL for the length of the
 heap (15-45 ms for 700 k tracked objects on this machine, more for larger heaps), which is the
 stall a process that never asked for leakkit must not see. Here every step is a bounded piece of
-C work (one ``gc.get_referents`` over a slice of objects, a slice of a long list), and a
-:class:`Pacer` sleeps between pieces so that no hold of the GIL lasts more than about
-:data:`HOLD_S`; it records the longest hold it saw, which the report gives.
+C work (one ``gc.get_referents`` over a slice of objects, a slice of a long container: see
+:mod:`.heap_slices`), and a :class:`~.heap_pacer.Pacer` sleeps between pieces so that no hold of
+the GIL lasts more than about :data:`~.heap_pacer.HOLD_S`; it records the longest hold it saw,
+which the report gives, and times apart the interpreter's own collections that happen to run in
+the walk's thread.
 
 What is walked: objects reachable from the roots code can name (the loaded modules, every frame of
 every thread with its local variables where they can be read without a change (3.10, 3.13:
@@ -14,7 +16,8 @@ reference leaked by a missing ``Py_DECREF``) and cyclic garbage not collected ye
 so a cycle waiting for the collector never reads as growth; leakkit's own modules
 and threads are never walked, so nothing of leakkit counts. Each object is counted once: a set of
 ids would cost ~60 bytes an object, so the ids seen are kept as one bit per 16-byte slot of each
-4 KiB page touched (a few MB for millions of objects), the memory the report gives as the walk's.
+4 KiB page touched (a few MB for millions of objects, :class:`~.heap_tables.Seen`), the memory
+the report gives as the walk's.
 
 Names and shallow sizes are those of :func:`leakkit.probes.heap.heap_summary` (``module.Qualname``,
 ``sys.getsizeof`` without running a ``__sizeof__`` written in Python). Only the standard library
@@ -31,69 +34,18 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .. import _compat
+from .heap_pacer import Pacer
+from .heap_slices import LONG, length_of, slices
+from .heap_tables import Chunks, Seen
 
-HOLD_S = 0.002  # longest the walk works before it lets the process's threads take the GIL
-PAUSE_S = 0.0005  # the sleep between holds
 CHECK_EVERY = 256  # objects between two looks at the clock
-CHUNK = 4096  # references per chunk of a long list of leakkit's own (see Chunks)
-AGE_EVERY = 8  # chunks between two young collections leakkit asks for
-LONG = 50_000  # a list or tuple this long is cut into slices instead of one get_referents
+PIECE = 512  # objects given to one gc.get_referents
+PIECE_REFS = 20_000  # at most about this many references handed out by one gc.get_referents
 _TYPE_QUALNAME = type.__dict__["__qualname__"]
 _TYPE_MODULE = type.__dict__["__module__"]
 _HAVE_GC = 1 << 14
 _PREHEADER_FLAGS = (0 if sys.version_info < (3, 11) else 1 << 4) | (0 if sys.version_info < (3, 12) else 1 << 3)
 _POINTER = 8 if sys.maxsize > 2**32 else 4
-
-
-class Aborted(Exception):
-    """The work was called off between two slices (the client went away, or a limit was met)."""
-
-
-class Pacer:
-    """Cuts work into holds of the GIL of about ``hold_s``; ``check`` runs at every pause and may
-    raise :class:`Aborted`.
-
-    ``longest_s`` is the longest stretch between two pauses in wall time (what a thread of the
-    process may have waited, preemption of a busy machine included); ``longest_cpu_s`` the same
-    stretch in this thread's CPU time: the work itself (and any collection it triggered), which
-    is what holds the GIL, whatever the machine's load.
-    """
-
-    def __init__(self, *, hold_s: float = HOLD_S, pause_s: float = PAUSE_S,
-                 check: Callable[[], None] | None = None) -> None:
-        self.hold_s = hold_s
-        self.pause_s = pause_s
-        self.check = check
-        self.longest_s = 0.0
-        self.longest_cpu_s = 0.0
-        self.longest_what = ""
-        self.pauses = 0
-        self._since = time.perf_counter()
-        self._cpu_since = time.thread_time()
-
-    def due(self) -> bool:
-        return time.perf_counter() - self._since >= self.hold_s
-
-    def pause(self) -> None:
-        self.note_hold("the heap walk")
-        time.sleep(self.pause_s)
-        self.pauses += 1
-        if self.check is not None:
-            self.check()
-        self.restart()
-
-    def note_hold(self, what: str, seconds: float | None = None) -> None:
-        """Record a hold: the time since the last pause, or ``seconds`` one call took in one piece."""
-        held = time.perf_counter() - self._since if seconds is None else seconds
-        cpu = time.thread_time() - self._cpu_since if seconds is None else seconds
-        if held > self.longest_s:
-            self.longest_s, self.longest_what = held, what
-        self.longest_cpu_s = max(self.longest_cpu_s, cpu)
-
-    def restart(self) -> None:
-        """Start counting a hold now (after a wait that did not hold the GIL)."""
-        self._since = time.perf_counter()
-        self._cpu_since = time.thread_time()
 
 
 def type_name(kind: type) -> str:
@@ -121,30 +73,6 @@ def _sizer(kind: type) -> Callable[[Any], int]:
             break
     basic = object.__dict__["__sizeof__"]
     return lambda obj, m=basic, e=extra: m(obj) + e
-
-
-class Seen:
-    """Ids met so far, one bit per 16-byte slot of each 4 KiB page (objects are 16-byte aligned)."""
-
-    def __init__(self) -> None:
-        self.pages: dict[int, int] = {}
-
-    def add(self, address: int) -> bool:
-        """Mark ``address``; False if it was marked already."""
-        page = address >> 12
-        bit = 1 << ((address >> 4) & 255)
-        mask = self.pages.get(page, 0)
-        if mask & bit:
-            return False
-        self.pages[page] = mask | bit
-        return True
-
-    def has(self, address: int) -> bool:
-        return bool(self.pages.get(address >> 12, 0) & (1 << ((address >> 4) & 255)))
-
-    def nbytes(self) -> int:
-        """What the table costs: the dict and its int masks (page keys are shared small ints or ~32 bytes)."""
-        return sys.getsizeof(self.pages) + len(self.pages) * (36 + 32)
 
 
 _PACKAGE = __file__.rsplit("/", 2)[0] + "/"  # .../leakkit/
@@ -197,54 +125,6 @@ def running_locals(frames: list[Any]) -> list[Any]:
     return found
 
 
-class Chunks:
-    """A long list of references kept as lists of :data:`CHUNK`: the collector traverses every young
-    container at each young collection, and one young list of a million references made each of
-    them cost ~50 ms (3.13); chunks age one by one, so only the newest are young."""
-
-    def __init__(self) -> None:
-        self.chunks: list[list[Any]] = [[]]
-
-    def append(self, obj: Any) -> None:
-        last = self.chunks[-1]
-        if len(last) >= CHUNK:
-            last = []
-            self.chunks.append(last)
-            if len(self.chunks) % AGE_EVERY == 0:
-                # A young collection now, while few chunks are young: each one ages the chunks made
-                # since the last, so no later collection meets many (a collection of the young
-                # generations happens every few hundred allocations anyway, in whichever thread).
-                gc.collect(1)
-        last.append(obj)
-
-    def pop(self) -> Any:
-        last = self.chunks[-1]
-        while not last and len(self.chunks) > 1:
-            self.chunks.pop()
-            last = self.chunks[-1]
-        return last.pop()
-
-    def __len__(self) -> int:
-        return sum(map(len, self.chunks))
-
-    def __bool__(self) -> bool:
-        return any(self.chunks)
-
-    def pieces(self, size: int) -> Iterator[list[Any]]:
-        """Slices of at most ``size`` references (copies: the walk may go on while they are read)."""
-        for chunk in list(self.chunks):
-            for start in range(0, len(chunk), size):
-                yield chunk[start:start + size]
-
-    def clear(self) -> None:
-        for chunk in self.chunks:
-            chunk.clear()
-        self.chunks = [[]]
-
-    def nbytes(self) -> int:
-        return sys.getsizeof(self.chunks) + sum(map(sys.getsizeof, self.chunks))
-
-
 class HeapWalk:
     """One walk: ``totals`` {type: [count, shallow bytes]}; ``tracked`` the GC-tracked objects
     reached (kept only when asked: the referrer search of the reference paths needs them)."""
@@ -265,42 +145,63 @@ class HeapWalk:
         self.seconds = 0.0
 
     def run(self) -> HeapWalk:
+        self.pacer.watch()
+        try:
+            return self._run()
+        finally:
+            self.pacer.unwatch()
+
+    def _run(self) -> HeapWalk:
         start = time.perf_counter()
         skip = own_objects()
         seen = Seen()
         stack = Chunks()
-        skip.update(map(id, (self, self.totals, self.tracked, self.tracked.chunks, seen, seen.pages, stack,
-                             stack.chunks, skip)))
+        skip.update(map(id, (self, self.totals, self.tracked, self.tracked.chunks, seen, seen.shards, *seen.shards,
+                             stack, stack.chunks, skip)))
         for address in skip:
             seen.add(address)
         self._take(roots(skip), seen, stack)
-        self._drain(stack, seen)
+        notes: list[str] = []
+        self._drain(stack, seen, notes)
         self.seen_bytes = seen.nbytes()
-        if len(seen.pages) >= self.max_pages:
-            self.cut = f"the walk stopped at {self.max_pages} pages of ids ({self.seen_bytes} bytes of its own)"
+        if seen.pages >= self.max_pages:
+            notes.append(f"the walk stopped at {self.max_pages} pages of ids ({self.seen_bytes} bytes of its own)")
+        self.cut = "; ".join(notes) or None
         self.seen = seen  # what the next walk calls old; dropped by release()
-        stack.clear()
+        stack.clear(self._turn)
         self.seconds = time.perf_counter() - start
         return self
 
-    def _drain(self, stack: Chunks, seen: Seen) -> None:
+    def _turn(self) -> None:
+        if self.pacer.due():
+            self.pacer.pause()
+
+    def _drain(self, stack: Chunks, seen: Seen, notes: list[str]) -> None:
         pacer = self.pacer
-        while stack and len(seen.pages) < self.max_pages:
+        lengths: dict[type, Callable[[Any], int] | None] = {}
+        while stack and seen.pages < self.max_pages:
             piece: list[Any] = []
             longs: list[Any] = []
-            while stack and len(piece) < 512:
+            refs = 0
+            while stack and len(piece) < PIECE and refs < PIECE_REFS:
                 obj = stack.pop()
                 kind = type(obj)
-                if (kind is list or kind is tuple) and len(obj) > LONG:
+                length = lengths.get(kind, len)
+                if length is len:
+                    length = lengths[kind] = length_of(kind)
+                size = length(obj) if length is not None else 1
+                if size > LONG:
                     longs.append(obj)
                 else:
                     piece.append(obj)
+                    refs += size
             if piece:
                 self._take(_compat.referents(*piece), seen, stack)
                 del piece
-            for long in longs:
-                for start in range(0, len(long), LONG // 10):
-                    self._take(long[start:start + LONG // 10], seen, stack)
+            for long in longs:  # a container too long for one call: a slice at a time
+                for part in slices(long, type(long), notes):
+                    self._take(part, seen, stack)
+                    del part
                     if pacer.due():
                         pacer.pause()
             del longs
@@ -363,13 +264,13 @@ class HeapWalk:
         return [obj for kind, row in self.totals.items() if type_name(kind) == name for obj in row[5]]
 
     def release(self) -> None:
-        """Drop every reference the walk holds."""
-        self.tracked.clear()
+        """Drop every reference the walk holds (a piece at a time: the tables of a big heap are big)."""
+        self.tracked.clear(self._turn)
         for row in self.totals.values():
             row[5].clear()
         self.totals.clear()
         if self.seen is not None:
-            self.seen.pages.clear()
+            self.seen.clear(self._turn)
             self.seen = None
 
     def nbytes(self) -> int:

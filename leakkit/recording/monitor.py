@@ -43,7 +43,7 @@ from typing import Any
 
 from .. import _checks
 from .._errors import InvalidArgumentError, check_options, expected
-from . import monitor_rate
+from . import monitor_export, monitor_rate
 from .monitor_counters import Counters
 from .monitor_file import RowFile
 from .monitor_options import SUSTAIN_S, checked, sustain_of
@@ -54,7 +54,7 @@ COLUMNS = ["t", "unix_time_s", "pid", "rss", "uss", "pss", "swap", "python_heap"
            "snapshot_rss", "snapshot_uss", "snapshot_pss"]
 HEADLINE = "rss"  # what the rate, the verdict and the limit read: unsharing after a fork never moves it
 _OPTIONS = frozenset({"interval", "window", "sustain", "min_growth", "auto_snapshot", "trace_window", "signal",
-                      "baseline", "top", "role", "service", "version", "limit", "fork"})
+                      "baseline", "top", "role", "service", "version", "limit", "fork", "export"})
 _MONITORS: list[Monitor] = []  # every monitor started in this process (or copied into it by a fork)
 _REGISTRY_LOCK = threading.Lock()
 
@@ -78,7 +78,7 @@ class Monitor:
                  sustain: float = SUSTAIN_S, min_growth: int = 1 << 20, auto_snapshot: bool = True,
                  trace_window: float = 30.0, signal: bool = False, baseline: bool = False, top: int = 15,
                  role: str | None = None, service: str | None = None, version: str | None = None,
-                 limit_bytes: int | None = None, fork: bool = True) -> None:
+                 limit_bytes: int | None = None, fork: bool = True, export: Any = None) -> None:
         self.template = os.fspath(path)
         self.interval = interval
         self.sustain = sustain_of(window, sustain, interval)
@@ -91,7 +91,8 @@ class Monitor:
         self.follow_fork = fork
         self.baseline = baseline
         self.last_error: Exception | None = None
-        self._listeners: list[Callable[[dict[str, Any]], Any]] = []
+        self._exports = monitor_export.exporters(export)  # checked first: nothing is started if it fails
+        self._listeners: list[Callable[[dict[str, Any]], Any]] = list(self._exports)
         self._stopped_at: float | None = None
         self._signal = signal
         self._previous_handler: Any = None
@@ -230,7 +231,7 @@ class Monitor:
         return self._file.error
 
     def stop(self) -> None:
-        """Stop the thread and close the CSV (and restore SIGUSR2's handler); safe to call twice, never raises."""
+        """Stop the thread, close the CSV and the ``export`` exporters; safe to call twice, never raises."""
         if self._stopping and self._stopped_at is not None:
             return
         self._stopping = True
@@ -242,6 +243,8 @@ class Monitor:
         self._file.close()
         self._counters.close()
         self._give_signal_back()
+        for error in monitor_export.close(self._exports):  # theirs: FleetWriter's last rows, the endpoint
+            self.last_error = error
         atexit.unregister(self.stop)
         with _REGISTRY_LOCK:
             if self in _MONITORS:
@@ -349,6 +352,7 @@ def monitor(
     version: str | None = None,
     limit: int | float | str | None = "auto",
     fork: bool = True,
+    export: Any = None,
     **unknown: Any,
 ) -> Monitor:
     """Start recording this process's memory to ``path`` in a daemon thread, judging its growth.
@@ -377,6 +381,9 @@ def monitor(
         limit: the memory limit the time to limit counts to (a size, None); default ("auto"):
             the cgroup's ``memory.max`` inside a container, else none.
         fork: go on in forked children (each with its own thread and ``{pid}`` file).
+        export: exporters fed each status and closed when the monitor stops: a
+            :class:`~leakkit.PrometheusExporter`, :class:`~leakkit.OpenTelemetryExporter`,
+            :class:`~leakkit.FleetWriter`, any callable taking the status dict, or a list of them.
 
     Example::
 
@@ -388,4 +395,4 @@ def monitor(
                                  auto_snapshot=auto_snapshot, trace_window=trace_window, signal=signal,
                                  baseline=baseline, top=top, role=role, service=service, version=version, limit=limit,
                                  fork=fork)
-    return Monitor(template, **settings)
+    return Monitor(template, **settings, export=export)

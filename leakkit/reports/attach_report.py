@@ -144,6 +144,10 @@ class AttachReport:
             f"{1000 * (gil.get('longest_hold_s') or 0):.0f} ms of wall time ({gil.get('longest_hold_in')}); "
             f"{gil.get('pauses', 0):,} pauses"
             + (f"; tracemalloc.stop() {1000 * gil['tracemalloc_stop_s']:.0f} ms" if gil.get("tracemalloc_stop_s") is not None else ""),
+            f"  the interpreter's own collections that ran in leakkit's thread (not counted above): "
+            f"{gil.get('collections') or 0}"
+            + (f", the longest {1000 * gil['longest_collection_s']:.0f} ms of CPU (generation "
+               f"{gil.get('longest_collection_generation')})" if gil.get("collections") else ""),
         ]
         mode = (r.get("agent") or {}).get("mode")
         if mode == "once":

@@ -29,6 +29,7 @@ from .._errors import expected
 from ..recording.timeline import COLUMNS
 from ..recording.tree import Tree
 from ..recording.watch import watch as _watch
+from .fleet_feed import FleetFeed, writer_for
 from .workers import forecast_workers
 
 MODES = ("tty", "lines", "notebook")
@@ -156,6 +157,7 @@ def watch(
     children: bool = True,
     progress: bool | None = None,
     live: bool | str | None = None,
+    fleet: Any = None,
 ) -> pd.DataFrame:
     """Watch a process and every process it forks, with a live table of each one's memory and verdict.
 
@@ -163,7 +165,9 @@ def watch(
     returns), plus ``live``: None shows the table in a notebook or on a terminal and nothing
     elsewhere; True also prints plain lines when not on a terminal; ``"tty"``, ``"lines"`` or
     ``"notebook"`` force one; False shows none. A tqdm bar (``progress``) is shown only when the
-    table is not.
+    table is not. ``fleet``: a folder, or a ``FleetWriter(..., source="watch")`` for host, service
+    and version labels: every watched process's row of that table also goes there as
+    hive-partitioned Parquet (:mod:`leakkit.reports.fleet_feed`), which ``leakkit.fleet`` reads.
 
     Example::
 
@@ -171,13 +175,25 @@ def watch(
         print(leakkit.forecast_workers(frame))
     """
     mode = pick_mode(live, sys.stderr)
-    if mode is None:
-        return _watch(pid_or_command, interval=interval, duration=duration, out=out, limit=limit,
-                      children=children, progress=progress)
-    table = LiveTable(mode, limit=limit, attrs={"interval": interval})
-    frame = _watch(pid_or_command, interval=interval, duration=duration, out=out, limit=limit, children=children,
-                   progress=False if progress is None else progress, _on_sample=table.update)
-    table.attrs.update(frame.attrs)
-    if table.rows:
-        table.draw(final=True)
+    writer = None if fleet is None else writer_for(fleet)
+    table = None if mode is None else LiveTable(mode, limit=limit, attrs={"interval": interval})
+    feed = None if writer is None else FleetFeed(writer, limit=limit, interval=interval,
+                                                 rows=None if table is None else table.rows)
+    listeners = [f.update for f in (table, feed) if f is not None]
+
+    def on_sample(sample: list[tuple], tree: Tree) -> None:
+        for listener in listeners:
+            listener(sample, tree)
+
+    try:
+        frame = _watch(pid_or_command, interval=interval, duration=duration, out=out, limit=limit,
+                       children=children, progress=progress if table is None or progress is not None else False,
+                       _on_sample=on_sample if listeners else None)
+    finally:
+        if feed is not None:
+            feed.close()  # the final table's rows, whatever ended the watch
+    if table is not None:
+        table.attrs.update(frame.attrs)
+        if table.rows:
+            table.draw(final=True)
     return frame

@@ -36,7 +36,7 @@ def serve(conn: socket.socket, lines: Lines, request: dict[str, Any], *,
           monitors: Callable[[], list[Any]], mode: str) -> None:
     """Run the session ``request`` asks for on ``conn``; a client that leaves ends it (tracing stopped)."""
     from ...recording.attach_session import run
-    from ...recording.heap_walk import Aborted
+    from ...recording.heap_pacer import Aborted
 
     options = options_from(request.get("options"))
 

@@ -7,7 +7,7 @@ import time
 
 from ..._errors import InvalidArgumentError
 from ._common import check_plot_path
-from .watch import add_watch_options, live_mode, summarize
+from .watch import add_watch_options, fleet_of, live_mode, summarize
 
 
 class RunCommand:
@@ -43,10 +43,11 @@ class RunCommand:
             parser.error("expected a command to run, e.g. leakkit run -- python script.py")
         if args.plot:
             check_plot_path(args.plot)
+        fleet = fleet_of(args, parser)  # checked before a recording file is created
         out = args.out or _new_recording()
         plot = None if args.no_plot else (args.plot or os.path.splitext(out)[0] + ".png")
         frame = watch(command, interval=args.interval, out=out, limit=args.limit, children=args.children,
-                      progress=False if args.quiet else None, live=live_mode(args))
+                      progress=False if args.quiet else None, live=live_mode(args), fleet=fleet)
         return summarize(frame, limit=args.limit, plot=plot, picked_plot=not args.plot)
 
 

@@ -25,6 +25,26 @@ def add_watch_options(parser: argparse.ArgumentParser, *, interval: float) -> No
     parser.add_argument("--plot", metavar="PNG", help="save the timeline and forecast as an image")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no live table (and no progress bar)")
+    parser.add_argument("--fleet", metavar="DIR",
+                        help="also write every process's row of the table as hive-partitioned Parquet under DIR "
+                             "(host=/service=/pid=), which `leakkit fleet DIR` reads")
+    parser.add_argument("--fleet-host", metavar="NAME", help="the host= label of --fleet (default: this machine's name)")
+    parser.add_argument("--fleet-service", metavar="NAME", help="the service= label of --fleet (default: unnamed)")
+    parser.add_argument("--fleet-version", metavar="LABEL", help="the version label of --fleet's rows (a deploy's)")
+
+
+def fleet_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
+    """The FleetWriter --fleet asks for (labels from --fleet-host/-service/-version), or None."""
+    labels = {"host": args.fleet_host, "service": args.fleet_service, "version": args.fleet_version}
+    if args.fleet is None:
+        given = [f"--fleet-{name}" for name, value in labels.items() if value is not None]
+        if given:
+            parser.error(f"expected --fleet DIR with {', '.join(given)} (it labels --fleet's recordings), "
+                         "received no --fleet")
+        return None
+    from ... import FleetWriter
+
+    return FleetWriter(args.fleet, source="watch", **labels)
 
 
 def summarize(frame: Any, *, limit: str | None, plot: str | None, picked_plot: bool = False) -> int:
@@ -80,7 +100,8 @@ class WatchCommand:
 
     Samples RSS, USS, PSS and swap of the process and of each descendant (a server's workers,
     followed as they are recycled or respawned) every --interval seconds until the process exits,
-    --duration passes or a process reaches --limit. A live table shows one row per worker (pid,
+    --duration passes or a process reaches --limit (with --fleet DIR, every process's row of the
+    table also goes to DIR as Parquet for `leakkit fleet DIR`). A live table shows one row per worker (pid,
     age, memory, rate, time to the limit, verdict), the master apart: redrawn on a terminal, as
     plain lines otherwise. Each process's timeline is then classified after its warm-up (linear
     leak, step, sawtooth, plateau, flat, warm-up) and forecast to the limit, which is per process
@@ -90,6 +111,7 @@ class WatchCommand:
 
     Examples: leakkit watch 4242 --duration 600 --limit 512MiB --out server.csv   (4242: gunicorn's master)
               leakkit watch --interval 0.5 -- python worker.py
+              leakkit watch 4242 --fleet /var/lib/leakkit/fleet --fleet-service api --fleet-version 1.4
     """
 
     def prepare_parser(self, parser: argparse.ArgumentParser) -> None:
@@ -107,6 +129,8 @@ class WatchCommand:
         if args.plot:
             check_plot_path(args.plot)
         target: Any = args.pid if args.pid is not None else args.command
+        fleet = fleet_of(args, parser)
         frame = watch(target, interval=args.interval, duration=args.duration, out=args.out, limit=args.limit,
-                      children=args.children, progress=False if args.quiet else None, live=live_mode(args))
+                      children=args.children, progress=False if args.quiet else None, live=live_mode(args),
+                      fleet=fleet)
         return summarize(frame, limit=args.limit, plot=args.plot)

@@ -39,6 +39,31 @@ def _raise_in(ident: int) -> bool:
     return _set_async(ident, Interrupted)
 
 
+class _Drained(Exception):
+    """Raised into this thread on purpose and caught at once: see :func:`_clear_here`."""
+
+
+def _clear_here() -> None:
+    """Take back an interruption not delivered yet to this thread, and leave the interpreter as before.
+
+    Clearing one (``PyThreadState_SetAsyncExc(id, NULL)``) still marks the interpreter as having an
+    asynchronous exception pending (CPython 3.10-3.11 keep that mark until a thread *receives*
+    one; so does an interruption sent to a thread that ended first). The mark keeps the
+    interpreter's eval breaker set for the rest of the process: every loop and call takes the slow
+    path, and on 3.11 a profile or trace function installed later (bisect's call counter,
+    coverage, a profiler) spins forever at the next function entry. So one is sent here and
+    received at once, which clears the mark.
+    """
+    ident = threading.get_ident()
+    try:
+        _set_async(ident, None)
+        if _set_async(ident, _Drained):
+            for _ in range(1000):  # a backward jump looks at the eval breaker: received here
+                pass
+    except _Drained:
+        pass
+
+
 def within(limit: float, func: Callable[[], T], *, memory: int | None = None) -> T:
     """``func()``, interrupted (Interrupted raised) once it has run ``limit`` seconds, or once the
     process has grown by ``memory`` bytes (a workload whose runs pile up: mocks patched over mocks)."""
@@ -83,7 +108,7 @@ def within(limit: float, func: Callable[[], T], *, memory: int | None = None) ->
         done.set()
         timer.join()
         if fired:  # an interruption that came too late must not land in the caller's next code
-            _set_async(caller, None)
+            _clear_here()
 
 
 def _from_interruption(error: Any) -> bool:

@@ -9,6 +9,10 @@ servers are configured (the environment of the service):
 - ``LEAKKIT_SERVICE``, ``LEAKKIT_VERSION``: the labels (default: the server's name, none);
 - ``LEAKKIT_MONITOR_INTERVAL``, ``LEAKKIT_MONITOR_SUSTAIN``, ``LEAKKIT_MONITOR_MIN_GROWTH``,
   ``LEAKKIT_MONITOR_TRACE_WINDOW``, ``LEAKKIT_LIMIT`` (a size, or ``none``): the monitor's options;
+- ``LEAKKIT_EXPORT``: where the figures also go, comma-separated (:func:`exports_from_environment`):
+  ``prometheus`` (gauge files for prometheus_client's multiprocess collector: set
+  ``PROMETHEUS_MULTIPROC_DIR``), ``opentelemetry`` (the application's global MeterProvider),
+  ``fleet=DIR`` (hive-partitioned Parquet under DIR, ``leakkit fleet DIR`` reads it);
 - ``LEAKKIT_MONITOR=0``: start nothing; ``LEAKKIT_AGENT=0``: no attach agent beside the monitor.
 
 A worker whose monitor came with the fork (started before it, ``--preload``) keeps that one,
@@ -21,6 +25,7 @@ import tempfile
 import warnings
 from typing import Any
 
+from ..._errors import InvalidArgumentError
 from ...recording.monitor import Monitor, active, monitor
 
 _ENV = {"interval": ("LEAKKIT_MONITOR_INTERVAL", float), "sustain": ("LEAKKIT_MONITOR_SUSTAIN", float),
@@ -36,6 +41,28 @@ def options_from_environment() -> dict[str, Any]:
         if text:
             found[option] = None if option == "limit" and text.lower() == "none" else kind(text)
     return found
+
+
+def exports_from_environment(service: str, version: str | None = None) -> list[Any]:
+    """The exporters ``LEAKKIT_EXPORT`` names, made in this worker (each worker's own: a port or a
+    file of the master's is not the worker's); an item not understood is refused, with what was expected."""
+    from ...recording.export.fleet_writer import FleetWriter
+    from ...recording.export.otel import OpenTelemetryExporter
+    from ...recording.export.prometheus import PrometheusExporter
+
+    made: list[Any] = []
+    for item in filter(None, (part.strip() for part in os.environ.get("LEAKKIT_EXPORT", "").split(","))):
+        name, _, value = item.partition("=")
+        if name == "prometheus" and not value:
+            made.append(PrometheusExporter(multiprocess=True, service=service, version=version))
+        elif name == "opentelemetry" and not value:
+            made.append(OpenTelemetryExporter(service=service, version=version))
+        elif name == "fleet" and value:
+            made.append(FleetWriter(value, service=service, version=version))
+        else:
+            raise InvalidArgumentError(f"LEAKKIT_EXPORT: expected a comma-separated list of prometheus, "
+                                       f"opentelemetry, fleet=DIR, received {item!r}")
+    return made
 
 
 def start(role: str = "worker", *, service: str | None = None, directory: str | None = None,
@@ -54,7 +81,10 @@ def start(role: str = "worker", *, service: str | None = None, directory: str | 
         directory = directory or os.environ.get("LEAKKIT_MONITOR_DIR") or os.path.join(tempfile.gettempdir(), "leakkit")
         os.makedirs(directory, mode=0o700, exist_ok=True)
         path = os.path.join(directory, f"{_safe(service)}-{_safe(role)}-{{pid}}.csv")
-        started = monitor(path, role=role, service=service, **{**options_from_environment(), **options})
+        options = {**options_from_environment(), **options}
+        if "export" not in options and os.environ.get("LEAKKIT_EXPORT"):
+            options["export"] = exports_from_environment(service, options.get("version"))
+        started = monitor(path, role=role, service=service, **options)
         start_agent()
         return started
     except Exception as error:  # leakkit's fault must never be the worker's

@@ -46,6 +46,7 @@ from typing import Any
 
 from ... import _checks
 from ..._errors import InvalidArgumentError, RecordingStoppedWarning, expected
+from . import forks
 from .parquet_file import DOUBLE, INT64, INT64_NULL, STRING, Column, write_table
 
 SCHEMA: list[tuple[str, str]] = [
@@ -149,12 +150,13 @@ class FleetWriter:
         flush_s: how often the open slice's file is rewritten (what a crash can lose).
         source: ``"monitor"`` or ``"watch"``, kept in each row and in the file names.
         compression: ``"gzip"`` or ``"none"``.
+        version: the ``version`` column when a status carries none (a deploy's label, for a watch).
     """
 
     @_checks.strict
     def __init__(self, root: str | os.PathLike, *, host: str | None = None, service: str | None = None,
                  every: float = 10.0, slice_s: float = 3600.0, flush_s: float = 60.0,
-                 source: str = "monitor", compression: str = "gzip") -> None:
+                 source: str = "monitor", compression: str = "gzip", version: str | None = None) -> None:
         root = _checks.path(root, "root")
         for name, value in (("every", every), ("slice_s", slice_s), ("flush_s", flush_s)):
             _checks.seconds(value, name)
@@ -162,7 +164,7 @@ class FleetWriter:
             raise expected("'monitor' or 'watch'", "source", source)
         if compression not in ("gzip", "none"):
             raise expected("'gzip' or 'none'", "compression", compression)
-        for name, value in (("host", host), ("service", service)):
+        for name, value in (("host", host), ("service", service), ("version", version)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise expected("a non-empty str", name, value)
         self.root = os.path.abspath(os.fspath(root))
@@ -170,6 +172,7 @@ class FleetWriter:
             raise InvalidArgumentError(f"root: expected a folder, received {self.root!r}, a file")
         self.host = host or socket.gethostname()
         self.service = service or "unnamed"
+        self.version = version
         self.every, self.slice_s, self.flush_s = float(every), float(slice_s), float(flush_s)
         self.source, self.compression = source, compression
         self.files: set[str] = set()   # every file written so far
@@ -183,14 +186,26 @@ class FleetWriter:
         self._retired: list[str | None] = []
         self._closed = False
         atexit.register(self.close)
+        forks.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's rows, files and lock are the parent's (:mod:`.forks`)."""
+        self._lock = threading.Lock()
+        self._slices.clear()
+        self._superseded, self._retired = [], []
+        self.files = set()
+        self._owner = os.getpid()
 
     # -- rows ------------------------------------------------------------------------------------
     def __call__(self, status: dict[str, Any]) -> None:
         """The listener form of :meth:`add`."""
         self.add(status)
 
-    def add(self, status: dict[str, Any]) -> None:
-        """Keep one status (at most one row per ``every`` seconds per pid); write files when due."""
+    def add(self, status: dict[str, Any], *, force: bool = False) -> None:
+        """Keep one status (at most one row per ``every`` seconds per pid); write files when due.
+
+        ``force``: keep it even within ``every`` of that pid's last row (a watch's final reading).
+        """
         if self._closed:
             return
         pid = status.get("pid") if isinstance(status, dict) else None
@@ -206,7 +221,8 @@ class FleetWriter:
                 self._slices.clear()
                 self._owner = os.getpid()
             current = self._slices.get(pid)
-            if current is not None and now - current.last_s < self.every * 0.98:
+            if current is not None and (now - current.last_s < self.every * 0.98 and not force
+                                        or now <= current.last_s):
                 return
             number = int(now // self.slice_s)
             before = None
@@ -236,7 +252,8 @@ class FleetWriter:
         return current
 
     def _append(self, current: _Slice, status: dict[str, Any], now: float) -> None:
-        fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source}
+        fixed = {"unix_time_s": now, "started_unix_s": current.started, "source": self.source,
+                 "version": status.get("version") or self.version}
         nulls, row = current.nulls, current.rows
         for index, ((name, kind), column) in enumerate(zip(SCHEMA, current.columns, strict=True)):
             value = fixed[name] if name in fixed else status.get(name)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ... import _checks
 from ..._errors import InvalidArgumentError, expected
+from . import forks
 from .metrics import ATTRIBUTES, FIGURES, VERDICT, label_values, number
 
 
@@ -53,6 +54,13 @@ class OpenTelemetryExporter:
                                                           description=f.help) for f in FIGURES]
         self.instruments.append(meter.create_observable_gauge(VERDICT.otel, callbacks=[self._verdicts],
                                                               unit=VERDICT.unit, description=VERDICT.help))
+        forks.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (:mod:`.forks`): no status of the parent observed, a lock of its own
+        (the SDK restarts its own reader thread in the child)."""
+        self._lock = threading.Lock()
+        self._latest = {}
 
     def __call__(self, status: dict[str, Any]) -> None:
         """Take one status (called by the monitor thread after each sample)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from ... import _checks
 from ..._errors import InvalidArgumentError, expected
+from . import forks
 from .metrics import FIGURES, LABELS, VERDICT, label_values, number
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,6 +108,11 @@ class _Server:
         self._socket.close()
         self._thread.join(timeout=5.0)
 
+    def abandon(self) -> None:
+        """In a forked child: close this copy of the listening socket only (no shutdown: that would
+        stop the parent's endpoint too); the port stays the parent's, and ends with it."""
+        self._socket.close()
+
 
 def multiprocess_dir() -> str | None:
     """The folder prometheus_client's multiprocess mode uses, if this process is set up for it."""
@@ -158,6 +164,18 @@ class PrometheusExporter:
 
             self._gauges = MultiprocessGauges(self.defaults)
         self._server = _Server(addr, port, self.render) if port is not None else None
+        forks.track(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (:mod:`.forks`): none of the parent's statuses, and no endpoint (the
+        port is the parent's; under a prefork server use multiprocess mode, or start an exporter
+        in each worker); multiprocess gauges go on, in the child's own files."""
+        self._latest = {}
+        if self._server is not None:
+            self._server.abandon()
+            self._server = None
+        if self._gauges is not None:
+            self._gauges.forked()
 
     @property
     def address(self) -> tuple[str, int] | None:

@@ -48,6 +48,10 @@ class MultiprocessGauges:
                               multiprocess_mode="liveall")
         self._verdicts: dict[tuple[str, ...], set[str]] = {}
 
+    def forked(self) -> None:
+        """In a forked child: its own verdict states (prometheus_client opens the child's own files)."""
+        self._verdicts = {}
+
     def set(self, status: dict[str, Any]) -> None:
         """Write one status of this process (statuses of other pids are not this file's)."""
         if status.get("pid") != os.getpid():
