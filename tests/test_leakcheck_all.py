@@ -6,8 +6,10 @@ which every repeated run adds to (a real leak of the nested session, not of the 
 from __future__ import annotations
 
 import re
+import threading
 import textwrap
 import time
+from typing import Any
 
 import pytest
 
@@ -475,6 +477,26 @@ def test_the_watchdog_cuts_a_run_past_its_time_on_the_caller_or_the_analysis_thr
     with pytest.raises(Interrupted):
         within(0.5, analysis)
     assert time.perf_counter() - started < 30
+
+    # the workload on the caller, bisect's analysis thread idle in its queue (in C): the caller is
+    # cut, and the idle thread is left alone (an error left pending there struck at its next task)
+    crashed: list[Any] = []
+    hook, threading.excepthook = threading.excepthook, crashed.append
+    made: list[Worker] = []
+
+    def workload_on_the_caller() -> None:  # as bisect: its worker started first, then the workload
+        made.append(Worker())
+        _forever()
+
+    try:
+        with pytest.raises(Interrupted):
+            within(0.5, workload_on_the_caller)
+        assert made[0]._thread is not None and made[0]._thread.is_alive()  # else call() would wait forever
+        assert made[0].call(lambda: 7) == 7
+    finally:
+        made[0].close()
+        threading.excepthook = hook
+    assert not crashed, crashed
     grown: list[bytearray] = []
 
     def grow() -> None:
