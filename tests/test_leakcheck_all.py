@@ -555,3 +555,28 @@ def test_mocker_patches_are_undone_after_each_run(pytester):
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
     assert "2 tests judged, 0 leaking, 0 not repeated" in summary, summary
     assert "test_patches" not in summary, summary  # not HARNESS: nothing piled up
+
+
+def test_growth_the_harness_also_reaches_is_not_the_harness_alone():
+    # a doctest's globals are a copy of its module's, kept by leakkit's baseline: a module-level
+    # list the library appends to is reached from both, and is the module's (boltons' planted leak
+    # read HARNESS, held by the baseline)
+    import types
+
+    from leakkit.frontends.leakcheck_all import holders
+
+    class Keeper:
+        pass
+
+    Keeper.__module__ = "leakkit.frontends.leakcheck_all.quiet"
+    audit: list[int] = []
+    keepers = [Keeper() for _ in range(3)]  # made first: the walk meets them before the module
+    for keeper in keepers:
+        keeper.globs = {"__name__": "userlib", "_AUDIT": audit}
+    module = types.ModuleType("userlib")
+    module._AUDIT = audit
+    table = holders.lengths()
+    audit.extend(range(5))
+    held = holders.whose(table, ("leakkit",))
+    assert held.other >= 5 and held.harness == 0, str(held)
+    del keepers
