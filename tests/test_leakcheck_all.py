@@ -6,8 +6,10 @@ which every repeated run adds to (a real leak of the nested session, not of the 
 from __future__ import annotations
 
 import re
+import threading
 import textwrap
 import time
+from typing import Any
 
 import pytest
 
@@ -475,6 +477,26 @@ def test_the_watchdog_cuts_a_run_past_its_time_on_the_caller_or_the_analysis_thr
     with pytest.raises(Interrupted):
         within(0.5, analysis)
     assert time.perf_counter() - started < 30
+
+    # the workload on the caller, bisect's analysis thread idle in its queue (in C): the caller is
+    # cut, and the idle thread is left alone (an error left pending there struck at its next task)
+    crashed: list[Any] = []
+    hook, threading.excepthook = threading.excepthook, crashed.append
+    made: list[Worker] = []
+
+    def workload_on_the_caller() -> None:  # as bisect: its worker started first, then the workload
+        made.append(Worker())
+        _forever()
+
+    try:
+        with pytest.raises(Interrupted):
+            within(0.5, workload_on_the_caller)
+        assert made[0]._thread is not None and made[0]._thread.is_alive()  # else call() would wait forever
+        assert made[0].call(lambda: 7) == 7
+    finally:
+        made[0].close()
+        threading.excepthook = hook
+    assert not crashed, crashed
     grown: list[bytearray] = []
 
     def grow() -> None:
@@ -533,3 +555,28 @@ def test_mocker_patches_are_undone_after_each_run(pytester):
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
     assert "2 tests judged, 0 leaking, 0 not repeated" in summary, summary
     assert "test_patches" not in summary, summary  # not HARNESS: nothing piled up
+
+
+def test_growth_the_harness_also_reaches_is_not_the_harness_alone():
+    # a doctest's globals are a copy of its module's, kept by leakkit's baseline: a module-level
+    # list the library appends to is reached from both, and is the module's (boltons' planted leak
+    # read HARNESS, held by the baseline)
+    import types
+
+    from leakkit.frontends.leakcheck_all import holders
+
+    class Keeper:
+        pass
+
+    Keeper.__module__ = "leakkit.frontends.leakcheck_all.quiet"
+    audit: list[int] = []
+    keepers = [Keeper() for _ in range(3)]  # made first: the walk meets them before the module
+    for keeper in keepers:
+        keeper.globs = {"__name__": "userlib", "_AUDIT": audit}
+    module = types.ModuleType("userlib")
+    module._AUDIT = audit
+    table = holders.lengths()
+    audit.extend(range(5))
+    held = holders.whose(table, ("leakkit",))
+    assert held.other >= 5 and held.harness == 0, str(held)
+    del keepers

@@ -130,8 +130,12 @@ def classify(
                       math.nan, calls_to_decide=None, reason=f"{n} readings; at least {min_points} needed")
     d = np.diff(ys)
     all_slope, all_low, all_high = theil_sen(xs, ys)
-    # Noise: robust spread of the readings around the overall trend (safe with uneven spacing).
-    resid = ys - (_median(ys - all_slope * xs) + all_slope * xs)
+    # Noise: robust spread of the readings around the overall trend (safe with uneven spacing),
+    # one or two single jumps flattened first: a container's one resize in the middle of a steady
+    # growth (kilobytes at one reading) tilts the trend and read as noise that hid the growth.
+    even = np.asarray(_without_jumps([float(v) for v in ys]))
+    even_slope = theil_sen(xs, even)[0]
+    resid = even - (_median(even - even_slope * xs) + even_slope * xs)
     noise = _noise(resid)
     # An interval "grew" when it rose by more than the series' downward jitter: a monotone series
     # has none, so a slow steady leak counts every interval; a noisy flat one needs a real rise.
@@ -201,11 +205,14 @@ def classify(
         stopped = (trailing_calls >= 2 * longest_calls + 1 and trailing_calls >= 0.25 * float(xs[-1] - xs[0])
                    and math.isfinite(rate_before) and rate_before * trailing_calls > needed)
     # ... or a last quarter that rose by less than a quarter of what the earlier rate predicts
-    # (medians of two readings at each end, so one noisy reading does not decide).
+    # (medians of two readings at each end, so one noisy reading does not decide). The earlier
+    # rate is read with its single jumps flattened: a list's buffer reallocated once (kilobytes
+    # at one reading, its old block untraced) dragged the Theil-Sen slope of a steady +104 B a
+    # call to ~1 KiB a call, and the steady growth after it read as a stop.
     q = max(3, n // 4)
     if not stopped and n - q >= 3:
         seg_x, seg_y = xs[-q:], ys[-q:]
-        before_slope = theil_sen(xs[: n - q + 1], ys[: n - q + 1])[0]
+        before_slope = theil_sen(xs[: n - q + 1], _without_jumps([float(v) for v in ys[: n - q + 1]]))[0]
         seg_rise = float(_median(seg_y[-2:]) - _median(seg_y[:2]))
         seg_span = float(np.mean(seg_x[-2:]) - np.mean(seg_x[:2]))
         if math.isfinite(before_slope) and before_slope > 0 and seg_span > 0:

@@ -31,6 +31,7 @@ class Worker:
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = threading.Thread(target=self._loop, name="leakkit-analysis",
                                                                  daemon=True)
+        self._thread.leakkit_busy = False  # type: ignore[attr-defined]  # idle: a watchdog leaves it be
         try:
             self._thread.start()
         except RuntimeError:  # no thread to be had (interpreter shutting down, a thread limit)
@@ -46,11 +47,14 @@ class Worker:
             task = self._tasks.get()
             if task is None:
                 return
+            me = threading.current_thread()
+            me.leakkit_busy = True  # type: ignore[attr-defined]  # read by a watchdog (leakcheck_all)
             try:
                 self._results.put((True, task[0](*task[1])))
             except BaseException as error:  # re-raised in the caller's thread
                 self._results.put((False, error))
             task = None  # nothing of the call stays referenced from this frame
+            me.leakkit_busy = False  # type: ignore[attr-defined]
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the worker's thread; its result, or its exception re-raised here."""

@@ -113,7 +113,8 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
     del grown
     ranked = [row for row in ranked if row[0] > 0 and not _weak_entries(row[1], row[0])]
     ignore = {id(ranked)} | {id(row) for row in ranked}
-    chains = _owner_chains([parent if parent is not None else container for _, container, parent in ranked], ignore)
+    chains = _owner_chains([parent if parent is not None else container for _, container, parent in ranked], ignore,
+                           harness)
     held = Held()
     for (added, container, parent), chain in zip(ranked, chains, strict=True):
         owner = chain[-1] if chain and _is_owner(chain[-1]) else None
@@ -122,7 +123,7 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
         if owner is not None and parent is None and not isinstance(owner, (types.ModuleType, type)) \
                 and containers.instance_dict(owner) is container:
             held.attributes += added  # an object's own attributes (set lazily): no collection of entries
-        elif module is not None and any(module == p or module.startswith(p + ".") for p in harness):
+        elif _within(module, harness):
             held.harness += added
             held.holder = held.holder or f"{type(owner).__qualname__} ({module})"
         elif bound is not None:
@@ -155,11 +156,14 @@ def _weak_entries(container: Any, added: int) -> bool:
     return bool(entries) and all(isinstance(value, weakref.ReferenceType) for _, value in entries)
 
 
-def _owner_chains(starts: list[Any], ignore: set[int]) -> list[list[Any]]:
+def _owner_chains(starts: list[Any], ignore: set[int], harness: tuple[str, ...] = ()) -> list[list[Any]]:
     """For each start, the objects up its referrers to the nearest one that is not a plain
     container: a module, a class, a function or an instance (what a person would say holds it),
     that one last, ``start`` first; a chain ends early (without an owner) when nothing refers to
-    it any more. One walk of the heap per level for all the starts together."""
+    it any more. One walk of the heap per level for all the starts together. Of several owners
+    at one level, one outside ``harness`` is the owner: growth the harness also reaches (a
+    doctest's globals, a copy of its module's, kept by leakkit's baseline) is not the harness's
+    alone."""
     chains = [[start] for start in starts]
     frontiers = [[start] for start in starts]
     seen = [{id(start)} for start in starts]
@@ -167,7 +171,7 @@ def _owner_chains(starts: list[Any], ignore: set[int]) -> list[list[Any]]:
     for _ in range(_DEPTH):
         waiting = []
         for i, frontier in enumerate(frontiers):
-            owners = [obj for obj in frontier if _is_owner(obj)]
+            owners = sorted((obj for obj in frontier if _is_owner(obj)), key=lambda o: _within(_home(o), harness))
             if owners:
                 if owners[0] is not chains[i][0]:
                     chains[i].append(owners[0])
@@ -212,3 +216,8 @@ def _home(owner: Any) -> str | None:
     if isinstance(owner, types.MethodType):
         return getattr(owner.__func__, "__module__", None)
     return getattr(type(owner), "__module__", None)
+
+
+def _within(module: str | None, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``module`` is one of ``prefixes`` or inside one of them."""
+    return module is not None and any(module == p or module.startswith(p + ".") for p in prefixes)
