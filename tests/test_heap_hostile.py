@@ -62,14 +62,16 @@ def _hostiles():
     return out
 
 
-HOSTILES = _hostiles()
+# Only the names live as long as the module: the objects are made in each test and die with it
+# (kept for the session, an object whose __class__ raises broke pympler's walk in a later test).
+NAMES = [h[0] for h in _hostiles()]
 PATHS = ["C scan", "Python path"]
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("index", range(len(HOSTILES)), ids=[h[0] for h in HOSTILES])
+@pytest.mark.parametrize("index", range(len(NAMES)), ids=NAMES)
 def test_heap_summary_reads_around_hostile_objects(monkeypatch, path, index):
-    name, keep, expected_name = HOSTILES[index]
+    name, keep, expected_name = _hostiles()[index]
     if path == "Python path":
         monkeypatch.setattr(heap, "_heapscan", None)
     elif heap._heapscan is None:
@@ -85,7 +87,7 @@ def test_heap_summary_reads_around_hostile_objects(monkeypatch, path, index):
 
 
 def test_trace_keeps_its_type_summaries_with_hostile_modules_loaded(monkeypatch):
-    for index, (_, keep, _) in enumerate(HOSTILES):
+    for index, (_, keep, _) in enumerate(_hostiles()):
         if isinstance(keep, types.ModuleType):
             monkeypatch.setitem(sys.modules, f"leakkit_hostile_trace_{index}", keep)
     kept = []

@@ -36,31 +36,12 @@ CASE_TIMEOUT_S = 120.0  # a hang guard: 6x the CPU bound, for a machine whose co
 # case -> what is wrong now, with the failure class of issue 9 (1-9) it falls under
 KNOWN_FAILING: dict[str, str] = {
     # issue 20's cases (tests/realworld/README.md); each: what is wrong, then the mechanism at fault
-    "rw40_requests_session_hooks": "two growers, the filling cache not reported: leak, culprit and root right, but the "
-                                   "adapter's pool cache (RecentlyUsedContainer, full at 48) is not named beside it "
-                                   "(the judge reports one culprit's holders only)",
-    "rw42_marshmallow_form_schemas": "two growers, the filling cache not reported: the class registry is named, the "
-                                     "lru_cache of 64 filling beside it is not (one culprit's holders only)",
-    "rw45_structlog_memoryhandler": "7 (reversed): missed leak, inconclusive 'MemoryHandler.capacity=200 still filling': "
-                                    "paths._attribute_bound takes the capacity attribute as a bound that no code enforces",
-    "rw46_cachelib_simplecache_filling": "7: false leak (SimpleCache.set): the bound is enforced in _prune/_remove_older "
-                                         "(len(self._cache) > self._threshold) but only limit-named attributes are read, "
-                                         "and _threshold is not one",
-    "rw48_wrapt_traced_results": "6: wrong culprit (workload): engine/targets._module_functions skips module attributes "
-                                 "that are not plain functions, so the wrapt FunctionWrappers place_order and traced "
-                                 "are never targets; their allocations are charged to the caller's line",
-    "rw52_click_chatops_commands": "6: wrong culprit (click.core.Context.invoke): the module attribute deploy is a "
-                                   "click.Command, so targets._module_functions never sees its callback's code; the "
-                                   "allocations are charged to the innermost target frame, in click",
     "rw56_lxml_stream_no_clear": "8: missed native leak (clean): +2.5 KB/call of malloc, linear, is 150 KB over 60 "
                                  "calls, under judge.MALLOC_FLOOR (160 KiB per run), and native growth does not "
                                  "make the run go on",
     "rw57_orjson_key_cache": "7: false leak 'held from C': orjson's key cache (bounded, 2048 slots) keeps the key "
                              "strings with no Python referrer; growth with no referrer is judged a C reference leak "
                              "without asking whether it stops (it does after ~110 calls)",
-    "rw59_dateutil_rrule_cache_beside_audit": "two growers, leak hidden: inconclusive 'held by a lru_cache(maxsize)=256 "
-                                              "still filling': the +180 B/call audit list is second to the cache's "
-                                              "+3.6 KB/call and the judge explains all growth by the biggest bounded holder",
 }
 
 # case -> how the answer varies between runs of the current engine (non-strict xfails)
