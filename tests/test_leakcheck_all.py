@@ -104,7 +104,11 @@ def test_leaking_tests_fail_with_culprit_and_root_and_the_rest_keep_their_own_ou
     assert "LEAK test_things.py::test_threads: +1 threads/run; culprit mypkg.start_worker" in summary
     assert "NOT REPEATED test_things.py::test_once_only: a repeated run raised AssertionError" in summary
     assert "NOT REPEATED test_things.py::test_skipped_by_marker: marked leakcheck(skip=True)" in summary
-    for clean in ("test_clean", "test_bounded_cache", "test_cycles", "test_logs", "test_warns", "test_fails"):
+    # an lru_cache not yet full grows on every screened run: its holder (a bounded cache) tells it
+    # right after the screen, and the summary lists it as PLATEAU (README, docs/frontends.md), not LEAK
+    assert re.search(r"^PLATEAU test_things.py::test_bounded_cache: blocks grew, held by what is not the test's: "
+                     r".*in a bounded cache \(lru_cache\(maxsize=8\)", summary, re.M), summary
+    for clean in ("test_clean", "test_cycles", "test_logs", "test_warns", "test_fails"):
         assert f"::{clean}" not in summary, clean
     assert "Traceback" not in out
 
