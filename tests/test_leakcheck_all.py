@@ -104,7 +104,11 @@ def test_leaking_tests_fail_with_culprit_and_root_and_the_rest_keep_their_own_ou
     assert "LEAK test_things.py::test_threads: +1 threads/run; culprit mypkg.start_worker" in summary
     assert "NOT REPEATED test_things.py::test_once_only: a repeated run raised AssertionError" in summary
     assert "NOT REPEATED test_things.py::test_skipped_by_marker: marked leakcheck(skip=True)" in summary
-    for clean in ("test_clean", "test_bounded_cache", "test_cycles", "test_logs", "test_warns", "test_fails"):
+    # an lru_cache not yet full grows on every screened run: its holder (a bounded cache) tells it
+    # right after the screen, and the summary lists it as PLATEAU (README, docs/frontends.md), not LEAK
+    assert re.search(r"^PLATEAU test_things.py::test_bounded_cache: blocks grew, held by what is not the test's: "
+                     r".*in a bounded cache \(lru_cache\(maxsize=8\)", summary, re.M), summary
+    for clean in ("test_clean", "test_cycles", "test_logs", "test_warns", "test_fails"):
         assert f"::{clean}" not in summary, clean
     assert "Traceback" not in out
 
@@ -380,7 +384,8 @@ def test_monkeypatch_systemexit_and_what_a_plugin_keeps_are_not_the_tests_leaks(
                                            "--leakcheck-all")
     result.assert_outcomes(passed=4)
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1]
-    assert "4 tests judged, 0 leaking, 1 not repeated" in summary, summary
+    # a test not repeated is listed, not judged (README, docs/frontends.md): 4 passed, 3 judged
+    assert "3 tests judged, 0 leaking, 1 not repeated" in summary, summary
     assert "NOT REPEATED test_item9.py::test_exits_when_repeated: a repeated run raised SystemExit: 3" in summary
     assert re.search(r"^HARNESS test_item9.py::test_records_in_a_plugins_fixture: blocks grew, held by what is "
                      r"not the test's: \d+ entries in the test harness's containers \(Recorder \(harness_plugin\)\)",
