@@ -267,6 +267,12 @@ def find_holders(grown: list[tuple[Any, Any, int]], attribute: Callable[[tuple],
                 # weakref.finalize's registry: an entry lives as long as its object, which is held
                 # (or bounded) elsewhere; its weak reference tells whether that object still lives
                 weak = next((v for n, v in C.slot_values(value) if n == "weakref" and C.is_a(v, _WEAK)), key)
+                if _watches_old_object(weak, attribute):
+                    # ... but when that object is older than the run and alive, nothing made in the run
+                    # decides when the entry goes: its callback and arguments are kept strongly for as
+                    # long as an object that was already there (a finalizer on a long-lived pool, per
+                    # call): an entry like any other
+                    weak = None
             if weak is None and is_dict and C.is_a(key, _WEAK):
                 # a weak key's value is kept while the key lives (WeakKeyDictionary, a thread-local's
                 # table): charge it; the entry is a side structure only if it keeps nothing made here
@@ -359,6 +365,22 @@ def lru_of(container: Any) -> Any:
         return next((r for r in referrers if C.is_a(r, _LRU)), None)
     finally:
         del referrers
+
+
+def _watches_old_object(ref: Any, attribute: Callable[[tuple], Any]) -> bool:
+    """Whether a finalizer's weak reference points to a live object the run did not make."""
+    if not C.is_a(ref, _WEAK):
+        return False
+    try:
+        target = weakref.ref.__call__(ref)
+    except Exception:
+        return False
+    if target is None:
+        return False
+    try:
+        return who_made(target, attribute) == UNTRACED
+    finally:
+        del target
 
 
 def _charge(root: Any, holder: Holder, charger: _Charger, budget: int) -> int:

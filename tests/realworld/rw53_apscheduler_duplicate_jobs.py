@@ -53,6 +53,9 @@ TARGETS = [sys.modules[__name__], apscheduler.schedulers.base, apscheduler.job, 
 EXPECT = {"verdict": ["leak"], "culprit": ["on_login", "BaseScheduler.add_job", "Job.__init__", "Job._modify",
                                           "MemoryJobStore.add_job"],
           "root": ["rw53_apscheduler_duplicate_jobs.SCHEDULER._jobstores['default']._jobs"]}
-TRUTH = {"kind": "leak", "calls": 300, "min_bytes_per_call": 1000,
+# 600 calls: the fixed service levels off (~80 KB after its 25 jobs: interpreter free lists and the
+# scheduler thread's wake-ups, filling over ~2000 calls); over 300 its late slope (33-53 B/call) sat on
+# the 2%-of-the-leak line (49 B/call) and the check failed one run in two
+TRUTH = {"kind": "leak", "calls": 600, "min_bytes_per_call": 1000,
          "root": "rw53_apscheduler_duplicate_jobs.SCHEDULER._jobstores['default']._jobs", "root_grows_by": 0.95,
          "release": "release"}
