@@ -6,6 +6,7 @@ explain (``bisect(...).retention``, ``heap_summary``, ``heap_vs_native``), prove
 """
 from __future__ import annotations
 
+import datetime as _datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
@@ -40,11 +41,20 @@ _LAZY = {
 }
 
 
+_REAL_DATETIME = getattr(__import__("sys").modules.get("_datetime"), "datetime", _datetime.datetime)
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'leakkit' has no attribute {name!r}")
     module_name, attribute = target if isinstance(target, tuple) else (target, name)
+    if _datetime.datetime is not _REAL_DATETIME:
+        # datetime.datetime replaced (freezegun's freeze_time): its start reads every attribute of
+        # every loaded module, and importing pandas' Cython datetime code with the class patched
+        # crashes the interpreter (SIGSEGV). An ImportError is what such scans skip.
+        raise ImportError(f"leakkit.{name} is not imported while datetime.datetime is patched "
+                          f"({_datetime.datetime!r}): use it outside freeze_time or import it before")
     from importlib import import_module
 
     value = getattr(import_module(f".{module_name}", __name__), attribute)

@@ -261,6 +261,50 @@ def test_the_plugin_imports_nothing_heavy_until_asked():
     assert json.loads(done.stdout) == {"loaded": [], "plugin": True, "tracing": False}
 
 
+def test_a_lazy_name_is_not_imported_while_datetime_is_patched():
+    """freezegun's ``freeze_time`` reads every attribute of every loaded module (``dir`` then
+    ``getattr``) with ``datetime.datetime`` replaced; leakkit's lazy names would import pandas
+    then, whose Cython datetime code crashes the interpreter (python-dateutil's suite, issue 21):
+    the lazy ``__getattr__`` raises ImportError instead (what such scans skip), and resolves the
+    name as usual once datetime is restored."""
+    code = textwrap.dedent(f"""
+        import datetime, json, sys
+        import leakkit
+        real = datetime.datetime
+        class Fake(real):
+            pass
+        datetime.datetime = Fake
+        try:
+            leakkit.load_attach
+        except ImportError as e:
+            refused = str(e)
+        else:
+            refused = None
+        loaded = sorted(m for m in {HEAVY!r} if m in sys.modules)
+        datetime.datetime = real
+        print(json.dumps({{"refused": refused, "loaded": loaded, "after": leakkit.humanize.__name__}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["refused"] and "datetime.datetime is patched" in found["refused"]
+    assert found["loaded"] == [] and found["after"] == "humanize"
+
+
+def test_freezegun_freezing_time_with_leakkit_loaded_imports_nothing_heavy():
+    pytest.importorskip("freezegun")
+    code = textwrap.dedent(f"""
+        import json, sys
+        import leakkit, freezegun
+        with freezegun.freeze_time("2020-01-01"):
+            pass
+        print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == []
+
+
 def _tiny_session(directory, *options: str) -> dict[str, object]:
     """A one-test pytest session in a fresh interpreter: what it imported, and its import time
     (``-X importtime``: the sum of every module's own time, in microseconds)."""
