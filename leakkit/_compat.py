@@ -55,6 +55,19 @@ def referents(*objs: Any) -> list[Any]:
     return out
 
 
+def narrow_referrers(piece: list[Any], wanted: set[int], found: list[Any]) -> None:
+    """Append to ``found`` the objects of ``piece`` that refer to one of the ids in ``wanted``:
+    halves of the piece are asked in one ``referents`` call each, so a piece with a single
+    referrer costs a few calls, not one per object."""
+    if len(piece) <= 8:
+        found.extend(o for o in piece if not wanted.isdisjoint(map(id, referents(o))))
+        return
+    half = len(piece) // 2
+    for part in (piece[:half], piece[half:]):
+        if not wanted.isdisjoint(map(id, referents(*part))):
+            narrow_referrers(part, wanted, found)
+
+
 OPCACHE_RUNS = 1024 if sys.version_info < (3, 11) else 0  # 3.10's opcache_min_runs
 
 

@@ -33,7 +33,7 @@ def referrers(frontier: list[Any], objs: Chunks, pacer: Pacer) -> list[Any]:
                 if _refers_in_slices(obj, wanted, pacer):
                     found.append(obj)
         if not wanted.isdisjoint(map(id, _compat.referents(*piece))):
-            _narrow(piece, wanted, found)
+            _compat.narrow_referrers(piece, wanted, found)
         del piece, big
         if pacer.due():
             pacer.pause()
@@ -53,13 +53,3 @@ def _refers_in_slices(obj: Any, wanted: set[int], pacer: Pacer) -> bool:
         if pacer.due():
             pacer.pause()
     return False
-
-
-def _narrow(piece: list[Any], wanted: set[int], found: list[Any]) -> None:
-    if len(piece) <= 8:
-        found.extend(o for o in piece if not wanted.isdisjoint(map(id, _compat.referents(o))))
-        return
-    half = len(piece) // 2
-    for part in (piece[:half], piece[half:]):
-        if not wanted.isdisjoint(map(id, _compat.referents(*part))):
-            _narrow(part, wanted, found)

@@ -127,20 +127,10 @@ def referrers(frontier: list[Any], objs: list[Any], deadline: float = float("inf
             break
         piece = objs[start:start + SLICE]
         if not wanted.isdisjoint(map(id, _compat.referents(*piece))):
-            _narrow(piece, wanted, found)
+            _compat.narrow_referrers(piece, wanted, found)
         del piece
         pause()
     return found
-
-
-def _narrow(piece: list[Any], wanted: set[int], found: list[Any]) -> None:
-    if len(piece) <= 8:
-        found.extend(o for o in piece if not wanted.isdisjoint(map(id, _compat.referents(o))))
-        return
-    half = len(piece) // 2
-    for part in (piece[:half], piece[half:]):
-        if not wanted.isdisjoint(map(id, _compat.referents(*part))):
-            _narrow(part, wanted, found)
 
 
 def instances(objs: list[Any], wanted: set[type], *, own: set[int], per_type: int,
