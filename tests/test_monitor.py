@@ -317,3 +317,22 @@ def test_a_snapshots_own_memory_is_marked_and_a_leaking_workers_forecast_still_s
     assert 1.0e6 < fc.rate_bytes_per_s < 3.0e6  # ~2 MB/s: the application's own rate
     raw = forecast(frame.drop(columns=["snapshot_rss"]), column="rss")  # what unmarked memory would say
     assert raw.shape != "linear" or not 1.0e6 < raw.rate_bytes_per_s < 3.0e6, str(raw)
+
+
+class _Order:  # an application class: defined outside the standard library and site-packages
+    pass
+
+
+def test_a_slow_leaks_owner_gets_a_path_after_its_payload():
+    """Two orders kept in a short window still name their class (the payload's owner), after
+    the bytes that grew; one more object (a request in flight) does not."""
+    from leakkit.recording.monitor_snapshot import worth_a_path
+
+    name = f"{__name__}._Order"
+    kinds = {name: {_Order}, "bytearray": {bytearray}, "int": {int}}
+    rows = [("bytearray", 40, 2 << 20, 2, 131_200), (name, 9, 500, 2, 112), ("int", 900, 25_000, 23, 644)]
+    assert worth_a_path(rows, kinds) == ["bytearray", name]
+    rows[1] = (name, 9, 500, 1, 56)
+    assert worth_a_path(rows, kinds) == ["bytearray"]
+    rows[1] = (name, 90, 5000, 12, 672)  # ten or more: the application's class comes first
+    assert worth_a_path(rows, kinds) == [name, "bytearray"]

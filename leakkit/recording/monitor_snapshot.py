@@ -164,13 +164,17 @@ def worth_a_path(rows: list[Row], kinds: dict[str, set[type]], most: int = 3) ->
     """The growing types whose reference paths are worth searching, the likeliest first: the
     application's own classes grown by 10 objects or more (its modules are outside the standard
     library and site-packages), then builtin and library types grown by 5% of the growth in bytes
-    or more, biggest first (23 more ints are noise; a growing bytes is often the leak's payload)."""
+    or more, biggest first (23 more ints are noise; a growing bytes is often the leak's payload),
+    then the application's classes grown by 2 to 9 (a slow leak in a short window: the owner of a
+    growing payload; one object more is a request in flight)."""
     total = sum(max(0, row[4] or 0) for row in rows)
-    own = [row[0] for row in rows if row[3] is not None and row[3] >= 10
-           and any(_application(kind) for kind in kinds.get(row[0], ()))]
+    mine = [row for row in rows if row[3] is not None and row[3] >= 2
+            and any(_application(kind) for kind in kinds.get(row[0], ()))]
+    own = [row[0] for row in mine if row[3] >= 10]
     big = [row[0] for row in rows if row[3] is not None and row[0] not in own
            and (row[4] or 0) >= max(1, 0.05 * total)]
-    return (own + big)[:most]
+    few = [row[0] for row in mine if row[0] not in own and row[0] not in big]
+    return (own + big + few)[:most]
 
 
 def _application(kind: type) -> bool:
