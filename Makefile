@@ -77,10 +77,14 @@ test:
 	done; \
 	if [ -n "$$failed" ]; then echo "leakkit: tests failed on:$$failed"; exit 1; fi
 
+# The tests, the notebooks and the docs: all three run, then it fails if any failed (a failing
+# test must not hide a failing notebook).
 suite: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests
-	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks
-	$(MAKE) --no-print-directory docs
+	@failed=""; \
+	MPLBACKEND=Agg $(PY) -m pytest tests || failed="$$failed tests"; \
+	MPLBACKEND=Agg $(PY) -m pytest --nbval-lax --nbval-current-env notebooks || failed="$$failed notebooks"; \
+	$(MAKE) --no-print-directory docs || failed="$$failed docs"; \
+	if [ -n "$$failed" ]; then echo "leakkit: failed on $(PYVER):$$failed"; exit 1; fi
 
 # The quick subset for day-to-day work (< 2 minutes on two idle cores): the suite without the
 # scenario and real-world bisects, the end-to-end pytest runs (the plugin, --leakcheck-all, the
