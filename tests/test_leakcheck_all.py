@@ -617,3 +617,17 @@ def test_a_slow_test_waiting_on_a_thread_pool_is_bisected_to_its_culprit(pyteste
     result.assert_outcomes(failed=1)
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
     assert "culprit waitpkg.jobs.remember; kept by waitpkg.jobs.KEPT[" in summary, summary
+
+
+@pytest.mark.parametrize("at", [5, 12, 14])
+def test_a_thread_pools_passing_excursion_does_not_hide_a_small_steady_leak(at):
+    # +2 blocks a run (aiofiles' planted leak), one reading 50 blocks higher (a thread pool's work
+    # item alive at that reading): in the confirm's 16 readings, it read as plateau or inconclusive
+    from leakkit.frontends.leakcheck_all.counters import FLOORS, Series, judge
+
+    series = Series(tuple(FLOORS), 16)
+    for run in range(16):
+        series.add({"blocks": 1000 + 2 * run + (50 if run == at else 0), "fds": 5, "threads": 1})
+    verdicts = judge(series, ["blocks", "fds"])
+    assert verdicts["blocks"].verdict == "leak", str(verdicts["blocks"])
+    assert verdicts["fds"].verdict != "leak"
