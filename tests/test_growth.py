@@ -146,3 +146,33 @@ def test_a_warm_up_then_a_late_step_under_the_floor_is_clean_and_over_it_a_plate
     assert classify(x, small, floor=512).verdict == "clean"
     big = [0, 600] + [600] * 3 + [628] * 11 + [1628, 2128, 2128, 2128, 2128, 2128]
     assert classify(x, big, floor=512).verdict == "plateau"
+
+
+@pytest.mark.parametrize("at", [40, 300, 480])
+def test_steady_small_growth_with_one_reading_excursion_is_a_leak(at):
+    # +2 blocks a run (a dict appended to a module-level list) read after each of 511 runs, one
+    # reading 50 blocks higher (a thread pool's work item alive at that reading: +52 then -48):
+    # the drop that undid it set the jitter to 48 blocks, every +2 step read as flat, and the
+    # leak as growth that stopped (aiofiles' planted leak, a plateau)
+    y = 1000 + 2.0 * np.arange(512)
+    y[at] += 50
+    g = classify(range(512), y, floor=8)
+    assert g.verdict == "leak", str(g)
+    assert g.growth_times >= 500
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_flat_with_one_reading_excursions_is_not_a_leak(seed):
+    rng = np.random.default_rng(seed)
+    y = 1000 + np.zeros(512)
+    y[rng.choice(np.arange(1, 511), 6, replace=False)] += 50
+    assert classify(range(512), y, floor=8).verdict != "leak"  # clean, or plateau for an early one (as before)
+
+
+def test_steady_small_growth_with_excursions_of_a_few_readings_is_a_leak():
+    # the same, with excursions that last one to three readings and overlap (aiofiles, a loaded machine)
+    y = 1000 + 2.0 * np.arange(64)
+    for start, length in [(5, 1), (8, 3), (20, 2), (22, 1), (40, 1), (50, 2)]:
+        y[start:start + length] += 50
+    g = classify(range(64), y, floor=8)
+    assert g.verdict == "leak", str(g)

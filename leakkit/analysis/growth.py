@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 VERDICTS = ("leak", "plateau", "clean", "inconclusive")
+_EXCURSION = 4  # readings: how long a passing excursion lasts, at most
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,14 @@ def classify(
     noise = _noise(resid)
     # An interval "grew" when it rose by more than the series' downward jitter: a monotone series
     # has none, so a slow steady leak counts every interval; a noisy flat one needs a real rise.
-    drops = d[d < 0]
+    # A drop that lands no lower than one of the few readings before it ends an excursion (a
+    # thread pool's work item alive at a reading or three): not jitter. Counted, one +52/-48
+    # excursion in 511 readings of a steady +2 blocks a run made every step read as flat, and
+    # the leak as growth that stopped.
+    undone = np.zeros(len(d), dtype=bool)
+    for j in range(1, len(d)):
+        undone[j] = d[j] < 0 and ys[j + 1] >= np.min(ys[max(j - _EXCURSION, 0): j])
+    drops = d[(d < 0) & ~undone]
     jitter = float(np.sqrt(np.mean(drops ** 2))) if len(drops) else 0.0
     tol = max(floor / 64.0, jitter, 1e-12)
     growth_times = int((d > tol).sum())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -135,3 +136,17 @@ def close_loop(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
+
+
+def progress_bar(progress: Any, total: int) -> Any:
+    """bisect's tqdm bar over ``total`` calls: None when ``progress`` is False, or None and not on a terminal."""
+    if progress is False:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    disable = None if progress is None else not progress
+    if progress is None and not sys.stderr.isatty():
+        return None
+    return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)

@@ -10,7 +10,6 @@ the retention search adds what keeps it, and the judge reads only the record.
 from __future__ import annotations
 
 import gc
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from ..probes import containers, stack
 from ..reports.bisect_report import BisectReport
 from ..retention.budget import Clock, analysis_deadline
 from . import search, worker, wrappers
-from .calling import Caller
+from .calling import Caller, progress_bar
 from .codes import display_site
 from .judge import judge
 from .readings import Readings
@@ -41,6 +40,7 @@ _MAX_CHECKPOINTS = 60
 _BLOCK_FLOOR = 16  # allocated blocks over the second half of a run, for the untraced calls of heavy workloads
 _TRACED_MIN = 6  # traced calls of a heavy workload, to name the culprit: at least
 _TRACED_MAX = 10  # ... and at most (the verdict comes from the untraced calls)
+_ON_CPU = 0.5  # of a traced call's time, at least, on the CPU for tracing to be what makes it costly
 
 
 class Run:
@@ -105,7 +105,7 @@ class Run:
         """Loop, progress bar, warm-up, the containers' lengths, the freeze, tracemalloc; returns
         the number of calls made."""
         self.caller.start()
-        self.bar = _progress_bar(self.progress, self.warmup + self.calls)
+        self.bar = progress_bar(self.progress, self.warmup + self.calls)
         i = 0
         t_warm = time.perf_counter()
         for k in range(self.warmup):
@@ -144,8 +144,9 @@ class Run:
     def _measure(self, i: int) -> int:
         """The measured calls. The first traced one tells what tracing costs here: the call and a
         checkpoint, timed apart (a checkpoint under a test runner costs a hundred times a quick call)."""
-        before = self._elapsed()
+        before, cpu = self._elapsed(), time.process_time()
         self.caller.one(i)
+        cpu = time.process_time() - cpu
         i += 1
         self.measured += 1
         self.bar and self.bar.update(1)
@@ -153,7 +154,10 @@ class Run:
         self._checkpoint(1)
         checkpoint_s = self._elapsed() - before - traced_call_s
         planned = traced_call_s * self.calls + checkpoint_s * self.calls / self.every
-        if not self.was_tracing and planned > self.time_budget * _RUN_SHARE / 3:
+        # heavy when tracing can be what costs: a call that mostly waits (a sleep, a thread pool
+        # it waits on) costs as much untraced, and untraced blocks would hide a small leak
+        heavy = planned > self.time_budget * _RUN_SHARE / 3 and cpu >= _ON_CPU * traced_call_s
+        if not self.was_tracing and heavy:
             return self._heavy_run(i, traced_call_s)
         i = self._calls(i, self.calls, self.every, self._checkpoint)
         return self._run_on(i, self._should_run_on, self._checkpoint)
@@ -376,19 +380,6 @@ class Run:
                 self.bar.total = self.bar.n  # cut short or run on: the bar ends full, not red
             self.bar.close()
             self.bar = None
-
-
-def _progress_bar(progress: Any, total: int) -> Any:
-    if progress is False:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    disable = None if progress is None else not progress
-    if progress is None and not sys.stderr.isatty():
-        return None
-    return tqdm(total=total, desc="leakkit bisect", unit="call", disable=disable, leave=False)
 
 
 def _atexit_count() -> int:

@@ -25,10 +25,11 @@ import pytest
 from ..._compat import freeze
 from ..._errors import LeakkitError
 from ..._sizes import format_size
-from . import holders
+from ...engine.run import MIN_CALLS
 from ...probes import process as probes
-from .progress import Budget
+from . import holders
 from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen
+from .progress import Budget
 from .quiet import Quiet
 from .runs import Interrupted, describe_error, run_once, unrepeatable_error
 from .watchdog import within
@@ -256,13 +257,20 @@ class Check:
         self.say(f"leakcheck-all: {self.item.nodeid} keeps memory on every run; bisecting it "
                  f"(at most ~{budget:.0f} s) ...")
         item, quiet = self.item, self.quiet
+        calls, warmup = 60, 2  # bisect's defaults
+        if self.per_run_s * (calls + warmup) > budget / 2:
+            # a slow test (it sleeps, it waits on a thread pool) gets only a few calls in the
+            # budget: planned so, each one read (60 planned gave a reading every 3, too few), and
+            # one warm-up: its check has run it many times already
+            calls, warmup = MIN_CALLS, 1
 
         def workload() -> None:
             run_once(item, quiet)
 
         try:
-            report = within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False,
-                                                            time_budget=budget), memory=2 * RUNAWAY_BYTES)
+            report = within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False, calls=calls,
+                                                            warmup=warmup, time_budget=budget),
+                            memory=2 * RUNAWAY_BYTES)
             return report, "", time.perf_counter() - started
         except Interrupted as cut:
             spent = time.perf_counter() - started
