@@ -631,3 +631,84 @@ def test_a_thread_pools_passing_excursion_does_not_hide_a_small_steady_leak(at):
     verdicts = judge(series, ["blocks", "fds"])
     assert verdicts["blocks"].verdict == "leak", str(verdicts["blocks"])
     assert verdicts["fds"].verdict != "leak"
+
+
+def _typing_shaped_cache(maxsize: int):
+    """A function whose results a bounded ``functools.lru_cache`` keeps, reached the way typing
+    reaches its ``_tp_cache``: through another function that looks the cached one up in a dict."""
+    import functools
+
+    caches: dict = {}
+
+    def subscript(cls, arg):
+        return (cls, arg, bytearray(256))
+
+    caches[subscript] = functools.lru_cache(maxsize=maxsize)(subscript)
+
+    @functools.wraps(subscript)
+    def inner(*args):
+        return caches[subscript](*args)
+
+    return inner
+
+
+def _new_class_subscripted(getitem, n: int = 2) -> None:
+    for i in range(n):
+        getitem(type("A", (), {}), i)  # a new class each run, as attrs' generic tests make
+
+
+def test_growth_a_full_lru_cache_behind_a_wrapper_holds_is_a_plateau():
+    # attrs' generic-class tests: typing's lru_cache of subscripted generics was full (128) by the
+    # time they ran, so each run's new class replaced an old one and no container grew: "no
+    # container grew" read as maybe the test's, and 5 tests were a false LEAK
+    from leakkit.frontends.leakcheck_all import holders
+
+    getitem = _typing_shaped_cache(maxsize=8)
+    _new_class_subscripted(getitem, 8)  # full
+    table = holders.lengths()
+    _new_class_subscripted(getitem)
+    held = holders.whose(table, ("leakkit",))
+    assert held.bounded >= 2 and held.other == 0, str(held)
+    assert held.verdict(1) == "plateau", str(held)
+    assert "lru_cache(maxsize=8)" in str(held) and "dropped" in str(held), str(held)
+
+
+def test_growth_a_filling_lru_cache_behind_a_wrapper_holds_is_a_plateau():
+    from leakkit.frontends.leakcheck_all import holders
+
+    getitem = _typing_shaped_cache(maxsize=128)
+    table = holders.lengths()
+    _new_class_subscripted(getitem)
+    held = holders.whose(table, ("leakkit",))
+    assert held.verdict(1) == "plateau", str(held)
+
+
+def test_a_planted_module_level_list_beside_a_full_lru_cache_is_still_the_tests():
+    # the planted leak (a module-level list the library appends to) must not hide behind a
+    # bounded cache that took entries in the same run
+    import types
+
+    from leakkit.frontends.leakcheck_all import holders
+
+    getitem = _typing_shaped_cache(maxsize=4)
+    _new_class_subscripted(getitem, 4)
+    module = types.ModuleType("userlib")
+    module._AUDIT = []
+    table = holders.lengths()
+    _new_class_subscripted(getitem)
+    module._AUDIT.extend(object() for _ in range(3))
+    held = holders.whose(table, ("leakkit",))
+    assert held.other >= 3 and held.verdict(1) is None, str(held)
+
+
+def test_a_holders_look_up_the_budget_cannot_afford_is_not_made():
+    from leakkit.frontends.leakcheck_all.progress import Budget
+
+    now = [100.0]
+    budget = Budget(5.0, clock=lambda: now[0], started=0.0)
+    budget.add(395.0, 0.0)  # 5 s plain so far, 395 s of checks: far over 5x
+    assert budget.lookup_s() == 0.0
+    budget.looked_up(2.0)
+    budget.looked_up(4.0)
+    assert budget.lookup_s() == 3.0
+    assert not budget.allows(0.0, budget.lookup_s() + 0.1)

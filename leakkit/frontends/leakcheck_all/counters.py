@@ -20,10 +20,11 @@ import threading
 from array import array
 from typing import Any
 
+from ..._compat import settle
+
 # imported with the plugin, not at a test's first verdict: what importing numpy adds to the process
 # (modules, their caches) would land between a suspect's runs and read as growth held elsewhere
 from ...analysis import classify
-from ..._compat import settle
 from ...probes import malloc
 from ...probes import process as probes
 

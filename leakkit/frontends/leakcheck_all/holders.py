@@ -17,11 +17,13 @@ what grows elsewhere and are not counted.
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import re
 import threading
 import types
 import weakref
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,11 @@ _LIMIT = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entr
                     r"max_?count|cache_?size)$")
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
 _NO_LIMIT = 1 << 32  # a "limit" this large bounds nothing (sys.maxsize as a default)
+_LRU = functools._lru_cache_wrapper
+# holders found to be the harness's or a bounded cache's, by id of the walk's start: [start, ..., owner]
+# (long-lived by nature: they are kept so that the id stays theirs), looked up once a session
+_KNOWN: dict[int, list[Any]] = {}
+_KNOWN_MAX = 256
 _DEPTH = 6  # referrer levels walked from a container to its owner (a cache's dict, in a thread-local, in its __dict__)
 
 
@@ -92,29 +99,75 @@ def harness_modules(config: pytest.Config) -> tuple[str, ...]:
 
 
 def lengths() -> Any:
-    """The length of every container now (an opaque table for :func:`whose`). The heap must not
-    be frozen: frozen objects are not in ``gc.get_objects()``."""
+    """The length of every container now, and the misses of every bounded ``lru_cache`` (an
+    opaque table for :func:`whose`). The heap must not be frozen: frozen objects are not in
+    ``gc.get_objects()``."""
     objects = gc.get_objects()
     try:
-        return containers.sizes(objects)
+        return containers.sizes(objects), _lru_misses(objects)
     finally:
         del objects
 
 
+def _lru_misses(objects: list[Any]) -> array:
+    """(id, misses, size) of each ``lru_cache`` with a ``maxsize``, flat in one array (one block:
+    the table is held across the test's last run, and its reading must not count a block per
+    cache): a full cache takes a new entry (a miss) by dropping its oldest, so its table does not
+    grow while it holds the new one."""
+    out = array("q")
+    for obj in objects:
+        if type(obj) is _LRU:
+            try:
+                info = obj.cache_info()
+            except Exception:  # a cache that cannot say: skipped
+                continue
+            if info.maxsize:
+                out.extend((id(obj), info.misses, info.currsize))
+    return out
+
+
+def _replaced(objects: list[Any], before: array) -> tuple[int, str]:
+    """Entries bounded ``lru_cache`` caches took since ``before`` by dropping old ones (misses
+    beyond their growth: the growth itself is seen in their tables), and the first such cache's bound."""
+    old = {before[i]: (before[i + 1], before[i + 2]) for i in range(0, len(before), 3)}
+    added, bound = 0, ""
+    for cache in objects:
+        if type(cache) is not _LRU or id(cache) not in old:
+            continue
+        try:
+            info = cache.cache_info()
+        except Exception:
+            continue
+        misses, size = old[id(cache)]
+        took = info.misses - misses - max(info.currsize - size, 0)
+        if info.maxsize and took > 0 and info.currsize >= info.maxsize:
+            added += took
+            bound = bound or (f"{str(bounds_along([cache]))}: full, {took} old entries dropped for new ones "
+                              f"({getattr(cache, '__qualname__', '?')})")
+    return added, bound
+
+
 def whose(table: Any, harness: tuple[str, ...]) -> Held:
     """Which containers grew since ``table`` was taken, and whether their owners are the harness's."""
+    table, caches = table if isinstance(table, tuple) else (table, array("q"))
     objects = gc.get_objects()
     try:
         grown = containers.grown(objects, table)
+        replaced, replaced_bound = _replaced(objects, caches)
     finally:
         del objects
     ranked = sorted(((containers.container_len(c) - old, c, parent) for c, parent, old in grown),
                     key=lambda row: row[0], reverse=True)[:_MAX_HOLDERS]
     del grown
     ranked = [row for row in ranked if row[0] > 0 and not _weak_entries(row[1], row[0])]
-    ignore = {id(ranked)} | {id(row) for row in ranked}
-    chains = _owner_chains([parent if parent is not None else container for _, container, parent in ranked], ignore,
-                           harness)
+    starts = [parent if parent is not None else container for _, container, parent in ranked]
+    known = [_KNOWN.get(id(start)) for start in starts]
+    known = [chain if chain is not None and chain[0] is start else None for chain, start in zip(known, starts)]
+    ignore = {id(ranked), id(starts), id(known), id(_KNOWN)} | {id(row) for row in ranked} | {
+        id(chain) for chain in _KNOWN.values()}
+    todo = [start for start, chain in zip(starts, known) if chain is None]
+    looked = iter(_owner_chains(todo, ignore | {id(todo)}, harness) if todo else ())
+    chains = [chain if chain is not None else next(looked) for chain in known]
     held = Held()
     for (added, container, parent), chain in zip(ranked, chains, strict=True):
         owner = chain[-1] if chain and _is_owner(chain[-1]) else None
@@ -123,7 +176,8 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
         if owner is not None and parent is None and not isinstance(owner, (types.ModuleType, type)) \
                 and containers.instance_dict(owner) is container:
             held.attributes += added  # an object's own attributes (set lazily): no collection of entries
-        elif _within(module, harness):
+            continue
+        if _within(module, harness):
             held.harness += added
             held.holder = held.holder or f"{type(owner).__qualname__} ({module})"
         elif bound is not None:
@@ -131,8 +185,14 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
             held.bound = held.bound or str(bound)
         else:
             held.other += added
-    chains.clear()
+            continue
+        if len(_KNOWN) < _KNOWN_MAX and chain:  # the harness's or a bounded holder: looked up once a session
+            _KNOWN[id(chain[0])] = chain
+    del chains, known, starts, todo, looked
     ranked.clear()
+    if replaced:
+        held.bounded += replaced
+        held.bound = held.bound or replaced_bound
     return held
 
 
@@ -152,7 +212,13 @@ def _limit_of(owner: Any, container: Any) -> str | None:
 
 def _weak_entries(container: Any, added: int) -> bool:
     """Whether a container's newest entries are all weak references (a side structure)."""
-    entries = containers.members(container)[-added:]
+    enabled = gc.isenabled()
+    gc.disable()  # a collection while it is copied (a class dying drops its entry from its base's
+    try:  # __subclasses__ table) would leave the copy empty: read as not weak, "elsewhere"
+        entries = containers.members(container)[-added:]
+    finally:
+        if enabled:
+            gc.enable()
     return bool(entries) and all(isinstance(value, weakref.ReferenceType) for _, value in entries)
 
 

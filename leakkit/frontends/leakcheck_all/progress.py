@@ -99,6 +99,15 @@ class Budget:
         self.start = clock() - _process_age() if started is None else started
         self.check_s = 0.0  # repeated runs and readings of tests finished
         self.bisect_s = 0.0
+        self.lookups = [0, 0.0]  # holders' look-ups made so far, and their seconds: what the next may cost
+
+    def lookup_s(self) -> float:
+        """What a holders' look-up has cost on average so far (0 before the first)."""
+        return self.lookups[1] / self.lookups[0] if self.lookups[0] else 0.0
+
+    def looked_up(self, seconds: float) -> None:
+        self.lookups[0] += 1
+        self.lookups[1] += seconds
 
     def add(self, check_s: float, bisect_s: float) -> None:
         self.check_s += check_s

@@ -146,10 +146,13 @@ class Check:
             self.series.add(self._read())
             self._measured(plan.screen - 1)
             table, held = None, None
-            if frozen and screen(self.series, plan.screen - 1, MEMORY):
+            grew = frozen and screen(self.series, plan.screen - 1, MEMORY)
+            if grew and self.budget.allows(time.perf_counter() - self.started,
+                                           self.budget.lookup_s() + self.per_run_s):
                 # memory grew on every run so far: the containers' lengths before the last run, to
                 # tell by their holders whose its growth is (the harness's, a bounded cache's, or
-                # maybe the test's) without more runs
+                # maybe the test's) without more runs, if the look-up fits the cost budget (it
+                # does whenever the confirming runs would)
                 started = time.perf_counter()
                 gc.unfreeze()
                 table = holders.lengths()
@@ -168,14 +171,16 @@ class Check:
                 held = holders.whose(table, self.harness)
                 frozen = freeze()
                 self.spent[2] += time.perf_counter() - started
+                self.budget.looked_up(self.spent[2])
                 verdict = held.verdict(1)
                 if verdict is not None:
                     steps = self.series.last_steps(suspects[0], plan.screen)
                     return Outcome(nodeid, verdict, suspects[0], f"{sum(steps) / len(steps):+.3g} {UNITS[suspects[0]]}/run",
                                    detail=f"{suspects[0]} grew, held by what is not the test's: {held}")
+            looked = table is not None
             del table
             more = max(plan.confirm - (self.measured - plan.screen), 0)
-            if not self._affords(more):
+            if not self._affords(more) or (grew and not looked and suspects[0] in MEMORY):
                 steps = self.series.last_steps(suspects[0], self.measured)
                 return Outcome(nodeid, "suspect", suspects[0], detail=(
                     f"{suspects[0]} grew on each of its {len(steps)} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
