@@ -92,3 +92,17 @@ def test_theil_sen_interval_widens_for_serially_correlated_noise():
     _, low_r, high_r = theil_sen(t, walk)
     assert low_w < 2.0 < high_w
     assert high_r - low_r > high_w - low_w
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_start_up_step_with_a_slow_tail_is_not_a_leak(seed):
+    """A loaded uvicorn worker's start-up as its monitor recorded it: nearly flat, a 12 MiB rise,
+    then a slow tail that stops. Each third of the window grew and the last grew as fast as the
+    nearly flat first, so the rule fired on a fixed server; the last third's growth is a tenth of
+    the window's: it is slowing down, a warm-up."""
+    def start_up(t):
+        return (BASE + 0.2 * MIB * min(t / 100, 1) + 12 * MIB * min(max((t - 70) / 100, 0), 1)
+                + 1 * MIB * min(max((t - 170) / 200, 0), 1))
+
+    first, judged = first_leak(start_up, minutes=20, seed=seed, noise=0.01 * MIB)
+    assert first is None and judged.verdict == "plateau"

@@ -15,8 +15,10 @@ The rule (:func:`judge`), on the last ``sustain`` seconds at each scale (the fin
 coarse history's last half when it spans more than twice ``sustain``), split in thirds:
 
 - ``leak``: growth goes on steadily: the rate's lower bound and each third's lower bound are
-  above zero, the last third grows at least half as fast as the first (growth that slows down
-  is a warm-up), and the window grew by at least ``min_growth``. Either scale may say so.
+  above zero, the last third grows at least half as fast as the first and as the whole window
+  (growth that slows down is a warm-up: a worker's start-up, flat, then a rise, then nearly
+  flat, has a slow first third too), and the window grew by at least ``min_growth``. Either
+  scale may say so.
 - ``warming up``: the window grows (its rate's lower bound above zero, by at least half
   ``min_growth``) but not yet for a whole window, or slowing down.
 - ``plateau``: the last window is flat but the history before it grew by ``min_growth`` or more.
@@ -168,7 +170,7 @@ def _sustained(t: list[float], y: list[float], min_growth: float) -> tuple[bool,
     third = len(t) // 3
     parts = [(t[:third], y[:third]), (t[third:2 * third], y[third:2 * third]), (t[2 * third:], y[2 * third:])]
     fits = [theil_sen(a, b) for a, b in parts]
-    steady = all(f[1] > 0 for f in fits) and fits[2][0] >= 0.5 * fits[0][0]
+    steady = all(f[1] > 0 for f in fits) and fits[2][0] >= 0.5 * max(fits[0][0], rate)
     return steady, fit
 
 
