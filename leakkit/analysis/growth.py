@@ -144,9 +144,7 @@ def classify(
     # thread pool's work item alive at a reading or three): not jitter. Counted, one +52/-48
     # excursion in 511 readings of a steady +2 blocks a run made every step read as flat, and
     # the leak as growth that stopped.
-    undone = np.zeros(len(d), dtype=bool)
-    for j in range(1, len(d)):
-        undone[j] = d[j] < 0 and ys[j + 1] >= np.min(ys[max(j - _EXCURSION, 0): j])
+    undone = (d < 0) & (ys[1:] >= _least_before(ys[:-1], _EXCURSION))
     drops = d[(d < 0) & ~undone]
     jitter = float(np.sqrt(np.mean(drops ** 2))) if len(drops) else 0.0
     tol = max(floor / 64.0, jitter, 1e-12)
@@ -313,3 +311,13 @@ def slowing_down(x: Sequence[float], y: Sequence[float], *, ratio: float = 0.5, 
     if ratio * first <= second:
         return False
     return second_high < first if clearly else True
+
+
+def _least_before(ys: np.ndarray, span: int) -> np.ndarray:
+    """For each reading, the least of the ``span`` readings before it (+inf for the first):
+    vectorised, as :func:`classify` runs on every series a watch or a trace records."""
+    least = np.full(len(ys), np.inf)
+    for shift in range(1, span + 1):
+        if shift < len(ys):
+            least[shift:] = np.minimum(least[shift:], ys[:-shift])
+    return least
