@@ -712,3 +712,6 @@ def test_a_holders_look_up_the_budget_cannot_afford_is_not_made():
     budget.looked_up(4.0)
     assert budget.lookup_s() == 3.0
     assert not budget.allows(0.0, budget.lookup_s() + 0.1)
+    assert not budget.allows(0.0, 0.5)  # no test's first second is free in a session over its budget
+    fresh = Budget(5.0, clock=lambda: now[0], started=now[0])
+    assert fresh.allows(0.0, 0.9)  # the session's first second is: a small session affords its checks

@@ -12,7 +12,7 @@ from typing import Any
 
 FIRST_S = 10.0  # the first line, after this long
 EVERY_S = 30.0
-FREE_S = 1.0  # a test's check up to this long fits any budget
+FREE_S = 1.0  # the session's first second of checks fits any budget
 
 
 class Progress:
@@ -118,8 +118,12 @@ class Budget:
         return max(self.clock() - self.start - self.check_s - self.bisect_s - current, 0.0)
 
     def allows(self, current: float, more: float) -> bool:
-        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``
-        (a test's first second always does: a small session would otherwise afford nothing)."""
-        if self.factor == float("inf") or current + more <= FREE_S:
+        """Whether ``more`` seconds of runs fit, the running test's check having taken ``current``.
+
+        The session's first ``FREE_S`` seconds of checks always do (a small session would otherwise
+        afford nothing); not each test's first second: on attrs' 1,300 tests that allowance alone
+        paid for 1 min 50 s of holders' look-ups, past 12x the plain suite."""
+        spent = self.check_s + current + more
+        if self.factor == float("inf") or spent <= FREE_S:
             return True
-        return self.check_s + current + more <= (self.factor - 1.0) * self.plain_s(current)
+        return spent <= (self.factor - 1.0) * self.plain_s(current)
