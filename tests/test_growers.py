@@ -435,3 +435,23 @@ def test_memoryhandler_without_a_target_is_a_leak_past_its_capacity(tmp_path: An
     assert "declared MemoryHandler.capacity=100 (past it: growing)" in got["text"]
     assert got["trace"] == "leak", got["trace_text"]
     assert ["growers_audit.HANDLER.buffer", "leak", "declared"] in got["trace_growers"], got["trace_text"]
+
+
+def test_rss_beyond_the_heap_is_no_native_leak_where_mallocs_count_reads_flat() -> None:
+    # mako compiling a fresh template module per call under tracemalloc: RSS beyond the traced heap
+    # rose ~17 KiB a call while malloc's bytes in use did not (untraced, the process stays flat)
+    from dataclasses import replace
+
+    record = _record([], {"mailer.render": [0.0] * 21, OUTSIDE: [0.0] * 21})
+    rss = _linear(60_000)  # 60 calls: over the 768 KiB floor of RSS
+    flat = replace(record, native_rss=rss, rss_self={"mailer.render": rss}, malloc_self={"mailer.render": [0.0] * 21})
+    report = judge(flat)
+    assert not report.native_leak and report.verdict != "leak" and report.culprit is None, str(report)
+    assert any("malloc's bytes in use do not grow" in note for note in report.notes), report.notes
+    # the same RSS with malloc's count growing with it is a native leak, named
+    grown = replace(flat, native_malloc=_linear(56_000), malloc_self={"mailer.render": _linear(56_000)})
+    report = judge(grown)
+    assert report.native_leak and report.verdict == "leak" and report.culprit == "mailer.render", str(report)
+    # and where malloc cannot be read (musl), RSS is the witness
+    unread = replace(flat, native_malloc=[float("nan")] * 21)
+    assert judge(unread).native_leak
