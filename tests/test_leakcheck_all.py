@@ -760,3 +760,40 @@ def test_a_holders_look_up_the_budget_cannot_afford_is_not_made():
     assert not budget.allows(0.0, 0.5)  # no test's first second is free in a session over its budget
     fresh = Budget(5.0, clock=lambda: now[0], started=now[0])
     assert fresh.allows(0.0, 0.9)  # the session's first second is: a small session affords its checks
+
+
+def test_a_progress_line_never_runs_on_after_a_tests_status_letter(monkeypatch):
+    # attrs: "tests/test_3rd_party.py", the bisect's line, then "." and the progress line on the
+    # same line (".leakcheck-all: 1/1334 tests ..."): a status letter hidden in leakkit's line
+    from leakkit.frontends.leakcheck_all.plugin import _say
+
+    written: list[str] = []
+
+    class Writer:
+        width_of_current_line = 1  # "." written since the last line
+
+        def line(self, text: str = "") -> None:
+            written.append(text)
+            self.width_of_current_line = 0
+
+    class Terminal:
+        currentfspath = None
+        _tw = Writer()
+
+        def ensure_newline(self) -> None:
+            if self.currentfspath:
+                self._tw.line()
+
+        def write_line(self, text: str) -> None:
+            self._tw.line(text)
+
+    class Plugins:
+        def get_plugin(self, name: str) -> Any:
+            return Terminal() if name == "terminalreporter" else None
+
+    class Config:
+        pluginmanager = Plugins()
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    _say(Config(), "leakcheck-all: 1/1334 tests in 47 s")  # type: ignore[arg-type]
+    assert written == ["", "leakcheck-all: 1/1334 tests in 47 s"]

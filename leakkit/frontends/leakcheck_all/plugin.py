@@ -52,6 +52,10 @@ def _say(config: pytest.Config, text: str) -> None:
     suspended = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
     with suspended:
         terminal.ensure_newline()
+        if getattr(getattr(terminal, "_tw", None), "width_of_current_line", 0):
+            # a test's status letter since the last line (pytest forgot the file's header after
+            # the line before this one): the line must not run on after it
+            terminal._tw.line()
         terminal.write_line(text)
 
 
