@@ -107,6 +107,11 @@ class Run:
         self.caller.start()
         self.bar = progress_bar(self.progress, self.warmup + self.calls)
         i = 0
+        # malloc's count around every target call, within a twentieth of the budget until the
+        # warm-up has told what it costs here
+        if self.warmup:
+            wrappers.malloc_readings(True, allowance=max(int(0.05 * self.time_budget
+                                                             / max(wrappers.malloc_reading_cost(), 1e-6)), 1))
         t_warm = time.perf_counter()
         for k in range(self.warmup):
             if k and self._elapsed() > self.time_budget * _RUN_SHARE / 2:
@@ -116,7 +121,14 @@ class Run:
             self.caller.one(i)
             i += 1
             self.bar and self.bar.update(1)
-        self._afford_malloc_readings(time.perf_counter() - t_warm)
+        if wrappers.malloc_readings_cut():
+            wrappers.malloc_readings(False)
+            self.notes.append("malloc's count was not read around each target call: the warm-up's readings "
+                              "alone cost a twentieth of the time budget; native memory is attributed to "
+                              "functions by RSS only")
+        else:
+            wrappers.malloc_readings(True)
+            self._afford_malloc_readings(time.perf_counter() - t_warm)
         self.shallow = worker.Worker()  # before the containers' lengths are taken, and before tracing
         self.clock.add_thread(self.shallow.native_id)
         self.clock.add_thread(self.caller.thread_id())

@@ -66,14 +66,34 @@ def _native() -> int:
 
 
 _malloc = _native if _HAS_MALLOC else (lambda: 0)
+_allowance = [0, 0]  # readings allowed before the readings stop (0: no limit), readings made
 
 
-def malloc_readings(on: bool) -> None:
-    """Whether the wrappers read malloc's bytes in use around each call. ``mallinfo2`` walks the
-    allocator's free lists: in a big, fragmented heap it costs ~100 us, which a workload making
-    thousands of target calls cannot afford; RSS is still read."""
+def _native_counted() -> int:
     global _malloc
-    _malloc = _native if on and _HAS_MALLOC else (lambda: 0)
+    _allowance[1] += 1
+    value = _native()
+    if _allowance[1] >= _allowance[0]:
+        # the last reading from now on: a call under way sees no change for the rest of it
+        _malloc = lambda: value  # noqa: E731
+    return value
+
+
+def malloc_readings(on: bool, allowance: int = 0) -> None:
+    """Whether the wrappers read malloc's bytes in use around each call. ``mallinfo2`` walks the
+    allocator's free lists: in a big, fragmented heap it costs ~100 us to ~2 ms, which a workload
+    making thousands of target calls cannot afford; RSS is still read. ``allowance``: at most that
+    many readings, then none from the end of the outermost target call running (a hypothesis test
+    making thousands of target calls per call: its first call ran minutes, before any could tell);
+    past it, each reading gives the last value read."""
+    global _malloc
+    _allowance[:] = [allowance, 0]
+    _malloc = (_native_counted if allowance else _native) if on and _HAS_MALLOC else (lambda: 0)
+
+
+def malloc_readings_cut() -> bool:
+    """Whether the readings stopped at their allowance."""
+    return bool(_allowance[0]) and _allowance[1] >= _allowance[0]
 
 
 def malloc_reading_cost() -> float:
