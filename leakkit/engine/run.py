@@ -107,11 +107,9 @@ class Run:
         self.caller.start()
         self.bar = progress_bar(self.progress, self.warmup + self.calls)
         i = 0
-        # malloc's count around every target call, within a twentieth of the budget until the
-        # warm-up has told what it costs here
-        if self.warmup:
-            wrappers.malloc_readings(True, allowance=max(int(0.05 * self.time_budget
-                                                             / max(wrappers.malloc_reading_cost(), 1e-6)), 1))
+        if self.warmup:  # malloc's count around target calls: a twentieth of the budget until the warm-up tells
+            cost = max(wrappers.malloc_reading_cost(), 1e-6)
+            wrappers.malloc_readings(True, allowance=max(int(0.05 * self.time_budget / cost), 1))
         t_warm = time.perf_counter()
         for k in range(self.warmup):
             if k and self._elapsed() > self.time_budget * _RUN_SHARE / 2:

@@ -29,6 +29,7 @@ from .attach_sites import Sites, census, scan
 from .heap_referrers import referrers
 from .heap_pacer import Aborted, Pacer
 from .heap_walk import HeapWalk, type_name
+from .monitor_snapshot import worth_a_path
 
 FORMAT = 1  # the result's layout; the report loader checks it
 
@@ -205,10 +206,19 @@ def grown(before: dict[str, list[int]], after: dict[str, list[int]], top: int) -
 
 def paths(walk: HeapWalk, growing: list[dict[str, Any]], options: Options, pacer: Pacer,
           naming: Any) -> list[dict[str, str]]:
-    """Reference paths from roots to sampled new instances of the top growing types (user classes
-    first: a growing dict or str is more often a symptom of them), two per type."""
-    wanted = [r["type"] for r in growing[:2 * options.paths_for] if r["new"] > 0 and r["count_delta"] > 0]
-    wanted = sorted(wanted, key=lambda t: "." not in t)[:options.paths_for]
+    """Reference paths from roots to sampled new instances of the growing types worth one, chosen
+    as the monitor's snapshot chooses (:func:`.monitor_snapshot.worth_a_path`: the application's
+    classes, the byte-heavy types, then the application's classes grown by a few: a slow leak's
+    owner in a short window, +2 ``RequestContext`` below a library's +4 ``SplitResult``), two per type."""
+    rows = [(r["type"], r["count"], r["size"], r["count_delta"], r["size_delta"]) for r in growing
+            if r["new"] > 0 and r["count_delta"] > 0]
+    names = {row[0] for row in rows}
+    kinds: dict[str, set[type]] = {}
+    for kind in walk.totals:
+        if type_name(kind) in names:
+            kinds.setdefault(type_name(kind), set()).add(kind)
+    wanted = worth_a_path(rows, kinds, options.paths_for)
+    del kinds
     out: list[dict[str, str]] = []
     if not wanted:
         return out
