@@ -83,9 +83,9 @@ def malloc_readings(on: bool, allowance: int = 0) -> None:
     """Whether the wrappers read malloc's bytes in use around each call. ``mallinfo2`` walks the
     allocator's free lists: in a big, fragmented heap it costs ~100 us to ~2 ms, which a workload
     making thousands of target calls cannot afford; RSS is still read. ``allowance``: at most that
-    many readings, then none from the end of the outermost target call running (a hypothesis test
-    making thousands of target calls per call: its first call ran minutes, before any could tell);
-    past it, each reading gives the last value read."""
+    many readings (a hypothesis test making thousands of target calls per call: its first call ran
+    minutes, before any could tell); past it, each reading gives the last value read, so a call
+    under way is charged no half change."""
     global _malloc
     _allowance[:] = [allowance, 0]
     _malloc = (_native_counted if allowance else _native) if on and _HAS_MALLOC else (lambda: 0)

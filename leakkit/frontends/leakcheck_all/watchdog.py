@@ -32,7 +32,7 @@ from .runs import Interrupted
 T = TypeVar("T")
 ANALYSIS_THREAD = "leakkit-analysis"
 _POLL_S = 0.25
-_RESEND = 20  # interruptions swallowed where nothing propagates them, sent again at most this often
+_RESEND = 20  # an interruption swallowed where nothing propagates it is sent again at most this many times
 
 
 def _set_async(ident: int, error: Any) -> bool:
