@@ -762,6 +762,75 @@ def test_a_holders_look_up_the_budget_cannot_afford_is_not_made():
     assert fresh.allows(0.0, 0.9)  # the session's first second is: a small session affords its checks
 
 
+def test_the_budget_keeps_room_for_the_screens_of_the_tests_to_come():
+    # attrs: confirmations and look-ups spent the budget early, every later test still got its
+    # screen, and the check ended at 5.8x the plain suite against its 5x
+    from leakkit.frontends.leakcheck_all.progress import RESERVE_AFTER, Budget
+
+    def session(total: int) -> Budget:
+        now = [0.0]
+        budget = Budget(5.0, clock=lambda: now[0], started=0.0)
+        budget.total = total
+        for _ in range(RESERVE_AFTER):  # tests of 1 s plain, each screened in 3.9 s
+            now[0] += 1.0 + 3.9
+            budget.add(3.9, 0.0, 3.9)
+            budget.finished()
+        return budget
+
+    # 20 s plain and 78 s of screens: 1.5 s more is within 4x of the plain so far, but the 979
+    # screens to come at that pace take the session past 5x: nothing more is afforded
+    assert session(1000).allows(0.0, 1.0) is False
+    assert session(RESERVE_AFTER + 1).allows(0.0, 1.0)  # one test to come: its screen still fits
+    unknown = session(1000)
+    unknown.total = None  # an xdist worker: only the check so far against the plain so far
+    assert unknown.allows(0.0, 1.5) and not unknown.allows(0.0, 2.5)
+
+
+def test_a_leak_only_malloc_sees_is_found_though_malloc_is_read_only_while_it_rises(pytester):
+    # malloc's count is read only while every screened run raised it (its reading walks every
+    # free chunk: up to 4 ms on a fragmented heap); a leak of bytes objects over 512 bytes, which
+    # pymalloc's block count never sees, must still be screened, confirmed and bisected
+    package = pytester.mkpydir("bigpkg")
+    package.joinpath("store.py").write_text("KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytes(4000 + n))\n")
+    pytester.makepyprojecttoml('[project]\nname = "bigpkg-not-installed"\n')
+    pytester.makepyfile(test_big=textwrap.dedent("""
+        from bigpkg import store
+
+        def test_remembers():
+            store.remember(1)
+
+        def test_flat():
+            assert bytes(4000)
+    """))
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--leakcheck-all")
+    result.assert_outcomes(passed=1, failed=1)
+    summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
+    assert "LEAK test_big.py::test_remembers" in summary and "culprit bigpkg.store.remember" in summary, summary
+    assert "bigpkg.store.KEPT[" in summary, summary
+
+
+def test_mallocs_count_is_read_while_every_run_so_far_raised_it_and_for_a_suspect_after():
+    from leakkit.frontends.leakcheck_all.counters import FLOORS, Series
+    from leakkit.frontends.leakcheck_all.stages import Check, Plan
+
+    def wanted(steps: list[float]) -> list[bool]:
+        check = Check.__new__(Check)
+        check.plan = Plan(warmup=0, screen=3, confirm=12, bisect_budget=15.0)
+        check.series = Series(tuple(FLOORS), 16)
+        check.malloc_on = True
+        asked, value = [], 1e6
+        for step in [0.0, *steps]:
+            asked.append(check._malloc_wanted())
+            value += step
+            check.series.add({"blocks": 10, "malloc_bytes": value if asked[-1] else None})
+        return asked
+
+    assert wanted([4096, 4096, 4096, 0, 0]) == [True] * 6  # a suspect: read through its confirmation
+    assert wanted([0, 4096, 4096, 4096, 4096]) == [True, True] + [False] * 4  # flat on the first run
+    assert wanted([4096, 4096, 0, 4096, 4096]) == [True] * 4 + [False] * 2  # not raised by the screen's last run
+
+
 def test_a_progress_line_never_runs_on_after_a_tests_status_letter(monkeypatch):
     # attrs: "tests/test_3rd_party.py", the bisect's line, then "." and the progress line on the
     # same line (".leakcheck-all: 1/1334 tests ..."): a status letter hidden in leakkit's line

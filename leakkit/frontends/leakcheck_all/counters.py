@@ -57,8 +57,7 @@ class Series:
             raise IndexError(f"Series: room for {self.size} readings")
         for name, column in self._values.items():
             value = reading.get(name)
-            if value is not None:
-                column[self.n] = value
+            column[self.n] = math.nan if value is None else value
         self.n += 1
 
     def replace_last(self, reading: dict[str, float | None]) -> None:
@@ -100,14 +99,26 @@ def _pending_tasks() -> int | None:
     return count
 
 
-def read_counters() -> dict[str, float | None]:
+def read_counters(malloc_too: bool = True) -> dict[str, float | None]:
     """The cheap counters, read right after a full collection and with the type attribute cache
     cleared: on 3.10/3.11 it keeps every attribute name it caches (each unpickled class name, each
-    ``getattr`` with a new string), up to 4096 of them, which read as a few blocks per run."""
+    ``getattr`` with a new string), up to 4096 of them, which read as a few blocks per run.
+
+    ``malloc_too=False`` leaves out malloc's count, the one reading that is not cheap everywhere:
+    ``mallinfo2`` walks every free chunk of every arena, 0.1 ms on a young heap and up to 4 ms on
+    one a bisect has fragmented (attrs: 24 s of a 27 s screen's readings)."""
     settle()
     gc.collect()
-    return {"blocks": probes.blocks(), "malloc_bytes": malloc.malloc_in_use(), "traced_bytes": probes.traced_bytes(),
-            "fds": probes.fds(), "threads": threading.active_count(), "tasks": _pending_tasks()}
+    return {"blocks": probes.blocks(), "malloc_bytes": malloc.malloc_in_use() if malloc_too else None,
+            "traced_bytes": probes.traced_bytes(), "fds": probes.fds(), "threads": threading.active_count(),
+            "tasks": _pending_tasks()}
+
+
+def still_rising(series: Series, name: str) -> bool:
+    """Whether every run so far raised counter ``name`` by its step: once one has not, the screen
+    cannot suspect it, and its readings can stop (the rule needs every run)."""
+    steps = series.last_steps(name, series.n - 1)
+    return all(not math.isnan(d) and d >= STEPS[name] for d in steps)
 
 
 def screen(series: Series, runs: int, names: tuple[str, ...] = tuple(FLOORS)) -> list[str]:

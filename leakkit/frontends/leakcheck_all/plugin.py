@@ -99,6 +99,8 @@ class LeakcheckAll:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.progress.total = len(session.items)
+        if not os.environ.get("PYTEST_XDIST_WORKER"):  # a worker runs only some of what it collected
+            self.budget.total = len(session.items)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -128,10 +130,12 @@ class LeakcheckAll:
             with Quiet(item, baseline) as quiet:
                 outcome = Check(item, quiet, self.plan, harness=self._harness_modules(), budget=self.budget,
                                 targets=lambda: self._targets(item), say=lambda text: _say(self.config, text)).run()
-            self.budget.add(outcome.seconds - outcome.bisect_s, outcome.bisect_s)
         finally:
             self._running = False
             item.stash[_ELAPSED] = time.perf_counter() - started
+        # all the time leakkit added to the test (its harness set aside and given back included), not
+        # only the stages': counted as the plain suite's, it let attrs' check past its factor
+        self.budget.add(item.stash[_ELAPSED] - outcome.bisect_s, outcome.bisect_s, outcome.screen_s)
         item.stash[_OUTCOME] = outcome.as_dict()
         if outcome.verdict == "leak":
             message = f"leakcheck-all: {item.nodeid} keeps {outcome.rate} on every run\n{outcome.detail}"
@@ -163,6 +167,7 @@ class LeakcheckAll:
             self.outcomes.append(outcome)
             self.progress.add(outcome)
         if report.when == "teardown" and not os.environ.get("PYTEST_XDIST_WORKER"):
+            self.budget.finished()
             line = self.progress.finished()
             if line is not None:
                 _say(self.config, line)

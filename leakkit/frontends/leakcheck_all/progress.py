@@ -13,6 +13,7 @@ from typing import Any
 FIRST_S = 10.0  # the first line, after this long
 EVERY_S = 30.0
 FREE_S = 1.0  # the session's first second of checks fits any budget
+RESERVE_AFTER = 20  # tests done before the screens to come are projected from the pace so far
 
 
 class Progress:
@@ -28,6 +29,7 @@ class Progress:
         self.bisect_s = 0.0
         self.bisects = 0
         self.runs = 0
+        self.looked_up = 0  # tests whose growth's holders were looked up
         self.parts = {"run_s": 0.0, "read_s": 0.0, "holders_s": 0.0}
 
     def add(self, outcome: dict[str, Any]) -> None:
@@ -37,6 +39,7 @@ class Progress:
         self.bisect_s += float(outcome.get("bisect_s", 0.0))
         self.bisects += 1 if outcome.get("bisect_s") else 0
         self.runs += int(outcome.get("runs", 0))
+        self.looked_up += 1 if outcome.get("holders_s") else 0
 
     def finished(self) -> str | None:
         """One more test finished: a progress line when one is due, else None."""
@@ -62,7 +65,8 @@ class Progress:
         runs_s = max(self.check_s - self.bisect_s, 0.0)
         parts = self.parts
         text = (f"the check took {_duration(runs_s)} in {self.runs} repeated runs (the runs {_duration(parts['run_s'])}, "
-                f"their readings {_duration(parts['read_s'])}, looking up holders {_duration(parts['holders_s'])})")
+                f"their readings {_duration(parts['read_s'])}, looking up holders {_duration(parts['holders_s'])}"
+                f"{f' for {self.looked_up} tests' if self.looked_up else ''})")
         if self.bisects:
             text += f" and {_duration(self.bisect_s)} in {self.bisects} bisect{'s' if self.bisects > 1 else ''}"
         return text
@@ -87,8 +91,9 @@ def _duration(seconds: float) -> str:
 
 class Budget:
     """The check's time against the plain suite's: at most ``factor`` times the plain suite in all,
-    bisects aside. Every test gets its screen; a suspect's further runs go ahead only while they
-    fit (an expensive suspect early in a session may not: it is listed, to be checked alone)."""
+    bisects aside. Every test gets its screen; a suspect's further runs (and a look-up of what
+    holds its growth) go ahead only while they fit beside the screens of the tests still to come
+    (an expensive suspect early in a session may not: it is listed, to be checked alone)."""
 
     def __init__(self, factor: float, clock: Callable[[], float] = time.perf_counter, *,
                  started: float | None = None) -> None:
@@ -100,6 +105,9 @@ class Budget:
         self.check_s = 0.0  # repeated runs and readings of tests finished
         self.bisect_s = 0.0
         self.lookups = [0, 0.0]  # holders' look-ups made so far, and their seconds: what the next may cost
+        self.total: int | None = None  # tests this process will run, when it knows (not an xdist worker)
+        self.done = 0  # tests finished, checked or not
+        self.screens_s = 0.0  # the screens of the tests checked so far
 
     def lookup_s(self) -> float:
         """What a holders' look-up has cost on average so far (0 before the first)."""
@@ -109,9 +117,15 @@ class Budget:
         self.lookups[0] += 1
         self.lookups[1] += seconds
 
-    def add(self, check_s: float, bisect_s: float) -> None:
+    def add(self, check_s: float, bisect_s: float, screen_s: float = 0.0) -> None:
+        """A test's check is over: ``check_s`` in all (``screen_s`` of it its screen), bisects aside."""
         self.check_s += check_s
         self.bisect_s += bisect_s
+        self.screens_s += screen_s
+
+    def finished(self) -> None:
+        """A test finished (checked or not): one screen fewer to keep room for."""
+        self.done += 1
 
     def plain_s(self, current: float = 0.0) -> float:
         """The session's own time so far: all of it but the check's (``current``: the running test's check)."""
@@ -122,8 +136,21 @@ class Budget:
 
         The session's first ``FREE_S`` seconds of checks always do (a small session would otherwise
         afford nothing); not each test's first second: on attrs' 1,300 tests that allowance alone
-        paid for 1 min 50 s of holders' look-ups, past 12x the plain suite."""
+        paid for 1 min 50 s of holders' look-ups, past 12x the plain suite. Past them, the check
+        so far must be within the factor of the plain session so far and, once ``RESERVE_AFTER``
+        tests are done, leave room for the screens of the tests to come (at the pace of the
+        screens so far, against the plain session projected by the share of tests done): every
+        test gets its screen, so spending the budget early on confirmations and look-ups took
+        attrs' check to 5.8x, its last screens paid past the budget."""
         spent = self.check_s + current + more
         if self.factor == float("inf") or spent <= FREE_S:
             return True
-        return spent <= (self.factor - 1.0) * self.plain_s(current)
+        plain = self.plain_s(current)
+        if spent > (self.factor - 1.0) * plain:
+            return False
+        if not self.total or self.done < RESERVE_AFTER or self.done >= self.total:
+            return True
+        left = self.total - self.done - 1  # the running test's screen is in ``current``
+        reserve = self.screens_s / self.done * left
+        projected = plain * self.total / (self.done + 1)
+        return spent + reserve <= (self.factor - 1.0) * projected

@@ -28,7 +28,7 @@ from ..._sizes import format_size
 from ...engine.run import MIN_CALLS
 from ...probes import process as probes
 from . import holders
-from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen
+from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen, still_rising
 from .progress import Budget
 from .quiet import Quiet
 from .runs import Interrupted, describe_error, run_once, unrepeatable_error
@@ -66,6 +66,7 @@ class Outcome:
     run_s: float = 0.0  # of which: the repeated runs, their readings, the holders' look-up
     read_s: float = 0.0
     holders_s: float = 0.0
+    screen_s: float = 0.0  # the screen's runs and readings: what every test's check costs at least
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -84,8 +85,10 @@ class Check:
         # where the check's time went (runs, readings, holders), in an array: a float attribute
         # replaced after each run would be a block the check itself keeps at the next reading
         self.spent = array("d", [0.0, 0.0, 0.0])
-        self.clock = array("d", [0.0, 0.0, 0.0])  # start times and the last RSS, kept out of the heap
+        # start times, the last RSS and the screen's cost, kept out of the heap
+        self.clock = array("d", [0.0, 0.0, 0.0, 0.0])
         self.measured = 0
+        self.malloc_on = True
         self.series = Series(tuple(FLOORS), 1 + plan.screen + max(plan.confirm, RUN_ON_MAX))
 
     def run(self) -> Outcome:
@@ -95,6 +98,7 @@ class Check:
         outcome.runs = self.runs
         outcome.seconds = time.perf_counter() - self.started
         outcome.run_s, outcome.read_s, outcome.holders_s = self.spent
+        outcome.screen_s = self.clock[3] or outcome.run_s + outcome.read_s
         return outcome
 
     def _affords(self, runs: int) -> bool:
@@ -114,9 +118,16 @@ class Check:
 
     def _read(self) -> dict[str, float | None]:
         self.clock[1] = time.perf_counter()
-        reading = read_counters()
+        reading = read_counters(malloc_too=self._malloc_wanted())
         self.spent[1] += time.perf_counter() - self.clock[1]
         return reading
+
+    def _malloc_wanted(self) -> bool:
+        """malloc's count (the costly reading) only while it can be suspect: through the screen
+        while every run so far raised it, after the screen when every screened run did."""
+        if self.malloc_on and 0 < self.series.n <= self.plan.screen + 1:
+            self.malloc_on = still_rising(self.series, "malloc_bytes")
+        return self.malloc_on
 
     def _measured(self, n: int) -> None:
         for _ in range(n):
@@ -161,6 +172,7 @@ class Check:
                 self.series.replace_last(self._read())  # the table itself is not the test's
             self._measured(1)
             suspects = screen(self.series, plan.screen)
+            self.clock[3] = self.spent[0] + self.spent[1]
             if not suspects:
                 return Outcome(nodeid, "clean", detail="no counter grew on every run")
             suspects.sort(key=lambda name: name not in COUNTS)  # a thread, fd or task first: the likelier leak
