@@ -162,10 +162,10 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
     ranked = [row for row in ranked if row[0] > 0 and not _weak_entries(row[1], row[0])]
     starts = [parent if parent is not None else container for _, container, parent in ranked]
     known = [_KNOWN.get(id(start)) for start in starts]
-    known = [chain if chain is not None and chain[0] is start else None for chain, start in zip(known, starts)]
+    known = [chain if chain is not None and chain[0] is start else None for chain, start in zip(known, starts, strict=True)]
     ignore = {id(ranked), id(starts), id(known), id(_KNOWN)} | {id(row) for row in ranked} | {
         id(chain) for chain in _KNOWN.values()}
-    todo = [start for start, chain in zip(starts, known) if chain is None]
+    todo = [start for start, chain in zip(starts, known, strict=True) if chain is None]
     looked = iter(_owner_chains(todo, ignore | {id(todo)}, harness) if todo else ())
     chains = [chain if chain is not None else next(looked) for chain in known]
     held = Held()
