@@ -780,6 +780,7 @@ def test_the_budget_keeps_room_for_the_screens_of_the_tests_to_come():
     # 20 s plain and 78 s of screens: 1.5 s more is within 4x of the plain so far, but the 979
     # screens to come at that pace take the session past 5x: nothing more is afforded
     assert session(1000).allows(0.0, 1.0) is False
+    assert "the screens of the 979 tests still to come (~3818 s)" in session(1000).reserved()
     assert session(RESERVE_AFTER + 1).allows(0.0, 1.0)  # one test to come: its screen still fits
     unknown = session(1000)
     unknown.total = None  # an xdist worker: only the check so far against the plain so far

@@ -154,3 +154,10 @@ class Budget:
         reserve = self.screens_s / self.done * left
         projected = plain * self.total / (self.done + 1)
         return spent + reserve <= (self.factor - 1.0) * projected
+
+    def reserved(self) -> str:
+        """What the budget keeps room for, for a suspect it cannot afford ("" when nothing)."""
+        left = (self.total or 0) - self.done - 1
+        if left <= 0 or self.done < RESERVE_AFTER:
+            return ""
+        return f" beside the screens of the {left} tests still to come (~{self.screens_s / self.done * left:.0f} s)"

@@ -197,7 +197,7 @@ class Check:
                 return Outcome(nodeid, "suspect", suspects[0], detail=(
                     f"{suspects[0]} grew on each of its {len(steps)} runs ({', '.join(f'{d:+.0f}' for d in steps)}); "
                     f"{more} more runs (~{self.per_run_s * more:.0f} s) would take the check past "
-                    f"{self.budget.factor:g}x the plain suite: check it alone: pytest {nodeid} --leakcheck-all "
+                    f"{self.budget.factor:g}x the plain suite{self.budget.reserved()}: check it alone: pytest {nodeid} --leakcheck-all "
                     "--leakcheck-cost=inf" + (f" (its last run's growth: {held})" if held is not None else "")))
             self._measured(more)
             verdicts = judge(self.series, suspects)
