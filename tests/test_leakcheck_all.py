@@ -170,13 +170,19 @@ def test_each_xdist_worker_checks_its_own_tests_and_the_summary_has_them_all(pro
     assert "LEAK test_things.py::test_leaks: " in summary and "culprit mypkg.register" in summary
 
 
+def _library(pytester, package: str, module: str, source: str) -> None:
+    """A package ``package`` with ``module`` written from ``source``, on the path but not installed:
+    the library code a suite tests (its functions are the bisect's targets)."""
+    pytester.mkpydir(package).joinpath(f"{module}.py").write_text(source)
+    pytester.makepyprojecttoml(f'[project]\nname = "{package}-not-installed"\n')
+    pytester.syspathinsert()
+
+
 def test_culprits_in_a_packages_submodules_and_unittest_state_on_self(pytester):
     # the package under test is a package: its functions live in submodules, which the bisect
     # must search too; a unittest TestCase gets a fresh instance per repeated run, as unittest
     # itself gives each run, so a counter kept on self does not make the test unrepeatable
-    package = pytester.mkpydir("deeppkg")
-    package.joinpath("store.py").write_text("KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytearray(64))\n")
-    pytester.makepyprojecttoml('[project]\nname = "deeppkg-not-installed"\n')
+    _library(pytester, "deeppkg", "store", "KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytearray(64))\n")
     pytester.makepyfile(test_deep=textwrap.dedent("""
         import unittest
         from deeppkg import store
@@ -211,10 +217,8 @@ def test_a_bad_bisect_budget_is_a_usage_error(pytester):
 
 def test_anyio_tests_are_repeated_and_their_leak_bisected(pytester):
     pytest.importorskip("anyio")
-    package = pytester.mkpydir("asyncpkg")
-    package.joinpath("store.py").write_text(
-        "import anyio\n\nKEPT = []\n\n\nasync def remember(n):\n    await anyio.sleep(0)\n    KEPT.append(bytearray(64))\n")
-    pytester.makepyprojecttoml('[project]\nname = "asyncpkg-not-installed"\n')
+    _library(pytester, "asyncpkg", "store",
+             "import anyio\n\nKEPT = []\n\n\nasync def remember(n):\n    await anyio.sleep(0)\n    KEPT.append(bytearray(64))\n")
     pytester.makepyfile(test_anyio_things=textwrap.dedent("""
         import anyio
         import pytest
@@ -637,8 +641,7 @@ def test_a_slow_test_waiting_on_a_thread_pool_is_bisected_to_its_culprit(pyteste
     # untraced allocated blocks (meant for workloads that tracing slows down), where +2 blocks a
     # call over a few calls is under the noise floor: the leak its runs confirmed was UNCONFIRMED
     # (asgiref's planted leak, 1 s a run). Traced, each call read, it is named.
-    package = pytester.mkpydir("waitpkg")
-    package.joinpath("jobs.py").write_text(textwrap.dedent("""
+    _library(pytester, "waitpkg", "jobs", textwrap.dedent("""
         import time
         from concurrent.futures import ThreadPoolExecutor
 
@@ -655,9 +658,7 @@ def test_a_slow_test_waiting_on_a_thread_pool_is_bisected_to_its_culprit(pyteste
         def handle(n):
             return POOL.submit(remember, n).result()
     """))
-    pytester.makepyprojecttoml('[project]\nname = "waitpkg-not-installed"\n')
     pytester.makepyfile(test_wait="from waitpkg import jobs\n\n\ndef test_waits():\n    assert jobs.handle(3) == 3\n")
-    pytester.syspathinsert()
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio", "--leakcheck-all")
     result.assert_outcomes(failed=1)
     summary = result.stdout.str().split("leakkit --leakcheck-all =")[1].split("short test summary")[0]
@@ -791,9 +792,7 @@ def test_a_leak_only_malloc_sees_is_found_though_malloc_is_read_only_while_it_ri
     # malloc's count is read only while every screened run raised it (its reading walks every
     # free chunk: up to 4 ms on a fragmented heap); a leak of bytes objects over 512 bytes, which
     # pymalloc's block count never sees, must still be screened, confirmed and bisected
-    package = pytester.mkpydir("bigpkg")
-    package.joinpath("store.py").write_text("KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytes(4000 + n))\n")
-    pytester.makepyprojecttoml('[project]\nname = "bigpkg-not-installed"\n')
+    _library(pytester, "bigpkg", "store", "KEPT = []\n\n\ndef remember(n):\n    KEPT.append(bytes(4000 + n))\n")
     pytester.makepyfile(test_big=textwrap.dedent("""
         from bigpkg import store
 
