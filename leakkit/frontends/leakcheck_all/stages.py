@@ -9,7 +9,9 @@ whole suite affordable.
    share of the bisect's budget: a bisect costs far more.
 3. **whose**: growth held only by the test harness (:mod:`.holders`) is not the test's.
 4. **bisect** (confirmed memory growth, and threads, fds or tasks left on every run): the
-   culprit function and the root that keeps its memory, within its budget (:mod:`.watchdog`).
+   culprit function and the root that keeps its memory, within its budget (:mod:`.watchdog`),
+   in a forked copy of the session where it can (:mod:`.forked`): its runs and tracemalloc's
+   freed tables stay there.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from ..._sizes import format_size
 from ...engine.run import MIN_CALLS
 from ...probes import process as probes
 from . import holders
+from .forked import ChildDied, can_fork, run_forked
 from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen, still_rising
 from .progress import Budget
 from .quiet import Quiet
@@ -284,11 +287,16 @@ class Check:
         def workload() -> None:
             run_once(item, quiet)
 
+        def watched() -> Any:
+            return within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False, calls=calls,
+                                                          warmup=warmup, time_budget=budget),
+                          memory=2 * RUNAWAY_BYTES)
+
         try:
-            report = within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False, calls=calls,
-                                                            warmup=warmup, time_budget=budget),
-                            memory=2 * RUNAWAY_BYTES)
+            report = run_forked(watched, 2 * budget + 10) if can_fork() else watched()
             return report, "", time.perf_counter() - started
+        except ChildDied as died:
+            return None, f"the bisect's forked process failed: {died}", time.perf_counter() - started
         except Interrupted as cut:
             spent = time.perf_counter() - started
             why = str(cut) or f"it overran its {budget:.0f} s budget"
