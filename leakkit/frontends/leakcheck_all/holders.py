@@ -43,6 +43,7 @@ _LIMIT = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entr
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
 _NO_LIMIT = 1 << 32  # a "limit" this large bounds nothing (sys.maxsize as a default)
 _LRU = functools._lru_cache_wrapper
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 # holders found to be the harness's or a bounded cache's, by id of the walk's start: [start, ..., owner]
 # (long-lived by nature: they are kept so that the id stays theirs), looked up once a session
 _KNOWN: dict[int, list[Any]] = {}
@@ -104,9 +105,19 @@ def lengths() -> Any:
     ``gc.get_objects()``."""
     objects = gc.get_objects()
     try:
-        return containers.sizes(objects), _lru_misses(objects)
+        return containers.sizes(objects), _lru_misses(_lru_caches(objects))
     finally:
         del objects
+
+
+def _lru_caches(objects: list[Any]) -> list[Any]:
+    """Every ``lru_cache`` wrapper in ``objects``. Its C type is a heap type, which each instance
+    visits when the collector asks its referents: ``gc.get_referrers`` of the type finds them all
+    in a C walk (11 ms in a heap of a million objects, against 50 ms for a Python loop over
+    ``objects``; a holders' look-up made two)."""
+    if isinstance(_LRU, type) and _LRU.__flags__ & _HEAPTYPE:
+        return [obj for obj in gc.get_referrers(_LRU) if type(obj) is _LRU]
+    return [obj for obj in objects if type(obj) is _LRU]
 
 
 def _lru_misses(objects: list[Any]) -> array:
@@ -153,7 +164,7 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
     objects = gc.get_objects()
     try:
         grown = containers.grown(objects, table)
-        replaced, replaced_bound = _replaced(objects, caches)
+        replaced, replaced_bound = _replaced(_lru_caches(objects), caches)
     finally:
         del objects
     ranked = sorted(((containers.container_len(c) - old, c, parent) for c, parent, old in grown),
