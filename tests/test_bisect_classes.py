@@ -429,6 +429,28 @@ def test_the_growth_scan_finds_the_containers_that_grew(path, monkeypatch):
     del namespace
 
 
+def test_the_c_type_filter_gives_what_a_python_loop_gives():
+    if containers._containerscan is None:
+        pytest.skip("the C scan is not built")
+    import functools
+
+    @functools.lru_cache(maxsize=4)
+    def cached(n):
+        return n
+
+    class Sub(dict):
+        pass
+
+    objects = [*gc.get_objects(), Sub(), {"a": 1}, cached]
+    for kind in (functools._lru_cache_wrapper, dict, Sub, type):
+        found = containers.exactly(objects, kind)
+        assert found == [obj for obj in objects if type(obj) is kind], kind
+    assert cached in containers.exactly(objects, functools._lru_cache_wrapper)
+    with pytest.raises(TypeError):
+        containers.exactly(tuple(objects), dict)
+    del objects
+
+
 def test_deep_size_agrees_with_pympler_on_plain_data():
     from pympler import asizeof
 

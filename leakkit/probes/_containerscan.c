@@ -204,6 +204,24 @@ static PyObject *addresses(PyObject *self, PyObject *objects) {
     return out;
 }
 
+/* exactly(objects, type) -> list: the objects among `objects` whose type is `type` itself (not a
+ * subclass): a pointer compare each, where a Python loop over a million objects costs 50 ms. */
+static PyObject *exactly(PyObject *self, PyObject *args) {
+    PyObject *objects, *kind;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &objects, &PyType_Type, &kind)) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(objects);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(objects, i);
+        if ((PyObject *)Py_TYPE(o) == kind && PyList_Append(out, o) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 static PyObject *has(PyObject *self, PyObject *args) {
     PyObject *table, *obj;
     if (!PyArg_ParseTuple(args, "SO", &table, &obj)) return NULL;
@@ -448,6 +466,7 @@ static PyObject *count_thread(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"addresses", addresses, METH_O, "addresses(objects) -> bytes: sorted addresses, for has()"},
+    {"exactly", exactly, METH_VARARGS, "exactly(objects, type) -> list: the objects whose type is type itself"},
     {"has", has, METH_VARARGS, "has(table, obj) -> bool: obj's address is in addresses()'s table"},
     {"seen_new", seen_new, METH_NOARGS, "seen_new() -> an empty growing address set, for seen_add()"},
     {"seen_add", (PyCFunction)(void (*)(void))seen_add, METH_FASTCALL,

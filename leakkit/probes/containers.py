@@ -162,6 +162,13 @@ def shallow_size(obj: Any) -> int:
 
 
 # -- growth ----------------------------------------------------------------------------------
+def exactly(objects: list[Any], kind: type) -> list[Any]:
+    """The objects in ``objects`` whose type is ``kind`` itself (a subclass's are not)."""
+    if _containerscan is not None and hasattr(_containerscan, "exactly"):
+        return _containerscan.exactly(objects, kind)
+    return [obj for obj in objects if type(obj) is kind]
+
+
 def sizes(objects: list[Any]) -> Any:
     """The length of every container in ``objects`` (gc.get_objects()) and of the untracked
     containers they hold: an opaque table for :func:`grown`. Keeps no reference."""

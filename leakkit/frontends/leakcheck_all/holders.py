@@ -43,7 +43,6 @@ _LIMIT = re.compile(r"(?i)(?:^|_)(?:max_?size|maxlen|max_?len|capacity|max_?entr
 _MAX_HOLDERS = 8  # the containers that grew most: enough to say whose the growth is
 _NO_LIMIT = 1 << 32  # a "limit" this large bounds nothing (sys.maxsize as a default)
 _LRU = functools._lru_cache_wrapper
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
 # holders found to be the harness's or a bounded cache's, by id of the walk's start: [start, ..., owner]
 # (long-lived by nature: they are kept so that the id stays theirs), looked up once a session
 _KNOWN: dict[int, list[Any]] = {}
@@ -105,45 +104,34 @@ def lengths() -> Any:
     ``gc.get_objects()``."""
     objects = gc.get_objects()
     try:
-        return containers.sizes(objects), _lru_misses(_lru_caches(objects))
+        return containers.sizes(objects), _lru_misses(containers.exactly(objects, _LRU))
     finally:
         del objects
 
 
-def _lru_caches(objects: list[Any]) -> list[Any]:
-    """Every ``lru_cache`` wrapper in ``objects``. Its C type is a heap type, which each instance
-    visits when the collector asks its referents: ``gc.get_referrers`` of the type finds them all
-    in a C walk (11 ms in a heap of a million objects, against 50 ms for a Python loop over
-    ``objects``; a holders' look-up made two)."""
-    if isinstance(_LRU, type) and _LRU.__flags__ & _HEAPTYPE:
-        return [obj for obj in gc.get_referrers(_LRU) if type(obj) is _LRU]
-    return [obj for obj in objects if type(obj) is _LRU]
-
-
-def _lru_misses(objects: list[Any]) -> array:
-    """(id, misses, size) of each ``lru_cache`` with a ``maxsize``, flat in one array (one block:
-    the table is held across the test's last run, and its reading must not count a block per
-    cache): a full cache takes a new entry (a miss) by dropping its oldest, so its table does not
+def _lru_misses(caches: list[Any]) -> array:
+    """(id, misses, size) of each of these ``lru_cache`` wrappers with a ``maxsize``, flat in one
+    array (one block: the table is held across the test's last run, and its reading must not count
+    a block per cache): a full cache takes a new entry (a miss) by dropping its oldest, so its table does not
     grow while it holds the new one."""
     out = array("q")
-    for obj in objects:
-        if type(obj) is _LRU:
-            try:
-                info = obj.cache_info()
-            except Exception:  # a cache that cannot say: skipped
-                continue
-            if info.maxsize:
-                out.extend((id(obj), info.misses, info.currsize))
+    for cache in caches:
+        try:
+            info = cache.cache_info()
+        except Exception:  # a cache that cannot say: skipped
+            continue
+        if info.maxsize:
+            out.extend((id(cache), info.misses, info.currsize))
     return out
 
 
-def _replaced(objects: list[Any], before: array) -> tuple[int, str]:
+def _replaced(caches: list[Any], before: array) -> tuple[int, str]:
     """Entries bounded ``lru_cache`` caches took since ``before`` by dropping old ones (misses
     beyond their growth: the growth itself is seen in their tables), and the first such cache's bound."""
     old = {before[i]: (before[i + 1], before[i + 2]) for i in range(0, len(before), 3)}
     added, bound = 0, ""
-    for cache in objects:
-        if type(cache) is not _LRU or id(cache) not in old:
+    for cache in caches:
+        if id(cache) not in old:
             continue
         try:
             info = cache.cache_info()
@@ -164,7 +152,7 @@ def whose(table: Any, harness: tuple[str, ...]) -> Held:
     objects = gc.get_objects()
     try:
         grown = containers.grown(objects, table)
-        replaced, replaced_bound = _replaced(_lru_caches(objects), caches)
+        replaced, replaced_bound = _replaced(containers.exactly(objects, _LRU), caches)
     finally:
         del objects
     ranked = sorted(((containers.container_len(c) - old, c, parent) for c, parent, old in grown),
