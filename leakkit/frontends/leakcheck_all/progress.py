@@ -14,6 +14,11 @@ FIRST_S = 10.0  # the first line, after this long
 EVERY_S = 30.0
 FREE_S = 1.0  # the session's first second of checks fits any budget
 RESERVE_AFTER = 20  # tests done before the screens to come are projected from the pace so far
+# The budget aims under its factor, so that the factor is a cap: the plain suite it is measured
+# against is itself noisy (attrs' plain suite took 14.7 s to 16.0 s over five runs, 9%), and what
+# the check cannot time (leakkit's imports, its share of pytest's reporting) counts as plain.
+# Aimed at the factor itself, attrs' check ended at 5.07x its own plain session, 5.16x a plain run.
+AIM = 0.95
 
 
 class Progress:
@@ -136,8 +141,8 @@ class Budget:
 
         The session's first ``FREE_S`` seconds of checks always do (a small session would otherwise
         afford nothing); not each test's first second: on attrs' 1,300 tests that allowance alone
-        paid for 1 min 50 s of holders' look-ups, past 12x the plain suite. Past them, the check
-        so far must be within the factor of the plain session so far and, once ``RESERVE_AFTER``
+        paid for 1 min 50 s of holders' look-ups, past 12x the plain suite. Past them, the session so
+        far must be within the factor (aimed at :data:`AIM` of it) of the plain session so far and, once ``RESERVE_AFTER``
         tests are done, leave room for the screens of the tests to come (at the pace of the
         screens so far, against the plain session projected by the share of tests done): every
         test gets its screen, so spending the budget early on confirmations and look-ups took
@@ -146,14 +151,19 @@ class Budget:
         if self.factor == float("inf") or spent <= FREE_S:
             return True
         plain = self.plain_s(current)
-        if spent > (self.factor - 1.0) * plain:
+        if spent > self.over * plain:
             return False
         if not self.total or self.done < RESERVE_AFTER or self.done >= self.total:
             return True
         left = self.total - self.done - 1  # the running test's screen is in ``current``
         reserve = self.screens_s / self.done * left
         projected = plain * self.total / (self.done + 1)
-        return spent + reserve <= (self.factor - 1.0) * projected
+        return spent + reserve <= self.over * projected
+
+    @property
+    def over(self) -> float:
+        """The check's time the budget aims at, per second of the plain session (see :data:`AIM`)."""
+        return max(self.factor * AIM - 1.0, 0.0)
 
     def reserved(self) -> str:
         """What the budget keeps room for, for a suspect it cannot afford ("" when nothing)."""
