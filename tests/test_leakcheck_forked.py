@@ -71,3 +71,32 @@ def test_only_a_session_of_one_python_thread_forks():
         stop.set()
         helper.join()
     assert forked.can_fork() == alone
+
+
+def test_a_socket_or_an_event_loop_opened_in_the_session_keeps_the_bisect_in_it(monkeypatch):
+    # a fork shares them: a child reading a shared socket takes the session's data, and one
+    # unregistering a shared descriptor from an epoll set unregisters it for the session too.
+    # Pipes the session inherited when it started (a make jobserver's) are not the test's.
+    import asyncio
+    import socket
+
+    monkeypatch.setattr(forked, "_inherited", frozenset())
+    inherited_read, inherited_write = os.pipe()
+    try:
+        assert forked._shared_io() is not None  # not noted as inherited: it counts
+        forked.note_inherited()
+        assert forked._shared_io() is None
+        loop = asyncio.new_event_loop()
+        try:
+            assert "eventpoll" in (forked._shared_io() or "") or "socket" in (forked._shared_io() or "")
+            assert not forked.can_fork()
+        finally:
+            loop.close()
+        assert forked._shared_io() is None
+        first, second = socket.socketpair()
+        with first, second:
+            assert "socket" in (forked._shared_io() or "")
+        assert forked._shared_io() is None
+    finally:
+        os.close(inherited_read)
+        os.close(inherited_write)

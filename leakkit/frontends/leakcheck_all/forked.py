@@ -8,9 +8,13 @@ attrs' check), and, when the bisect overruns, an interruption raised into the te
 Made in a forked child, none of them reach the session: the child sends back the report and
 exits without running anything of pytest's; an overrun is killed, not interrupted.
 
-Only a session whose one Python thread is the caller forks: a fork copies only the calling
-thread, so a test that hands work to a thread pool or an event-loop thread would wait forever in
-the child. Those bisect in the session itself (:func:`can_fork`), as before.
+Only a session that a copy cannot disturb forks (:func:`can_fork`); others bisect in the session
+itself, as before. One Python thread: a fork copies only the calling thread, so a test that hands
+work to a thread pool or an event-loop thread would wait forever in the child. No socket, pipe or
+epoll set open beyond the standard streams and what the session inherited when it started (a
+make jobserver's pipes, a CI runner's): a fork shares them, so a child reading a shared
+socket would take the session's data, and one unregistering a shared descriptor from an event
+loop's epoll set would unregister it for the session too (an asyncio test's loop always has one).
 """
 from __future__ import annotations
 
@@ -33,8 +37,46 @@ class ChildDied(Exception):
 
 
 def can_fork() -> bool:
-    """Whether a forked bisect can run the test: a POSIX fork and no other Python thread."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """Whether a forked bisect can run the test: a POSIX fork, no other Python thread, nothing
+    shared a copy could disturb."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and _shared_io() is None
+
+
+_SHARED = ("socket:", "pipe:", "anon_inode:[eventpoll]", "anon_inode:[eventfd]")
+_inherited: frozenset[tuple[str, str]] = frozenset()
+
+
+def note_inherited() -> None:
+    """Take the descriptors open now as the session's inheritance (at configure, before any test)."""
+    global _inherited
+    _inherited = frozenset(_descriptors())
+
+
+def _descriptors() -> list[tuple[str, str]]:
+    """(fd, what it refers to) of every descriptor past the standard streams; OSError without /proc."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) <= 2:
+            continue
+        try:
+            found.append((name, os.readlink(f"/proc/self/fd/{name}")))
+        except OSError:  # the listing's own descriptor, closed since
+            continue
+    return found
+
+
+def _shared_io() -> str | None:
+    """The first descriptor opened since :func:`note_inherited` that a fork would share with the
+    session (a socket, a pipe, an epoll set, an eventfd), or None. Where descriptors cannot be
+    listed (no /proc), every one is assumed shared: "unknown"."""
+    try:
+        found = _descriptors()
+    except OSError:
+        return "unknown"
+    for name, target in found:
+        if target.startswith(_SHARED) and (name, target) not in _inherited:
+            return f"fd {name}: {target}"
+    return None
 
 
 def _portable(result: Any) -> Any:

@@ -20,6 +20,7 @@ import pytest
 from ..._errors import LeakkitError
 from ..pytest_settings import flag, given, read_factor, read_int, read_seconds
 from ..targets import resolve_all
+from . import forked
 from .holders import harness_modules
 from .progress import Budget, Progress
 from .project import package_under_test, with_submodules
@@ -80,6 +81,7 @@ class LeakcheckAll:
         self._default_targets: list[Any] | None = None
         self._harness: tuple[str, ...] | None = None
         self._running = False
+        forked.note_inherited()  # a bisect forks only while nothing but these is open to share
 
     # -- pytest hooks ---------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> str:
