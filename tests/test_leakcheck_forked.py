@@ -86,6 +86,11 @@ def test_a_socket_or_an_event_loop_opened_in_the_session_keeps_the_bisect_in_it(
         assert forked._shared_io() is not None  # not noted as inherited: it counts
         forked.note_inherited()
         assert forked._shared_io() is None
+        again = os.dup(inherited_write)  # pytest's capture dups the terminal's pipe per test
+        try:
+            assert forked._shared_io() is None
+        finally:
+            os.close(again)
         loop = asyncio.new_event_loop()
         try:
             assert "eventpoll" in (forked._shared_io() or "") or "socket" in (forked._shared_io() or "")

@@ -43,13 +43,15 @@ def can_fork() -> bool:
 
 
 _SHARED = ("socket:", "pipe:", "anon_inode:[eventpoll]", "anon_inode:[eventfd]")
-_inherited: frozenset[tuple[str, str]] = frozenset()
+_inherited: frozenset[str] = frozenset()
 
 
 def note_inherited() -> None:
-    """Take the descriptors open now as the session's inheritance (at configure, before any test)."""
+    """Take what the descriptors open now refer to as the session's inheritance (at configure,
+    before any test). By what they refer to, not their numbers: pytest's capture dups the
+    terminal's pipe again for each test."""
     global _inherited
-    _inherited = frozenset(_descriptors())
+    _inherited = frozenset(target for _, target in _descriptors())
 
 
 def _descriptors() -> list[tuple[str, str]]:
@@ -74,7 +76,7 @@ def _shared_io() -> str | None:
     except OSError:
         return "unknown"
     for name, target in found:
-        if target.startswith(_SHARED) and (name, target) not in _inherited:
+        if target.startswith(_SHARED) and target not in _inherited:
             return f"fd {name}: {target}"
     return None
 
