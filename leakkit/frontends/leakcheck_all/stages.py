@@ -30,8 +30,8 @@ from ..._sizes import format_size
 from ...engine.run import MIN_CALLS
 from ...probes import process as probes
 from . import holders
-from .forked import ChildDied, can_fork, run_forked
 from .counters import COUNTS, FLOORS, MEMORY, UNITS, Series, judge, read_counters, screen, still_rising
+from .forked import ChildDied, can_fork, run_forked
 from .progress import Budget
 from .quiet import Quiet
 from .runs import Interrupted, describe_error, run_once, unrepeatable_error
