@@ -223,6 +223,12 @@ class Check:
             return Outcome(nodeid, "unrepeatable", detail=describe_error(error))
         finally:
             if frozen:
+                # what the last run left (a run that raised: its tasks, their exceptions never
+                # retrieved) is finalized now, while its logs and output are still set aside, and
+                # cheaply (the heap frozen): collected later, an asyncio task's finalizer logged
+                # its traceback from inside an unrelated ast.parse, and CPython 3.11 failed that
+                # parse ("AST constructor recursion depth mismatch": asgiref's session summary)
+                gc.collect()
                 gc.unfreeze()
         return self._bisected(counter, verdicts)
 
