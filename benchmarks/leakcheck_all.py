@@ -111,7 +111,7 @@ SUITES = [
           "pytest and unittest, hypothesis, freezegun", "src",
           [*_ASYNC_SCOPE, "-W", "ignore::pytest.PytestUnknownMarkWarning", "-W",
            "ignore::pytest.PytestRemovedIn10Warning", "tests"],
-          Plant("src/dateutil/easter.py", "easter", ["tests/test_easter.py"], r"test_easter\.py::",
+          Plant("src/dateutil/easter.py", "easter", [*_ASYNC_SCOPE, "tests/test_easter.py"], r"test_easter\.py::",
                 "dateutil.easter.easter")),
     Suite("aiofiles", "aiofiles", "24.1.0", "22a075c9e5a3810f0c2e48f3008c94d68c65d763b9b03857924c99e57355166c",
           "async tests (asyncio_mode=auto), files", "src", [*_ASYNC_SCOPE, "tests", "--deselect",
