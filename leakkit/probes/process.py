@@ -102,6 +102,20 @@ def fds() -> int | None:
         return None
 
 
+def descriptors(pid: int | None = None) -> list[tuple[str, str]]:
+    """(fd, what it refers to: a path, ``socket:[inode]``, ``pipe:[inode]``...) of every open
+    descriptor of process ``pid`` (default this one), read from /proc; OSError where it cannot be
+    listed. One closed while listed is left out."""
+    base = f"/proc/{pid if pid is not None else 'self'}/fd"
+    found = []
+    for name in os.listdir(base):
+        try:
+            found.append((name, os.readlink(f"{base}/{name}")))
+        except OSError:
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class ProcessMemory:
     """Process memory in the smem sense, bytes: USS (unique), PSS (proportional), RSS, swap."""

@@ -29,6 +29,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from ...probes import process as probes
+
 KILL_GRACE_S = 10.0  # past the child's own limit, before the parent kills it
 
 
@@ -55,16 +57,8 @@ def note_inherited() -> None:
 
 
 def _descriptors() -> list[tuple[str, str]]:
-    """(fd, what it refers to) of every descriptor past the standard streams; OSError without /proc."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        if int(name) <= 2:
-            continue
-        try:
-            found.append((name, os.readlink(f"/proc/self/fd/{name}")))
-        except OSError:  # the listing's own descriptor, closed since
-            continue
-    return found
+    """(fd, what it refers to) past the standard streams; OSError without /proc."""
+    return [(fd, target) for fd, target in probes.descriptors() if int(fd) > 2]
 
 
 def _shared_io() -> str | None:

@@ -293,13 +293,15 @@ class Check:
         def workload() -> None:
             run_once(item, quiet)
 
+        limit = 2 * budget + 10
+
         def watched() -> Any:
-            return within(2 * budget + 10, lambda: bisect(workload, targets=targets, progress=False, calls=calls,
-                                                          warmup=warmup, time_budget=budget),
+            return within(limit, lambda: bisect(workload, targets=targets, progress=False, calls=calls,
+                                                warmup=warmup, time_budget=budget),
                           memory=2 * RUNAWAY_BYTES)
 
         try:
-            report = run_forked(watched, 2 * budget + 10) if can_fork() else watched()
+            report = run_forked(watched, limit) if can_fork() else watched()
             return report, "", time.perf_counter() - started
         except ChildDied as died:
             return None, f"the bisect's forked process failed: {died}", time.perf_counter() - started
