@@ -89,10 +89,15 @@ def _check_report(done: subprocess.CompletedProcess, out_dir) -> None:
     assert str(report).startswith(text.splitlines()[0])
 
 
-def _attach_while_serving(srv, out_dir, *, residue: int = MODULES):
-    """Attach while a client keeps sending requests: every one is answered, and afterwards the
-    server's memory is back within what the leak added plus ``residue`` (leakkit's modules, on a
-    first attach)."""
+def _attach_while_serving(srv, out_dir, *, residue: int = MODULES, settle: bool = False):
+    """Attach while a client keeps sending requests: every one is answered, and afterwards the bytes
+    live objects hold are back within what the leak added plus ``residue`` (leakkit's modules, on a
+    first attach), and so is the RSS: at once, or with ``settle`` once the server has served as long
+    again without leakkit. Why settle: the walks' tables are freed into pymalloc arenas and malloc
+    heaps that stay resident, and the requests that follow reuse them (measured on 3.11: right after
+    a second attach the RSS was 0.2 to 1.3 MiB over the leak's estimate, the same server without an
+    attach 0.3 MiB under it, and the period after the attach 0.8 to 1.2 MiB under; what live objects
+    held after it, 0.1 MiB under)."""
     srv.work(30)
     before = srv.status()
     with driving(srv) as load:
@@ -103,7 +108,16 @@ def _attach_while_serving(srv, out_dir, *, residue: int = MODULES):
     assert load.failed == 0, load.errors[:3]
     assert during >= 5, during  # the server answered while leakkit worked in it
     added = (after["carts"] - before["carts"]) * (BLOB + 1024)
-    assert after["rss"] - before["rss"] <= added + residue, (before["rss"], after["rss"], added)
+    assert after["held"] - before["held"] <= added + residue, (before["held"], after["held"], added)
+    settled = after
+    if settle:
+        with driving(srv) as load:
+            time.sleep(3)
+        srv.work(10)
+        settled = srv.status()
+        assert load.failed == 0, load.errors[:3]
+        added = (settled["carts"] - before["carts"]) * (BLOB + 1024)
+    assert settled["rss"] - before["rss"] <= added + residue, (before["rss"], settled["rss"], added)
     assert not after["tracing"]
     return done, after
 
@@ -112,7 +126,7 @@ def _attach_twice(srv, tmp_path):
     """The first attach may leave leakkit's imported modules; the second nothing beyond the leak."""
     first, _ = _attach_while_serving(srv, tmp_path / "first")
     assert first.returncode == 0, first.stderr[-3000:]
-    done, after = _attach_while_serving(srv, tmp_path / "second", residue=MIB)
+    done, after = _attach_while_serving(srv, tmp_path / "second", residue=MIB, settle=True)
     return done, after
 
 

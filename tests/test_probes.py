@@ -84,6 +84,32 @@ def test_rss_matches_psutil():
     assert abs(probes.rss() - psutil.Process().memory_info().rss) < 8 << 20
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's and pymalloc's counts")
+def test_the_python_heap_is_unknown_while_tracemalloc_hides_pymallocs_count_not_a_drop_to_malloc_alone():
+    """While tracemalloc's hook sits over pymalloc, CPython's report says nothing; reading 0 made a
+    monitored worker's python_heap fall by its whole small-object heap during an attach and jump back."""
+    import subprocess
+    import tracemalloc
+
+    from leakkit.probes import malloc
+
+    if tracemalloc.is_tracing():
+        pytest.skip("tracemalloc already on")
+    kept = [object() for _ in range(50_000)]
+    small, total = malloc.pymalloc_in_use(), malloc.allocated_bytes()
+    assert small > 50_000 * 16 and total > small
+    tracemalloc.start()
+    try:
+        assert malloc.pymalloc_in_use() is None and malloc.allocated_bytes() is None
+    finally:
+        tracemalloc.stop()
+    assert malloc.pymalloc_in_use() >= small - (1 << 20)
+    del kept
+    without = subprocess.run([sys.executable, "-c", "from leakkit.probes import malloc; print(malloc.pymalloc_in_use())"],
+                             env={**os.environ, "PYTHONMALLOC": "malloc"}, capture_output=True, text=True)
+    assert without.stdout.split() == ["0"], without.stderr  # no pymalloc: malloc holds everything
+
+
 def test_traced_bytes_only_while_tracemalloc_is_on():
     import tracemalloc
 

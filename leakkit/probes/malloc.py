@@ -93,7 +93,10 @@ _ALLOCATED = re.compile(rb"# bytes in allocated blocks\s*=\s*([0-9,]+)")
 
 def pymalloc_in_use() -> int | None:
     """Bytes in pymalloc's allocated blocks (objects of <= 512 bytes), 0 when Python runs without
-    pymalloc (``PYTHONMALLOC=malloc``: then malloc holds everything), None where unknown."""
+    pymalloc (``PYTHONMALLOC=malloc``: then malloc holds everything), None where unknown: also while
+    an allocator hook sits over pymalloc (tracemalloc tracing), when CPython's report says nothing
+    though pymalloc holds blocks (``sys.getallocatedblocks()``): reading 0 then would be a drop by the
+    whole small-object heap, and a jump back when tracing stops."""
     if _STATS is None:
         return None
     stats, memstream, fclose, free, buffer, size = _STATS
@@ -106,7 +109,7 @@ def pymalloc_in_use() -> int | None:
         fclose(stream)  # sets buffer and size
     try:
         if not enabled:
-            return 0
+            return 0 if sys.getallocatedblocks() == 0 else None
         match = _ALLOCATED.search(ctypes.string_at(buffer.value, size.value))
     finally:
         free(buffer.value)

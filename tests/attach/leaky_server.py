@@ -1,7 +1,7 @@
 """A real HTTP server (http.server, threads) with a planted leak, started without leakkit.
 
 Endpoints: ``/work`` opens a cart (kept forever in ``shop_sessions.SESSIONS`` unless ``--fixed``),
-``/ping`` answers at once, ``/status`` tells what the tests check from outside: RSS, threads,
+``/ping`` answers at once, ``/status`` tells what the tests check from outside: RSS, bytes held by live objects, threads,
 tracemalloc, the modules of leakkit loaded, the carts kept, the worst gap a thread ticking every
 millisecond saw since the last ``/status?reset=1``. ``--heap N`` builds N objects first (a heap
 of about N objects for the stall measurement); ``--blob B`` is what each cart keeps; ``--block-main``
@@ -10,9 +10,11 @@ serves from a thread while the main thread waits in C until ``/release-main``. P
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -51,6 +53,39 @@ def watch_gc(phase: str, info: dict) -> None:
                                  threading.current_thread().name))
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+_LIBC = ctypes.CDLL("libc.so.6")
+_LIBC.mallinfo2.restype = _Mallinfo2
+_STATS = ctypes.pythonapi._PyObject_DebugMallocStats
+_STATS.argtypes, _STATS.restype = [ctypes.c_void_p], ctypes.c_int
+_LIBC.open_memstream.restype = ctypes.c_void_p
+_LIBC.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t)]
+_LIBC.fclose.argtypes = [ctypes.c_void_p]
+_LIBC.free.argtypes = [ctypes.c_void_p]
+
+
+def held() -> int | None:
+    """Bytes live objects hold, whatever the allocator keeps resident beside them: pymalloc's allocated
+    blocks (its stats report, written to memory) plus malloc's bytes in use (mallinfo2); None while
+    tracemalloc's hook hides pymalloc's report. Kept apart from leakkit's probes on purpose: the
+    server must not import leakkit."""
+    buffer, size = ctypes.c_void_p(), ctypes.c_size_t()
+    stream = _LIBC.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+    enabled = _STATS(stream)
+    _LIBC.fclose(stream)
+    text = ctypes.string_at(buffer.value, size.value)
+    _LIBC.free(buffer.value)
+    if not enabled:
+        return None
+    small = int(re.search(rb"# bytes in allocated blocks\s*=\s*([0-9,]+)", text).group(1).replace(b",", b""))
+    info = _LIBC.mallinfo2()
+    return small + info.uordblks + info.hblkhd
+
+
 def rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -68,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
             body = b"ok"
         elif self.path.startswith("/status"):
             body = json.dumps({
-                "pid": os.getpid(), "rss": rss(), "threads": [t.name for t in threading.enumerate()],
+                "pid": os.getpid(), "rss": rss(), "held": held(), "threads": [t.name for t in threading.enumerate()],
                 "tracing": tracemalloc.is_tracing(), "carts": len(shop_sessions.SESSIONS),
                 "leakkit_modules": sorted(m for m in sys.modules if m.startswith("leakkit")),
                 "worst_gap_s": GAPS["worst"], "ticks": GAPS["ticks"], "freeze_count": gc.get_freeze_count(),
