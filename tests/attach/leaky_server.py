@@ -1,7 +1,7 @@
 """A real HTTP server (http.server, threads) with a planted leak, started without leakkit.
 
 Endpoints: ``/work`` opens a cart (kept forever in ``shop_sessions.SESSIONS`` unless ``--fixed``),
-``/ping`` answers at once, ``/status`` tells what the tests check from outside: RSS, bytes held by live objects, threads,
+``/ping`` answers at once, ``/status`` tells what the tests check from outside: RSS, bytes held by live objects, bytes free in malloc's heaps, threads,
 tracemalloc, the modules of leakkit loaded, the carts kept, the worst gap a thread ticking every
 millisecond saw since the last ``/status?reset=1``. ``--heap N`` builds N objects first (a heap
 of about N objects for the stall measurement); ``--blob B`` is what each cart keeps; ``--block-main``
@@ -86,6 +86,11 @@ def held() -> int | None:
     return small + info.uordblks + info.hblkhd
 
 
+def malloc_free() -> int:
+    """Bytes free inside malloc's heaps (mallinfo2's fordblks): resident, kept for reuse, held by nothing."""
+    return _LIBC.mallinfo2().fordblks
+
+
 def rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -103,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
             body = b"ok"
         elif self.path.startswith("/status"):
             body = json.dumps({
-                "pid": os.getpid(), "rss": rss(), "held": held(), "threads": [t.name for t in threading.enumerate()],
+                "pid": os.getpid(), "rss": rss(), "held": held(), "malloc_free": malloc_free(), "threads": [t.name for t in threading.enumerate()],
                 "tracing": tracemalloc.is_tracing(), "carts": len(shop_sessions.SESSIONS),
                 "leakkit_modules": sorted(m for m in sys.modules if m.startswith("leakkit")),
                 "worst_gap_s": GAPS["worst"], "ticks": GAPS["ticks"], "freeze_count": gc.get_freeze_count(),
