@@ -23,7 +23,8 @@ limit of each session go to the JSON sidecar ``<path>.json`` (:mod:`leakkit.reco
   ``/proc/self/smaps_rollup`` read every 10 s and around snapshots, RSS of those rows from the
   same read; their cells are empty in the rows between: the rollup's page walk is the one costly
   reading, 0.4-3 ms in a busy 60 MiB process).
-- ``python_heap`` (bytes held through pymalloc and malloc), ``allocated_blocks``.
+- ``python_heap`` (bytes held through pymalloc and malloc; empty while tracemalloc traces, whose
+  hook hides pymalloc's count), ``allocated_blocks``.
 - ``gc0``, ``gc1``, ``gc2`` (``gc.get_count()``), ``gc_collections``, ``open_fds``, ``threads``.
 - ``traced_bytes`` (tracemalloc's traced heap; empty when it is off).
 - ``monitor_cpu_s`` (CPU time the monitor thread has used: its own overhead).

@@ -28,7 +28,8 @@ DataFrame columns (bytes are bytes, times are seconds):
     Python objects when a type summary was taken, else NaN), ``rss``, ``uss``, ``pss``, ``swap``,
     ``fds``, ``gc_collections``, ``allocated_bytes`` (bytes held through pymalloc and malloc
     together, :func:`leakkit.probes.malloc.allocated_bytes`, leakkit's own buffers and tracemalloc's
-    tables taken out; NaN where the allocators cannot be read); read right after a full garbage
+    tables taken out; NaN where the allocators cannot be read, as while tracemalloc's hook hides
+    pymalloc's count); read right after a full garbage
     collection.
 ``summaries``
     ``call``, ``type``, ``count``, ``size`` (bytes): pympler-style type summaries at checkpoints.
