@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import sys
+import time
 import types
 import weakref
 
@@ -16,7 +17,7 @@ import pytest
 
 import leakkit
 from leakkit.probes import containers
-from leakkit.retention import holders
+from leakkit.retention import holders, naming
 
 
 def make_module(name: str, source: str) -> types.ModuleType:
@@ -250,6 +251,25 @@ def test_a_module_under_an_alias_is_named_by_its_own_name(cleanup):
     report = bisect(module, calls=30)
     assert report.verdict == "leak"
     assert str(report.retention[0]).startswith("lk_aliased_mod.SEEN["), report.retention
+
+
+def test_a_module_whose_namespace_an_alias_package_copied_is_named_by_its_own_name(cleanup):
+    # what toolz's tlz really does (0.12.1, tlz/_build_tlz.py): a module object of its own under
+    # tlz.*, its dict updated from toolz's module, so both dicts bind the same registry; the alias's
+    # name is the shorter, and the search may meet it first
+    cleanup.extend(["lk_longer_original_mod", "lk_a", "lk_alias_user"])
+    original = make_module("lk_longer_original_mod", "SEEN = {}\ndef note(n):\n    SEEN[n] = ('x', n) * 4\n")
+    alias = types.ModuleType("lk_a")
+    alias.__dict__.update({k: v for k, v in original.__dict__.items() if k not in ("__name__", "__spec__")})
+    sys.modules["lk_a"] = alias
+    assert alias.SEEN is original.SEEN and alias.__name__ == "lk_a" and alias.__file__ == original.__file__
+    user = make_module("lk_alias_user", "import lk_a\n_n = [0]\ndef workload():\n    _n[0] += 1\n    lk_a.note(_n[0])\n")
+    original.note(-1)
+    chains = naming.find_roots([original.SEEN[-1]], naming.ModuleIndex(), ignore=set(), deadline=time.perf_counter() + 30)
+    assert [chain[0].name for chain in chains.values()] == ["lk_longer_original_mod"]  # read without the run
+    report = bisect(user, calls=30)
+    assert report.verdict == "leak"
+    assert str(report.retention[0]).startswith("lk_longer_original_mod.SEEN["), report.retention
 
 
 def test_weak_reference_side_structures_are_not_blamed(cleanup):

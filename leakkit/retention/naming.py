@@ -4,7 +4,8 @@ Backward from the object with ``gc.get_referrers``, one heap scan per level for 
 being named at once, until a root: a module's globals (dunder names included: ``warnings`` keeps
 ``__warningregistry__`` there), or a class or function that can be imported by its own name. Of
 the roots that reach an object, the spelling a person would type wins: the module that defines
-the holder's owner, then the shortest path, then public names, then the targets' modules; so a
+the holder's owner, not a module that imported the name or copied another's namespace, then the
+shortest path, then public names, then the targets' modules; so a
 library's registry reads ``logging.Logger.manager.loggerDict``, not
 ``somepkg.helpers.log.manager.loggerDict`` through a module that imported a logger.
 
@@ -240,6 +241,22 @@ def imported_name(module_name: str, name: str) -> bool:
     return False
 
 
+_FUNC_GLOBALS = types.FunctionType.__dict__["__globals__"]
+
+
+def copied_namespace(namespace: Any) -> bool:
+    """Whether a module's globals hold functions and none of them runs in them: a copy of another
+    module's namespace (toolz's ``tlz`` package builds ``tlz._signatures`` by copying
+    ``toolz._signatures``'s dict), whose containers belong to the module the functions run in."""
+    seen_function = False
+    for _key, value in C.iter_members(namespace):
+        if C.is_a(value, types.FunctionType):
+            if _FUNC_GLOBALS.__get__(value) is namespace:
+                return False
+            seen_function = True
+    return seen_function
+
+
 def _score(root: Root, chain: list[Any], index: ModuleIndex) -> tuple:
     owner = _owner_module(chain)
     made = _made_in(chain[-1])
@@ -248,9 +265,11 @@ def _score(root: Root, chain: list[Any], index: ModuleIndex) -> tuple:
     first_key = _first_key(root, chain)
     imported = bool(first_key) and C.is_a(root.obj, dict) and root.name == root.module and \
         imported_name(root.module, first_key)
+    copied = root.name == root.module and C.is_a(root.obj, dict) and copied_namespace(root.obj)
     return (
         0 if owner is not None and (root.module == owner or owner.startswith(root.module + ".")) else 1,
         1 if imported else 0,
+        1 if copied else 0,
         0 if made is not None and file == made else 1,
         len(chain),
         0 if not (first_key or "_").startswith("_") or (first_key or "").startswith("__") else 1,
