@@ -136,7 +136,7 @@ def test_the_walk_yields_the_gil_every_few_milliseconds_on_a_long_list_in_a_big_
     # the same measured here, independently of the pacer's bookkeeping: each stretch between two
     # pauses, less the full collections (leakkit never asks for one) that ran inside it
     holds = []
-    for (_, left), (right, _) in zip(marks, marks[1:]):
+    for (_, left), (right, _) in zip(marks, marks[1:], strict=False):
         inside = sum(stop - start for gen, start, stop in collections if gen == 2 and left <= start and stop <= right)
         holds.append(right - left - inside)
     assert max(holds) < 0.05, max(holds)

@@ -97,7 +97,9 @@ def held_functions(roots: Iterable[Any], accept: Callable[[types.FunctionType], 
                 continue
             push(referents[:fanout])
     found.looked_at = len(seen)
-    del seen, queue, skip
+    seen.clear()  # emptied, not deleted: push() still refers to them
+    queue.clear()
+    del skip
     return found
 
 

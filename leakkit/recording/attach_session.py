@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .attach_sites import Sites, census, scan
-from .heap_referrers import referrers
 from .heap_pacer import Aborted, Pacer
+from .heap_referrers import referrers
 from .heap_walk import HeapWalk, type_name
 from .monitor_snapshot import worth_a_path
 

@@ -48,11 +48,10 @@ def slices(obj: Any, kind: type, notes: list[str]) -> Iterator[list[Any]]:
             yield base.__getitem__(obj, slice(start, start + STEP))
             start += STEP
         return
-    for attempt in range(RETRIES + 1):
+    for _attempt in range(RETRIES + 1):
         reader = _reader(obj, kind)
         try:
-            for part in reader:
-                yield part
+            yield from reader
             return
         except RuntimeError:  # changed size between two slices: read again, what was met is skipped
             continue
