@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -135,6 +136,48 @@ def test_a_sustained_leak_in_a_worker_gets_a_report_naming_its_type_site_and_roo
     assert "kept by __main__.SESSIONS[" in report  # the root
     assert "bytearray: allocated at <string>:8" in report  # the site: self.buffer = bytearray(...)
     assert "cyclic garbage collected first" in report
+
+
+def test_a_snapshot_whose_window_the_leak_sat_out_watches_on_until_it_sees_it(tmp_path):
+    """A worker's share of the traffic moves: when the leaking code does not run during the trace
+    window (here it pauses as soon as the snapshot starts tracing), the automatic snapshot watches
+    more windows, says so, and still names the type and its root; without that it named nothing."""
+    script = textwrap.dedent(
+        f"""
+        import time, tracemalloc
+        from leakkit.recording.monitor import monitor
+        mon = monitor({str(tmp_path / 'idle.csv')!r}, interval=0.03, sustain=1.5, min_growth="2MiB",
+                      trace_window=0.5)
+        class Session:
+            def __init__(self):
+                self.buffer = bytearray(b"x" * 200_000)
+        SESSIONS = []
+
+        def samples():
+            with open({str(tmp_path / 'idle.csv')!r}) as handle:
+                return sum(1 for line in handle if line[:1].isdigit())
+
+        deadline = time.monotonic() + 120
+        seen, paused = 0, None
+        while not mon.snapshots and time.monotonic() < deadline:
+            if samples() > seen:
+                seen = samples()
+                if paused is None and tracemalloc.is_tracing():  # the snapshot's window began
+                    paused = time.monotonic()
+                    time.sleep(0.8)  # the whole first window and more: no request reaches this worker
+                SESSIONS.extend(Session() for _ in range(5))
+            time.sleep(0.005)
+        mon.stop()
+        print(mon.snapshots[0] if mon.snapshots else "none")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = open(result.stdout.strip()).read()
+    assert "the window was extended, the leak idle in it:" in report
+    assert "0.5 s watched: the traced Python heap grew by" in report
+    assert "kept by __main__.SESSIONS[" in report  # seen once the leak ran again
+    assert re.search(r"types that grew in the (1|1\.5|2) s this snapshot watched", report), report
 
 
 def test_a_flat_worker_gets_no_growth_report(tmp_path):

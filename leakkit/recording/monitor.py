@@ -372,7 +372,8 @@ def monitor(
         auto_snapshot: take a snapshot when a leak is sustained (again each time the memory
             grew by a quarter, or 4 ``min_growth``, since the last one).
         trace_window: seconds a snapshot watches (allocations traced with tracemalloc meanwhile);
-            0: one look, no allocation sites.
+            0: one look, no allocation sites. An automatic snapshot whose window saw the leak idle
+            (traced growth under a quarter of what the rate predicts) watches on, up to 4 windows.
         signal: discouraged: write a snapshot on SIGUSR2, a signal servers use (it warns).
         baseline: take a type summary at the start, so that a first instant snapshot says what grew
             since (a walk of the heap: in a forked worker it unshares the pages it touches).

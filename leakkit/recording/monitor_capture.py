@@ -21,6 +21,7 @@ import time
 import tracemalloc
 from typing import Any
 
+from .._sizes import format_size
 from . import monitor_heap
 from .monitor_snapshot import (
     allocation_traces,
@@ -71,6 +72,8 @@ class Capture:
         self.garbage: list[tuple[int, float, bool]] = []
         self.began = time.monotonic()
         self.duration = 0.0
+        self.traced_at_begin: int | None = None
+        self.extended: list[str] = []  # why the window was watched longer, in words (the report's lines)
 
     def begin(self, duration: float, trace: bool) -> None:
         """Collect, summarize, start tracing: what grows from now until :meth:`finish` is the answer."""
@@ -83,7 +86,31 @@ class Capture:
                 self.started_tracing = True
             elif tracemalloc.is_tracing():
                 self.traces_before = allocation_traces()
+            if tracemalloc.is_tracing():
+                self.traced_at_begin = tracemalloc.get_traced_memory()[0]
         self.began = time.monotonic()
+
+    def traced_growth(self) -> int | None:
+        """What the traced Python allocations grew by since :meth:`begin` (None: nothing traces)."""
+        if self.traced_at_begin is None or not tracemalloc.is_tracing():
+            return None
+        return tracemalloc.get_traced_memory()[0] - self.traced_at_begin
+
+    def extend(self, expected: float, quarter: float = 0.25) -> bool:
+        """Whether to watch one more window: what was traced since :meth:`begin` is under a quarter
+        of ``expected`` (the bytes the monitor's rate predicts over the time watched so far).
+
+        Why: a worker's share of the traffic moves (a pre-fork server's accept queue, an event
+        loop's connections), and a window in which the leaking code did not run names nothing that
+        grows; the process grew before and will again. The caller bounds how often it extends.
+        """
+        growth = self.traced_growth()
+        if growth is None or expected <= 0 or growth >= quarter * expected:
+            return False
+        watched = time.monotonic() - self.began
+        self.extended.append(f"{watched:.1f} s watched: the traced Python heap grew by {format_size(growth, signed=True)}, "
+                             f"under a quarter of the ~{format_size(expected)} the growth rate predicts; watched on")
+        return True
 
     def summary(self) -> dict[str, list[int]]:
         """A type summary of the heap now, leakkit's own objects left out."""
@@ -97,6 +124,8 @@ class Capture:
         """The report's body and the summary taken now (the next instant snapshot compares with it)."""
         if self.duration > 0:
             self.garbage.append(collect())
+            if self.extended:  # the time it watched in all, not the window it began with
+                self.duration = round(time.monotonic() - self.began, 1)
         lines: list[str] = []
         sites: list[str] = []
         try:
@@ -120,6 +149,13 @@ class Capture:
                           "application's threads waited meanwhile)" + ("" if whole else
                           f"; the oldest generation holds over {FULL_COLLECTION_MAX} objects and was left to the "
                           "application's own collections: cycles there may read as growth"), ""]
+                if self.extended:
+                    lines += ["the window was extended, the leak idle in it:", *(f"  {line}" for line in self.extended)]
+                    growth = self.traced_growth()
+                    if growth is not None:
+                        lines.append(f"  {self.duration:.1f} s watched in all: the traced Python heap grew by "
+                                     f"{format_size(growth, signed=True)}")
+                    lines.append("")
                 rows = growing_types(before, after, top)
                 lines += [f"types that grew {window}:" if window else "largest types (nothing earlier to compare):"]
                 lines += table_lines(rows)

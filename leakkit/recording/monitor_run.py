@@ -24,6 +24,7 @@ from .monitor_capture import Capture
 
 MEMORY = ("rss", "uss", "pss")
 FULL_EVERY_S = 10.0
+WINDOWS_AT_MOST = 4  # an automatic snapshot watches at most this many trace windows (see Runner._watch_on)
 
 
 class Runner:
@@ -108,7 +109,7 @@ class Runner:
             self.snapshot(reason, 0.0)
             return
         if self.capture is not None:
-            if self.capture_auto and time.monotonic() >= self.capture_due:
+            if self.capture_auto and time.monotonic() >= self.capture_due and not self._watch_on():
                 self._complete()
             return
         judgement = self.judgement
@@ -125,6 +126,19 @@ class Runner:
         self._begin(reason, self.owner.trace_window, auto=True)
         if self.owner.trace_window == 0:
             self._complete()
+
+    def _watch_on(self) -> bool:
+        """Whether an automatic snapshot's window is extended by one more trace window: the leak was
+        idle in it (:meth:`Capture.extend`: its traced Python heap grew by under a quarter of what
+        the rate that fired it predicts), up to :data:`WINDOWS_AT_MOST` windows in all. A snapshot
+        asked for (``snapshot(duration=...)``, ``leakkit snapshot``) keeps the time it was given."""
+        window = self.owner.trace_window
+        if window <= 0 or len(self.capture.extended) + 1 >= WINDOWS_AT_MOST:
+            return False
+        if not self.capture.extend(self.capture_rate * (time.monotonic() - self.capture.began)):
+            return False
+        self.capture_due += window
+        return True
 
     def snapshot(self, reason: str, duration: float) -> str:
         """A snapshot from the calling thread (waits for one under way); returns its path."""
