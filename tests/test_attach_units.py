@@ -231,6 +231,8 @@ def test_a_session_reports_what_grew_and_leaves_no_tracing_and_no_reference():
     paths = [p["path"] for p in out["paths"] if p["type"] == type_name(Planted)]
     assert paths and all(p.startswith("test_attach_units.Planted.registry[") for p in paths), paths
     assert out["memory"]["tracemalloc_peak"] > 0 and out["gil"]["pauses"] > 0
+    made = row["new_size"] if "new_size" in row else row["size_delta"]
+    assert out["traced_bytes"] >= 0.5 * made  # what the window allocated and kept: the leak's at least
     probe = weakref.ref(kept[-1])
     kept.clear()
     del Planted.registry
@@ -258,6 +260,11 @@ def test_the_report_file_loads_back_with_the_same_text_and_tables(tmp_path):
     assert list(again.types["type"]) == ["app.Cart"] and list(again.paths["path"]) == ["app.CARTS['c1']"]
     assert "app.CARTS: dict 8 -> 10 entries (+2)" in str(again)
     assert "<table" in again._repr_html_()
+    idle = AttachReport({**result, "types": [], "paths": [], "holders": [], "traced_bytes": 3072},
+                        way_in="injected", target={"pid": 42})
+    assert "allocated in it and still alive: 3.0 KiB" in str(idle)
+    assert "(none: Python allocations made in the window and still alive came to 3.0 KiB; the leaking code " \
+           "may not have run meanwhile" in str(idle)
     (tmp_path / "x.json").write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(NotARecordingError, match="expected a leakkit attach report"):
         load_attach(tmp_path / "x.json")

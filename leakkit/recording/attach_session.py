@@ -125,6 +125,8 @@ def measure(options: Options, pacer: Pacer, *, progress: Callable[[str], None],
         progress(f"tracing allocations ({tracemalloc.get_traceback_limit()} frames: each allocation "
                  f"{result['tracing']['slowdown'] or 0:.1f}x slower while it runs)")
         result["ended_by"], result["window_s"], trace_peak = _window(options, wait, notes)
+        if started:  # everything tracemalloc holds was allocated in the window and is still alive
+            result["traced_bytes"] = tracemalloc.get_traced_memory()[0]
         pacer.restart()
         progress(f"window over ({result['ended_by']}, {result['window_s']:.1f} s): reading allocation sites")
         scan(table, sites, pacer, name_of=type_name)

@@ -82,7 +82,9 @@ class AttachReport:
             f"leakkit attach: pid {self.pid} ({command}), Python {r.get('python')}",
             f"way in: {self.way_in}",
             f"window: {r.get('window_s', 0):.1f} s, ended by {r.get('ended_by')}; heap walks: "
-            f"{walks[0].get('objects', 0):,} -> {walks[-1].get('objects', 0):,} objects reachable from the roots",
+            f"{walks[0].get('objects', 0):,} -> {walks[-1].get('objects', 0):,} objects reachable from the roots"
+            + (f"; allocated in it and still alive: {format_size(r['traced_bytes'])}"
+               if r.get("traced_bytes") is not None else ""),
             f"process memory (RSS): {format_size(rss0)} before, {format_size(rss1)} after "
             f"({format_size(rss1 - rss0, signed=True)})",
             "",
@@ -96,6 +98,10 @@ class AttachReport:
             table["count_delta"] = [f"{v:+,}" for v in table["count_delta"]]
             table["site"] = [_short_site(s) for s in table["site"]]
             out += ["  " + line for line in table.to_string(index=False).splitlines()]
+        elif r.get("traced_bytes") is not None:
+            out.append(f"  (none: Python allocations made in the window and still alive came to "
+                       f"{format_size(r['traced_bytes'])}; the leaking code may not have run meanwhile: attach "
+                       "again while the process grows, or give a longer --duration)")
         else:
             out.append("  (none)")
         sited = [row for row in r.get("types", []) if row.get("traceback")]
