@@ -106,3 +106,26 @@ def test_a_start_up_step_with_a_slow_tail_is_not_a_leak(seed):
 
     first, judged = first_leak(start_up, minutes=20, seed=seed, noise=0.01 * MIB)
     assert first is None and judged.verdict == "plateau"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_workers_plain_python_estimator_is_the_analysis_one(seed):
+    """A worker judges without numpy (its import would cost every worker megabytes): the monitor's
+    Theil-Sen with the serial-correlation widening must give what the notebook's forecast gives
+    on the same points, so a worker's snapshot and `leakkit forecast` of its CSV agree."""
+    np = pytest.importorskip("numpy")
+    from leakkit.analysis.forecast import theil_sen as analysis_theil_sen
+
+    rnd = random.Random(seed)
+    t = [float(i) + rnd.random() * 0.2 for i in range(8 + 9 * seed)]
+    level, noise, y = BASE, 0.0, []
+    for _ in t:  # a leak with AR(1) noise and a resize step now and then
+        level += 0.02 * MIB + (MIB if rnd.random() < 0.05 else 0.0)
+        noise = 0.8 * noise + rnd.gauss(0, 0.3 * MIB)
+        y.append(level + noise)
+    slope, low, high = theil_sen(t, y)
+    a_slope, _, a_low, a_high = analysis_theil_sen(np.array(t), np.array(y), autocorrelation=True)
+    assert (slope, low, high) == pytest.approx((a_slope, a_low, a_high), rel=1e-9)
+    if seed >= 2:  # long enough for the widening to act: the interval is not Sen's alone
+        _, _, n_low, n_high = analysis_theil_sen(np.array(t), np.array(y))
+        assert high - low > n_high - n_low
