@@ -14,6 +14,9 @@ Tables (DataFrames):
 - ``holders``: ``path`` (``module.NAME...``), ``type``, ``old_len``, ``len``, ``entries`` (the
   types of its newest entries);
 - ``paths``: ``type``, ``path``: reference paths from a root to sampled new instances.
+
+The result's ``traced_bytes`` (when leakkit started tracemalloc) is what the window allocated and
+still held at its end: a small figure says the leaking code hardly ran in the window.
 """
 from __future__ import annotations
 
