@@ -130,6 +130,29 @@ def test_uss_rising_while_rss_is_flat_is_called_unsharing_in_every_column_that_s
     assert leaking.shape == "linear" and [b.shape for b in leaking.beside] == ["linear"]  # new memory: a leak
 
 
+def test_pss_rising_as_siblings_unshare_is_unsharing_not_a_leak_and_new_memory_still_is():
+    # seen in a fresh clone's run: a preloaded master, rss flat, uss +0.6 MiB/min (flat), pss read
+    # "linear leak +1.5 MiB/min": its workers copied the pages they shared with it, so the pages it
+    # still shares are shared by fewer processes and its share of each grew
+    rss = [60 * MIB + e for e in noise(200, 10_000)]
+    uss = [20 * MIB + e for e in noise(200, 10_000, 5)]
+    sharers = [4 - min(2.0, t / 50) for t in T]  # 4 processes share 40 MiB, then 2
+    pss = [u + 40 * MIB / n for u, n in zip(uss, sharers, strict=True)]
+    result = forecast(frame(T, rss=rss, uss=uss, pss=pss), "256MiB")
+    assert result.column == "rss" and result.shape == "flat", str(result)
+    assert [(b.column, b.shape) for b in result.beside] == [("uss", "flat"), ("pss", "unsharing")], str(result)
+    [note] = [n for n in result.notes if n.startswith("pss +")]
+    assert "fewer processes share them" in note and "copy-on-write unsharing" in note
+    assert not any("pss reads linear leak" in n for n in result.notes), str(result)
+    # pss rising with uss, in new private memory, while rss is flat is still not called so
+    found = phases.fewer_sharers(rss, [u + 0.5 * MIB * t / 10 for u, t in zip(uss, T, strict=True)],
+                                 [p + 0.5 * MIB * t / 10 for p, t in zip(pss, T, strict=True)])
+    assert found.share_growth == pytest.approx(40 * MIB / 2 - 40 * MIB / 4, rel=0.05)
+    own = phases.fewer_sharers(rss, [u + 5 * MIB * t / 100 for u, t in zip(uss, T, strict=True)],
+                               [u + 10 * MIB + 5 * MIB * t / 100 for u, t in zip(uss, T, strict=True)])
+    assert own.pss_growth > 4 * MIB and own.share < 0.1  # all of it the process's own: no excuse
+
+
 def test_shared_pages_the_kernel_reclaims_are_not_a_sawtooth_and_the_leak_stays_a_leak():
     # seen on a loaded machine: every process's rss fell 3-8 MiB at once (shared library pages
     # dropped under memory pressure) while uss did not move; the workers read "sawtooth, not on course"

@@ -226,6 +226,43 @@ def unsharing(rss: Sequence[float], uss: Sequence[float], start: int = 0, end: i
     return Unsharing(float(du), float(dr), float(unshared), float(shared))
 
 
+@dataclass(frozen=True)
+class Sharing:
+    """A process's PSS growth between two samples and the part of it that is its share of pages
+    it shares with others (``pss - uss``) rising: fewer processes share those pages."""
+
+    pss_growth: float
+    uss_growth: float
+    rss_growth: float
+    share_growth: float
+    shared_now: float
+
+    @property
+    def share(self) -> float:
+        """The part of the PSS growth that is the shared pages' share rising (0 to 1)."""
+        return min(1.0, max(0.0, self.share_growth / self.pss_growth)) if self.pss_growth > 0 else 0.0
+
+
+def fewer_sharers(rss: Sequence[float], uss: Sequence[float], pss: Sequence[float], start: int = 0,
+                  end: int | None = None) -> Sharing:
+    """How much of a process's PSS growth between samples ``start`` and ``end`` is not its own:
+    its private pages (USS) did not grow by it, its mapped pages (RSS) did not either, and what
+    rose is its share of the pages it still shares, as siblings copy them on write or exit (a
+    preloaded master's PSS rises while its workers unshare). Medians of three samples at each end.
+    """
+    end = len(rss) - 1 if end is None else end
+
+    def at(values: Sequence[float], i: int) -> float:
+        window = [v for v in values[max(0, i - 1):i + 2] if v == v]
+        return median(window) if window else math.nan
+
+    dp = at(pss, end) - at(pss, start)
+    du = at(uss, end) - at(uss, start)
+    dr = at(rss, end) - at(rss, start)
+    share = (at(pss, end) - at(uss, end)) - (at(pss, start) - at(uss, start))
+    return Sharing(float(dp), float(du), float(dr), float(share), float(at(rss, end) - at(uss, end)))
+
+
 def steps(t: Sequence[float], y: Sequence[float], *, floor: float) -> list[tuple[float, float]]:
     """Sharp rises of one series: (time, bytes) of each sample-to-sample rise above ``floor`` and
     above six robust spreads of the rises."""

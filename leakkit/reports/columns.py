@@ -66,14 +66,34 @@ def unsharing_note(t: np.ndarray, rss: np.ndarray, uss: np.ndarray, start_s: flo
             f"({format_size(found.shared_at_start - found.unshared)} now)")
 
 
+def sharing_note(t: np.ndarray, rss: np.ndarray, uss: np.ndarray, pss: np.ndarray, start_s: float) -> str | None:
+    """A sentence when most of PSS's growth since ``start_s`` is its share of shared pages rising
+    (RSS flat, USS not the cause): fewer processes share them, none of it new memory."""
+    start = min(_index_at(t, start_s), len(t) - 2)
+    if start < 0 or len(t) < 4:
+        return None
+    found = phases.fewer_sharers(rss.tolist(), uss.tolist(), pss.tolist(), start)
+    if found.pss_growth <= 0 or found.share < 0.5 or found.rss_growth > 0.5 * found.pss_growth:
+        return None
+    return (f"pss rose {format_size(found.pss_growth)} (uss {format_size(found.uss_growth, signed=True)}, rss "
+            f"{format_size(found.rss_growth, signed=True)}): {format_size(found.share_growth)} of it is this process's "
+            f"share of the pages it shares with others growing as fewer processes share them (others copying them "
+            f"on write after a fork, or exiting), not new memory; bounded by what it shares "
+            f"({format_size(found.shared_now)} now)")
+
+
 def _unsharing(fit: ColumnFit, t: np.ndarray, data: dict[str, np.ndarray], rss_leaks: bool) -> str | None:
-    """Why a uss or pss growth is unsharing, when it is: rss does not grow, uss rose by pages that were shared."""
-    rss, uss = data.get("rss"), data.get("uss")
+    """Why a uss or pss growth is unsharing, when it is: rss does not grow, and uss rose by pages
+    that were shared, or (pss) the pages still shared are shared by fewer processes."""
+    rss, uss, pss = data.get("rss"), data.get("uss"), data.get("pss")
     growing = fit.leaks or fit.shape == "warm-up"  # unsharing converges: it slows down as it goes
     if fit.column not in ("uss", "pss") or not growing or rss_leaks or rss is None or uss is None:
         return None
     start = fit.warmup_end_s if math.isfinite(fit.warmup_end_s) else float(t[0])
-    return unsharing_note(t, rss, uss, start)
+    # pss: its share of what it still shares rising explains it before its own unsharing does (a
+    # few KiB of uss noise must not stand for megabytes of pss)
+    why = sharing_note(t, rss, uss, pss, start) if fit.column == "pss" and pss is not None else None
+    return why or unsharing_note(t, rss, uss, start)
 
 
 def reconcile(headline: ColumnFit, beside: list[ColumnFit], t: np.ndarray,

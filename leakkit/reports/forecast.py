@@ -336,7 +336,7 @@ def forecast(
             beside.append(column_fit(other, fit_timeline(
                 other_t, other_y, limit_bytes=limit_bytes, tolerance_bytes=tolerance_bytes, confidence=confidence,
                 from_start=from_start)))
-    aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss") if c in complete.columns}
+    aligned = {c: complete[c].to_numpy(dtype=float) for c in ("rss", "uss", "pss") if c in complete.columns}
     aligned_t = complete["t"].to_numpy(dtype=float)
     notes: list[str] = []
     if aligned.keys() >= {"rss", "uss"}:
