@@ -207,6 +207,13 @@ class Unsharing:
         return self.unshared / self.uss_growth if self.uss_growth > 0 else 0.0
 
 
+def _around(values: Sequence[float], i: int) -> float:
+    """The median of sample ``i`` and its two neighbours (missing ones skipped): a single
+    collection dip does not decide where a series stood."""
+    window = [v for v in values[max(0, i - 1):i + 2] if v == v]
+    return median(window) if window else math.nan
+
+
 def unsharing(rss: Sequence[float], uss: Sequence[float], start: int = 0, end: int | None = None) -> Unsharing:
     """How much of a worker's USS growth between samples ``start`` and ``end`` (default: the last)
     is copy-on-write unsharing: USS rising while RSS stays where it was.
@@ -214,11 +221,7 @@ def unsharing(rss: Sequence[float], uss: Sequence[float], start: int = 0, end: i
     Uses medians of three samples at each end (a single collection dip does not decide).
     """
     end = len(rss) - 1 if end is None else end
-
-    def at(values: Sequence[float], i: int) -> float:
-        window = [v for v in values[max(0, i - 1):i + 2] if v == v]
-        return median(window) if window else math.nan
-
+    at = _around
     du = at(uss, end) - at(uss, start)
     dr = at(rss, end) - at(rss, start)
     shared = at(rss, start) - at(uss, start)
@@ -251,11 +254,7 @@ def fewer_sharers(rss: Sequence[float], uss: Sequence[float], pss: Sequence[floa
     preloaded master's PSS rises while its workers unshare). Medians of three samples at each end.
     """
     end = len(rss) - 1 if end is None else end
-
-    def at(values: Sequence[float], i: int) -> float:
-        window = [v for v in values[max(0, i - 1):i + 2] if v == v]
-        return median(window) if window else math.nan
-
+    at = _around
     dp = at(pss, end) - at(pss, start)
     du = at(uss, end) - at(uss, start)
     dr = at(rss, end) - at(rss, start)
