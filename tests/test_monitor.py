@@ -95,12 +95,16 @@ def test_status_is_plain_json_and_listeners_get_it_after_each_sample(tmp_path):
     assert isinstance(mon.last_error, RuntimeError)  # caught, never raised into the application
 
 
-def test_a_sustained_leak_in_a_worker_gets_a_report_naming_its_type_site_and_root(tmp_path):
+def leaking_worker(csv: str, *, pause_s: float = 0.0) -> subprocess.CompletedProcess:
+    """Run a process whose monitor (30 ms samples, 1.5 s sustain, 0.5 s trace window) watches it
+    keep 1 MB more per sample written, until its first snapshot; it prints the report's path, then
+    the verdict and which heavy modules it imported. ``pause_s``: the leak stops that long as soon
+    as the snapshot starts tracing (no request reaches this worker in its window)."""
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import sys, time, tracemalloc
         from leakkit.recording.monitor import monitor
-        mon = monitor({str(tmp_path / 'leaky.csv')!r}, interval=0.03, sustain=1.5, min_growth="2MiB",
+        mon = monitor({csv!r}, interval=0.03, sustain=1.5, min_growth="2MiB",
                       trace_window=0.5)
         class Session:
             def __init__(self):
@@ -108,16 +112,19 @@ def test_a_sustained_leak_in_a_worker_gets_a_report_naming_its_type_site_and_roo
         SESSIONS = []
 
         def samples():
-            with open({str(tmp_path / 'leaky.csv')!r}) as handle:
+            with open({csv!r}) as handle:
                 return sum(1 for line in handle if line[:1].isdigit())
 
         # 1 MB more per sample the monitor has written: steady growth in every window, whatever
         # the load; the deadline only ends a broken run
         deadline = time.monotonic() + 120
-        seen = 0
+        seen, paused = 0, None
         while not mon.snapshots and time.monotonic() < deadline:
             if samples() > seen:
                 seen = samples()
+                if {pause_s!r} and paused is None and tracemalloc.is_tracing():  # the window began
+                    paused = time.monotonic()
+                    time.sleep({pause_s!r})
                 SESSIONS.extend(Session() for _ in range(5))
             time.sleep(0.005)
         status = mon.status()
@@ -128,6 +135,11 @@ def test_a_sustained_leak_in_a_worker_gets_a_report_naming_its_type_site_and_roo
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_a_sustained_leak_in_a_worker_gets_a_report_naming_its_type_site_and_root(tmp_path):
+    result = leaking_worker(str(tmp_path / "leaky.csv"))
     report_path, judged = result.stdout.strip().splitlines()
     assert report_path.endswith("leaky.snapshot-001.txt")
     assert judged == "leak []"  # nothing heavy imported, the snapshot included
@@ -142,38 +154,8 @@ def test_a_snapshot_whose_window_the_leak_sat_out_watches_on_until_it_sees_it(tm
     """A worker's share of the traffic moves: when the leaking code does not run during the trace
     window (here it pauses as soon as the snapshot starts tracing), the automatic snapshot watches
     more windows, says so, and still names the type and its root; without that it named nothing."""
-    script = textwrap.dedent(
-        f"""
-        import time, tracemalloc
-        from leakkit.recording.monitor import monitor
-        mon = monitor({str(tmp_path / 'idle.csv')!r}, interval=0.03, sustain=1.5, min_growth="2MiB",
-                      trace_window=0.5)
-        class Session:
-            def __init__(self):
-                self.buffer = bytearray(b"x" * 200_000)
-        SESSIONS = []
-
-        def samples():
-            with open({str(tmp_path / 'idle.csv')!r}) as handle:
-                return sum(1 for line in handle if line[:1].isdigit())
-
-        deadline = time.monotonic() + 120
-        seen, paused = 0, None
-        while not mon.snapshots and time.monotonic() < deadline:
-            if samples() > seen:
-                seen = samples()
-                if paused is None and tracemalloc.is_tracing():  # the snapshot's window began
-                    paused = time.monotonic()
-                    time.sleep(0.8)  # the whole first window and more: no request reaches this worker
-                SESSIONS.extend(Session() for _ in range(5))
-            time.sleep(0.005)
-        mon.stop()
-        print(mon.snapshots[0] if mon.snapshots else "none")
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    report = open(result.stdout.strip()).read()
+    result = leaking_worker(str(tmp_path / "idle.csv"), pause_s=0.8)  # the whole first window and more
+    report = open(result.stdout.strip().splitlines()[0]).read()
     assert "the window was extended, the leak idle in it:" in report
     assert "0.5 s watched: the traced Python heap grew by" in report
     assert "kept by __main__.SESSIONS[" in report  # seen once the leak ran again
